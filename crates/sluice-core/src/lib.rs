@@ -1,0 +1,22 @@
+//! Shared vocabulary of sluice: content hashes, artifact kinds and the engine version that enters
+//! every cache key.
+//!
+//! Everything above this crate (spec, stores, engine, runner, CLI) speaks in these types, so they
+//! carry no behaviour beyond hashing and formatting.
+//!
+//! ```
+//! use sluice_core::ContentHash;
+//! let h = ContentHash::of_bytes(b"hello");
+//! assert_eq!(h.to_string().len(), 64);
+//! assert_eq!(h.short().len(), 12);
+//! ```
+
+mod artifact;
+mod hash;
+
+pub use artifact::{ArtifactKind, ArtifactMeta, ColumnMeta};
+pub use hash::{ContentHash, HashError, Hasher};
+
+/// The engine version that enters every cache key: results produced by one version of sluice are
+/// never silently reused by another.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Data work on Apache DataFusion: sources, SQL, splits, dataset artifacts

@@ -1,0 +1,109 @@
+//! The self-describing model artifact: format version, input schema, fitted transforms, model
+//! parameters and training lineage, stored as JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::linear::LinearModel;
+use crate::transform::Transform;
+
+/// Bumped whenever a reader of an older version could misread the new layout.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Scores are probabilities of the positive class.
+    BinaryClassification,
+    /// Scores are predicted values.
+    Regression,
+}
+
+/// A raw column the model reads, as it was typed in the training data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputColumn {
+    pub name: String,
+    /// The Arrow type seen at training time (informational; inputs are cast).
+    pub data_type: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Model {
+    Linear(LinearModel),
+}
+
+/// Where the model came from; filled in by the runner.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub pipeline: String,
+    pub run_id: String,
+    pub step: String,
+    /// Content hash of the training dataset artifact.
+    pub training_data: String,
+    /// The train step's resolved configuration.
+    pub config: serde_json::Value,
+    pub sluice_version: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub rows: u64,
+    pub iterations: u32,
+    pub converged: bool,
+    /// Final value of the regularized objective.
+    pub objective: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub format_version: u32,
+    pub task: Task,
+    pub label: String,
+    pub inputs: Vec<InputColumn>,
+    pub transforms: Vec<Transform>,
+    /// Names of the design-matrix columns the transforms produce, in order.
+    pub feature_names: Vec<String>,
+    pub model: Model,
+    pub training: TrainingSummary,
+    pub lineage: Lineage,
+}
+
+impl ModelArtifact {
+    pub fn to_json(&self) -> Vec<u8> {
+        // A struct of plain data always serializes.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let v: Version = serde_json::from_slice(bytes)?;
+        if v.format_version > FORMAT_VERSION {
+            return Err(ModelError::UnsupportedFormat { found: v.format_version, supported: FORMAT_VERSION });
+        }
+        let artifact: Self = serde_json::from_slice(bytes)?;
+        artifact.check()?;
+        Ok(artifact)
+    }
+
+    /// Structural checks that a hand-edited or truncated artifact would fail.
+    pub fn check(&self) -> Result<()> {
+        let width: usize = self.transforms.iter().map(Transform::width).sum();
+        if width != self.feature_names.len() {
+            return Err(ModelError::Inconsistent(format!(
+                "transforms produce {width} features but {} feature names are listed",
+                self.feature_names.len()
+            )));
+        }
+        match &self.model {
+            Model::Linear(m) if m.weights.len() != width => Err(ModelError::Inconsistent(format!(
+                "linear model has {} weights for {width} features",
+                m.weights.len()
+            ))),
+            Model::Linear(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+use serde::{Deserialize, Serialize};
+
+use crate::transform::DesignMatrix;
+
+/// `score = link(intercept + weights · x)`; the link is the logistic function for binary
+/// classification and the identity for regression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearModel {
+    pub weights: Vec<f64>,
+    pub intercept: f64,
+}
+
+impl LinearModel {
+    /// Raw margins `intercept + weights · x` for every row of `x`.
+    pub fn margins(&self, x: &DesignMatrix) -> Vec<f64> {
+        (0..x.rows)
+            .map(|i| self.intercept + x.row(i).iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>())
+            .collect()
+    }
+}
+
+/// The logistic function, written to stay accurate for large |z|.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}

@@ -1,0 +1,1 @@
+//! Pipeline runner: DAG, scheduling, caching and step kinds

@@ -1,0 +1,216 @@
+//! The step kinds and their configuration, exactly as written in YAML.
+//!
+//! These structs are deserialized from the spec (with positions on the fields that refer to other
+//! things), serialized to JSON for cache keys and run records (positions dropped), and described as
+//! JSON Schema for editors. Defaults live here, so the resolved config of a step always includes
+//! them.
+
+use indexmap::IndexMap;
+use marked_yaml::Spanned;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A reference to another step's output: `step` (its default output) or `step.output`.
+pub type Ref = Spanned<String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Parquet,
+    Ndjson,
+}
+
+/// Read files (a path or a glob, relative to the spec's folder) into a dataset.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceStep {
+    /// File path or glob (`data/*.csv.gz`), relative to the spec file's folder.
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    /// File format; inferred from the extension when omitted.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// CSV: whether the first line holds column names.
+    #[serde(default = "yes")]
+    pub header: bool,
+    /// Column names, in file order (required for CSV without a header).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// CSV: field delimiter, one character.
+    #[serde(default = "comma")]
+    pub delimiter: String,
+    /// CSV: lines starting with this character are skipped.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// CSV: values matching this regular expression are read as null.
+    #[serde(default)]
+    pub null_regex: Option<String>,
+}
+
+/// Run DataFusion SQL over named inputs; each input is a table named after the step it comes from
+/// (`split.train` becomes table `split_train`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlStep {
+    #[schemars(with = "Vec<String>")]
+    pub inputs: Vec<Ref>,
+    pub query: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitMethod {
+    /// Rows assigned by a seeded hash of their content: independent of row order.
+    #[default]
+    Random,
+    /// Like random, but each value of `by` keeps the same proportions in every part.
+    Stratified,
+    /// Rows ordered by `by` (a time column); the first fraction gets the earliest rows.
+    Time,
+}
+
+/// Split one dataset into named parts (`train`, `test`, ... in the order given).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitStep {
+    #[schemars(with = "String")]
+    pub input: Ref,
+    #[serde(default)]
+    pub method: SplitMethod,
+    /// Part name → fraction of rows; fractions must sum to 1.
+    #[serde(default = "default_fractions")]
+    pub fractions: IndexMap<String, f64>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Column to stratify by (`stratified`) or order by (`time`).
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Binary classification, L2-regularized, solved by Newton's method.
+    LogisticRegression,
+    /// Least squares with an L2 penalty (ridge), solved exactly.
+    LinearRegression,
+}
+
+/// Hyper-parameters of the linear models.
+///
+/// Objective: `mean(loss) + l2 / 2 * ||w||²` (intercept not penalized). In scikit-learn terms,
+/// `LogisticRegression(C = 1 / (l2 * n))` and `Ridge(alpha = l2 * n)` for `n` training rows.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinearParams {
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    #[serde(default = "default_max_iter")]
+    pub max_iter: u32,
+    /// Stop when the largest gradient component falls below this.
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+    #[serde(default = "yes")]
+    pub fit_intercept: bool,
+}
+
+impl Default for LinearParams {
+    fn default() -> Self {
+        Self { l2: default_l2(), max_iter: default_max_iter(), tol: default_tol(), fit_intercept: true }
+    }
+}
+
+/// How raw columns become model features. The fitted transforms ship inside the model.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureOptions {
+    /// Standardize numeric columns to zero mean and unit variance (missing values become the mean).
+    #[serde(default = "yes")]
+    pub standardize: bool,
+    /// One-hot encode at most this many most frequent categories per text column.
+    #[serde(default = "default_max_categories")]
+    pub max_categories: usize,
+}
+
+impl Default for FeatureOptions {
+    fn default() -> Self {
+        Self { standardize: true, max_categories: default_max_categories() }
+    }
+}
+
+/// Train a model on a dataset.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainStep {
+    #[schemars(with = "String")]
+    pub input: Ref,
+    pub model: ModelKind,
+    /// The column to predict (boolean or 0/1 for classification).
+    pub label: String,
+    /// Feature columns; all columns but the label (and `exclude`) when omitted.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub params: LinearParams,
+    #[serde(default)]
+    pub preprocessing: FeatureOptions,
+}
+
+/// Score a model on a dataset that has the label; produces metrics and predictions.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateStep {
+    #[schemars(with = "String")]
+    pub model: Ref,
+    #[schemars(with = "String")]
+    pub input: Ref,
+    /// Probability above which a binary prediction is positive.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+}
+
+/// Record a model in the registry as a new version of `name`, optionally moving an alias to it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterStep {
+    #[schemars(with = "String")]
+    pub model: Ref,
+    pub name: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// An evaluate step whose metrics are attached to the version.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub metrics: Option<Ref>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn comma() -> String {
+    ",".into()
+}
+fn default_fractions() -> IndexMap<String, f64> {
+    IndexMap::from([("train".to_string(), 0.8), ("test".to_string(), 0.2)])
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_l2() -> f64 {
+    1e-4
+}
+fn default_max_iter() -> u32 {
+    100
+}
+fn default_tol() -> f64 {
+    1e-8
+}
+fn default_max_categories() -> usize {
+    100
+}
+fn default_threshold() -> f64 {
+    0.5
+}

@@ -1,0 +1,584 @@
+//! Raw YAML (with positions) → validated [`Pipeline`].
+//!
+//! Order of work: parse the YAML tree, apply `--set` overrides to the tree, read each source and
+//! step into its kind's struct, then check names, references, types, cycles and files. Problems
+//! are collected rather than returned one by one, so a user fixes a spec in one pass.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoaderOptions, Marker, Node, Span};
+
+use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
+use crate::kinds::{FileFormat, SourceStep, SplitMethod};
+use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
+
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "sources", "steps"];
+
+/// Where positions point: the spec file (source id 0) or the i-th `--set` (source id i + 1).
+struct Origin<'a> {
+    file: &'a str,
+    overrides: &'a [String],
+}
+
+impl Origin<'_> {
+    fn at(&self, marker: Option<&Marker>) -> Location {
+        match marker {
+            Some(m) if m.source() == 0 => {
+                Location::File { file: self.file.to_string(), line: m.line(), column: m.column() }
+            }
+            Some(m) => Location::Override {
+                assignment: self.overrides.get(m.source() - 1).cloned().unwrap_or_default(),
+            },
+            None => Location::Whole { file: self.file.to_string() },
+        }
+    }
+
+    fn span(&self, span: &Span) -> Location {
+        self.at(span.start())
+    }
+}
+
+/// Read and validate a spec file, applying `--set step.key=value` overrides.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    parse(&text, &path.display().to_string(), &base, overrides).map(|mut p| {
+        p.spec_path = path.to_path_buf();
+        p
+    })
+}
+
+/// Validate spec text; `file` names it in messages and `base_dir` anchors relative paths.
+pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> Result<Pipeline> {
+    let origin = Origin { file, overrides };
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let mut root = marked_yaml::parse_yaml_with_options(0, text, options)
+        .map_err(|e| load_error(&origin, e))?;
+    apply_overrides(&mut root, overrides)?;
+
+    let Some(top) = root.as_mapping() else {
+        return Err(SpecError::Yaml {
+            location: origin.span(root.span()),
+            message: "the spec must be a mapping with `name` and `steps`".into(),
+        }
+        .into());
+    };
+
+    let mut errors = Vec::new();
+    for key in top.keys() {
+        if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            errors.push(unknown_key(&origin, key, "pipeline", TOP_LEVEL_KEYS));
+        }
+    }
+    let name = match top.get_scalar("name") {
+        Some(s) if !s.as_str().trim().is_empty() => s.as_str().to_string(),
+        _ => {
+            errors.push(SpecError::Invalid {
+                location: origin.span(top.span()),
+                context: "pipeline".into(),
+                message: "missing `name` (a non-empty string)".into(),
+            });
+            String::new()
+        }
+    };
+    let description = top.get_scalar("description").map(|s| s.as_str().to_string());
+
+    let mut raw: Vec<(String, Location, StepConfig)> = Vec::new();
+    let mut seen: HashMap<String, Location> = HashMap::new();
+    for (section, implied_kind) in [("sources", Some("source")), ("steps", None)] {
+        let Some(node) = top.get_node(section) else { continue };
+        let Some(map) = node.as_mapping() else {
+            errors.push(SpecError::Invalid {
+                location: origin.span(node.span()),
+                context: format!("`{section}`"),
+                message: "must be a mapping of names to definitions".into(),
+            });
+            continue;
+        };
+        for (key, def) in map.iter() {
+            let name = key.as_str().to_string();
+            let location = origin.span(key.span());
+            if let Some(first) = seen.get(&name) {
+                errors.push(SpecError::Duplicate { location, name, first: first.clone() });
+                continue;
+            }
+            seen.insert(name.clone(), location.clone());
+            match read_step(&origin, &name, def, implied_kind) {
+                Ok(config) => raw.push((name, location, config)),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if top.get_node("steps").is_none() && top.get_node("sources").is_none() {
+        errors.push(SpecError::Invalid {
+            location: origin.span(top.span()),
+            context: "pipeline".into(),
+            message: "no `sources` or `steps`: nothing to run".into(),
+        });
+    }
+
+    let outputs: HashMap<&str, Vec<(String, OutputType)>> =
+        raw.iter().map(|(n, _, c)| (n.as_str(), c.outputs())).collect();
+    let mut steps = Vec::new();
+    for (name, location, config) in &raw {
+        let mut inputs = Vec::new();
+        for (role, reference, expected) in config.references() {
+            match resolve(&origin, name, reference, &outputs) {
+                Ok((_, ty)) if ty != expected => errors.push(SpecError::Invalid {
+                    location: origin.span(reference.span()),
+                    context: format!("step `{name}`"),
+                    message: format!(
+                        "`{role}` must be a {}, but `{}` is a {}",
+                        expected.as_str(),
+                        reference.as_str(),
+                        ty.as_str()
+                    ),
+                }),
+                Ok((target, _)) => {
+                    inputs.push(Input { role, written: reference.to_string(), source: target })
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Err(e) = check_semantics(&origin, name, config) {
+            errors.push(e);
+        }
+        let files = match config {
+            StepConfig::Source(s) => match resolve_files(&origin, name, s, base_dir) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(e);
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        };
+        steps.push(Step { name: name.clone(), config: config.clone(), inputs, files, location: location.clone() });
+    }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
+    let steps = topological_order(steps)?;
+    Ok(Pipeline {
+        name,
+        description,
+        spec_path: PathBuf::from(file),
+        base_dir: base_dir.to_path_buf(),
+        steps,
+    })
+}
+
+fn load_error(origin: &Origin, e: marked_yaml::LoadError) -> SpecErrors {
+    use marked_yaml::LoadError::*;
+    let (marker, message) = match &e {
+        TopLevelMustBeMapping(m) => (*m, "the spec must be a mapping with `name` and `steps`".into()),
+        TopLevelMustBeSequence(m) => (*m, "expected a sequence".into()),
+        UnexpectedAnchor(m) => (*m, "YAML anchors and aliases are not supported".into()),
+        MappingKeyMustBeScalar(m) => (*m, "mapping keys must be plain strings".into()),
+        UnexpectedTag(m) => (*m, "YAML tags are not supported".into()),
+        ScanError(m, err) => (*m, err.to_string()),
+        DuplicateKey(inner) => {
+            return SpecError::Duplicate {
+                location: origin.span(inner.key.span()),
+                name: inner.key.as_str().to_string(),
+                first: origin.span(inner.prev_key.span()),
+            }
+            .into();
+        }
+    };
+    SpecError::Yaml { location: origin.at(Some(&marker)), message }.into()
+}
+
+fn unknown_key(origin: &Origin, key: &MarkedScalarNode, context: &str, expected: &[&str]) -> SpecError {
+    SpecError::UnknownKey {
+        location: origin.span(key.span()),
+        context: context.to_string(),
+        key: key.as_str().to_string(),
+        suggestion: Suggestion::closest(key.as_str(), expected.iter().copied()),
+        expected: expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+    }
+}
+
+fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>) -> Result<StepConfig, SpecError> {
+    let context = match implied_kind {
+        Some(_) => format!("source `{name}`"),
+        None => format!("step `{name}`"),
+    };
+    let Some(map) = def.as_mapping() else {
+        return Err(SpecError::Invalid {
+            location: origin.span(def.span()),
+            context,
+            message: "must be a mapping of settings".into(),
+        });
+    };
+    let mut body = map.clone();
+    let kind_node = body.remove("kind");
+    let kind = match (&kind_node, implied_kind) {
+        (Some(Node::Scalar(k)), _) => k.as_str().to_string(),
+        (Some(other), _) => {
+            return Err(SpecError::Invalid {
+                location: origin.span(other.span()),
+                context,
+                message: "`kind` must be a string".into(),
+            });
+        }
+        (None, Some(k)) => k.to_string(),
+        (None, None) => {
+            return Err(SpecError::Invalid {
+                location: origin.span(map.span()),
+                context,
+                message: format!("missing `kind` (one of {})", KINDS.join(", ")),
+            });
+        }
+    };
+    let body = Node::Mapping(body);
+    let location_of_kind = kind_node.as_ref().map(|k| origin.span(k.span()));
+    let de = |body: &Node| -> Result<StepConfig, SpecError> {
+        macro_rules! read {
+            ($variant:ident) => {
+                marked_yaml::from_node(body).map(StepConfig::$variant)
+            };
+        }
+        let parsed = match kind.as_str() {
+            "source" => read!(Source),
+            "sql" => read!(Sql),
+            "split" => read!(Split),
+            "train" => read!(Train),
+            "evaluate" => read!(Evaluate),
+            "register" => read!(Register),
+            other => {
+                return Err(SpecError::Invalid {
+                    location: location_of_kind.clone().unwrap_or_else(|| origin.span(def.span())),
+                    context: context.clone(),
+                    message: format!(
+                        "unknown kind `{other}`{}; kinds are {}",
+                        Suggestion::closest(other, KINDS.iter().copied()),
+                        KINDS.join(", ")
+                    ),
+                });
+            }
+        };
+        parsed.map_err(|e| from_node_error(origin, &context, def, e))
+    };
+    de(&body)
+}
+
+fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::FromNodeError) -> SpecError {
+    let fallback = origin.span(def.span());
+    let location = match e.start_mark() {
+        Some(m) => origin.at(Some(&m)),
+        None => fallback,
+    };
+    let path = e.path().filter(|p| !p.is_empty() && *p != ".").map(str::to_string);
+    match e.into_inner() {
+        marked_yaml::Error::UnknownFieldError(key, expected, _) => SpecError::UnknownKey {
+            location,
+            context: match path.as_deref().and_then(|p| p.rsplit_once('.').map(|(head, _)| head)) {
+                Some(head) if !head.is_empty() => format!("{context}, in `{head}`"),
+                _ => context.to_string(),
+            },
+            suggestion: Suggestion::closest(&key, expected.iter().copied()),
+            expected: expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+            key,
+        },
+        other => {
+            let field = path.map(|p| format!("`{p}`: ")).unwrap_or_default();
+            SpecError::Invalid { location, context: context.to_string(), message: format!("{field}{other}") }
+        }
+    }
+}
+
+fn resolve(
+    origin: &Origin,
+    step: &str,
+    reference: &marked_yaml::Spanned<String>,
+    outputs: &HashMap<&str, Vec<(String, OutputType)>>,
+) -> Result<(OutputRef, OutputType), SpecError> {
+    let location = origin.span(reference.span());
+    let (target, output) = match reference.split_once('.') {
+        Some((t, o)) => (t, Some(o)),
+        None => (reference.as_str(), None),
+    };
+    let Some(outs) = outputs.get(target) else {
+        return Err(SpecError::UnknownInput {
+            location,
+            step: step.to_string(),
+            reference: reference.to_string(),
+            suggestion: Suggestion::closest(target, outputs.keys().copied()),
+        });
+    };
+    let found = match output {
+        None => outs.first(),
+        Some(o) => outs.iter().find(|(name, _)| name == o),
+    };
+    match found {
+        Some((name, ty)) => Ok((OutputRef { step: target.to_string(), output: name.clone() }, *ty)),
+        None => Err(SpecError::UnknownOutput {
+            location,
+            step: step.to_string(),
+            reference: reference.to_string(),
+            target: target.to_string(),
+            output: output.unwrap_or("").to_string(),
+            outputs: if outs.is_empty() {
+                "none".into()
+            } else {
+                outs.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            },
+        }),
+    }
+}
+
+fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(), SpecError> {
+    let invalid = |span: Option<&Span>, message: String| SpecError::Invalid {
+        location: span.map(|s| origin.span(s)).unwrap_or(Location::Whole { file: origin.file.to_string() }),
+        context: format!("step `{name}`"),
+        message,
+    };
+    match config {
+        StepConfig::Source(s) => {
+            let span = Some(s.path.span());
+            if s.delimiter.chars().count() != 1 || !s.delimiter.is_ascii() {
+                return Err(invalid(span, format!("`delimiter` must be one ASCII character, got `{}`", s.delimiter)));
+            }
+            if let Some(c) = &s.comment
+                && (c.chars().count() != 1 || !c.is_ascii())
+            {
+                return Err(invalid(span, format!("`comment` must be one ASCII character, got `{c}`")));
+            }
+            let csv = s.format.unwrap_or_else(|| infer_format(&s.path).unwrap_or(FileFormat::Csv)) == FileFormat::Csv;
+            if csv && !s.header && s.columns.is_none() {
+                return Err(invalid(span, "a CSV file without a header needs `columns`".into()));
+            }
+            if s.format.is_none() && infer_format(&s.path).is_none() {
+                return Err(invalid(
+                    span,
+                    format!("cannot tell the format of `{}` from its extension; set `format` (csv, parquet or ndjson)", *s.path),
+                ));
+            }
+        }
+        StepConfig::Sql(s) => {
+            if s.query.trim().is_empty() {
+                return Err(invalid(None, "`query` is empty".into()));
+            }
+        }
+        StepConfig::Split(s) => {
+            let span = Some(s.input.span());
+            if s.fractions.len() < 2 {
+                return Err(invalid(span, "`fractions` needs at least two parts".into()));
+            }
+            if let Some((part, f)) = s.fractions.iter().find(|(_, f)| !(**f > 0.0 && **f < 1.0)) {
+                return Err(invalid(span, format!("fraction of `{part}` must be between 0 and 1, got {f}")));
+            }
+            let sum: f64 = s.fractions.values().sum();
+            if (sum - 1.0).abs() > 1e-9 {
+                return Err(invalid(span, format!("`fractions` must sum to 1, they sum to {sum}")));
+            }
+            if s.method != SplitMethod::Random && s.by.is_none() {
+                return Err(invalid(span, format!("method `{:?}` needs `by` (a column name)", s.method).to_lowercase()));
+            }
+        }
+        StepConfig::Train(t) => {
+            let span = Some(t.input.span());
+            if !(t.params.l2 >= 0.0 && t.params.l2.is_finite()) {
+                return Err(invalid(span, format!("`params.l2` must be >= 0, got {}", t.params.l2)));
+            }
+            if !(t.params.tol > 0.0) {
+                return Err(invalid(span, format!("`params.tol` must be > 0, got {}", t.params.tol)));
+            }
+            if t.params.max_iter == 0 {
+                return Err(invalid(span, "`params.max_iter` must be at least 1".into()));
+            }
+            if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
+                return Err(invalid(span, format!("the label `{}` cannot also be a feature", t.label)));
+            }
+        }
+        StepConfig::Evaluate(e) => {
+            if !(e.threshold > 0.0 && e.threshold < 1.0) {
+                return Err(invalid(Some(e.model.span()), format!("`threshold` must be between 0 and 1, got {}", e.threshold)));
+            }
+        }
+        StepConfig::Register(r) => {
+            let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok(&r.name) {
+                return Err(invalid(Some(r.model.span()), format!("`name` must be letters, digits, `-`, `_` or `.`, got `{}`", r.name)));
+            }
+            if let Some(a) = &r.alias
+                && (!ok(a) || a.chars().all(|c| c.is_ascii_digit()))
+            {
+                return Err(invalid(Some(r.model.span()), format!("`alias` must be a name (not a number), got `{a}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The format implied by a path's extension, looking through a compression suffix.
+pub fn infer_format(path: &str) -> Option<FileFormat> {
+    let lower = path.to_ascii_lowercase();
+    let stem = ["gz", "zst", "bz2", "xz"]
+        .iter()
+        .find_map(|c| lower.strip_suffix(&format!(".{c}")))
+        .unwrap_or(&lower);
+    if stem.ends_with(".csv") || stem.ends_with(".tsv") {
+        Some(FileFormat::Csv)
+    } else if stem.ends_with(".parquet") || stem.ends_with(".pq") {
+        Some(FileFormat::Parquet)
+    } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") || stem.ends_with(".json") {
+        Some(FileFormat::Ndjson)
+    } else {
+        None
+    }
+}
+
+fn resolve_files(origin: &Origin, name: &str, s: &SourceStep, base: &Path) -> Result<Vec<PathBuf>, SpecError> {
+    let pattern = if Path::new(s.path.as_str()).is_absolute() {
+        s.path.to_string()
+    } else {
+        base.join(s.path.as_str()).display().to_string()
+    };
+    let invalid = |message: String| SpecError::Invalid {
+        location: origin.span(s.path.span()),
+        context: format!("source `{name}`"),
+        message,
+    };
+    let paths = glob::glob(&pattern).map_err(|e| invalid(format!("bad glob `{}`: {e}", *s.path)))?;
+    let mut files = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| invalid(format!("cannot read `{}`: {e}", e.path().display())))?;
+        if p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(SpecError::MissingFile {
+            location: origin.span(s.path.span()),
+            step: name.to_string(),
+            pattern: s.path.to_string(),
+            base: base.display().to_string(),
+        });
+    }
+    Ok(files)
+}
+
+/// Kahn's algorithm, taking ready steps in declaration order so the order is stable.
+fn topological_order(steps: Vec<Step>) -> Result<Vec<Step>> {
+    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let mut indegree = vec![0usize; steps.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        for up in s.upstream() {
+            indegree[i] += 1;
+            dependents[index[up]].push(i);
+        }
+    }
+    let mut order = Vec::with_capacity(steps.len());
+    let mut done = vec![false; steps.len()];
+    loop {
+        let Some(next) = (0..steps.len()).find(|&i| !done[i] && indegree[i] == 0) else { break };
+        done[next] = true;
+        order.push(next);
+        for &d in &dependents[next] {
+            indegree[d] -= 1;
+        }
+    }
+    if order.len() < steps.len() {
+        let cycle = find_cycle(&steps, &index, &done);
+        let first = &steps[index[cycle[0].as_str()]];
+        return Err(SpecError::Cycle { location: first.location.clone(), cycle: cycle.join(" -> ") }.into());
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// Walk upstream from an unfinished step until a name repeats: that loop is the cycle.
+fn find_cycle(steps: &[Step], index: &HashMap<&str, usize>, done: &[bool]) -> Vec<String> {
+    let Some(start) = (0..steps.len()).find(|&i| !done[i]) else { return vec![] };
+    let mut path = vec![start];
+    loop {
+        let current = path[path.len() - 1];
+        let Some(&up) = steps[current].upstream().iter().map(|u| &index[*u]).find(|&&u| !done[u]) else {
+            break;
+        };
+        if let Some(pos) = path.iter().position(|&p| p == up) {
+            // Report in the direction data flows: a -> b means b reads a.
+            let mut cycle: Vec<String> = path[pos..].iter().rev().map(|&i| steps[i].name.clone()).collect();
+            cycle.push(cycle[0].clone());
+            return cycle;
+        }
+        path.push(up);
+    }
+    path.iter().map(|&i| steps[i].name.clone()).collect()
+}
+
+/// Apply `step.key[.key...]=value` assignments to the YAML tree before it is read.
+fn apply_overrides(root: &mut Node, overrides: &[String]) -> Result<()> {
+    for (i, assignment) in overrides.iter().enumerate() {
+        let fail = |message: String| SpecError::Override { assignment: assignment.clone(), message };
+        let Some((lhs, value)) = assignment.split_once('=') else {
+            return Err(fail("expected `step.key=value`".into()).into());
+        };
+        let path: Vec<&str> = lhs.trim().split('.').collect();
+        if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
+            return Err(fail("expected `step.key=value`".into()).into());
+        }
+        // Parse the value as YAML so numbers, booleans and lists keep their types; positions in it
+        // point back to this assignment (source id i + 1).
+        let wrapped = format!("v: {value}");
+        let parsed = marked_yaml::parse_yaml(i + 1, wrapped.as_str())
+            .map_err(|e| fail(format!("value is not valid YAML: {e}")))?;
+        let value = parsed
+            .as_mapping()
+            .and_then(|m| m.get_node("v"))
+            .cloned()
+            .unwrap_or_else(|| Node::Scalar(MarkedScalarNode::new(Span::new_blank(), "")));
+
+        let Some(top) = root.as_mapping_mut() else {
+            return Err(fail("the spec is not a mapping".into()).into());
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut section_of_step = None;
+        for section in ["sources", "steps"] {
+            if let Some(Node::Mapping(m)) = top.get(section) {
+                names.extend(m.keys().map(|k| k.as_str().to_string()));
+                if section_of_step.is_none() && m.get_node(path[0]).is_some() {
+                    section_of_step = Some(section);
+                }
+            }
+        }
+        let target = section_of_step.and_then(|section| match top.get_mut(section) {
+            Some(Node::Mapping(m)) => match m.get_mut(path[0]) {
+                Some(Node::Mapping(step)) => Some(step),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some(mut node) = target else {
+            return Err(fail(format!(
+                "no source or step named `{}`{}",
+                path[0],
+                Suggestion::closest(path[0], names.iter().map(String::as_str))
+            ))
+            .into());
+        };
+        for (depth, key) in path[1..].iter().enumerate() {
+            if depth == path.len() - 2 {
+                node.insert(MarkedScalarNode::new(Span::new_blank(), *key), value);
+                break;
+            }
+            let entry = node
+                .entry(MarkedScalarNode::new(Span::new_blank(), *key))
+                .or_insert_with(|| Node::Mapping(MarkedMappingNode::new_empty(Span::new_blank())));
+            match entry {
+                Node::Mapping(m) => node = m,
+                _ => return Err(fail(format!("`{key}` is not a mapping, so it has no keys to set")).into()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The validated, typed pipeline that the rest of sluice receives.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::Location;
+use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, TrainStep};
+
+/// What an output holds, so that references can be type-checked before anything runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputType {
+    Dataset,
+    Model,
+    Metrics,
+}
+
+impl OutputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputType::Dataset => "dataset",
+            OutputType::Model => "model",
+            OutputType::Metrics => "metrics",
+        }
+    }
+}
+
+/// One step's configuration, by kind.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum StepConfig {
+    Source(SourceStep),
+    Sql(SqlStep),
+    Split(SplitStep),
+    Train(TrainStep),
+    Evaluate(EvaluateStep),
+    Register(RegisterStep),
+}
+
+/// The kinds a step can have, in the order `sluice schema` documents them.
+pub const KINDS: &[&str] = &["source", "sql", "split", "train", "evaluate", "register"];
+
+impl StepConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepConfig::Source(_) => "source",
+            StepConfig::Sql(_) => "sql",
+            StepConfig::Split(_) => "split",
+            StepConfig::Train(_) => "train",
+            StepConfig::Evaluate(_) => "evaluate",
+            StepConfig::Register(_) => "register",
+        }
+    }
+
+    /// The references this step reads, with the role each plays and the type it must have.
+    pub fn references(&self) -> Vec<(&'static str, &marked_yaml::Spanned<String>, OutputType)> {
+        use OutputType::*;
+        match self {
+            StepConfig::Source(_) => vec![],
+            StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
+            StepConfig::Split(s) => vec![("input", &s.input, Dataset)],
+            StepConfig::Train(s) => vec![("input", &s.input, Dataset)],
+            StepConfig::Evaluate(s) => vec![("model", &s.model, Model), ("input", &s.input, Dataset)],
+            StepConfig::Register(s) => {
+                let mut v = vec![("model", &s.model, Model)];
+                if let Some(m) = &s.metrics {
+                    v.push(("metrics", m, Metrics));
+                }
+                v
+            }
+        }
+    }
+
+    /// Named outputs; the first is the default one that a bare `step` reference means.
+    pub fn outputs(&self) -> Vec<(String, OutputType)> {
+        use OutputType::*;
+        match self {
+            StepConfig::Source(_) | StepConfig::Sql(_) => vec![("data".into(), Dataset)],
+            StepConfig::Split(s) => s.fractions.keys().map(|k| (k.clone(), Dataset)).collect(),
+            StepConfig::Train(_) => vec![("model".into(), Model)],
+            StepConfig::Evaluate(_) => {
+                vec![("metrics".into(), Metrics), ("predictions".into(), Dataset)]
+            }
+            StepConfig::Register(_) => vec![],
+        }
+    }
+
+    /// The resolved configuration (defaults filled in), as it enters cache keys and run records.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serializing plain data structs to a JSON value cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A resolved reference: which step, which of its outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct OutputRef {
+    pub step: String,
+    pub output: String,
+}
+
+impl std::fmt::Display for OutputRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.step, self.output)
+    }
+}
+
+/// An input of a step: the role it plays, the reference as written, and what it resolves to.
+#[derive(Clone, Debug, Serialize)]
+pub struct Input {
+    pub role: &'static str,
+    pub written: String,
+    pub source: OutputRef,
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub config: StepConfig,
+    pub inputs: Vec<Input>,
+    /// Files a source step reads, resolved from its glob (sorted, absolute).
+    pub files: Vec<PathBuf>,
+    pub location: Location,
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        self.config.kind()
+    }
+
+    /// Names of the steps this one depends on (deduplicated, in input order).
+    pub fn upstream(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for i in &self.inputs {
+            if !v.contains(&i.source.step.as_str()) {
+                v.push(&i.source.step);
+            }
+        }
+        v
+    }
+}
+
+/// A validated pipeline: every reference resolves, no cycles, files exist. Steps are in a
+/// topological order (declaration order where dependencies allow).
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub spec_path: PathBuf,
+    pub base_dir: PathBuf,
+    pub steps: Vec<Step>,
+}
+
+impl Pipeline {
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}

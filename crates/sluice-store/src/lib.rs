@@ -1,0 +1,1 @@
+//! Metadata (SQLite) and artifact (object_store) stores
