@@ -1,1 +1,61 @@
-fn main() {}
+//! The `sluice` command line.
+
+mod commands;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sluice: scalable ML pipelines — from raw data to a registered, served model.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+struct Cli {
+    /// Where runs, artifacts and the model registry live.
+    #[arg(long, global = true, env = "SLUICE_HOME", default_value = ".sluice")]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline; unchanged steps are skipped.
+    Run(commands::run::Args),
+    /// Show every step's cache key and whether it would run, without running anything.
+    Plan(commands::plan::Args),
+    /// Print the JSON Schema of pipeline spec files (for editors).
+    Schema,
+    /// Score a CSV or Parquet file with a registered model.
+    Predict(commands::predict::Args),
+    /// Inspect runs.
+    #[command(subcommand)]
+    Runs(commands::runs::Command),
+    /// Inspect the model registry.
+    #[command(subcommand)]
+    Models(commands::models::Command),
+    /// Show where an artifact or model came from: the step, its config and its inputs.
+    Lineage(commands::lineage::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::run(&cli.home, args),
+        Command::Plan(args) => commands::plan::run(&cli.home, args),
+        Command::Schema => commands::schema::run(),
+        Command::Predict(args) => commands::predict::run(&cli.home, args),
+        Command::Runs(cmd) => commands::runs::run(&cli.home, cmd),
+        Command::Models(cmd) => commands::models::run(&cli.home, cmd),
+        Command::Lineage(args) => commands::lineage::run(&cli.home, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -44,6 +44,10 @@ impl ContentHash {
         Ok(Self(*hasher.finalize().as_bytes()))
     }
 
+    pub fn from_bytes(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

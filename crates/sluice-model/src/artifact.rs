@@ -33,11 +33,12 @@ pub enum Model {
     Linear(LinearModel),
 }
 
-/// Where the model came from; filled in by the runner.
+/// Where the model came from; filled in by the runner. Run ids are deliberately absent: the same
+/// data and config give the same bytes, hence the same content hash (the metadata store links the
+/// artifact to every run that produced it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub pipeline: String,
-    pub run_id: String,
     pub step: String,
     /// Content hash of the training dataset artifact.
     pub training_data: String,

@@ -1,1 +1,28 @@
-//! Metadata (SQLite) and artifact (object_store) stores
+//! Persistence: the metadata store (runs, steps, artifacts, lineage, cache, registry) and the
+//! artifact store (content-addressed bytes).
+//!
+//! [`MetadataStore`] is the interface; [`SqliteStore`] is the embedded default (WAL, migrations,
+//! one transaction per recorded step). [`ArtifactStore`] keeps bytes under
+//! `objects/<2 hex>/<hash>.<ext>` in any `object_store` backend, a local directory by default;
+//! every write lands under a temporary name and is renamed into place, so a killed process never
+//! leaves a partial artifact under its final name.
+//!
+//! ```no_run
+//! # async fn demo() -> sluice_store::Result<()> {
+//! let dir = std::path::Path::new(".sluice");
+//! let meta = sluice_store::SqliteStore::open(&dir.join("metadata.db"))?;
+//! let artifacts = sluice_store::ArtifactStore::local(&dir.join("artifacts"))?;
+//! # Ok(()) }
+//! ```
+
+mod artifacts;
+mod error;
+mod metadata;
+mod records;
+mod sqlite;
+
+pub use artifacts::ArtifactStore;
+pub use error::{Result, StoreError};
+pub use metadata::MetadataStore;
+pub use records::*;
+pub use sqlite::SqliteStore;

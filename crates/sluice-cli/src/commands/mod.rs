@@ -1,0 +1,44 @@
+//! One module per verb.
+
+pub mod lineage;
+pub mod models;
+pub mod plan;
+pub mod predict;
+pub mod run;
+pub mod runs;
+pub mod schema;
+
+use std::path::Path;
+
+use anyhow::Context;
+use sluice_runner::Workspace;
+use sluice_spec::Pipeline;
+
+use crate::output::Hint;
+
+/// Load and validate a spec; errors list every problem with its position.
+pub fn load_pipeline(spec: &Path, overrides: &[String]) -> anyhow::Result<Pipeline> {
+    sluice_spec::load(spec, overrides).map_err(|e| {
+        anyhow::Error::new(Hint(format!("check `{}`; `sluice schema` prints the spec's JSON Schema", spec.display())))
+            .context(e.to_string())
+    })
+}
+
+pub fn open_workspace(home: &Path) -> anyhow::Result<Workspace> {
+    Workspace::open(home).with_context(|| format!("cannot open the sluice home `{}`", home.display()))
+}
+
+/// The store of an existing home, with a hint when there is none yet.
+pub fn existing_workspace(home: &Path) -> anyhow::Result<Workspace> {
+    if !home.join("metadata.db").exists() {
+        return Err(anyhow::Error::new(Hint(
+            "run a pipeline first (`sluice run PIPELINE.yaml`), or point `--home`/`SLUICE_HOME` at an existing one".into(),
+        ))
+        .context(format!("no sluice home at `{}`", home.display())));
+    }
+    open_workspace(home)
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,63 @@
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use sluice_runner::{Reporter, RunOptions};
+
+use super::{load_pipeline, open_workspace, runtime};
+use crate::progress::{JsonReporter, LiveReporter, PlainReporter};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The pipeline spec (YAML).
+    pub spec: PathBuf,
+    /// Override a step setting: `--set split.seed=7` (repeatable).
+    #[arg(long = "set", value_name = "STEP.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Steps to run at once [default: number of cores].
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Re-run this step even if its outputs are cached (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub force: Vec<String>,
+    /// Emit machine-readable events (one JSON object per line) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let pipeline = match load_pipeline(&args.spec, &args.overrides) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::output::print_error(&e);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let ws = Arc::new(open_workspace(home)?);
+    let mut options = RunOptions { force: args.force, overrides: args.overrides.clone(), ..RunOptions::default() };
+    if let Some(j) = args.jobs {
+        options.jobs = j;
+    }
+    let reporter: Arc<dyn Reporter> = if args.json {
+        Arc::new(JsonReporter)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(LiveReporter::new())
+    } else {
+        Arc::new(PlainReporter::new())
+    };
+    let summary = runtime()?.block_on(sluice_runner::run(ws, &pipeline, &options, reporter))?;
+    if summary.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (step, error) in &summary.failed {
+        eprintln!("error: step `{step}` failed: {error}");
+    }
+    let done = summary.ran.len() + summary.cached.len();
+    let sets: String = args.overrides.iter().map(|s| format!(" --set {s}")).collect();
+    eprintln!(
+        "hint: fix the problem and run `sluice run {}{sets}` again; the {done} completed step(s) are cached and will be skipped",
+        args.spec.display()
+    );
+    Ok(ExitCode::from(1))
+}

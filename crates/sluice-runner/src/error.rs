@@ -1,0 +1,35 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Engine(#[from] sluice_engine::EngineError),
+    #[error(transparent)]
+    Train(#[from] sluice_train::TrainError),
+    #[error(transparent)]
+    Model(#[from] sluice_model::ModelError),
+    #[error(transparent)]
+    Metrics(#[from] sluice_metrics::MetricsError),
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("internal error: {0}; this is a bug")]
+    Internal(String),
+}
+
+impl From<datafusion::error::DataFusionError> for StepError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        StepError::Engine(e.into())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] sluice_store::StoreError),
+    #[error("`--force {step}`: no step named `{step}` in this pipeline{suggestion}")]
+    UnknownForce { step: String, suggestion: sluice_spec::Suggestion },
+    #[error("internal error: {0}; this is a bug")]
+    Internal(String),
+}
+
+pub type Result<T, E = RunnerError> = std::result::Result<T, E>;

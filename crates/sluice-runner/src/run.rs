@@ -1,0 +1,297 @@
+//! Running a pipeline: scheduling, cache decisions and recording.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_core::{ArtifactKind, ContentHash};
+use sluice_engine::Engine;
+use sluice_spec::{Pipeline, Step, Suggestion};
+use sluice_store::{KeyInput, OutputRecord, RunRecord, RunStatus, StepCompletion, StepRecord, StepStatus};
+use tokio::task::JoinSet;
+
+use crate::cache_key::cache_key;
+use crate::error::{Result, RunnerError, StepError};
+use crate::event::{Event, Reporter};
+use crate::steps::{StepCtx, execute};
+use crate::workspace::Workspace;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Steps to run at once.
+    pub jobs: usize,
+    /// Steps to re-run even if cached.
+    pub force: Vec<String>,
+    /// The `--set` assignments the pipeline was loaded with (recorded as run parameters).
+    pub overrides: Vec<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), force: vec![], overrides: vec![] }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub ran: Vec<String>,
+    pub cached: Vec<String>,
+    /// Failed steps with their error chains.
+    pub failed: Vec<(String, String)>,
+    /// Steps not run because something upstream failed.
+    pub skipped: Vec<String>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The full error chain of a step failure, on one line.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// Hash a source file, reusing the remembered hash while its size and mtime are unchanged.
+pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::Result<ContentHash, StepError> {
+    let meta = std::fs::metadata(path).map_err(|e| StepError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let key = path.display().to_string();
+    if let Some(h) = ws.meta.file_hash(&key, meta.len(), mtime)? {
+        return Ok(h);
+    }
+    let h = ContentHash::of_file(path).map_err(|e| StepError::Invalid(chain(&e)))?;
+    ws.meta.remember_file_hash(&key, meta.len(), mtime, &h)?;
+    Ok(h)
+}
+
+/// The inputs of a step's cache key: source files' hashes, or upstream artifacts' hashes.
+pub(crate) fn key_inputs(
+    ws: &Workspace,
+    pipeline: &Pipeline,
+    step: &Step,
+    resolved: &[(sluice_spec::Input, OutputRecord)],
+) -> std::result::Result<Vec<KeyInput>, StepError> {
+    if !step.files.is_empty() {
+        return step
+            .files
+            .iter()
+            .map(|f| {
+                let name = f.strip_prefix(&pipeline.base_dir).unwrap_or(f).display().to_string();
+                Ok(KeyInput { name: format!("file:{name}"), hash: file_hash(ws, f)? })
+            })
+            .collect();
+    }
+    Ok(resolved
+        .iter()
+        .map(|(i, o)| KeyInput { name: format!("{}={}", i.role, i.source), hash: o.artifact.hash })
+        .collect())
+}
+
+/// Reuse cached outputs if every artifact is still present in the store.
+pub(crate) async fn cached_outputs(ws: &Workspace, key: &ContentHash) -> std::result::Result<Option<Vec<OutputRecord>>, StepError> {
+    let Some(outputs) = ws.meta.lookup_cache(key)? else { return Ok(None) };
+    for o in &outputs {
+        if !ws.artifacts.exists(&o.artifact.hash, o.artifact.kind).await? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(outputs))
+}
+
+enum Outcome {
+    Cached { key: ContentHash, outputs: Vec<OutputRecord>, inputs: Vec<KeyInput> },
+    Ran { key: ContentHash, outputs: Vec<OutputRecord>, rows: Option<u64>, metrics: Vec<(String, f64)>, inputs: Vec<KeyInput> },
+}
+
+pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, reporter: Arc<dyn Reporter>) -> Result<RunSummary> {
+    for f in &options.force {
+        if pipeline.step(f).is_none() {
+            return Err(RunnerError::UnknownForce {
+                step: f.clone(),
+                suggestion: Suggestion::closest(f, pipeline.steps.iter().map(|s| s.name.as_str())),
+            });
+        }
+    }
+    let started = Instant::now();
+    ws.meta.reap_dead_runs()?;
+    ws.artifacts.clean_scratch();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    ws.meta.begin_run(&RunRecord {
+        id: run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        spec_path: pipeline.spec_path.display().to_string(),
+        status: RunStatus::Running,
+        started_at: now(),
+        finished_at: None,
+        params: options
+            .overrides
+            .iter()
+            .map(|o| o.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((o.clone(), String::new())))
+            .collect(),
+        error: None,
+        pid: std::process::id(),
+    })?;
+    let jobs = options.jobs.max(1);
+    reporter.event(&Event::RunStarted {
+        run_id: run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        steps: pipeline.steps.iter().map(|s| s.name.clone()).collect(),
+        jobs,
+    });
+
+    let engine = Engine::local(jobs);
+    let forced: HashSet<&str> = options.force.iter().map(String::as_str).collect();
+    let mut outputs: HashMap<String, Vec<OutputRecord>> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut launched: HashSet<String> = HashSet::new();
+    let mut summary = RunSummary { run_id: run_id.clone(), status: RunStatus::Running, ran: vec![], cached: vec![], failed: vec![], skipped: vec![] };
+    let mut tasks: JoinSet<(String, Instant, String, std::result::Result<Outcome, StepError>)> = JoinSet::new();
+
+    loop {
+        // Launch every ready step, in pipeline order, up to `jobs` at a time.
+        for step in &pipeline.steps {
+            if tasks.len() >= jobs {
+                break;
+            }
+            if launched.contains(&step.name) {
+                continue;
+            }
+            let upstream = step.upstream();
+            if upstream.iter().any(|u| blocked.contains(*u)) {
+                launched.insert(step.name.clone());
+                blocked.insert(step.name.clone());
+                let reason = format!("upstream `{}` failed or was skipped", upstream.iter().find(|u| blocked.contains(**u)).unwrap_or(&""));
+                reporter.event(&Event::StepSkipped { step: step.name.clone(), reason });
+                summary.skipped.push(step.name.clone());
+                continue;
+            }
+            if !upstream.iter().all(|u| done.contains(*u)) {
+                continue;
+            }
+            launched.insert(step.name.clone());
+            let mut resolved = Vec::new();
+            for input in &step.inputs {
+                let found = outputs
+                    .get(&input.source.step)
+                    .and_then(|outs| outs.iter().find(|o| o.name == input.source.output))
+                    .cloned()
+                    .ok_or_else(|| RunnerError::Internal(format!("output `{}` missing after its step finished", input.source)))?;
+                resolved.push((input.clone(), found));
+            }
+            let ctx = StepCtx {
+                ws: ws.clone(),
+                engine: engine.clone(),
+                pipeline: pipeline.name.clone(),
+                run_id: run_id.clone(),
+                step: step.clone(),
+                inputs: resolved,
+                reporter: reporter.clone(),
+            };
+            let force = forced.contains(step.name.as_str());
+            let pipeline_clone = pipeline.clone();
+            tasks.spawn(async move {
+                let started_at = now();
+                let t0 = Instant::now();
+                let name = ctx.step.name.clone();
+                let outcome = async {
+                    let inputs = key_inputs(&ctx.ws, &pipeline_clone, &ctx.step, &ctx.inputs)?;
+                    let key = cache_key(&ctx.step, &inputs);
+                    if !force && let Some(outputs) = cached_outputs(&ctx.ws, &key).await? {
+                        return Ok(Outcome::Cached { key, outputs, inputs });
+                    }
+                    ctx.reporter.event(&Event::StepStarted { step: name.clone(), kind: ctx.step.kind().into(), key: key.short() });
+                    let executed = execute(&ctx).await?;
+                    Ok(Outcome::Ran { key, outputs: executed.outputs, rows: executed.rows, metrics: executed.metrics, inputs })
+                }
+                .await;
+                (name, t0, started_at, outcome)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else { break };
+        let (name, t0, started_at, outcome) = joined.map_err(|e| RunnerError::Internal(format!("step task panicked: {e}")))?;
+        let step = pipeline.step(&name).ok_or_else(|| RunnerError::Internal(format!("unknown step `{name}`")))?;
+        let elapsed_ms = t0.elapsed().as_millis() as u64;
+        let record = |key: ContentHash, status, rows, inputs, error| StepRecord {
+            run_id: run_id.clone(),
+            step: name.clone(),
+            kind: step.kind().to_string(),
+            cache_key: key,
+            status,
+            started_at: started_at.clone(),
+            duration_ms: elapsed_ms,
+            rows,
+            config: step.config.to_json(),
+            inputs,
+            error,
+        };
+        match outcome {
+            Ok(Outcome::Cached { key, outputs: outs, inputs }) => {
+                let rows = outs.iter().filter(|o| o.artifact.kind == ArtifactKind::Dataset).filter_map(|o| o.artifact.rows).reduce(|a, b| a + b);
+                ws.meta.record_step(&StepCompletion {
+                    step: record(key, StepStatus::Cached, rows, inputs, None),
+                    outputs: outs.clone(),
+                    metrics: vec![],
+                })?;
+                reporter.event(&Event::StepCached { step: name.clone(), kind: step.kind().into(), key: key.short(), rows });
+                summary.cached.push(name.clone());
+                outputs.insert(name.clone(), outs);
+                done.insert(name);
+            }
+            Ok(Outcome::Ran { key, outputs: outs, rows, metrics, inputs }) => {
+                ws.meta.record_step(&StepCompletion {
+                    step: record(key, StepStatus::Ran, rows, inputs, None),
+                    outputs: outs.clone(),
+                    metrics,
+                })?;
+                reporter.event(&Event::StepFinished {
+                    step: name.clone(),
+                    rows,
+                    elapsed_ms,
+                    outputs: outs.iter().map(|o| (o.name.clone(), o.artifact.hash.to_string())).collect(),
+                });
+                summary.ran.push(name.clone());
+                outputs.insert(name.clone(), outs);
+                done.insert(name);
+            }
+            Err(e) => {
+                let message = chain(&e);
+                let key = ContentHash::of_bytes(b"");
+                ws.meta.record_failure(&record(key, StepStatus::Failed, None, vec![], Some(message.clone())))?;
+                reporter.event(&Event::StepFailed { step: name.clone(), error: message.clone(), elapsed_ms });
+                summary.failed.push((name.clone(), message));
+                blocked.insert(name);
+            }
+        }
+    }
+
+    summary.status = if summary.failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
+    let error = summary.failed.first().map(|(s, e)| format!("step `{s}` failed: {e}"));
+    ws.meta.finish_run(&run_id, summary.status, error.as_deref())?;
+    reporter.event(&Event::RunFinished {
+        run_id,
+        status: summary.status.as_str().into(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ran: summary.ran.len(),
+        cached: summary.cached.len(),
+        failed: summary.failed.len(),
+    });
+    Ok(summary)
+}

@@ -1,0 +1,280 @@
+//! Executing one step of each kind.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
+use sluice_engine::{Engine, read_dataset_batch, write_batches, write_parquet};
+use sluice_model::{ModelArtifact, Predictor, Task};
+use sluice_spec::kinds::ModelKind;
+use sluice_spec::{Input, Step, StepConfig};
+use sluice_store::OutputRecord;
+use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest};
+
+use crate::error::StepError;
+use crate::event::{Event, Reporter};
+use crate::workspace::Workspace;
+
+/// Everything a step execution can see.
+pub(crate) struct StepCtx {
+    pub ws: Arc<Workspace>,
+    pub engine: Engine,
+    pub pipeline: String,
+    pub run_id: String,
+    pub step: Step,
+    /// Each input with the artifact it resolved to, in the step's reference order.
+    pub inputs: Vec<(Input, OutputRecord)>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+pub(crate) struct Executed {
+    pub outputs: Vec<OutputRecord>,
+    pub rows: Option<u64>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl StepCtx {
+    fn input(&self, role: &str) -> Result<&OutputRecord, StepError> {
+        self.inputs
+            .iter()
+            .find(|(i, _)| i.role == role)
+            .map(|(_, o)| o)
+            .ok_or_else(|| StepError::Internal(format!("step `{}` has no `{role}` input", self.step.name)))
+    }
+
+    async fn path_of(&self, artifact: &ArtifactMeta) -> Result<std::path::PathBuf, StepError> {
+        Ok(self.ws.artifacts.local_path(&artifact.hash, artifact.kind).await?)
+    }
+
+    async fn load_model(&self, role: &str) -> Result<(ContentHash, ModelArtifact), StepError> {
+        let record = self.input(role)?;
+        let bytes = self.ws.artifacts.get_bytes(&record.artifact.hash, ArtifactKind::Model).await?;
+        Ok((record.artifact.hash, ModelArtifact::from_json(&bytes)?))
+    }
+
+    /// Progress callback that reports at most every 200 ms.
+    fn progress(&self) -> impl Fn(u64) + Send + Sync + use<> {
+        let reporter = self.reporter.clone();
+        let step = self.step.name.clone();
+        let last = Mutex::new(Instant::now() - Duration::from_secs(1));
+        move |rows| {
+            if let Ok(mut last) = last.lock()
+                && last.elapsed() >= Duration::from_millis(200)
+            {
+                *last = Instant::now();
+                reporter.event(&Event::StepProgress { step: step.clone(), rows });
+            }
+        }
+    }
+
+    async fn store_dataset_stream(
+        &self,
+        name: &str,
+        stream: datafusion_stream::Stream,
+    ) -> Result<OutputRecord, StepError> {
+        let tmp = self.ws.artifacts.scratch_path("parquet");
+        let written = match write_parquet(stream, &tmp, &self.progress()).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        self.ws.artifacts.put_file(&tmp, &written.hash, ArtifactKind::Dataset).await?;
+        Ok(OutputRecord {
+            name: name.to_string(),
+            artifact: ArtifactMeta {
+                hash: written.hash,
+                kind: ArtifactKind::Dataset,
+                size: written.size,
+                rows: Some(written.rows),
+                schema: Some(written.schema),
+            },
+        })
+    }
+
+    async fn store_dataset_batch(
+        &self,
+        name: &str,
+        batch: datafusion_stream::Batch,
+    ) -> Result<OutputRecord, StepError> {
+        let tmp = self.ws.artifacts.scratch_path("parquet");
+        let written = match write_batches(vec![batch.clone()], batch.schema(), &tmp).await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        self.ws.artifacts.put_file(&tmp, &written.hash, ArtifactKind::Dataset).await?;
+        Ok(OutputRecord {
+            name: name.to_string(),
+            artifact: ArtifactMeta {
+                hash: written.hash,
+                kind: ArtifactKind::Dataset,
+                size: written.size,
+                rows: Some(written.rows),
+                schema: Some(written.schema),
+            },
+        })
+    }
+
+    async fn store_json(&self, name: &str, bytes: Vec<u8>, kind: ArtifactKind) -> Result<OutputRecord, StepError> {
+        let size = bytes.len() as u64;
+        let hash = self.ws.artifacts.put_bytes(bytes, kind).await?;
+        Ok(OutputRecord { name: name.to_string(), artifact: ArtifactMeta { hash, kind, size, rows: None, schema: None } })
+    }
+}
+
+mod datafusion_stream {
+    pub type Stream = datafusion::execution::SendableRecordBatchStream;
+    pub type Batch = datafusion::arrow::array::RecordBatch;
+}
+
+/// Run CPU-heavy work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StepError> + Send + 'static) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StepError::Internal(format!("worker thread failed: {e}")))?
+}
+
+pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
+    match &ctx.step.config {
+        StepConfig::Source(source) => {
+            let df = ctx.engine.read_source(source, &ctx.step.files).await?;
+            let out = ctx.store_dataset_stream("data", df.execute_stream().await?).await?;
+            Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+        }
+        StepConfig::Sql(sql) => {
+            let mut tables = Vec::new();
+            for (input, record) in &ctx.inputs {
+                tables.push((input.written.replace('.', "_"), ctx.path_of(&record.artifact).await?));
+            }
+            let df = ctx.engine.sql(&tables, &sql.query).await?;
+            let out = ctx.store_dataset_stream("data", df.execute_stream().await?).await?;
+            Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+        }
+        StepConfig::Split(split) => {
+            let path = ctx.path_of(&ctx.input("input")?.artifact).await?;
+            let split = split.clone();
+            let parts = blocking(move || {
+                let batch = read_dataset_batch(&path)?;
+                Ok(sluice_engine::split(&batch, split.method, &split.fractions, split.seed, split.by.as_deref())?)
+            })
+            .await?;
+            let mut outputs = Vec::new();
+            let mut rows = 0;
+            for (name, batch) in parts {
+                rows += batch.num_rows() as u64;
+                outputs.push(ctx.store_dataset_batch(&name, batch).await?);
+            }
+            Ok(Executed { outputs, rows: Some(rows), metrics: vec![] })
+        }
+        StepConfig::Train(train) => {
+            let data = ctx.input("input")?.artifact.clone();
+            let path = ctx.path_of(&data).await?;
+            let train = train.clone();
+            let lineage = sluice_model::Lineage {
+                pipeline: ctx.pipeline.clone(),
+                step: ctx.step.name.clone(),
+                training_data: data.hash.to_string(),
+                config: ctx.step.config.to_json(),
+                sluice_version: sluice_core::ENGINE_VERSION.to_string(),
+            };
+            let model = blocking(move || {
+                let batch = read_dataset_batch(&path)?;
+                let features: Vec<String> = match &train.features {
+                    Some(f) => f.clone(),
+                    None => batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .filter(|n| *n != train.label && !train.exclude.contains(n))
+                        .collect(),
+                };
+                let request = TrainRequest {
+                    label: &train.label,
+                    features: &features,
+                    objective: match train.model {
+                        ModelKind::LogisticRegression => Objective::Logistic,
+                        ModelKind::LinearRegression => Objective::SquaredError,
+                    },
+                    linear: LinearOptions {
+                        l2: train.params.l2,
+                        max_iter: train.params.max_iter,
+                        tol: train.params.tol,
+                        fit_intercept: train.params.fit_intercept,
+                    },
+                    preprocessing: FeatureOptions {
+                        standardize: train.preprocessing.standardize,
+                        max_categories: train.preprocessing.max_categories,
+                    },
+                };
+                let mut model = sluice_train::train_linear(&batch, &request)?;
+                model.lineage = lineage;
+                Ok(model)
+            })
+            .await?;
+            let metrics = vec![
+                ("train_rows".to_string(), model.training.rows as f64),
+                ("iterations".to_string(), model.training.iterations as f64),
+                ("objective".to_string(), model.training.objective),
+            ];
+            let rows = model.training.rows;
+            let out = ctx.store_json("model", model.to_json(), ArtifactKind::Model).await?;
+            Ok(Executed { outputs: vec![out], rows: Some(rows), metrics })
+        }
+        StepConfig::Evaluate(eval) => {
+            let (model_hash, model) = ctx.load_model("model").await?;
+            let data = ctx.input("input")?.artifact.clone();
+            let path = ctx.path_of(&data).await?;
+            let threshold = eval.threshold;
+            let (metrics, scored) = blocking(move || {
+                let batch = read_dataset_batch(&path)?;
+                let y = sluice_train::label_values(&batch, &model.label, model.task)?;
+                let predictor = Predictor::new(model)?;
+                let scores = predictor.predict(&batch)?.scores;
+                let metrics = match predictor.artifact().task {
+                    Task::BinaryClassification => sluice_metrics::binary(&y, &scores, threshold)?.to_map(),
+                    Task::Regression => sluice_metrics::regression(&y, &scores)?.to_map(),
+                };
+                let scored = predictor.score_batch(&batch, threshold)?;
+                Ok((metrics, scored))
+            })
+            .await?;
+            let rows = scored.num_rows() as u64;
+            let doc = serde_json::json!({
+                "metrics": metrics,
+                "rows": rows,
+                "threshold": threshold,
+                "model": model_hash.to_string(),
+                "data": data.hash.to_string(),
+            });
+            let metrics_out = ctx
+                .store_json("metrics", serde_json::to_vec_pretty(&doc).unwrap_or_default(), ArtifactKind::Metrics)
+                .await?;
+            let predictions = ctx.store_dataset_batch("predictions", scored).await?;
+            Ok(Executed {
+                outputs: vec![metrics_out, predictions],
+                rows: Some(rows),
+                metrics: metrics.into_iter().collect(),
+            })
+        }
+        StepConfig::Register(reg) => {
+            let model = ctx.input("model")?.artifact.hash;
+            let mut metrics = Vec::new();
+            if let Ok(m) = ctx.input("metrics") {
+                let bytes = ctx.ws.artifacts.get_bytes(&m.artifact.hash, ArtifactKind::Metrics).await?;
+                let doc: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| StepError::Invalid(format!("metrics artifact is not JSON: {e}")))?;
+                if let Some(map) = doc.get("metrics").and_then(|m| m.as_object()) {
+                    metrics = map.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
+                }
+            }
+            let version = ctx.ws.meta.register_model(&reg.name, &model, &ctx.run_id, &ctx.step.name, &metrics)?;
+            if let Some(alias) = &reg.alias {
+                ctx.ws.meta.set_alias(&reg.name, alias, version.version)?;
+            }
+            Ok(Executed { outputs: vec![], rows: None, metrics: vec![("version".into(), version.version as f64)] })
+        }
+    }
+}

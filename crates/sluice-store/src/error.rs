@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("artifact store error")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("cannot access `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata database `{path}` was written by a newer sluice (schema {found}, this one knows {known}); upgrade sluice")]
+    SchemaTooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("{what} `{name}` not found{hint}")]
+    NotFound { what: &'static str, name: String, hint: String },
+    #[error("`{0}` is ambiguous: it matches more than one {1}; give more characters")]
+    Ambiguous(String, &'static str),
+    #[error("artifact store location `{0}` is not a local path or a supported URL")]
+    BadUrl(String),
+    #[error("internal error: {0}; this is a bug")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

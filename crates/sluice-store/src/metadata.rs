@@ -1,0 +1,44 @@
+//! The metadata store interface. The SQLite implementation is the embedded default; a PostgreSQL
+//! one (same schema and migrations) is the team/cluster backend.
+
+use sluice_core::{ArtifactMeta, ContentHash};
+
+use crate::error::Result;
+use crate::records::*;
+
+pub trait MetadataStore: Send + Sync {
+    /// Mark runs whose process is gone as interrupted. Returns how many were marked.
+    fn reap_dead_runs(&self) -> Result<usize>;
+    fn begin_run(&self, run: &RunRecord) -> Result<()>;
+    fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
+
+    /// Record a finished (ran or cached) step: its execution row, its artifacts, lineage edges,
+    /// metrics and — when it ran successfully — the cache entry, all or nothing.
+    fn record_step(&self, completion: &StepCompletion) -> Result<()>;
+    /// Record a failed step (no outputs, no cache entry).
+    fn record_failure(&self, step: &StepRecord) -> Result<()>;
+
+    /// Outputs recorded for a cache key, if a step with that key has completed.
+    fn lookup_cache(&self, key: &ContentHash) -> Result<Option<Vec<OutputRecord>>>;
+    /// The last successful execution of a step of this pipeline (for explaining cache misses).
+    fn last_step(&self, pipeline: &str, step: &str) -> Result<Option<StepRecord>>;
+
+    /// A remembered file hash, valid while the file's size and modification time are unchanged.
+    fn file_hash(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<ContentHash>>;
+    fn remember_file_hash(&self, path: &str, size: u64, mtime_ns: i64, hash: &ContentHash) -> Result<()>;
+
+    fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
+    /// A run by id or unique id prefix, with its steps, outputs and metrics.
+    fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)>;
+    /// An artifact by hash or unique hash prefix.
+    fn get_artifact(&self, hash_prefix: &str) -> Result<ArtifactMeta>;
+    fn provenance(&self, hash: &ContentHash) -> Result<Provenance>;
+
+    /// Add `artifact` as a version of model `name` (the existing version if that artifact is
+    /// already registered under the name), attaching metrics.
+    fn register_model(&self, name: &str, artifact: &ContentHash, run_id: &str, step: &str, metrics: &[(String, f64)]) -> Result<ModelVersion>;
+    fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()>;
+    fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion>;
+    fn list_models(&self) -> Result<Vec<ModelSummary>>;
+    fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>>;
+}

@@ -1,0 +1,666 @@
+//! The embedded metadata store: one SQLite file in WAL mode.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
+
+use crate::error::{Result, StoreError};
+use crate::metadata::MetadataStore;
+use crate::records::*;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+/// Never edit a released migration: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    pipeline    TEXT NOT NULL,
+    spec_path   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    error       TEXT,
+    pid         INTEGER NOT NULL
+);
+CREATE INDEX runs_started ON runs(started_at);
+CREATE TABLE params (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE step_runs (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    step        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    cache_key   TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    rows        INTEGER,
+    config      TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    error       TEXT,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE artifacts (
+    hash       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    rows       INTEGER,
+    schema     TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE step_outputs (
+    run_id   TEXT NOT NULL,
+    step     TEXT NOT NULL,
+    output   TEXT NOT NULL,
+    artifact TEXT NOT NULL REFERENCES artifacts(hash),
+    PRIMARY KEY (run_id, step, output),
+    FOREIGN KEY (run_id, step) REFERENCES step_runs(run_id, step)
+);
+CREATE INDEX step_outputs_artifact ON step_outputs(artifact);
+CREATE TABLE cache (
+    cache_key  TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE lineage (
+    artifact TEXT NOT NULL REFERENCES artifacts(hash),
+    parent   TEXT NOT NULL,
+    run_id   TEXT NOT NULL,
+    step     TEXT NOT NULL,
+    role     TEXT NOT NULL,
+    PRIMARY KEY (artifact, parent, run_id, step, role)
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL,
+    step   TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  REAL NOT NULL,
+    PRIMARY KEY (run_id, step, key)
+);
+CREATE TABLE file_hashes (
+    path     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash     TEXT NOT NULL
+);
+CREATE TABLE model_versions (
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    artifact   TEXT NOT NULL REFERENCES artifacts(hash),
+    run_id     TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    metrics    TEXT NOT NULL,
+    PRIMARY KEY (name, version),
+    UNIQUE (name, artifact)
+);
+CREATE TABLE model_aliases (
+    name       TEXT NOT NULL,
+    alias      TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (name, alias),
+    FOREIGN KEY (name, version) REFERENCES model_versions(name, version)
+);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn hash_col(s: String) -> rusqlite::Result<ContentHash> {
+    s.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(s: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+const STEP_COLUMNS: &str =
+    "run_id, step, kind, cache_key, status, started_at, duration_ms, rows, config, inputs, error";
+
+fn step_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
+    Ok(StepRecord {
+        run_id: r.get(0)?,
+        step: r.get(1)?,
+        kind: r.get(2)?,
+        cache_key: hash_col(r.get(3)?)?,
+        status: StepStatus::parse(&r.get::<_, String>(4)?),
+        started_at: r.get(5)?,
+        duration_ms: r.get::<_, i64>(6)? as u64,
+        rows: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        config: json_col(r.get(8)?)?,
+        inputs: json_col(r.get(9)?)?,
+        error: r.get(10)?,
+    })
+}
+
+const ARTIFACT_COLUMNS: &str = "hash, kind, size, rows, schema";
+
+fn artifact_row(r: &rusqlite::Row) -> rusqlite::Result<ArtifactMeta> {
+    let kind: String = r.get(1)?;
+    Ok(ArtifactMeta {
+        hash: hash_col(r.get(0)?)?,
+        kind: ArtifactKind::parse(&kind).unwrap_or(ArtifactKind::Dataset),
+        size: r.get::<_, i64>(2)? as u64,
+        rows: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+        schema: match r.get::<_, Option<String>>(4)? {
+            Some(s) => Some(json_col(s)?),
+            None => None,
+        },
+    })
+}
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        spec_path: r.get(2)?,
+        status: RunStatus::parse(&r.get::<_, String>(3)?),
+        started_at: r.get(4)?,
+        finished_at: r.get(5)?,
+        error: r.get(6)?,
+        pid: r.get::<_, i64>(7)? as u32,
+        params: Vec::new(),
+    })
+}
+
+const RUN_COLUMNS: &str = "id, pipeline, spec_path, status, started_at, finished_at, error, pid";
+
+fn pid_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Self::migrate(&mut conn, path)?;
+        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > known {
+            return Err(StoreError::SchemaTooNew { path: path.to_path_buf(), found: version, known });
+        }
+        for m in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(m)?;
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
+        f(&mut conn)
+    }
+
+    fn insert_step(tx: &Transaction, s: &StepRecord) -> Result<()> {
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO step_runs ({STEP_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"),
+            params![
+                s.run_id,
+                s.step,
+                s.kind,
+                s.cache_key.to_string(),
+                s.status.as_str(),
+                s.started_at,
+                s.duration_ms as i64,
+                s.rows.map(|v| v as i64),
+                to_json(&s.config),
+                to_json(&s.inputs),
+                s.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn version_row(conn: &Connection, name: &str, version: u32) -> Result<ModelVersion> {
+        let mut v = conn
+            .query_row(
+                "SELECT name, version, artifact, run_id, step, created_at, metrics FROM model_versions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+                |r| {
+                    Ok(ModelVersion {
+                        name: r.get(0)?,
+                        version: r.get(1)?,
+                        artifact: hash_col(r.get(2)?)?,
+                        run_id: r.get(3)?,
+                        step: r.get(4)?,
+                        created_at: r.get(5)?,
+                        metrics: json_col(r.get(6)?)?,
+                        aliases: Vec::new(),
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound { what: "model version", name: format!("{name}:{version}"), hint: String::new() })?;
+        let mut stmt = conn.prepare("SELECT alias FROM model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")?;
+        v.aliases = stmt.query_map(params![name, version], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(v)
+    }
+}
+
+impl MetadataStore for SqliteStore {
+    fn reap_dead_runs(&self) -> Result<usize> {
+        self.with(|c| {
+            let running: Vec<(String, i64)> = c
+                .prepare("SELECT id, pid FROM runs WHERE status = 'running'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut n = 0;
+            for (id, pid) in running {
+                if pid as u32 != std::process::id() && !pid_alive(pid as u32) {
+                    c.execute(
+                        "UPDATE runs SET status = 'interrupted', finished_at = ?2, error = 'the process stopped before the run finished' WHERE id = ?1",
+                        params![id, now()],
+                    )?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn begin_run(&self, run: &RunRecord) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
+                params![run.id, run.pipeline, run.spec_path, run.status.as_str(), run.started_at, run.finished_at, run.error, run.pid],
+            )?;
+            for (k, v) in &run.params {
+                tx.execute("INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)", params![run.id, k, v])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
+                params![id, status.as_str(), now(), error],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn record_step(&self, done: &StepCompletion) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let s = &done.step;
+            Self::insert_step(&tx, s)?;
+            let created = now();
+            for o in &done.outputs {
+                let a = &o.artifact;
+                tx.execute(
+                    &format!("INSERT OR IGNORE INTO artifacts ({ARTIFACT_COLUMNS}, created_at) VALUES (?1,?2,?3,?4,?5,?6)"),
+                    params![
+                        a.hash.to_string(),
+                        a.kind.as_str(),
+                        a.size as i64,
+                        a.rows.map(|v| v as i64),
+                        a.schema.as_ref().map(to_json),
+                        created
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO step_outputs (run_id, step, output, artifact) VALUES (?1,?2,?3,?4)",
+                    params![s.run_id, s.step, o.name, a.hash.to_string()],
+                )?;
+                for i in &s.inputs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO lineage (artifact, parent, run_id, step, role) VALUES (?1,?2,?3,?4,?5)",
+                        params![a.hash.to_string(), i.hash.to_string(), s.run_id, s.step, i.name],
+                    )?;
+                }
+            }
+            for (k, v) in &done.metrics {
+                tx.execute(
+                    "INSERT OR REPLACE INTO metrics (run_id, step, key, value) VALUES (?1,?2,?3,?4)",
+                    params![s.run_id, s.step, k, v],
+                )?;
+            }
+            if s.status == StepStatus::Ran {
+                tx.execute(
+                    "INSERT OR REPLACE INTO cache (cache_key, run_id, step, created_at) VALUES (?1,?2,?3,?4)",
+                    params![s.cache_key.to_string(), s.run_id, s.step, created],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn record_failure(&self, step: &StepRecord) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            Self::insert_step(&tx, step)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn lookup_cache(&self, key: &ContentHash) -> Result<Option<Vec<OutputRecord>>> {
+        self.with(|c| {
+            let Some((run_id, step)): Option<(String, String)> = c
+                .query_row("SELECT run_id, step FROM cache WHERE cache_key = ?1", [key.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare(&format!(
+                "SELECT o.output, a.hash, a.kind, a.size, a.rows, a.schema FROM step_outputs o JOIN artifacts a ON a.hash = o.artifact WHERE o.run_id = ?1 AND o.step = ?2 ORDER BY o.rowid"
+            ))?;
+            let outputs = stmt
+                .query_map(params![run_id, step], |r| {
+                    let name: String = r.get(0)?;
+                    let kind: String = r.get(2)?;
+                    Ok(OutputRecord {
+                        name,
+                        artifact: ArtifactMeta {
+                            hash: hash_col(r.get(1)?)?,
+                            kind: ArtifactKind::parse(&kind).unwrap_or(ArtifactKind::Dataset),
+                            size: r.get::<_, i64>(3)? as u64,
+                            rows: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                            schema: match r.get::<_, Option<String>>(5)? {
+                                Some(s) => Some(json_col(s)?),
+                                None => None,
+                            },
+                        },
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(outputs))
+        })
+    }
+
+    fn last_step(&self, pipeline: &str, step: &str) -> Result<Option<StepRecord>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {} FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status != 'failed' ORDER BY s.started_at DESC LIMIT 1",
+                    STEP_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+                ),
+                params![pipeline, step],
+                step_row,
+            )
+            .optional()?)
+        })
+    }
+
+    fn file_hash(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<ContentHash>> {
+        self.with(|c| {
+            let h: Option<String> = c
+                .query_row(
+                    "SELECT hash FROM file_hashes WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
+                    params![path, size as i64, mtime_ns],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(h.and_then(|h| h.parse().ok()))
+        })
+    }
+
+    fn remember_file_hash(&self, path: &str, size: u64, mtime_ns: i64, hash: &ContentHash) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, hash) VALUES (?1,?2,?3,?4)",
+                params![path, size as i64, mtime_ns, hash.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1"))?;
+            Ok(stmt.query_map([limit as i64], run_row)?.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"))?;
+            let mut runs: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
+            if runs.len() > 1 {
+                return Err(StoreError::Ambiguous(id.to_string(), "run"));
+            }
+            let mut run = runs.pop().ok_or_else(|| StoreError::NotFound {
+                what: "run",
+                name: id.to_string(),
+                hint: "; `sluice runs list` shows the runs".into(),
+            })?;
+            run.params = c
+                .prepare("SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key")?
+                .query_map([&run.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let steps: Vec<StepRecord> = c
+                .prepare(&format!("SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = ?1 ORDER BY started_at, rowid"))?
+                .query_map([&run.id], step_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for s in steps {
+                let outputs = c
+                    .prepare(&format!(
+                        "SELECT o.output, {} FROM step_outputs o JOIN artifacts a ON a.hash = o.artifact WHERE o.run_id = ?1 AND o.step = ?2 ORDER BY o.rowid",
+                        ARTIFACT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+                    ))?
+                    .query_map(params![run.id, s.step], |r| {
+                        let name: String = r.get(0)?;
+                        let kind: String = r.get(2)?;
+                        Ok(OutputRecord {
+                            name,
+                            artifact: ArtifactMeta {
+                                hash: hash_col(r.get(1)?)?,
+                                kind: ArtifactKind::parse(&kind).unwrap_or(ArtifactKind::Dataset),
+                                size: r.get::<_, i64>(3)? as u64,
+                                rows: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                                schema: match r.get::<_, Option<String>>(5)? {
+                                    Some(s) => Some(json_col(s)?),
+                                    None => None,
+                                },
+                            },
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                out.push((s, outputs));
+            }
+            let metrics = c
+                .prepare("SELECT step, key, value FROM metrics WHERE run_id = ?1 ORDER BY step, key")?
+                .query_map([&run.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((run, out, metrics))
+        })
+    }
+
+    fn get_artifact(&self, prefix: &str) -> Result<ArtifactMeta> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE hash LIKE ?1 || '%' LIMIT 2"))?;
+            let mut found: Vec<ArtifactMeta> = stmt.query_map([prefix.to_ascii_lowercase()], artifact_row)?.collect::<rusqlite::Result<_>>()?;
+            if found.len() > 1 {
+                return Err(StoreError::Ambiguous(prefix.to_string(), "artifact"));
+            }
+            found.pop().ok_or_else(|| StoreError::NotFound { what: "artifact", name: prefix.to_string(), hint: String::new() })
+        })
+    }
+
+    fn provenance(&self, hash: &ContentHash) -> Result<Provenance> {
+        let artifact = self.get_artifact(&hash.to_string())?;
+        self.with(|c| {
+            let found: Option<(String, String, String, String)> = c
+                .query_row(
+                    "SELECT o.run_id, o.step, o.output, r.pipeline FROM step_outputs o JOIN step_runs s ON s.run_id = o.run_id AND s.step = o.step JOIN runs r ON r.id = o.run_id WHERE o.artifact = ?1 AND s.status = 'ran' ORDER BY s.started_at LIMIT 1",
+                    [hash.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((run_id, step, output, pipeline)) = found else {
+                return Ok(Provenance { artifact, produced_by: None, output: None, pipeline: None });
+            };
+            let produced_by = c
+                .query_row(
+                    &format!("SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = ?1 AND step = ?2"),
+                    params![run_id, step],
+                    step_row,
+                )
+                .optional()?;
+            Ok(Provenance { artifact, produced_by, output: Some(output), pipeline: Some(pipeline) })
+        })
+    }
+
+    fn register_model(&self, name: &str, artifact: &ContentHash, run_id: &str, step: &str, metrics: &[(String, f64)]) -> Result<ModelVersion> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let existing: Option<u32> = tx
+                .query_row(
+                    "SELECT version FROM model_versions WHERE name = ?1 AND artifact = ?2",
+                    params![name, artifact.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let version = match existing {
+                Some(v) => v,
+                None => {
+                    let next: u32 = tx.query_row(
+                        "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO model_versions (name, version, artifact, run_id, step, created_at, metrics) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                        params![name, next, artifact.to_string(), run_id, step, now(), to_json(&metrics)],
+                    )?;
+                    next
+                }
+            };
+            let v = Self::version_row(&tx, name, version)?;
+            tx.commit()?;
+            Ok(v)
+        })
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            Self::version_row(&tx, name, version)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO model_aliases (name, alias, version, updated_at) VALUES (?1,?2,?3,?4)",
+                params![name, alias, version, now()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion> {
+        self.with(|c| {
+            let missing = |what: &'static str, n: String| {
+                let names: Vec<String> = c
+                    .prepare("SELECT DISTINCT name FROM model_versions ORDER BY name")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .unwrap_or_default();
+                StoreError::NotFound {
+                    what,
+                    name: n,
+                    hint: if names.is_empty() {
+                        "; no models are registered yet (run a pipeline with a `register` step)".into()
+                    } else {
+                        format!("; registered models: {}", names.join(", "))
+                    },
+                }
+            };
+            let version: Option<u32> = match selector {
+                ModelSelector::Latest => {
+                    c.query_row("SELECT MAX(version) FROM model_versions WHERE name = ?1", [name], |r| r.get(0))?
+                }
+                ModelSelector::Version(v) => c
+                    .query_row("SELECT version FROM model_versions WHERE name = ?1 AND version = ?2", params![name, v], |r| r.get(0))
+                    .optional()?,
+                ModelSelector::Alias(a) => c
+                    .query_row("SELECT version FROM model_aliases WHERE name = ?1 AND alias = ?2", params![name, a], |r| r.get(0))
+                    .optional()?,
+            };
+            let Some(version) = version else {
+                return Err(match selector {
+                    ModelSelector::Latest => missing("model", name.to_string()),
+                    ModelSelector::Version(v) => missing("model version", format!("{name}:{v}")),
+                    ModelSelector::Alias(a) => missing("model alias", format!("{name}@{a}")),
+                });
+            };
+            Self::version_row(c, name, version)
+        })
+    }
+
+    fn list_models(&self) -> Result<Vec<ModelSummary>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT name, MAX(version), COUNT(*), MAX(created_at) FROM model_versions GROUP BY name ORDER BY name",
+            )?;
+            let mut models: Vec<ModelSummary> = stmt
+                .query_map([], |r| {
+                    Ok(ModelSummary {
+                        name: r.get(0)?,
+                        latest_version: r.get(1)?,
+                        versions: r.get(2)?,
+                        updated_at: r.get(3)?,
+                        aliases: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for m in &mut models {
+                m.aliases = c
+                    .prepare("SELECT alias, version FROM model_aliases WHERE name = ?1 ORDER BY alias")?
+                    .query_map([&m.name], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(models)
+        })
+    }
+
+    fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>> {
+        let versions: Vec<u32> = self.with(|c| {
+            Ok(c.prepare("SELECT version FROM model_versions WHERE name = ?1 ORDER BY version")?
+                .query_map([name], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })?;
+        if versions.is_empty() {
+            return Err(StoreError::NotFound { what: "model", name: name.to_string(), hint: "; `sluice models list` shows them".into() });
+        }
+        self.with(|c| versions.iter().map(|v| Self::version_row(c, name, *v)).collect())
+    }
+}

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Reference fixtures: sluice's linear models and metrics against scikit-learn.
+
+Generated with scikit-learn 1.9.1, numpy 2.4.6, scipy 1.17.1, pandas 3.1.1, Python 3.11.7 by
+running, from the workspace root (no network needed: both data sets ship with scikit-learn):
+
+    python3 scripts/reference/linear_models.py
+
+and checked by
+
+    CARGO_TARGET_DIR=/root/.cache/sluice-target cargo test -p sluice-train --test it
+
+It writes, under crates/sluice-train/tests/fixtures/:
+
+* breast_cancer.csv, diabetes.csv -- the RAW features and the label, with a header, so the Rust
+  test goes through `fit_transforms` + `design_matrix` itself;
+* linear_models.json -- per case, the standardization (mean, scale), scikit-learn's coefficients,
+  intercept, predictions and metrics, the solver used and how well it converged;
+* metrics.json -- random labels and scores with ties (fixed seed), and scikit-learn's metrics.
+
+Mapping of the objectives. sluice minimizes `mean(loss_i) + l2/2 * ||w||^2` (intercept not
+penalized) on features standardized with the population std (ddof=0; scale 1 when the std is 0):
+
+* logistic, loss = log(1 + e^z) - y z:  scikit-learn minimizes `C * sum(loss_i) + ||w||^2 / 2`,
+  the same optimum for C = 1 / (l2 * n);
+* ridge, loss = (y - z)^2 / 2:  scikit-learn minimizes `||y - Xw - b||^2 + alpha ||w||^2`, the same
+  optimum for alpha = l2 * n.
+
+The scikit-learn calls, on Xs = the standardized matrix (n rows):
+
+    LogisticRegression(C=1 / (l2 * n), tol=1e-12, max_iter=10000, solver=SOLVER).fit(Xs, y)
+        for l2 in (1e-2, 1e-4); p = predict_proba(Xs)[:, 1]
+    Ridge(alpha=l2 * n).fit(Xs, y)   for l2 = 1e-3 (solver 'auto', i.e. cholesky); yhat = predict(Xs)
+    roc_auc_score(y, p), log_loss(y, p, labels=[0, 1]), accuracy_score(y, p >= 0.5),
+    precision_score / recall_score / f1_score(y, p >= 0.5, zero_division=0)
+    root_mean_squared_error(y, yhat), mean_absolute_error(y, yhat), r2_score(y, yhat)
+
+SOLVER is lbfgs first; if the gradient of the sluice objective at its solution is above GRAD_TOL
+(1e-9), newton-cholesky and then newton-cg are tried. With scikit-learn 1.9.1 lbfgs stops at
+|gradient| ~5e-9 on both cases and newton-cholesky is used (|gradient| < 1e-13); the JSON records
+the solver used, every attempt's gradient and the literal commands with their C / alpha.
+"""
+
+import json
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy
+import sklearn
+from scipy.special import expit
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "crates" / "sluice-train" / "tests" / "fixtures"
+COMMAND = "python3 scripts/reference/linear_models.py"
+GRAD_TOL = 1e-9
+THRESHOLD = 0.5
+LOGISTIC_L2 = [1e-2, 1e-4]
+RIDGE_L2 = [1e-3]
+METRICS_SEED = 20240611
+
+
+def versions():
+    return {
+        "sklearn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_csv(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Write the raw table and read it back, so that the reference is computed from exactly the
+    numbers the Rust test parses."""
+    path = OUT / name
+    frame.to_csv(path, index=False, lineterminator="\n")
+    back = pd.read_csv(path)
+    assert list(back.columns) == list(frame.columns)
+    assert np.array_equal(back.to_numpy(dtype=float), frame.to_numpy(dtype=float)), name
+    return back
+
+
+def standardize(x: np.ndarray):
+    """As sluice's `Transform::Standardize`: population std, scale 1 where the std is 0."""
+    mean = x.mean(axis=0)
+    std = x.std(axis=0, ddof=0)
+    scale = np.where(std > 0, std, 1.0)
+    return (x - mean) / scale, mean, scale
+
+
+def binary_metrics(y, p):
+    pred = (p >= THRESHOLD).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+    }
+
+
+BINARY_METRIC_COMMANDS = {
+    "roc_auc": "roc_auc_score(y, p)",
+    "log_loss": "log_loss(y, p, labels=[0, 1])",
+    "accuracy": "accuracy_score(y, p >= 0.5)",
+    "precision": "precision_score(y, p >= 0.5, zero_division=0)",
+    "recall": "recall_score(y, p >= 0.5, zero_division=0)",
+    "f1": "f1_score(y, p >= 0.5, zero_division=0)",
+}
+
+
+def regression_metrics(y, yhat):
+    return {
+        "rmse": float(root_mean_squared_error(y, yhat)),
+        "mae": float(mean_absolute_error(y, yhat)),
+        "r2": float(r2_score(y, yhat)),
+    }
+
+
+REGRESSION_METRIC_COMMANDS = {
+    "rmse": "root_mean_squared_error(y, yhat)",
+    "mae": "mean_absolute_error(y, yhat)",
+    "r2": "r2_score(y, yhat)",
+}
+
+
+def logistic_gradient(xs, y, w, b, l2):
+    """Max |gradient| of sluice's logistic objective at (w, b)."""
+    r = expit(xs @ w + b) - y
+    g = np.append(xs.T @ r / len(y) + l2 * w, r.mean())
+    return float(np.abs(g).max())
+
+
+def ridge_gradient(xs, y, w, b, l2):
+    r = xs @ w + b - y
+    g = np.append(xs.T @ r / len(y) + l2 * w, r.mean())
+    return float(np.abs(g).max())
+
+
+def table_columns(frame: pd.DataFrame, label: str):
+    return [c for c in frame.columns if c != label]
+
+
+def logistic_cases(frame: pd.DataFrame, csv: str, label: str):
+    features = table_columns(frame, label)
+    x = frame[features].to_numpy(dtype=float)
+    y = frame[label].to_numpy(dtype=float)
+    n = len(y)
+    xs, mean, scale = standardize(x)
+    cases = []
+    for l2 in LOGISTIC_L2:
+        c = 1.0 / (l2 * n)
+        attempts = []
+        chosen = None
+        for solver in ["lbfgs", "newton-cholesky", "newton-cg"]:
+            model = LogisticRegression(C=c, tol=1e-12, max_iter=10000, solver=solver)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(xs, y)
+            w, b = model.coef_[0].astype(float), float(model.intercept_[0])
+            grad = logistic_gradient(xs, y, w, b, l2)
+            command = (
+                f"LogisticRegression(C={c!r}, tol=1e-12, max_iter=10000, solver={solver!r})"
+                ".fit(Xs, y)  # C = 1 / (l2 * n)"
+            )
+            attempts.append(
+                {"solver": solver, "n_iter": int(model.n_iter_[0]), "max_abs_gradient": grad, "command": command}
+            )
+            if grad <= GRAD_TOL:
+                chosen = (solver, model, w, b, grad, command)
+                break
+        if chosen is None:
+            sys.exit(f"no solver reached |gradient| <= {GRAD_TOL} for logistic l2={l2}: {attempts}")
+        solver, model, w, b, grad, command = chosen
+        p = model.predict_proba(xs)[:, 1]
+        # predict_proba must be the logistic function of the margin we compare against.
+        assert np.allclose(p, expit(xs @ w + b), rtol=0, atol=1e-15)
+        cases.append(
+            {
+                "name": f"logistic_{Path(csv).stem}_l2_{l2:g}",
+                "csv": csv,
+                "label": label,
+                "features": features,
+                "objective": "logistic",
+                "l2": l2,
+                "rows": n,
+                "sklearn_estimator": command,
+                "solver": solver,
+                "attempts": attempts,
+                "max_abs_gradient": grad,
+                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
+                "coef": w.tolist(),
+                "intercept": b,
+                "predictions": p.tolist(),
+                "metrics": binary_metrics(y, p),
+                "metric_commands": BINARY_METRIC_COMMANDS,
+            }
+        )
+    return cases
+
+
+def ridge_cases(frame: pd.DataFrame, csv: str, label: str):
+    features = table_columns(frame, label)
+    x = frame[features].to_numpy(dtype=float)
+    y = frame[label].to_numpy(dtype=float)
+    n = len(y)
+    xs, mean, scale = standardize(x)
+    cases = []
+    for l2 in RIDGE_L2:
+        alpha = l2 * n
+        model = Ridge(alpha=alpha).fit(xs, y)
+        w, b = model.coef_.astype(float), float(model.intercept_)
+        grad = ridge_gradient(xs, y, w, b, l2)
+        if grad > GRAD_TOL:
+            sys.exit(f"ridge l2={l2}: |gradient| {grad} > {GRAD_TOL}")
+        yhat = model.predict(xs)
+        cases.append(
+            {
+                "name": f"ridge_{Path(csv).stem}_l2_{l2:g}",
+                "csv": csv,
+                "label": label,
+                "features": features,
+                "objective": "squared_error",
+                "l2": l2,
+                "rows": n,
+                "sklearn_estimator": f"Ridge(alpha={alpha!r}).fit(Xs, y)  # alpha = l2 * n; solver 'auto'",
+                "solver": str(getattr(model, "solver_", "auto")),
+                "attempts": [],
+                "max_abs_gradient": grad,
+                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
+                "coef": w.tolist(),
+                "intercept": b,
+                "predictions": yhat.tolist(),
+                "metrics": regression_metrics(y, yhat),
+                "metric_commands": REGRESSION_METRIC_COMMANDS,
+            }
+        )
+    return cases
+
+
+def linear_models():
+    cancer = load_breast_cancer(as_frame=True).frame
+    cancer.columns = [c.replace(" ", "_") for c in cancer.columns]
+    cancer = write_csv(cancer.rename(columns={"target": "label"}), "breast_cancer.csv")
+
+    diabetes = load_diabetes(scaled=False, as_frame=True).frame
+    diabetes = write_csv(diabetes, "diabetes.csv")
+
+    return {
+        "generated_by": COMMAND,
+        "versions": versions(),
+        "data": {
+            "breast_cancer.csv": "sklearn.datasets.load_breast_cancer(as_frame=True).frame, spaces in "
+            "column names replaced by '_', 'target' renamed 'label' (1 = benign)",
+            "diabetes.csv": "sklearn.datasets.load_diabetes(scaled=False, as_frame=True).frame",
+        },
+        "preprocessing": "Xs = (X - X.mean(0)) / S, S = X.std(0, ddof=0) with 0 replaced by 1",
+        "threshold": THRESHOLD,
+        "cases": logistic_cases(cancer, "breast_cancer.csv", "label")
+        + ridge_cases(diabetes, "diabetes.csv", "target"),
+    }
+
+
+def metrics():
+    rng = np.random.default_rng(METRICS_SEED)
+    cases = []
+
+    # Scores on a 0.05 grid: many ties, including ties across classes, scores exactly at the
+    # threshold, and exact 0 and 1 (log_loss clips them to [eps, 1 - eps]).
+    n = 400
+    y = (rng.random(n) < 0.4).astype(int)
+    raw = np.clip(0.35 * y + rng.random(n) * 0.75 - 0.05, 0.0, 1.0)
+    s = np.round(raw * 20) / 20
+    assert (s == THRESHOLD).any() and (s == 0).any() and (s == 1).any()
+    cases.append({"name": "binary_ties_on_grid", "kind": "binary", "y": y, "scores": s})
+
+    # A few distinct scores only: large tied blocks.
+    n = 300
+    y = (rng.random(n) < 0.55).astype(int)
+    s = rng.choice([0.1, 0.3, 0.5, 0.7, 0.9], size=n) * 0.5 + 0.5 * y * rng.choice([0.0, 0.4], size=n)
+    cases.append({"name": "binary_few_distinct_scores", "kind": "binary", "y": y, "scores": s})
+
+    # Continuous scores, no ties, rare positives.
+    n = 500
+    y = (rng.random(n) < 0.1).astype(int)
+    s = expit(rng.normal(size=n) + 1.5 * y - 1.0)
+    cases.append({"name": "binary_continuous_rare_positives", "kind": "binary", "y": y, "scores": s})
+
+    # Nothing predicted positive: precision and F1 are 0 (zero_division=0).
+    n = 50
+    y = (rng.random(n) < 0.5).astype(int)
+    s = np.round(rng.random(n) * 0.45, 2)
+    cases.append({"name": "binary_no_predicted_positive", "kind": "binary", "y": y, "scores": s})
+
+    n = 400
+    y = rng.normal(100.0, 25.0, size=n)
+    yhat = np.round(y + rng.normal(0.0, 10.0, size=n), 1)
+    cases.append({"name": "regression_noisy", "kind": "regression", "y": y, "scores": yhat})
+
+    n = 20
+    y = np.full(n, 3.0)
+    yhat = y + np.round(rng.normal(0.0, 0.5, size=n), 2)
+    cases.append({"name": "regression_constant_labels", "kind": "regression", "y": y, "scores": yhat})
+
+    out = []
+    for case in cases:
+        y, s = case["y"], case["scores"]
+        if case["kind"] == "binary":
+            values, commands = binary_metrics(y, s), BINARY_METRIC_COMMANDS
+        else:
+            values, commands = regression_metrics(y, s), REGRESSION_METRIC_COMMANDS
+        out.append(
+            {
+                "name": case["name"],
+                "kind": case["kind"],
+                "y": [float(v) for v in y],
+                "scores": [float(v) for v in s],
+                "metrics": values,
+                "metric_commands": commands,
+            }
+        )
+    return {
+        "generated_by": COMMAND,
+        "versions": versions(),
+        "seed": f"numpy.random.default_rng({METRICS_SEED})",
+        "threshold": THRESHOLD,
+        "cases": out,
+    }
+
+
+def write_json(value, name: str):
+    with open(OUT / name, "w") as f:
+        json.dump(value, f, indent=1)
+        f.write("\n")
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_json(linear_models(), "linear_models.json")
+    write_json(metrics(), "metrics.json")
+    for case in json.loads((OUT / "linear_models.json").read_text())["cases"]:
+        print(f"{case['name']}: solver {case['solver']}, max |gradient| {case['max_abs_gradient']:.3g}")
+
+
+if __name__ == "__main__":
+    main()
