@@ -90,7 +90,9 @@ impl Reporter for LiveReporter {
     fn event(&self, event: &Event) {
         match event {
             Event::RunStarted { run_id, pipeline, steps, jobs } => {
-                let _ = self.multi.println(format!("run {run_id}: pipeline `{pipeline}`, {} steps, {jobs} at a time", steps.len()));
+                let _ = self
+                    .multi
+                    .println(format!("run {run_id}: pipeline `{pipeline}`, {} steps, {jobs} at a time", steps.len()));
             }
             Event::StepStarted { step, kind, .. } => self.set(step, Some(kind), |bar, kind| {
                 bar.set_style(Self::style("{spinner:.cyan} {prefix} {msg} {elapsed:>4}"));

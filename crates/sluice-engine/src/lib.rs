@@ -18,8 +18,8 @@ mod error;
 mod source;
 mod split;
 
-pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_parquet};
 pub use datafusion::error::DataFusionError;
+pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_parquet};
 pub use error::{EngineError, Result};
 pub use split::split;
 
@@ -51,8 +51,7 @@ impl Engine {
         let ctx = self.context();
         for (name, path) in tables {
             let path = path.to_str().ok_or_else(|| EngineError::Path(path.clone()))?;
-            ctx.register_parquet(name.as_str(), path, ParquetReadOptions::default().file_extension(""))
-                .await?;
+            ctx.register_parquet(name.as_str(), path, ParquetReadOptions::default().file_extension("")).await?;
         }
         Ok(ctx.sql(query).await?)
     }

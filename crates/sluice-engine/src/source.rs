@@ -7,8 +7,8 @@ use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetRea
 use sluice_spec::infer_format;
 use sluice_spec::kinds::{FileFormat, SourceStep};
 
-use crate::error::{EngineError, Result};
 use crate::Engine;
+use crate::error::{EngineError, Result};
 
 fn compression_of(path: &Path) -> FileCompressionType {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {

@@ -6,9 +6,7 @@ pub enum ModelError {
     ColumnType { column: String, found: String, expected: String },
     #[error("cannot read model artifact: {0}")]
     Decode(#[from] serde_json::Error),
-    #[error(
-        "model artifact has format version {found}, this sluice reads up to {supported}; upgrade sluice"
-    )]
+    #[error("model artifact has format version {found}, this sluice reads up to {supported}; upgrade sluice")]
     UnsupportedFormat { found: u32, supported: u32 },
     #[error("model artifact is inconsistent: {0}")]
     Inconsistent(String),

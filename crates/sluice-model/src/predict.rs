@@ -63,13 +63,8 @@ impl Predictor {
     /// The input batch with the prediction columns appended.
     pub fn score_batch(&self, batch: &RecordBatch, threshold: f64) -> Result<RecordBatch> {
         let predictions = self.predict(batch)?;
-        let mut fields: Vec<(String, ArrayRef)> = batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(f, c)| (f.name().clone(), c.clone()))
-            .collect();
+        let mut fields: Vec<(String, ArrayRef)> =
+            batch.schema().fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), c.clone())).collect();
         for (name, col) in predictions.columns(threshold) {
             fields.retain(|(n, _)| n != name);
             fields.push((name.to_string(), col));

@@ -41,9 +41,7 @@ impl Transform {
     pub fn feature_names(&self) -> Vec<String> {
         match self {
             Transform::Standardize { column, .. } => vec![column.clone()],
-            Transform::OneHot { column, categories } => {
-                categories.iter().map(|c| format!("{column}={c}")).collect()
-            }
+            Transform::OneHot { column, categories } => categories.iter().map(|c| format!("{column}={c}")).collect(),
         }
     }
 }
@@ -144,7 +142,8 @@ fn numeric(name: &str, array: &ArrayRef) -> Result<ArrayRef> {
     let castable = dt.is_numeric()
         || matches!(dt, DataType::Boolean | DataType::Null | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
         || matches!(dt, DataType::Dictionary(_, v) if v.is_numeric());
-    let err = || ModelError::ColumnType { column: name.to_string(), found: dt.to_string(), expected: "a number".into() };
+    let err =
+        || ModelError::ColumnType { column: name.to_string(), found: dt.to_string(), expected: "a number".into() };
     if !castable {
         return Err(err());
     }
@@ -187,11 +186,7 @@ mod tests {
 
     #[test]
     fn missing_and_mistyped_columns_are_named() {
-        let batch = RecordBatch::try_from_iter([(
-            "age",
-            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
-        )])
-        .unwrap();
+        let batch = RecordBatch::try_from_iter([("age", Arc::new(StringArray::from(vec!["x"])) as ArrayRef)]).unwrap();
         let t = vec![Transform::Standardize { column: "age".into(), mean: 0.0, scale: 1.0 }];
         let e = design_matrix(&t, &batch).unwrap_err().to_string();
         assert!(e.contains("`age`"), "{e}");

@@ -30,7 +30,12 @@ pub struct PlanEntry {
 }
 
 /// Why a key has no cache entry, by comparison with the step's last successful execution.
-fn miss_reason(ws: &Workspace, pipeline: &str, step: &sluice_spec::Step, inputs: &[sluice_store::KeyInput]) -> Result<String> {
+fn miss_reason(
+    ws: &Workspace,
+    pipeline: &str,
+    step: &sluice_spec::Step,
+    inputs: &[sluice_store::KeyInput],
+) -> Result<String> {
     let Some(last) = ws.meta.last_step(pipeline, &step.name)? else { return Ok("never run".into()) };
     if last.config != step.config.to_json() {
         let changed = match (last.config.as_object(), step.config.to_json().as_object()) {
@@ -39,7 +44,11 @@ fn miss_reason(ws: &Workspace, pipeline: &str, step: &sluice_spec::Step, inputs:
             }
             _ => vec![],
         };
-        return Ok(if changed.is_empty() { "config changed".into() } else { format!("config changed: {}", changed.join(", ")) });
+        return Ok(if changed.is_empty() {
+            "config changed".into()
+        } else {
+            format!("config changed: {}", changed.join(", "))
+        });
     }
     let changed: Vec<String> = inputs
         .iter()
@@ -49,7 +58,9 @@ fn miss_reason(ws: &Workspace, pipeline: &str, step: &sluice_spec::Step, inputs:
     if !changed.is_empty() {
         return Ok(format!("input changed: {}", changed.join(", ")));
     }
-    if last.cache_key.to_string() != ws.meta.last_step(pipeline, &step.name)?.map(|s| s.cache_key.to_string()).unwrap_or_default() {
+    if last.cache_key.to_string()
+        != ws.meta.last_step(pipeline, &step.name)?.map(|s| s.cache_key.to_string()).unwrap_or_default()
+    {
         return Ok("engine or step version changed".into());
     }
     Ok("outputs missing from the artifact store".into())
@@ -59,18 +70,29 @@ pub async fn plan(ws: &Workspace, pipeline: &Pipeline, force: &[String]) -> Resu
     let mut known: HashMap<String, Vec<OutputRecord>> = HashMap::new();
     let mut entries = Vec::new();
     for step in &pipeline.steps {
-        let entry = |key: Option<String>, decision| PlanEntry { step: step.name.clone(), kind: step.kind().into(), key, decision };
+        let entry = |key: Option<String>, decision| PlanEntry {
+            step: step.name.clone(),
+            kind: step.kind().into(),
+            key,
+            decision,
+        };
         let pending: Vec<&str> = step.upstream().into_iter().filter(|u| !known.contains_key(*u)).collect();
         if !pending.is_empty() {
             let names: Vec<String> = pending.iter().map(|p| format!("`{p}`")).collect();
-            entries.push(entry(None, Decision::Run(format!("after {} runs (cached if its output is unchanged)", names.join(", ")))));
+            entries.push(entry(
+                None,
+                Decision::Run(format!("after {} runs (cached if its output is unchanged)", names.join(", "))),
+            ));
             continue;
         }
         let resolved: Vec<_> = step
             .inputs
             .iter()
             .filter_map(|i| {
-                known.get(&i.source.step).and_then(|o| o.iter().find(|o| o.name == i.source.output)).map(|o| (i.clone(), o.clone()))
+                known
+                    .get(&i.source.step)
+                    .and_then(|o| o.iter().find(|o| o.name == i.source.output))
+                    .map(|o| (i.clone(), o.clone()))
             })
             .collect();
         let inputs = match key_inputs(ws, pipeline, step, &resolved) {

@@ -28,7 +28,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), force: vec![], overrides: vec![] }
+        Self {
+            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            force: vec![],
+            overrides: vec![],
+        }
     }
 }
 
@@ -65,7 +69,8 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 
 /// Hash a source file, reusing the remembered hash while its size and mtime are unchanged.
 pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::Result<ContentHash, StepError> {
-    let meta = std::fs::metadata(path).map_err(|e| StepError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| StepError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
     let mtime = meta
         .modified()
         .ok()
@@ -105,7 +110,10 @@ pub(crate) fn key_inputs(
 }
 
 /// Reuse cached outputs if every artifact is still present in the store.
-pub(crate) async fn cached_outputs(ws: &Workspace, key: &ContentHash) -> std::result::Result<Option<Vec<OutputRecord>>, StepError> {
+pub(crate) async fn cached_outputs(
+    ws: &Workspace,
+    key: &ContentHash,
+) -> std::result::Result<Option<Vec<OutputRecord>>, StepError> {
     let Some(outputs) = ws.meta.lookup_cache(key)? else { return Ok(None) };
     for o in &outputs {
         if !ws.artifacts.exists(&o.artifact.hash, o.artifact.kind).await? {
@@ -116,11 +124,26 @@ pub(crate) async fn cached_outputs(ws: &Workspace, key: &ContentHash) -> std::re
 }
 
 enum Outcome {
-    Cached { key: ContentHash, outputs: Vec<OutputRecord>, inputs: Vec<KeyInput> },
-    Ran { key: ContentHash, outputs: Vec<OutputRecord>, rows: Option<u64>, metrics: Vec<(String, f64)>, inputs: Vec<KeyInput> },
+    Cached {
+        key: ContentHash,
+        outputs: Vec<OutputRecord>,
+        inputs: Vec<KeyInput>,
+    },
+    Ran {
+        key: ContentHash,
+        outputs: Vec<OutputRecord>,
+        rows: Option<u64>,
+        metrics: Vec<(String, f64)>,
+        inputs: Vec<KeyInput>,
+    },
 }
 
-pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, reporter: Arc<dyn Reporter>) -> Result<RunSummary> {
+pub async fn run(
+    ws: Arc<Workspace>,
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<RunSummary> {
     for f in &options.force {
         if pipeline.step(f).is_none() {
             return Err(RunnerError::UnknownForce {
@@ -143,7 +166,9 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
         params: options
             .overrides
             .iter()
-            .map(|o| o.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((o.clone(), String::new())))
+            .map(|o| {
+                o.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).unwrap_or((o.clone(), String::new()))
+            })
             .collect(),
         error: None,
         pid: std::process::id(),
@@ -162,7 +187,14 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
     let mut done: HashSet<String> = HashSet::new();
     let mut blocked: HashSet<String> = HashSet::new();
     let mut launched: HashSet<String> = HashSet::new();
-    let mut summary = RunSummary { run_id: run_id.clone(), status: RunStatus::Running, ran: vec![], cached: vec![], failed: vec![], skipped: vec![] };
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        status: RunStatus::Running,
+        ran: vec![],
+        cached: vec![],
+        failed: vec![],
+        skipped: vec![],
+    };
     let mut tasks: JoinSet<(String, Instant, String, std::result::Result<Outcome, StepError>)> = JoinSet::new();
 
     loop {
@@ -178,7 +210,10 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
             if upstream.iter().any(|u| blocked.contains(*u)) {
                 launched.insert(step.name.clone());
                 blocked.insert(step.name.clone());
-                let reason = format!("upstream `{}` failed or was skipped", upstream.iter().find(|u| blocked.contains(**u)).unwrap_or(&""));
+                let reason = format!(
+                    "upstream `{}` failed or was skipped",
+                    upstream.iter().find(|u| blocked.contains(**u)).unwrap_or(&"")
+                );
                 reporter.event(&Event::StepSkipped { step: step.name.clone(), reason });
                 summary.skipped.push(step.name.clone());
                 continue;
@@ -193,7 +228,9 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
                     .get(&input.source.step)
                     .and_then(|outs| outs.iter().find(|o| o.name == input.source.output))
                     .cloned()
-                    .ok_or_else(|| RunnerError::Internal(format!("output `{}` missing after its step finished", input.source)))?;
+                    .ok_or_else(|| {
+                        RunnerError::Internal(format!("output `{}` missing after its step finished", input.source))
+                    })?;
                 resolved.push((input.clone(), found));
             }
             let ctx = StepCtx {
@@ -217,16 +254,27 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
                     if !force && let Some(outputs) = cached_outputs(&ctx.ws, &key).await? {
                         return Ok(Outcome::Cached { key, outputs, inputs });
                     }
-                    ctx.reporter.event(&Event::StepStarted { step: name.clone(), kind: ctx.step.kind().into(), key: key.short() });
+                    ctx.reporter.event(&Event::StepStarted {
+                        step: name.clone(),
+                        kind: ctx.step.kind().into(),
+                        key: key.short(),
+                    });
                     let executed = execute(&ctx).await?;
-                    Ok(Outcome::Ran { key, outputs: executed.outputs, rows: executed.rows, metrics: executed.metrics, inputs })
+                    Ok(Outcome::Ran {
+                        key,
+                        outputs: executed.outputs,
+                        rows: executed.rows,
+                        metrics: executed.metrics,
+                        inputs,
+                    })
                 }
                 .await;
                 (name, t0, started_at, outcome)
             });
         }
         let Some(joined) = tasks.join_next().await else { break };
-        let (name, t0, started_at, outcome) = joined.map_err(|e| RunnerError::Internal(format!("step task panicked: {e}")))?;
+        let (name, t0, started_at, outcome) =
+            joined.map_err(|e| RunnerError::Internal(format!("step task panicked: {e}")))?;
         let step = pipeline.step(&name).ok_or_else(|| RunnerError::Internal(format!("unknown step `{name}`")))?;
         let elapsed_ms = t0.elapsed().as_millis() as u64;
         let record = |key: ContentHash, status, rows, inputs, error| StepRecord {
@@ -244,13 +292,22 @@ pub async fn run(ws: Arc<Workspace>, pipeline: &Pipeline, options: &RunOptions, 
         };
         match outcome {
             Ok(Outcome::Cached { key, outputs: outs, inputs }) => {
-                let rows = outs.iter().filter(|o| o.artifact.kind == ArtifactKind::Dataset).filter_map(|o| o.artifact.rows).reduce(|a, b| a + b);
+                let rows = outs
+                    .iter()
+                    .filter(|o| o.artifact.kind == ArtifactKind::Dataset)
+                    .filter_map(|o| o.artifact.rows)
+                    .reduce(|a, b| a + b);
                 ws.meta.record_step(&StepCompletion {
                     step: record(key, StepStatus::Cached, rows, inputs, None),
                     outputs: outs.clone(),
                     metrics: vec![],
                 })?;
-                reporter.event(&Event::StepCached { step: name.clone(), kind: step.kind().into(), key: key.short(), rows });
+                reporter.event(&Event::StepCached {
+                    step: name.clone(),
+                    kind: step.kind().into(),
+                    key: key.short(),
+                    rows,
+                });
                 summary.cached.push(name.clone());
                 outputs.insert(name.clone(), outs);
                 done.insert(name);

@@ -122,7 +122,10 @@ impl StepCtx {
     async fn store_json(&self, name: &str, bytes: Vec<u8>, kind: ArtifactKind) -> Result<OutputRecord, StepError> {
         let size = bytes.len() as u64;
         let hash = self.ws.artifacts.put_bytes(bytes, kind).await?;
-        Ok(OutputRecord { name: name.to_string(), artifact: ArtifactMeta { hash, kind, size, rows: None, schema: None } })
+        Ok(OutputRecord {
+            name: name.to_string(),
+            artifact: ArtifactMeta { hash, kind, size, rows: None, schema: None },
+        })
     }
 }
 
@@ -132,7 +135,9 @@ mod datafusion_stream {
 }
 
 /// Run CPU-heavy work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StepError> + Send + 'static) -> Result<T, StepError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
+) -> Result<T, StepError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StepError::Internal(format!("worker thread failed: {e}")))?
 }
 

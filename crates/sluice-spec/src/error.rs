@@ -5,10 +5,18 @@ use std::fmt;
 /// A position in the spec file, or in one `--set` assignment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
-    File { file: String, line: usize, column: usize },
-    Override { assignment: String },
+    File {
+        file: String,
+        line: usize,
+        column: usize,
+    },
+    Override {
+        assignment: String,
+    },
     /// The whole file (e.g. a missing top-level key).
-    Whole { file: String },
+    Whole {
+        file: String,
+    },
 }
 
 impl fmt::Display for Location {
@@ -57,22 +65,11 @@ pub enum SpecError {
     #[error("{location}: invalid YAML: {message}")]
     Yaml { location: Location, message: String },
     #[error("{location}: {context}: unknown key `{key}`{suggestion}; expected one of {expected}")]
-    UnknownKey {
-        location: Location,
-        context: String,
-        key: String,
-        suggestion: Suggestion,
-        expected: String,
-    },
+    UnknownKey { location: Location, context: String, key: String, suggestion: Suggestion, expected: String },
     #[error("{location}: {context}: {message}")]
     Invalid { location: Location, context: String, message: String },
     #[error("{location}: step `{step}` reads `{reference}`, which is not a source or step{suggestion}")]
-    UnknownInput {
-        location: Location,
-        step: String,
-        reference: String,
-        suggestion: Suggestion,
-    },
+    UnknownInput { location: Location, step: String, reference: String, suggestion: Suggestion },
     #[error(
         "{location}: step `{step}` reads `{reference}`, but `{target}` has no output `{output}` (its outputs: {outputs})"
     )]

@@ -4,7 +4,7 @@
 //! step into its kind's struct, then check names, references, types, cycles and files. Problems
 //! are collected rather than returned one by one, so a user fixes a spec in one pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -28,9 +28,9 @@ impl Origin<'_> {
             Some(m) if m.source() == 0 => {
                 Location::File { file: self.file.to_string(), line: m.line(), column: m.column() }
             }
-            Some(m) => Location::Override {
-                assignment: self.overrides.get(m.source() - 1).cloned().unwrap_or_default(),
-            },
+            Some(m) => {
+                Location::Override { assignment: self.overrides.get(m.source() - 1).cloned().unwrap_or_default() }
+            }
             None => Location::Whole { file: self.file.to_string() },
         }
     }
@@ -42,8 +42,8 @@ impl Origin<'_> {
 
 /// Read and validate a spec file, applying `--set step.key=value` overrides.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
     let base = std::fs::canonicalize(&base).unwrap_or(base);
@@ -57,8 +57,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline> {
 pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> Result<Pipeline> {
     let origin = Origin { file, overrides };
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let mut root = marked_yaml::parse_yaml_with_options(0, text, options)
-        .map_err(|e| load_error(&origin, e))?;
+    let mut root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(&origin, e))?;
     apply_overrides(&mut root, overrides)?;
 
     let Some(top) = root.as_mapping() else {
@@ -90,6 +89,8 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
 
     let mut raw: Vec<(String, Location, StepConfig)> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
+    // Names whose definitions could not be read: already reported, so references to them are not.
+    let mut unreadable: HashSet<String> = HashSet::new();
     for (section, implied_kind) in [("sources", Some("source")), ("steps", None)] {
         let Some(node) = top.get_node(section) else { continue };
         let Some(map) = node.as_mapping() else {
@@ -110,7 +111,10 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
             seen.insert(name.clone(), location.clone());
             match read_step(&origin, &name, def, implied_kind) {
                 Ok(config) => raw.push((name, location, config)),
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    unreadable.insert(name);
+                }
             }
         }
     }
@@ -139,9 +143,9 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
                         ty.as_str()
                     ),
                 }),
-                Ok((target, _)) => {
-                    inputs.push(Input { role, written: reference.to_string(), source: target })
-                }
+                Ok((target, _)) => inputs.push(Input { role, written: reference.to_string(), source: target }),
+                Err(SpecError::UnknownInput { .. })
+                    if unreadable.contains(reference.split_once('.').map_or(reference.as_str(), |(t, _)| t)) => {}
                 Err(e) => errors.push(e),
             }
         }
@@ -164,13 +168,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         return Err(SpecErrors(errors));
     }
     let steps = topological_order(steps)?;
-    Ok(Pipeline {
-        name,
-        description,
-        spec_path: PathBuf::from(file),
-        base_dir: base_dir.to_path_buf(),
-        steps,
-    })
+    Ok(Pipeline { name, description, spec_path: PathBuf::from(file), base_dir: base_dir.to_path_buf(), steps })
 }
 
 fn load_error(origin: &Origin, e: marked_yaml::LoadError) -> SpecErrors {
@@ -270,7 +268,8 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
 
 fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::FromNodeError) -> SpecError {
     let fallback = origin.span(def.span());
-    let location = match e.start_mark() {
+    let start = e.start_mark();
+    let location = match start {
         Some(m) => origin.at(Some(&m)),
         None => fallback,
     };
@@ -287,9 +286,33 @@ fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::F
             key,
         },
         other => {
-            let field = path.map(|p| format!("`{p}`: ")).unwrap_or_default();
-            SpecError::Invalid { location, context: context.to_string(), message: format!("{field}{other}") }
+            // Say what was expected and quote what was found, rather than Rust's parse error.
+            use marked_yaml::Error::*;
+            let field = path.as_deref().map(|p| format!("`{p}`")).unwrap_or_else(|| "the value".into());
+            let found = start.and_then(|m| scalar_at(def, &m)).unwrap_or_default();
+            let message = match &other {
+                IntegerParseFailure(..) if found.parse::<i128>().is_ok() => {
+                    format!("{field} is out of range, got `{found}`")
+                }
+                IntegerParseFailure(..) => format!("{field} must be a whole number, got `{found}`"),
+                FloatParseFailure(..) => format!("{field} must be a number, got `{found}`"),
+                NotBoolean(..) => format!("{field} must be true or false, got `{found}`"),
+                _ => match path {
+                    Some(p) => format!("`{p}`: {other}"),
+                    None => other.to_string(),
+                },
+            };
+            SpecError::Invalid { location, context: context.to_string(), message }
         }
+    }
+}
+
+/// The text of the scalar that starts at `marker`, to quote it in a message.
+fn scalar_at(node: &Node, marker: &Marker) -> Option<String> {
+    match node {
+        Node::Scalar(s) => (s.span().start() == Some(marker)).then(|| s.as_str().to_string()),
+        Node::Mapping(m) => m.values().find_map(|v| scalar_at(v, marker)),
+        Node::Sequence(s) => s.iter().find_map(|v| scalar_at(v, marker)),
     }
 }
 
@@ -357,7 +380,10 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(
             if s.format.is_none() && infer_format(&s.path).is_none() {
                 return Err(invalid(
                     span,
-                    format!("cannot tell the format of `{}` from its extension; set `format` (csv, parquet or ndjson)", *s.path),
+                    format!(
+                        "cannot tell the format of `{}` from its extension; set `format` (csv, parquet or ndjson)",
+                        *s.path
+                    ),
                 ));
             }
         }
@@ -379,7 +405,10 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(
                 return Err(invalid(span, format!("`fractions` must sum to 1, they sum to {sum}")));
             }
             if s.method != SplitMethod::Random && s.by.is_none() {
-                return Err(invalid(span, format!("method `{:?}` needs `by` (a column name)", s.method).to_lowercase()));
+                return Err(invalid(
+                    span,
+                    format!("method `{:?}` needs `by` (a column name)", s.method).to_lowercase(),
+                ));
             }
         }
         StepConfig::Train(t) => {
@@ -399,13 +428,19 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(
         }
         StepConfig::Evaluate(e) => {
             if !(e.threshold > 0.0 && e.threshold < 1.0) {
-                return Err(invalid(Some(e.model.span()), format!("`threshold` must be between 0 and 1, got {}", e.threshold)));
+                return Err(invalid(
+                    Some(e.model.span()),
+                    format!("`threshold` must be between 0 and 1, got {}", e.threshold),
+                ));
             }
         }
         StepConfig::Register(r) => {
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok(&r.name) {
-                return Err(invalid(Some(r.model.span()), format!("`name` must be letters, digits, `-`, `_` or `.`, got `{}`", r.name)));
+                return Err(invalid(
+                    Some(r.model.span()),
+                    format!("`name` must be letters, digits, `-`, `_` or `.`, got `{}`", r.name),
+                ));
             }
             if let Some(a) = &r.alias
                 && (!ok(a) || a.chars().all(|c| c.is_ascii_digit()))
@@ -420,10 +455,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(
 /// The format implied by a path's extension, looking through a compression suffix.
 pub fn infer_format(path: &str) -> Option<FileFormat> {
     let lower = path.to_ascii_lowercase();
-    let stem = ["gz", "zst", "bz2", "xz"]
-        .iter()
-        .find_map(|c| lower.strip_suffix(&format!(".{c}")))
-        .unwrap_or(&lower);
+    let stem = ["gz", "zst", "bz2", "xz"].iter().find_map(|c| lower.strip_suffix(&format!(".{c}"))).unwrap_or(&lower);
     if stem.ends_with(".csv") || stem.ends_with(".tsv") {
         Some(FileFormat::Csv)
     } else if stem.ends_with(".parquet") || stem.ends_with(".pq") {

@@ -12,7 +12,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("metadata database `{path}` was written by a newer sluice (schema {found}, this one knows {known}); upgrade sluice")]
+    #[error(
+        "metadata database `{path}` was written by a newer sluice (schema {found}, this one knows {known}); upgrade sluice"
+    )]
     SchemaTooNew { path: PathBuf, found: i64, known: i64 },
     #[error("{what} `{name}` not found{hint}")]
     NotFound { what: &'static str, name: String, hint: String },

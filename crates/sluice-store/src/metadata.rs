@@ -29,14 +29,24 @@ pub trait MetadataStore: Send + Sync {
 
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
     /// A run by id or unique id prefix, with its steps, outputs and metrics.
-    fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)>;
+    fn get_run(
+        &self,
+        id: &str,
+    ) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)>;
     /// An artifact by hash or unique hash prefix.
     fn get_artifact(&self, hash_prefix: &str) -> Result<ArtifactMeta>;
     fn provenance(&self, hash: &ContentHash) -> Result<Provenance>;
 
     /// Add `artifact` as a version of model `name` (the existing version if that artifact is
     /// already registered under the name), attaching metrics.
-    fn register_model(&self, name: &str, artifact: &ContentHash, run_id: &str, step: &str, metrics: &[(String, f64)]) -> Result<ModelVersion>;
+    fn register_model(
+        &self,
+        name: &str,
+        artifact: &ContentHash,
+        run_id: &str,
+        step: &str,
+        metrics: &[(String, f64)],
+    ) -> Result<ModelVersion>;
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()>;
     fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion>;
     fn list_models(&self) -> Result<Vec<ModelSummary>>;

@@ -264,7 +264,8 @@ impl SqliteStore {
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound { what: "model version", name: format!("{name}:{version}"), hint: String::new() })?;
-        let mut stmt = conn.prepare("SELECT alias FROM model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")?;
+        let mut stmt =
+            conn.prepare("SELECT alias FROM model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")?;
         v.aliases = stmt.query_map(params![name, version], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(v)
     }
@@ -296,10 +297,22 @@ impl MetadataStore for SqliteStore {
             let tx = c.transaction()?;
             tx.execute(
                 &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
-                params![run.id, run.pipeline, run.spec_path, run.status.as_str(), run.started_at, run.finished_at, run.error, run.pid],
+                params![
+                    run.id,
+                    run.pipeline,
+                    run.spec_path,
+                    run.status.as_str(),
+                    run.started_at,
+                    run.finished_at,
+                    run.error,
+                    run.pid
+                ],
             )?;
             for (k, v) in &run.params {
-                tx.execute("INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)", params![run.id, k, v])?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)",
+                    params![run.id, k, v],
+                )?;
             }
             tx.commit()?;
             Ok(())
@@ -325,7 +338,9 @@ impl MetadataStore for SqliteStore {
             for o in &done.outputs {
                 let a = &o.artifact;
                 tx.execute(
-                    &format!("INSERT OR IGNORE INTO artifacts ({ARTIFACT_COLUMNS}, created_at) VALUES (?1,?2,?3,?4,?5,?6)"),
+                    &format!(
+                        "INSERT OR IGNORE INTO artifacts ({ARTIFACT_COLUMNS}, created_at) VALUES (?1,?2,?3,?4,?5,?6)"
+                    ),
                     params![
                         a.hash.to_string(),
                         a.kind.as_str(),
@@ -453,7 +468,10 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn get_run(&self, id: &str) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)> {
+    fn get_run(
+        &self,
+        id: &str,
+    ) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"))?;
             let mut runs: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
@@ -510,12 +528,18 @@ impl MetadataStore for SqliteStore {
 
     fn get_artifact(&self, prefix: &str) -> Result<ArtifactMeta> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE hash LIKE ?1 || '%' LIMIT 2"))?;
-            let mut found: Vec<ArtifactMeta> = stmt.query_map([prefix.to_ascii_lowercase()], artifact_row)?.collect::<rusqlite::Result<_>>()?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE hash LIKE ?1 || '%' LIMIT 2"))?;
+            let mut found: Vec<ArtifactMeta> =
+                stmt.query_map([prefix.to_ascii_lowercase()], artifact_row)?.collect::<rusqlite::Result<_>>()?;
             if found.len() > 1 {
                 return Err(StoreError::Ambiguous(prefix.to_string(), "artifact"));
             }
-            found.pop().ok_or_else(|| StoreError::NotFound { what: "artifact", name: prefix.to_string(), hint: String::new() })
+            found.pop().ok_or_else(|| StoreError::NotFound {
+                what: "artifact",
+                name: prefix.to_string(),
+                hint: String::new(),
+            })
         })
     }
 
@@ -543,7 +567,14 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn register_model(&self, name: &str, artifact: &ContentHash, run_id: &str, step: &str, metrics: &[(String, f64)]) -> Result<ModelVersion> {
+    fn register_model(
+        &self,
+        name: &str,
+        artifact: &ContentHash,
+        run_id: &str,
+        step: &str,
+        metrics: &[(String, f64)],
+    ) -> Result<ModelVersion> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let existing: Option<u32> = tx
@@ -609,10 +640,18 @@ impl MetadataStore for SqliteStore {
                     c.query_row("SELECT MAX(version) FROM model_versions WHERE name = ?1", [name], |r| r.get(0))?
                 }
                 ModelSelector::Version(v) => c
-                    .query_row("SELECT version FROM model_versions WHERE name = ?1 AND version = ?2", params![name, v], |r| r.get(0))
+                    .query_row(
+                        "SELECT version FROM model_versions WHERE name = ?1 AND version = ?2",
+                        params![name, v],
+                        |r| r.get(0),
+                    )
                     .optional()?,
                 ModelSelector::Alias(a) => c
-                    .query_row("SELECT version FROM model_aliases WHERE name = ?1 AND alias = ?2", params![name, a], |r| r.get(0))
+                    .query_row(
+                        "SELECT version FROM model_aliases WHERE name = ?1 AND alias = ?2",
+                        params![name, a],
+                        |r| r.get(0),
+                    )
                     .optional()?,
             };
             let Some(version) = version else {
@@ -659,7 +698,11 @@ impl MetadataStore for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?)
         })?;
         if versions.is_empty() {
-            return Err(StoreError::NotFound { what: "model", name: name.to_string(), hint: "; `sluice models list` shows them".into() });
+            return Err(StoreError::NotFound {
+                what: "model",
+                name: name.to_string(),
+                hint: "; `sluice models list` shows them".into(),
+            });
         }
         self.with(|c| versions.iter().map(|v| Self::version_row(c, name, *v)).collect())
     }

@@ -12,7 +12,9 @@ pub enum TrainError {
     FeatureType { column: String, found: String },
     #[error("no training rows")]
     Empty,
-    #[error("the {dim}x{dim} system is not positive definite even with a ridge; features may be constant or duplicated, try a larger `l2`")]
+    #[error(
+        "the {dim}x{dim} system is not positive definite even with a ridge; features may be constant or duplicated, try a larger `l2`"
+    )]
     Singular { dim: usize },
     #[error(transparent)]
     Model(#[from] sluice_model::ModelError),

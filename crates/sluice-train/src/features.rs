@@ -42,10 +42,8 @@ pub fn fit_transforms(batch: &RecordBatch, features: &[String], options: &Featur
         let column = batch.column_by_name(name).ok_or_else(|| TrainError::MissingColumn(name.clone()))?;
         let dt = column.data_type();
         if is_text(dt) {
-            let text = cast(column, &DataType::Utf8).map_err(|_| TrainError::FeatureType {
-                column: name.clone(),
-                found: dt.to_string(),
-            })?;
+            let text = cast(column, &DataType::Utf8)
+                .map_err(|_| TrainError::FeatureType { column: name.clone(), found: dt.to_string() })?;
             let text = text.as_string::<i32>();
             let mut counts: HashMap<&str, usize> = HashMap::new();
             for v in text.iter().flatten() {
@@ -58,10 +56,8 @@ pub fn fit_transforms(batch: &RecordBatch, features: &[String], options: &Featur
             categories.sort();
             out.push(Transform::OneHot { column: name.clone(), categories });
         } else if dt.is_numeric() || *dt == DataType::Boolean {
-            let values = cast(column, &DataType::Float64).map_err(|_| TrainError::FeatureType {
-                column: name.clone(),
-                found: dt.to_string(),
-            })?;
+            let values = cast(column, &DataType::Float64)
+                .map_err(|_| TrainError::FeatureType { column: name.clone(), found: dt.to_string() })?;
             let values = values.as_primitive::<Float64Type>();
             let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
             // Welford's update: one pass, numerically stable.

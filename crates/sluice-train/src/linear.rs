@@ -114,7 +114,10 @@ fn logistic_accumulate(x: &DesignMatrix, y: &[f64], beta: &[f64], intercept: boo
             }
             acc
         })
-        .reduce(|| Accum { loss: 0.0, grad: vec![0.0; dim], hess: vec![0.0; if with_hessian { dim * dim } else { 0 }] }, Accum::merge)
+        .reduce(
+            || Accum { loss: 0.0, grad: vec![0.0; dim], hess: vec![0.0; if with_hessian { dim * dim } else { 0 }] },
+            Accum::merge,
+        )
 }
 
 /// Add the mean scaling and the L2 penalty (not on the intercept), and mirror the Hessian's lower

@@ -29,7 +29,11 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let (name, selector) = ModelSelector::parse(&args.reference);
         let v = ws.meta.resolve_model(&name, &selector)?;
-        println!("model {name}:{} (aliases: {})", v.version, if v.aliases.is_empty() { "none".into() } else { v.aliases.join(", ") });
+        println!(
+            "model {name}:{} (aliases: {})",
+            v.version,
+            if v.aliases.is_empty() { "none".into() } else { v.aliases.join(", ") }
+        );
         v.artifact
     };
     // Walk the graph upstream, breadth first, each artifact once.
@@ -61,7 +65,14 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         println!("{pad}{} {} ({} bytes{rows})", a.kind.as_str(), short(&a.hash.to_string()), a.size);
         match &p.produced_by {
             Some(s) => {
-                println!("{pad}  produced by step `{}` ({}) output `{}` of pipeline `{}`, run {}", s.step, s.kind, p.output.as_deref().unwrap_or("?"), p.pipeline.as_deref().unwrap_or("?"), s.run_id);
+                println!(
+                    "{pad}  produced by step `{}` ({}) output `{}` of pipeline `{}`, run {}",
+                    s.step,
+                    s.kind,
+                    p.output.as_deref().unwrap_or("?"),
+                    p.pipeline.as_deref().unwrap_or("?"),
+                    s.run_id
+                );
                 println!("{pad}  config {}", s.config);
                 for i in &s.inputs {
                     println!("{pad}  input {} = {}", i.name, short(&i.hash.to_string()));

@@ -32,7 +32,8 @@ pub fn open_workspace(home: &Path) -> anyhow::Result<Workspace> {
 pub fn existing_workspace(home: &Path) -> anyhow::Result<Workspace> {
     if !home.join("metadata.db").exists() {
         return Err(anyhow::Error::new(Hint(
-            "run a pipeline first (`sluice run PIPELINE.yaml`), or point `--home`/`SLUICE_HOME` at an existing one".into(),
+            "run a pipeline first (`sluice run PIPELINE.yaml`), or point `--home`/`SLUICE_HOME` at an existing one"
+                .into(),
         ))
         .context(format!("no sluice home at `{}`", home.display())));
     }

@@ -30,7 +30,13 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             let mut t = table(&["model", "latest", "versions", "aliases", "updated"]);
             for m in models {
                 let aliases: Vec<String> = m.aliases.iter().map(|(a, v)| format!("{a}→{v}")).collect();
-                t.add_row(vec![m.name, m.latest_version.to_string(), m.versions.to_string(), aliases.join(", "), m.updated_at]);
+                t.add_row(vec![
+                    m.name,
+                    m.latest_version.to_string(),
+                    m.versions.to_string(),
+                    aliases.join(", "),
+                    m.updated_at,
+                ]);
             }
             println!("{t}");
         }

@@ -38,7 +38,12 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
             Decision::Cached => "cached (skip)".to_string(),
             Decision::Run(why) => format!("run: {why}"),
         };
-        t.add_row(vec![e.step.clone(), e.kind.clone(), e.key.as_deref().map(short).unwrap_or("-").to_string(), decision]);
+        t.add_row(vec![
+            e.step.clone(),
+            e.kind.clone(),
+            e.key.as_deref().map(short).unwrap_or("-").to_string(),
+            decision,
+        ]);
     }
     println!("{t}");
     let runs = entries.iter().filter(|e| e.decision != Decision::Cached).count();

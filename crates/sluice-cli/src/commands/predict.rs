@@ -62,7 +62,8 @@ fn read(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
                 .infer_schema(BufReader::new(&mut file), Some(10_000))
                 .with_context(|| format!("cannot read the header and types of `{}`", path.display()))?;
             file.rewind()?;
-            let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema)).with_header(true).build(BufReader::new(file))?;
+            let reader =
+                arrow::csv::ReaderBuilder::new(Arc::new(schema)).with_header(true).build(BufReader::new(file))?;
             reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("cannot parse `{}`", path.display()))
         }
     }

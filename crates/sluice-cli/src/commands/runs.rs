@@ -32,7 +32,13 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 let mut t = table(&["run", "pipeline", "status", "started", "error"]);
                 for r in runs {
-                    t.add_row(vec![r.id, r.pipeline, r.status.as_str().into(), r.started_at, r.error.unwrap_or_default()]);
+                    t.add_row(vec![
+                        r.id,
+                        r.pipeline,
+                        r.status.as_str().into(),
+                        r.started_at,
+                        r.error.unwrap_or_default(),
+                    ]);
                 }
                 println!("{t}");
             }

@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use sluice_model::{Model, ModelArtifact, Predictor, Task, Transform, design_matrix, sigmoid};
-use sluice_train::{
-    FeatureOptions, LinearOptions, Objective, TrainRequest, label_values, train_linear,
-};
+use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest, label_values, train_linear};
 
 use crate::support::{check, max_abs_diff, max_rel_diff, read_csv, read_json};
 
@@ -57,11 +55,8 @@ struct Standardization {
     scale: Vec<f64>,
 }
 
-const CASES: [&str; 3] = [
-    "logistic_breast_cancer_l2_0.01",
-    "logistic_breast_cancer_l2_0.0001",
-    "ridge_diabetes_l2_0.001",
-];
+const CASES: [&str; 3] =
+    ["logistic_breast_cancer_l2_0.01", "logistic_breast_cancer_l2_0.0001", "ridge_diabetes_l2_0.001"];
 
 fn fixture() -> Fixture {
     read_json("linear_models.json")
@@ -69,50 +64,24 @@ fn fixture() -> Fixture {
 
 fn metric_map(task: Task, y: &[f64], scores: &[f64], threshold: f64) -> BTreeMap<String, f64> {
     match task {
-        Task::BinaryClassification => sluice_metrics::binary(y, scores, threshold)
-            .expect("binary metrics")
-            .to_map(),
-        Task::Regression => sluice_metrics::regression(y, scores)
-            .expect("regression metrics")
-            .to_map(),
+        Task::BinaryClassification => sluice_metrics::binary(y, scores, threshold).expect("binary metrics").to_map(),
+        Task::Regression => sluice_metrics::regression(y, scores).expect("regression metrics").to_map(),
     }
 }
 
-fn check_metrics(
-    what: &str,
-    ours: &BTreeMap<String, f64>,
-    reference: &BTreeMap<String, f64>,
-    tol: f64,
-) {
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        reference.keys().collect::<Vec<_>>(),
-        "{what}: metric names"
-    );
+fn check_metrics(what: &str, ours: &BTreeMap<String, f64>, reference: &BTreeMap<String, f64>, tol: f64) {
+    assert_eq!(ours.keys().collect::<Vec<_>>(), reference.keys().collect::<Vec<_>>(), "{what}: metric names");
     let names: Vec<&String> = ours.keys().collect();
     let ours: Vec<f64> = ours.values().copied().collect();
     let reference: Vec<f64> = reference.values().copied().collect();
     let diff = max_abs_diff(&ours, &reference);
-    check(
-        &format!("{what} ({})", names[diff.index]),
-        diff,
-        tol,
-        &ours,
-        &reference,
-    );
+    check(&format!("{what} ({})", names[diff.index]), diff, tol, &ours, &reference);
 }
 
 fn run_case(name: &str) {
     let fixture = fixture();
-    let case = fixture
-        .cases
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no case {name} in the fixture"));
-    println!(
-        "== {name} (scikit-learn solver {}, |gradient| {:.1e})",
-        case.solver, case.max_abs_gradient
-    );
+    let case = fixture.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case {name} in the fixture"));
+    println!("== {name} (scikit-learn solver {}, |gradient| {:.1e})", case.solver, case.max_abs_gradient);
     let (objective, task) = match case.objective.as_str() {
         "logistic" => (Objective::Logistic, Task::BinaryClassification),
         "squared_error" => (Objective::SquaredError, Task::Regression),
@@ -125,18 +94,11 @@ fn run_case(name: &str) {
         label: &case.label,
         features: &case.features,
         objective,
-        linear: LinearOptions {
-            l2: case.l2,
-            ..Default::default()
-        },
+        linear: LinearOptions { l2: case.l2, ..Default::default() },
         preprocessing: FeatureOptions::default(),
     };
     let artifact = train_linear(&batch, &request).expect("training");
-    assert!(
-        artifact.training.converged,
-        "did not converge: {:?}",
-        artifact.training
-    );
+    assert!(artifact.training.converged, "did not converge: {:?}", artifact.training);
     println!("solver iterations: {}", artifact.training.iterations);
     assert_eq!(artifact.task, task);
     assert_eq!(artifact.feature_names, case.features);
@@ -145,11 +107,7 @@ fn run_case(name: &str) {
     let (mut mean, mut scale) = (Vec::new(), Vec::new());
     for (t, feature) in artifact.transforms.iter().zip(&case.features) {
         match t {
-            Transform::Standardize {
-                column,
-                mean: m,
-                scale: s,
-            } => {
+            Transform::Standardize { column, mean: m, scale: s } => {
                 assert_eq!(column, feature);
                 mean.push(*m);
                 scale.push(*s);
@@ -174,13 +132,7 @@ fn run_case(name: &str) {
 
     // Parameters.
     let Model::Linear(model) = &artifact.model;
-    check(
-        "coefficients",
-        max_rel_diff(&model.weights, &case.coef, COEF_FLOOR),
-        COEF_TOL,
-        &model.weights,
-        &case.coef,
-    );
+    check("coefficients", max_rel_diff(&model.weights, &case.coef, COEF_FLOOR), COEF_TOL, &model.weights, &case.coef);
     let intercept = [model.intercept];
     check(
         "intercept",
@@ -193,13 +145,7 @@ fn run_case(name: &str) {
     // Predictions, through the inference path.
     let predictor = Predictor::new(artifact.clone()).expect("predictor");
     let scores = predictor.predict(&batch).expect("predict").scores;
-    check(
-        "predictions",
-        max_abs_diff(&scores, &case.predictions),
-        PREDICTION_TOL,
-        &scores,
-        &case.predictions,
-    );
+    check("predictions", max_abs_diff(&scores, &case.predictions), PREDICTION_TOL, &scores, &case.predictions);
 
     // The predictor's scores are exactly the training-time margins through the link.
     let x = design_matrix(&artifact.transforms, &batch).expect("design matrix");
@@ -208,18 +154,11 @@ fn run_case(name: &str) {
         Task::BinaryClassification => margins.iter().copied().map(sigmoid).collect(),
         Task::Regression => margins.clone(),
     };
-    assert_eq!(
-        scores, linked,
-        "Predictor scores differ from link(training margins)"
-    );
+    assert_eq!(scores, linked, "Predictor scores differ from link(training margins)");
     // ... and survive the artifact's JSON round trip, to within a few ulps: serde_json is built
     // without its `float_roundtrip` feature, so parsing an f64 can be off by one ulp.
     let reloaded = ModelArtifact::from_json(&artifact.to_json()).expect("artifact JSON round trip");
-    let reloaded_scores = Predictor::new(reloaded)
-        .expect("predictor")
-        .predict(&batch)
-        .expect("predict")
-        .scores;
+    let reloaded_scores = Predictor::new(reloaded).expect("predictor").predict(&batch).expect("predict").scores;
     check(
         "predictions after JSON round trip",
         max_abs_diff(&reloaded_scores, &scores),
@@ -234,12 +173,7 @@ fn run_case(name: &str) {
     let ours = metric_map(task, &y, &scores, fixture.threshold);
     check_metrics("metrics (our model)", &ours, &case.metrics, METRIC_TOL);
     let on_reference = metric_map(task, &y, &case.predictions, fixture.threshold);
-    check_metrics(
-        "metrics (scikit-learn's predictions)",
-        &on_reference,
-        &case.metrics,
-        SAME_INPUT_METRIC_TOL,
-    );
+    check_metrics("metrics (scikit-learn's predictions)", &on_reference, &case.metrics, SAME_INPUT_METRIC_TOL);
 }
 
 #[test]

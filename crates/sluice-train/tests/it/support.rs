@@ -10,41 +10,28 @@ use arrow_csv::reader::Format;
 use serde::de::DeserializeOwned;
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
 }
 
 fn open(name: &str) -> File {
     let path = fixture_path(name);
-    File::open(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run scripts/reference/linear_models.py)",
-            path.display()
-        )
-    })
+    File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/reference/linear_models.py)", path.display()))
 }
 
 pub fn read_json<T: DeserializeOwned>(name: &str) -> T {
-    serde_json::from_reader(std::io::BufReader::new(open(name)))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    serde_json::from_reader(std::io::BufReader::new(open(name))).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// A CSV fixture with a header, schema inferred, as one batch.
 pub fn read_csv(name: &str) -> RecordBatch {
     let format = Format::default().with_header(true);
-    let (schema, _) = format
-        .infer_schema(open(name), None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (schema, _) = format.infer_schema(open(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
     let reader = ReaderBuilder::new(Arc::new(schema))
         .with_format(format)
         .with_batch_size(1 << 20)
         .build(open(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut batches = reader.collect::<Result<Vec<_>, _>>().unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(batches.len(), 1, "{name}: expected one batch");
     batches.remove(0)
 }
@@ -58,10 +45,7 @@ pub struct MaxDiff {
 
 fn worst(ours: &[f64], reference: &[f64], diff: impl Fn(f64, f64) -> f64) -> MaxDiff {
     assert_eq!(ours.len(), reference.len(), "lengths differ");
-    let mut worst = MaxDiff {
-        value: 0.0,
-        index: 0,
-    };
+    let mut worst = MaxDiff { value: 0.0, index: 0 };
     for (i, (&a, &b)) in ours.iter().zip(reference).enumerate() {
         let d = diff(a, b);
         // A NaN is the worst difference of all.

@@ -1,0 +1,12 @@
+//! Integration tests of the `sluice` binary: each test runs it in its own temporary home.
+
+// Helpers unwrap as freely as the tests themselves (clippy.toml: `allow-unwrap-in-tests`).
+#![allow(clippy::unwrap_used)]
+
+mod cache;
+mod kill;
+mod predict;
+mod quickstart;
+mod schema;
+mod spec_errors;
+mod support;

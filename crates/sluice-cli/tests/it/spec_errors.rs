@@ -1,0 +1,153 @@
+//! Invalid specs: exit code 2 and one message per problem, naming the step and where it is.
+
+use crate::support::Sandbox;
+
+/// Copy the Adult example, apply `edits` (each must match once) to its spec, and check that both
+/// `run` and `plan` refuse it with exit code 2 and the same message; returns that message with the
+/// temporary directory written as `[TMP]`.
+#[track_caller]
+fn spec_error(edits: &[(&str, &str)], extra: &[&str]) -> String {
+    let sb = Sandbox::new();
+    let spec = sb.copy_adult();
+    let mut text = std::fs::read_to_string(&spec).unwrap();
+    for (from, to) in edits {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` should occur once in the spec");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&spec, text).unwrap();
+
+    let tmp = sb.path().to_str().unwrap().to_string();
+    let canonical = std::fs::canonicalize(sb.path()).unwrap().to_str().unwrap().to_string();
+    let clean = |s: String| s.replace(&canonical, "[TMP]").replace(&tmp, "[TMP]");
+    let mut messages = Vec::new();
+    for verb in ["run", "plan"] {
+        let mut args = vec![verb, spec.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = sb.sluice(&args).expect_code(2);
+        assert_eq!(out.stdout, "", "nothing on stdout for a bad spec");
+        messages.push(clean(out.stderr));
+    }
+    assert_eq!(messages[0], messages[1], "`run` and `plan` should report the same problems");
+    assert!(!sb.home().join("metadata.db").exists(), "a bad spec must not start a run");
+    messages.remove(0)
+}
+
+#[track_caller]
+fn assert_mentions(message: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(message.contains(n), "message lacks `{n}`:\n{message}");
+    }
+}
+
+#[test]
+fn unknown_input_reference() {
+    let message = spec_error(&[("    input: split.test\n", "    input: splt.test\n")], &[]);
+    assert_mentions(
+        &message,
+        &["[TMP]/adult/pipeline.yaml:60:12", "step `evaluate`", "`splt.test`", "did you mean `split`?"],
+    );
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn cycle() {
+    let message = spec_error(&[("    inputs: [adult]\n", "    inputs: [adult, split.train]\n")], &[]);
+    assert_mentions(&message, &["[TMP]/adult/pipeline.yaml:41:3", "split -> clean -> split"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn duplicate_step_name() {
+    let message = spec_error(
+        &[("  register:\n", "  clean:\n    kind: sql\n    inputs: [adult]\n    query: SELECT 1\n\n  register:\n")],
+        &[],
+    );
+    assert_mentions(
+        &message,
+        &["[TMP]/adult/pipeline.yaml:62:3", "`clean`", "first defined at [TMP]/adult/pipeline.yaml:18:3"],
+    );
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn step_named_like_a_source() {
+    let message = spec_error(
+        &[("  register:\n", "  adult:\n    kind: sql\n    inputs: [clean]\n    query: SELECT 1\n\n  register:\n")],
+        &[],
+    );
+    assert_mentions(
+        &message,
+        &["[TMP]/adult/pipeline.yaml:62:3", "`adult`", "first defined at [TMP]/adult/pipeline.yaml:7:3"],
+    );
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn unknown_key_with_suggestion() {
+    let message = spec_error(&[("    query: |\n", "    qeury: |\n")], &[]);
+    assert_mentions(&message, &["[TMP]/adult/pipeline.yaml:22:5", "step `clean`", "`qeury`", "did you mean `query`?"]);
+    assert!(!message.contains("not a source or step"), "`split` reads `clean`, which exists: {message}");
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn wrong_type() {
+    let message = spec_error(&[("    seed: 42\n", "    seed: abc\n")], &[]);
+    assert_mentions(
+        &message,
+        &["[TMP]/adult/pipeline.yaml:47:11", "step `split`", "`seed` must be a whole number, got `abc`"],
+    );
+    // `train` and `evaluate` read `split`, which exists even though it is invalid.
+    assert!(!message.contains("not a source or step"), "{message}");
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn source_matches_no_file() {
+    let message = spec_error(&[("    path: data/adult.*.gz\n", "    path: data/census-*.csv.gz\n")], &[]);
+    assert_mentions(&message, &["[TMP]/adult/pipeline.yaml:9:11", "`adult`", "`data/census-*.csv.gz`", "[TMP]/adult"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn set_unknown_step() {
+    let message = spec_error(&[], &["--set", "nosuchstep.x=1"]);
+    assert_mentions(&message, &["--set nosuchstep.x=1", "`nosuchstep`"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn set_misspelled_step() {
+    let message = spec_error(&[], &["--set", "splt.seed=7"]);
+    assert_mentions(&message, &["--set splt.seed=7", "`splt`", "did you mean `split`?"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn set_wrong_type_points_at_the_assignment() {
+    let message = spec_error(&[], &["--set", "split.seed=abc"]);
+    assert_mentions(&message, &["--set split.seed=abc", "step `split`", "`seed` must be a whole number, got `abc`"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let message = spec_error(
+        &[
+            ("    query: |\n", "    qeury: |\n"),
+            ("    input: split.test\n", "    input: splt.test\n"),
+            ("    seed: 42\n", "    seed: -1\n"),
+        ],
+        &[],
+    );
+    assert_mentions(
+        &message,
+        &[
+            "(3 problems)",
+            "[TMP]/adult/pipeline.yaml:22:5: step `clean`: unknown key `qeury`",
+            "[TMP]/adult/pipeline.yaml:47:11: step `split`: `seed` is out of range, got `-1`",
+            "[TMP]/adult/pipeline.yaml:60:12: step `evaluate` reads `splt.test`",
+        ],
+    );
+    insta::assert_snapshot!(message);
+}
