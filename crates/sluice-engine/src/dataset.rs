@@ -8,7 +8,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, RecordBatchReader};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -51,6 +50,8 @@ fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_created_by(format!("sluice {}", sluice_core::ENGINE_VERSION))
+        // Several row groups per file let later scans read one file in parallel.
+        .set_max_row_group_row_count(Some(128 * 1024))
         .build()
 }
 
@@ -62,42 +63,142 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
         .collect()
 }
 
-/// Stream record batches into a Parquet file at `path` (a temporary name: the caller renames it
-/// into place), calling `on_rows` with the running row count.
-pub async fn write_parquet(
-    mut stream: SendableRecordBatchStream,
+/// A Parquet file being written under a temporary name, hashed as it goes.
+struct ParquetSink {
+    writer: ArrowWriter<HashingWriter<BufWriter<File>>>,
+    chunks: Rechunker,
+    schema: SchemaRef,
+    rows: u64,
+    path: std::path::PathBuf,
+}
+
+impl ParquetSink {
+    fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        let file = File::create(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
+        let sink = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new(), written: 0 };
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties()))?;
+        Ok(Self { writer, chunks: Rechunker::new(schema.clone()), schema, rows: 0, path: path.to_path_buf() })
+    }
+
+    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        for chunk in self.chunks.push(batch)? {
+            self.writer.write(&chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Flush, fsync, and return what was written. The caller renames the file into place.
+    fn finish(mut self) -> Result<WrittenDataset> {
+        let io = |source| EngineError::Io { path: self.path.clone(), source };
+        if let Some(rest) = std::mem::replace(&mut self.chunks, Rechunker::new(self.schema.clone())).finish()? {
+            self.writer.write(&rest)?;
+        }
+        let mut sink = self.writer.into_inner()?;
+        sink.flush().map_err(io)?;
+        let file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok(WrittenDataset {
+            hash: ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()),
+            size: sink.written,
+            rows: self.rows,
+            schema: schema_meta(&self.schema),
+        })
+    }
+}
+
+/// Rows per batch handed to the Parquet writer. The writer's page boundaries follow batch
+/// boundaries, so batches of a fixed size — whatever sizes the query produced — keep the bytes
+/// (and the content hash) independent of how the query was partitioned.
+const WRITE_BATCH_ROWS: usize = 8192;
+
+struct Rechunker {
+    schema: SchemaRef,
+    pending: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Rechunker {
+    fn new(schema: SchemaRef) -> Self {
+        Self { schema, pending: Vec::new(), rows: 0 }
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.rows < WRITE_BATCH_ROWS {
+            return Ok(Vec::new());
+        }
+        let all = concat_batches(&self.schema, &self.pending)?;
+        let full = all.num_rows() / WRITE_BATCH_ROWS * WRITE_BATCH_ROWS;
+        let out = (0..full).step_by(WRITE_BATCH_ROWS).map(|o| all.slice(o, WRITE_BATCH_ROWS)).collect();
+        self.pending = vec![all.slice(full, all.num_rows() - full)];
+        self.rows = all.num_rows() - full;
+        Ok(out)
+    }
+
+    fn finish(self) -> Result<Option<RecordBatch>> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        Ok(Some(concat_batches(&self.schema, &self.pending)?))
+    }
+}
+
+/// Write a DataFrame's result so that its bytes do not depend on scheduling: output partitions
+/// are written in partition order, not interleaved as they finish. Partition 0 streams straight
+/// into the file while the others are computed concurrently and buffered in memory, then
+/// appended in order. For scans, filters and projections the artifact is then identical whatever
+/// the number of partitions; plans that hash-repartition (aggregations, joins) need an
+/// `ORDER BY` for reproducible bytes.
+pub async fn write_dataframe(
+    df: datafusion::prelude::DataFrame,
     path: &Path,
     on_rows: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<WrittenDataset> {
-    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
-    let schema = stream.schema();
-    let file = File::create(path).map_err(io)?;
-    let sink = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new(), written: 0 };
-    let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties()))?;
-    let mut rows = 0u64;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch)?;
-        on_rows(rows);
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut sink = ParquetSink::create(path, schema)?;
+    let mut streams = df.execute_stream_partitioned().await?.into_iter();
+    let Some(mut first) = streams.next() else { return sink.finish() };
+    let buffered_rows = Arc::new(AtomicU64::new(0));
+    let mut rest = tokio::task::JoinSet::new();
+    for (i, mut stream) in streams.enumerate() {
+        let counter = buffered_rows.clone();
+        rest.spawn(async move {
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                batches.push(batch);
+            }
+            Ok::<_, EngineError>((i, batches))
+        });
     }
-    let mut sink = writer.into_inner()?;
-    sink.flush().map_err(io)?;
-    let file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    Ok(WrittenDataset {
-        hash: ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()),
-        size: sink.written,
-        rows,
-        schema: schema_meta(&schema),
-    })
+    while let Some(batch) = first.next().await {
+        sink.write(batch?)?;
+        on_rows(sink.rows + buffered_rows.load(Ordering::Relaxed));
+    }
+    let mut parts = Vec::new();
+    while let Some(joined) = rest.join_next().await {
+        parts.push(joined.map_err(|e| EngineError::Invalid(format!("partition task failed: {e}")))??);
+        on_rows(sink.rows + buffered_rows.load(Ordering::Relaxed));
+    }
+    parts.sort_by_key(|(i, _)| *i);
+    for batch in parts.into_iter().flat_map(|(_, b)| b) {
+        sink.write(batch)?;
+    }
+    sink.finish()
 }
 
 /// Write batches that are already in memory.
-pub async fn write_batches(batches: Vec<RecordBatch>, schema: SchemaRef, path: &Path) -> Result<WrittenDataset> {
-    let stream = futures::stream::iter(batches.into_iter().map(Ok));
-    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream);
-    write_parquet(Box::pin(stream), path, &|_| {}).await
+pub fn write_batches(batches: &[RecordBatch], schema: SchemaRef, path: &Path) -> Result<WrittenDataset> {
+    let mut sink = ParquetSink::create(path, schema)?;
+    for b in batches {
+        sink.write(b.clone())?;
+    }
+    sink.finish()
 }
 
 /// Read a whole Parquet dataset into one batch (for steps that need all rows in memory).

@@ -19,7 +19,7 @@ mod source;
 mod split;
 
 pub use datafusion::error::DataFusionError;
-pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_parquet};
+pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_dataframe};
 pub use error::{EngineError, Result};
 pub use split::split;
 
@@ -37,7 +37,12 @@ pub struct Engine {
 impl Engine {
     /// In-process DataFusion with `partitions` parallel partitions (usually the core count).
     pub fn local(partitions: usize) -> Self {
-        let config = SessionConfig::new().with_target_partitions(partitions.max(1)).with_information_schema(true);
+        // No round-robin repartitioning: it interleaves rows by scheduling, and artifacts must
+        // not depend on that. Scans still split files by byte range / row group.
+        let config = SessionConfig::new()
+            .with_target_partitions(partitions.max(1))
+            .with_information_schema(true)
+            .with_round_robin_repartition(false);
         Self { config }
     }
 

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use datafusion::arrow::datatypes::Schema;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::execution::context::SessionContext;
 use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, col};
 use sluice_spec::infer_format;
 use sluice_spec::kinds::{FileFormat, SourceStep};
@@ -38,29 +40,25 @@ impl Engine {
             .or_else(|| infer_format(&source.path))
             .ok_or_else(|| EngineError::Invalid(format!("cannot tell the format of `{}`", *source.path)))?;
         let ctx = self.context();
-        // Explicit file lists: no extension filter is needed (and `.data.gz` is not `.csv`).
-        let df = match format {
-            FileFormat::Csv => {
-                let mut options = CsvReadOptions::new()
-                    .has_header(source.header)
-                    .delimiter(source.delimiter.as_bytes()[0])
-                    .file_extension("")
-                    .file_compression_type(compression)
-                    .schema_infer_max_records(10_000);
-                if let Some(c) = &source.comment {
-                    options = options.comment(c.as_bytes()[0]);
-                }
-                if let Some(r) = &source.null_regex {
-                    options = options.null_regex(Some(r.clone()));
-                }
-                ctx.read_csv(paths, options).await?
+        let mut df = read(&ctx, source, format, compression, paths.clone(), None).await?;
+        if paths.len() > 1 {
+            // One scan over many files orders them by how it groups them into partitions, which
+            // depends on the partition count. Reading file by file (sorted, with the schema
+            // inferred over all of them) and concatenating keeps the row order — and the
+            // artifact's bytes — the same whatever the parallelism.
+            let schema = df.schema().as_arrow().clone();
+            let mut union: Option<DataFrame> = None;
+            for p in paths {
+                let one = read(&ctx, source, format, compression, vec![p], Some(&schema)).await?;
+                union = Some(match union {
+                    None => one,
+                    Some(u) => u.union(one)?,
+                });
             }
-            FileFormat::Parquet => ctx.read_parquet(paths, ParquetReadOptions::default().file_extension("")).await?,
-            FileFormat::Ndjson => {
-                let options = JsonReadOptions::default().file_extension("").file_compression_type(compression);
-                ctx.read_json(paths, options).await?
+            if let Some(u) = union {
+                df = u;
             }
-        };
+        }
         match &source.columns {
             None => Ok(df),
             Some(names) => {
@@ -73,4 +71,49 @@ impl Engine {
             }
         }
     }
+}
+
+async fn read(
+    ctx: &SessionContext,
+    source: &SourceStep,
+    format: FileFormat,
+    compression: FileCompressionType,
+    paths: Vec<String>,
+    schema: Option<&Schema>,
+) -> Result<DataFrame> {
+    // Explicit file lists: no extension filter is needed (and `.data.gz` is not `.csv`).
+    Ok(match format {
+        FileFormat::Csv => {
+            let mut options = CsvReadOptions::new()
+                .has_header(source.header)
+                .delimiter(source.delimiter.as_bytes()[0])
+                .file_extension("")
+                .file_compression_type(compression)
+                .schema_infer_max_records(10_000);
+            if let Some(c) = &source.comment {
+                options = options.comment(c.as_bytes()[0]);
+            }
+            if let Some(r) = &source.null_regex {
+                options = options.null_regex(Some(r.clone()));
+            }
+            if let Some(s) = schema {
+                options = options.schema(s);
+            }
+            ctx.read_csv(paths, options).await?
+        }
+        FileFormat::Parquet => {
+            let mut options = ParquetReadOptions::default().file_extension("");
+            if let Some(s) = schema {
+                options = options.schema(s);
+            }
+            ctx.read_parquet(paths, options).await?
+        }
+        FileFormat::Ndjson => {
+            let mut options = JsonReadOptions::default().file_extension("").file_compression_type(compression);
+            if let Some(s) = schema {
+                options = options.schema(s);
+            }
+            ctx.read_json(paths, options).await?
+        }
+    })
 }

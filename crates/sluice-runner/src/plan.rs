@@ -8,7 +8,7 @@ use sluice_store::OutputRecord;
 
 use crate::cache_key::cache_key;
 use crate::error::Result;
-use crate::run::{cached_outputs, chain, key_inputs};
+use crate::run::{cache_hit, chain, key_inputs};
 use crate::workspace::Workspace;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -26,12 +26,14 @@ pub struct PlanEntry {
     pub kind: String,
     /// Unknown while an upstream step still has to run (its output hash is not known yet).
     pub key: Option<String>,
+    #[serde(flatten)]
     pub decision: Decision,
 }
 
 /// Why a key has no cache entry, by comparison with the step's last successful execution.
 fn miss_reason(
     ws: &Workspace,
+    key: &sluice_core::ContentHash,
     pipeline: &str,
     step: &sluice_spec::Step,
     inputs: &[sluice_store::KeyInput],
@@ -58,10 +60,11 @@ fn miss_reason(
     if !changed.is_empty() {
         return Ok(format!("input changed: {}", changed.join(", ")));
     }
-    if last.cache_key.to_string()
-        != ws.meta.last_step(pipeline, &step.name)?.map(|s| s.cache_key.to_string()).unwrap_or_default()
-    {
-        return Ok("engine or step version changed".into());
+    if last.cache_key != *key {
+        return Ok("sluice or the step kind's version changed".into());
+    }
+    if matches!(step.config, sluice_spec::StepConfig::Register(_)) {
+        return Ok("the registry changed since (alias moved or version missing)".into());
     }
     Ok("outputs missing from the artifact store".into())
 }
@@ -103,14 +106,14 @@ pub async fn plan(ws: &Workspace, pipeline: &Pipeline, force: &[String]) -> Resu
             }
         };
         let key = cache_key(step, &inputs);
-        let cached = cached_outputs(ws, &key).await.ok().flatten();
+        let cached = cache_hit(ws, step, &resolved, &key).await.ok().flatten();
         let decision = match cached {
             _ if force.contains(&step.name) => Decision::Run("forced".into()),
             Some(outputs) => {
                 known.insert(step.name.clone(), outputs);
                 Decision::Cached
             }
-            None => Decision::Run(miss_reason(ws, &pipeline.name, step, &inputs)?),
+            None => Decision::Run(miss_reason(ws, &key, &pipeline.name, step, &inputs)?),
         };
         entries.push(entry(Some(key.to_string()), decision));
     }

@@ -82,7 +82,12 @@ pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::
         return Ok(h);
     }
     let h = ContentHash::of_file(path).map_err(|e| StepError::Invalid(chain(&e)))?;
-    ws.meta.remember_file_hash(&key, meta.len(), mtime, &h)?;
+    // A file modified within the filesystem's timestamp resolution of now could change again
+    // without its mtime moving: only remember hashes of files that have been still for a while.
+    let settled = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() >= 2);
+    if settled {
+        ws.meta.remember_file_hash(&key, meta.len(), mtime, &h)?;
+    }
     Ok(h)
 }
 
@@ -109,14 +114,34 @@ pub(crate) fn key_inputs(
         .collect())
 }
 
-/// Reuse cached outputs if every artifact is still present in the store.
-pub(crate) async fn cached_outputs(
+/// Reuse cached outputs if every artifact is still present in the store and, for steps whose
+/// effect lives outside the artifact store (`register`), the effect still holds: a cached
+/// `register` whose alias has since moved to another version runs again to move it back.
+pub(crate) async fn cache_hit(
     ws: &Workspace,
+    step: &Step,
+    resolved: &[(sluice_spec::Input, OutputRecord)],
     key: &ContentHash,
 ) -> std::result::Result<Option<Vec<OutputRecord>>, StepError> {
     let Some(outputs) = ws.meta.lookup_cache(key)? else { return Ok(None) };
     for o in &outputs {
         if !ws.artifacts.exists(&o.artifact.hash, o.artifact.kind).await? {
+            return Ok(None);
+        }
+    }
+    if let sluice_spec::StepConfig::Register(reg) = &step.config {
+        let Some((_, model)) = resolved.iter().find(|(i, _)| i.role == "model") else { return Ok(None) };
+        let selector = match &reg.alias {
+            Some(alias) => sluice_store::ModelSelector::Alias(alias.clone()),
+            None => sluice_store::ModelSelector::Latest,
+        };
+        let holds = match ws.meta.resolve_model(&reg.name, &selector) {
+            Ok(v) if reg.alias.is_some() => v.artifact == model.artifact.hash,
+            // Without an alias, the model only needs to be some version of the name.
+            Ok(_) => ws.meta.model_versions(&reg.name)?.iter().any(|v| v.artifact == model.artifact.hash),
+            Err(_) => false,
+        };
+        if !holds {
             return Ok(None);
         }
     }
@@ -251,7 +276,7 @@ pub async fn run(
                 let outcome = async {
                     let inputs = key_inputs(&ctx.ws, &pipeline_clone, &ctx.step, &ctx.inputs)?;
                     let key = cache_key(&ctx.step, &inputs);
-                    if !force && let Some(outputs) = cached_outputs(&ctx.ws, &key).await? {
+                    if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {
                         return Ok(Outcome::Cached { key, outputs, inputs });
                     }
                     ctx.reporter.event(&Event::StepStarted {

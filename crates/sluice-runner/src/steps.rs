@@ -3,8 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
-use sluice_engine::{Engine, read_dataset_batch, write_batches, write_parquet};
+use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
 use sluice_model::{ModelArtifact, Predictor, Task};
 use sluice_spec::kinds::ModelKind;
 use sluice_spec::{Input, Step, StepConfig};
@@ -67,13 +68,9 @@ impl StepCtx {
         }
     }
 
-    async fn store_dataset_stream(
-        &self,
-        name: &str,
-        stream: datafusion_stream::Stream,
-    ) -> Result<OutputRecord, StepError> {
+    async fn store_dataframe(&self, name: &str, df: datafusion::prelude::DataFrame) -> Result<OutputRecord, StepError> {
         let tmp = self.ws.artifacts.scratch_path("parquet");
-        let written = match write_parquet(stream, &tmp, &self.progress()).await {
+        let written = match write_dataframe(df, &tmp, &self.progress()).await {
             Ok(w) => w,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -93,13 +90,9 @@ impl StepCtx {
         })
     }
 
-    async fn store_dataset_batch(
-        &self,
-        name: &str,
-        batch: datafusion_stream::Batch,
-    ) -> Result<OutputRecord, StepError> {
+    async fn store_dataset_batch(&self, name: &str, batch: RecordBatch) -> Result<OutputRecord, StepError> {
         let tmp = self.ws.artifacts.scratch_path("parquet");
-        let written = match write_batches(vec![batch.clone()], batch.schema(), &tmp).await {
+        let written = match write_batches(std::slice::from_ref(&batch), batch.schema(), &tmp) {
             Ok(w) => w,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -129,11 +122,6 @@ impl StepCtx {
     }
 }
 
-mod datafusion_stream {
-    pub type Stream = datafusion::execution::SendableRecordBatchStream;
-    pub type Batch = datafusion::arrow::array::RecordBatch;
-}
-
 /// Run CPU-heavy work off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StepError> + Send + 'static,
@@ -145,7 +133,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     match &ctx.step.config {
         StepConfig::Source(source) => {
             let df = ctx.engine.read_source(source, &ctx.step.files).await?;
-            let out = ctx.store_dataset_stream("data", df.execute_stream().await?).await?;
+            let out = ctx.store_dataframe("data", df).await?;
             Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Sql(sql) => {
@@ -154,7 +142,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 tables.push((input.written.replace('.', "_"), ctx.path_of(&record.artifact).await?));
             }
             let df = ctx.engine.sql(&tables, &sql.query).await?;
-            let out = ctx.store_dataset_stream("data", df.execute_stream().await?).await?;
+            let out = ctx.store_dataframe("data", df).await?;
             Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Split(split) => {

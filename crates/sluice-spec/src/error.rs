@@ -85,7 +85,7 @@ pub enum SpecError {
     Duplicate { location: Location, name: String, first: Location },
     #[error("{location}: steps form a cycle: {cycle}")]
     Cycle { location: Location, cycle: String },
-    #[error("{location}: step `{step}`: no file matches `{pattern}` (looked in `{base}`)")]
+    #[error("{location}: source `{step}`: no file matches `{pattern}` (looked in `{base}`)")]
     MissingFile { location: Location, step: String, pattern: String, base: String },
     #[error("--set {assignment}: {message}")]
     Override { assignment: String, message: String },

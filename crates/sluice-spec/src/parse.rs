@@ -217,6 +217,16 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
     let mut body = map.clone();
     let kind_node = body.remove("kind");
     let kind = match (&kind_node, implied_kind) {
+        (Some(Node::Scalar(k)), Some(implied)) if k.as_str() != implied => {
+            return Err(SpecError::Invalid {
+                location: origin.span(k.span()),
+                context,
+                message: format!(
+                    "entries under `sources` are of kind `{implied}`; move a `{}` step to `steps`",
+                    k.as_str()
+                ),
+            });
+        }
         (Some(Node::Scalar(k)), _) => k.as_str().to_string(),
         (Some(other), _) => {
             return Err(SpecError::Invalid {
@@ -416,7 +426,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(
             if !(t.params.l2 >= 0.0 && t.params.l2.is_finite()) {
                 return Err(invalid(span, format!("`params.l2` must be >= 0, got {}", t.params.l2)));
             }
-            if !(t.params.tol > 0.0) {
+            if t.params.tol.is_nan() || t.params.tol <= 0.0 {
                 return Err(invalid(span, format!("`params.tol` must be > 0, got {}", t.params.tol)));
             }
             if t.params.max_iter == 0 {
@@ -511,8 +521,7 @@ fn topological_order(steps: Vec<Step>) -> Result<Vec<Step>> {
     }
     let mut order = Vec::with_capacity(steps.len());
     let mut done = vec![false; steps.len()];
-    loop {
-        let Some(next) = (0..steps.len()).find(|&i| !done[i] && indegree[i] == 0) else { break };
+    while let Some(next) = (0..steps.len()).find(|&i| !done[i] && indegree[i] == 0) {
         done[next] = true;
         order.push(next);
         for &d in &dependents[next] {
@@ -591,12 +600,13 @@ fn apply_overrides(root: &mut Node, overrides: &[String]) -> Result<()> {
             _ => None,
         });
         let Some(mut node) = target else {
-            return Err(fail(format!(
-                "no source or step named `{}`{}",
-                path[0],
-                Suggestion::closest(path[0], names.iter().map(String::as_str))
-            ))
-            .into());
+            let suggestion = Suggestion::closest(path[0], names.iter().map(String::as_str));
+            let known = if suggestion.0.is_some() || names.is_empty() {
+                String::new()
+            } else {
+                format!("; names are: {}", names.join(", "))
+            };
+            return Err(fail(format!("no source or step named `{}`{suggestion}{known}", path[0])).into());
         };
         for (depth, key) in path[1..].iter().enumerate() {
             if depth == path.len() - 2 {

@@ -29,10 +29,7 @@ pub trait MetadataStore: Send + Sync {
 
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
     /// A run by id or unique id prefix, with its steps, outputs and metrics.
-    fn get_run(
-        &self,
-        id: &str,
-    ) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)>;
+    fn get_run(&self, id: &str) -> Result<RunDetails>;
     /// An artifact by hash or unique hash prefix.
     fn get_artifact(&self, hash_prefix: &str) -> Result<ArtifactMeta>;
     fn provenance(&self, hash: &ContentHash) -> Result<Provenance>;

@@ -113,6 +113,15 @@ pub struct StepCompletion {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// A run with everything recorded about it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunDetails {
+    pub run: RunRecord,
+    pub steps: Vec<(StepRecord, Vec<OutputRecord>)>,
+    /// `(step, metric, value)`.
+    pub metrics: Vec<(String, String, f64)>,
+}
+
 /// Where an artifact came from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Provenance {

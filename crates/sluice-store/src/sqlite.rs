@@ -186,6 +186,17 @@ fn pid_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
 }
 
+/// The outputs a step execution recorded, in the order it recorded them.
+fn outputs_of(c: &Connection, run_id: &str, step: &str) -> rusqlite::Result<Vec<OutputRecord>> {
+    let columns = ARTIFACT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ");
+    let mut stmt = c.prepare(&format!(
+        "SELECT {columns}, o.output FROM step_outputs o JOIN artifacts a ON a.hash = o.artifact \
+         WHERE o.run_id = ?1 AND o.step = ?2 ORDER BY o.rowid"
+    ))?;
+    stmt.query_map(params![run_id, step], |r| Ok(OutputRecord { name: r.get(5)?, artifact: artifact_row(r)? }))?
+        .collect()
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
@@ -397,28 +408,7 @@ impl MetadataStore for SqliteStore {
             else {
                 return Ok(None);
             };
-            let mut stmt = c.prepare(&format!(
-                "SELECT o.output, a.hash, a.kind, a.size, a.rows, a.schema FROM step_outputs o JOIN artifacts a ON a.hash = o.artifact WHERE o.run_id = ?1 AND o.step = ?2 ORDER BY o.rowid"
-            ))?;
-            let outputs = stmt
-                .query_map(params![run_id, step], |r| {
-                    let name: String = r.get(0)?;
-                    let kind: String = r.get(2)?;
-                    Ok(OutputRecord {
-                        name,
-                        artifact: ArtifactMeta {
-                            hash: hash_col(r.get(1)?)?,
-                            kind: ArtifactKind::parse(&kind).unwrap_or(ArtifactKind::Dataset),
-                            size: r.get::<_, i64>(3)? as u64,
-                            rows: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                            schema: match r.get::<_, Option<String>>(5)? {
-                                Some(s) => Some(json_col(s)?),
-                                None => None,
-                            },
-                        },
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let outputs = outputs_of(c, &run_id, &step)?;
             Ok(Some(outputs))
         })
     }
@@ -468,10 +458,7 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn get_run(
-        &self,
-        id: &str,
-    ) -> Result<(RunRecord, Vec<(StepRecord, Vec<OutputRecord>)>, Vec<(String, String, f64)>)> {
+    fn get_run(&self, id: &str) -> Result<RunDetails> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"))?;
             let mut runs: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
@@ -493,36 +480,14 @@ impl MetadataStore for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             let mut out = Vec::new();
             for s in steps {
-                let outputs = c
-                    .prepare(&format!(
-                        "SELECT o.output, {} FROM step_outputs o JOIN artifacts a ON a.hash = o.artifact WHERE o.run_id = ?1 AND o.step = ?2 ORDER BY o.rowid",
-                        ARTIFACT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
-                    ))?
-                    .query_map(params![run.id, s.step], |r| {
-                        let name: String = r.get(0)?;
-                        let kind: String = r.get(2)?;
-                        Ok(OutputRecord {
-                            name,
-                            artifact: ArtifactMeta {
-                                hash: hash_col(r.get(1)?)?,
-                                kind: ArtifactKind::parse(&kind).unwrap_or(ArtifactKind::Dataset),
-                                size: r.get::<_, i64>(3)? as u64,
-                                rows: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
-                                schema: match r.get::<_, Option<String>>(5)? {
-                                    Some(s) => Some(json_col(s)?),
-                                    None => None,
-                                },
-                            },
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
+                let outputs = outputs_of(c, &run.id, &s.step)?;
                 out.push((s, outputs));
             }
             let metrics = c
                 .prepare("SELECT step, key, value FROM metrics WHERE run_id = ?1 ORDER BY step, key")?
                 .query_map([&run.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok((run, out, metrics))
+            Ok(RunDetails { run, steps: out, metrics })
         })
     }
 

@@ -88,13 +88,14 @@ fn logistic_accumulate(x: &DesignMatrix, y: &[f64], beta: &[f64], intercept: boo
             let mut acc = Accum::zero(if with_hessian { dim } else { 0 });
             acc.grad = vec![0.0; dim];
             let mut row = Vec::with_capacity(dim);
-            for i in start..(start + CHUNK).min(x.rows) {
+            let end = (start + CHUNK).min(x.rows);
+            for (i, &yi) in y.iter().enumerate().take(end).skip(start) {
                 augmented_row(x, i, intercept, &mut row);
                 let z = margin(&row, beta);
                 // loss = log(1 + e^z) - y z
-                acc.loss += softplus(z) - y[i] * z;
+                acc.loss += softplus(z) - yi * z;
                 let p = sigmoid(z);
-                let r = p - y[i];
+                let r = p - yi;
                 for (g, v) in acc.grad.iter_mut().zip(&row) {
                     *g += r * v;
                 }
@@ -126,9 +127,9 @@ fn finish(acc: &mut Accum, beta: &[f64], n: f64, l2: f64, penalized: usize) {
     let dim = beta.len();
     acc.loss /= n;
     acc.grad.iter_mut().for_each(|g| *g /= n);
-    for j in 0..penalized {
-        acc.loss += 0.5 * l2 * beta[j] * beta[j];
-        acc.grad[j] += l2 * beta[j];
+    for (g, b) in acc.grad.iter_mut().zip(beta).take(penalized) {
+        acc.loss += 0.5 * l2 * b * b;
+        *g += l2 * b;
     }
     if !acc.hess.is_empty() {
         for a in 0..dim {
@@ -227,9 +228,10 @@ fn fit_ridge(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit
             let mut gram = vec![0.0; d * d];
             let mut rhs = vec![0.0; d];
             let mut row = vec![0.0; d];
-            for i in start..(start + CHUNK).min(n) {
+            let end = (start + CHUNK).min(n);
+            for (i, &y_raw) in y.iter().enumerate().take(end).skip(start) {
                 row.iter_mut().zip(x.row(i)).zip(&xmean).for_each(|((r, v), m)| *r = v - m);
-                let yi = y[i] - ymean;
+                let yi = y_raw - ymean;
                 for a in 0..d {
                     rhs[a] += row[a] * yi;
                     let ra = row[a];

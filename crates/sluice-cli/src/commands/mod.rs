@@ -19,8 +19,13 @@ use crate::output::Hint;
 /// Load and validate a spec; errors list every problem with its position.
 pub fn load_pipeline(spec: &Path, overrides: &[String]) -> anyhow::Result<Pipeline> {
     sluice_spec::load(spec, overrides).map_err(|e| {
-        anyhow::Error::new(Hint(format!("check `{}`; `sluice schema` prints the spec's JSON Schema", spec.display())))
-            .context(e.to_string())
+        let only_overrides = e.0.iter().all(|e| matches!(e, sluice_spec::SpecError::Override { .. }));
+        let hint = if only_overrides {
+            "check the `--set STEP.KEY=VALUE` arguments".to_string()
+        } else {
+            format!("check `{}`; `sluice schema` prints the spec's JSON Schema", spec.display())
+        };
+        anyhow::Error::new(Hint(hint)).context(e.to_string())
     })
 }
 

@@ -44,7 +44,7 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Show { id, json: as_json } => {
-            let (run, steps, metrics) = ws.meta.get_run(&id)?;
+            let sluice_store::RunDetails { run, steps, metrics } = ws.meta.get_run(&id)?;
             if as_json {
                 json(&serde_json::json!({
                     "run": run,
