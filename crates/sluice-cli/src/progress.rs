@@ -77,12 +77,15 @@ impl LiveReporter {
 
     fn set(&self, step: &str, kind: Option<&str>, f: impl FnOnce(&ProgressBar, &str)) {
         let Ok(mut bars) = self.bars.lock() else { return };
-        let (bar, kind) = bars.entry(step.to_string()).or_insert_with(|| {
+        let (bar, known_kind) = bars.entry(step.to_string()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new_spinner());
             bar.set_prefix(format!("{step:<16}"));
-            (bar, kind.unwrap_or("").to_string())
+            (bar, String::new())
         });
-        f(bar, kind);
+        if let Some(k) = kind {
+            *known_kind = k.to_string();
+        }
+        f(bar, known_kind);
     }
 }
 
@@ -93,8 +96,16 @@ impl Reporter for LiveReporter {
                 let _ = self
                     .multi
                     .println(format!("run {run_id}: pipeline `{pipeline}`, {} steps, {jobs} at a time", steps.len()));
+                for step in steps {
+                    self.set(step, None, |bar, _| {
+                        bar.set_style(Self::style("· {prefix:.dim} {msg:.dim}"));
+                        bar.set_message("waiting");
+                        bar.tick();
+                    });
+                }
             }
             Event::StepStarted { step, kind, .. } => self.set(step, Some(kind), |bar, kind| {
+                bar.reset_elapsed();
                 bar.set_style(Self::style("{spinner:.cyan} {prefix} {msg} {elapsed:>4}"));
                 bar.set_message(format!("{kind:<9} running"));
                 bar.enable_steady_tick(Duration::from_millis(120));
@@ -103,26 +114,24 @@ impl Reporter for LiveReporter {
                 bar.set_message(format!("{kind:<9} running  {rows} rows"));
             }),
             Event::StepCached { step, kind, rows: r, .. } => self.set(step, Some(kind), |bar, kind| {
-                bar.set_style(Self::style("{prefix:.dim} {msg:.dim}"));
-                bar.finish_with_message(format!("○ {kind:<9} cached   {}", rows(*r)));
+                bar.set_style(Self::style("○ {prefix:.dim} {msg:.dim}"));
+                bar.finish_with_message(format!("{kind:<9} cached   {}", rows(*r)));
             }),
             Event::StepFinished { step, rows: r, elapsed_ms, .. } => self.set(step, None, |bar, kind| {
-                bar.set_style(Self::style("{prefix:.green} {msg}"));
-                bar.finish_with_message(format!("✔ {kind:<9} done     {}  {}", rows(*r), duration(*elapsed_ms)));
+                bar.set_style(Self::style("✔ {prefix:.green} {msg}"));
+                bar.finish_with_message(format!("{kind:<9} done     {:<12} {}", rows(*r), duration(*elapsed_ms)));
             }),
             Event::StepFailed { step, error, .. } => self.set(step, None, |bar, kind| {
-                bar.set_style(Self::style("{prefix:.red} {msg}"));
-                bar.finish_with_message(format!("✘ {kind:<9} FAILED   {error}"));
+                bar.set_style(Self::style("✘ {prefix:.red} {msg}"));
+                bar.finish_with_message(format!("{kind:<9} FAILED   {error}"));
             }),
             Event::StepSkipped { step, reason } => self.set(step, None, |bar, _| {
-                bar.set_style(Self::style("{prefix:.yellow} {msg}"));
-                bar.finish_with_message(format!("- skipped   {reason}"));
+                bar.set_style(Self::style("- {prefix:.yellow} {msg}"));
+                bar.finish_with_message(format!("skipped   {reason}"));
             }),
             Event::RunFinished { status, elapsed_ms, ran, cached, failed, .. } => {
-                let _ = self.multi.println(format!(
-                    "run {status} in {}: {ran} ran, {cached} cached, {failed} failed",
-                    duration(*elapsed_ms)
-                ));
+                // Every line is finished by now: print below them, not above.
+                eprintln!("run {status} in {}: {ran} ran, {cached} cached, {failed} failed", duration(*elapsed_ms));
             }
         }
     }

@@ -70,36 +70,27 @@ impl StepCtx {
 
     async fn store_dataframe(&self, name: &str, df: datafusion::prelude::DataFrame) -> Result<OutputRecord, StepError> {
         let tmp = self.ws.artifacts.scratch_path("parquet");
-        let written = match write_dataframe(df, &tmp, &self.progress()).await {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        self.ws.artifacts.put_file(&tmp, &written.hash, ArtifactKind::Dataset).await?;
-        Ok(OutputRecord {
-            name: name.to_string(),
-            artifact: ArtifactMeta {
-                hash: written.hash,
-                kind: ArtifactKind::Dataset,
-                size: written.size,
-                rows: Some(written.rows),
-                schema: Some(written.schema),
-            },
-        })
+        let written = write_dataframe(df, &tmp, &self.progress()).await;
+        self.store_dataset(name, &tmp, written).await
     }
 
     async fn store_dataset_batch(&self, name: &str, batch: RecordBatch) -> Result<OutputRecord, StepError> {
         let tmp = self.ws.artifacts.scratch_path("parquet");
-        let written = match write_batches(std::slice::from_ref(&batch), batch.schema(), &tmp) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        self.ws.artifacts.put_file(&tmp, &written.hash, ArtifactKind::Dataset).await?;
+        let written = write_batches(std::slice::from_ref(&batch), batch.schema(), &tmp);
+        self.store_dataset(name, &tmp, written).await
+    }
+
+    /// Move a written scratch file into the artifact store (or remove it if writing failed).
+    async fn store_dataset(
+        &self,
+        name: &str,
+        tmp: &std::path::Path,
+        written: sluice_engine::Result<sluice_engine::WrittenDataset>,
+    ) -> Result<OutputRecord, StepError> {
+        let written = written.inspect_err(|_| {
+            let _ = std::fs::remove_file(tmp);
+        })?;
+        self.ws.artifacts.put_file(tmp, &written.hash, ArtifactKind::Dataset).await?;
         Ok(OutputRecord {
             name: name.to_string(),
             artifact: ArtifactMeta {

@@ -672,3 +672,97 @@ impl MetadataStore for SqliteStore {
         self.with(|c| versions.iter().map(|v| Self::version_row(c, name, *v)).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
+
+    use super::*;
+
+    fn model(store: &SqliteStore, bytes: &[u8]) -> ContentHash {
+        let hash = ContentHash::of_bytes(bytes);
+        let step = StepRecord {
+            run_id: "r1".into(),
+            step: "train".into(),
+            kind: "train".into(),
+            cache_key: ContentHash::of_bytes(b"key"),
+            status: StepStatus::Ran,
+            started_at: now(),
+            duration_ms: 1,
+            rows: None,
+            config: serde_json::json!({}),
+            inputs: vec![],
+            error: None,
+        };
+        let artifact =
+            ArtifactMeta { hash, kind: ArtifactKind::Model, size: bytes.len() as u64, rows: None, schema: None };
+        store
+            .record_step(&StepCompletion {
+                step: StepRecord { step: format!("train-{hash}"), ..step },
+                outputs: vec![OutputRecord { name: "model".into(), artifact }],
+                metrics: vec![],
+            })
+            .unwrap();
+        hash
+    }
+
+    fn store(dir: &Path) -> SqliteStore {
+        let s = SqliteStore::open(&dir.join("m.db")).unwrap();
+        s.begin_run(&RunRecord {
+            id: "r1".into(),
+            pipeline: "p".into(),
+            spec_path: "p.yaml".into(),
+            status: RunStatus::Running,
+            started_at: now(),
+            finished_at: None,
+            params: vec![],
+            error: None,
+            pid: std::process::id(),
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_newer_schemas_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store(dir.path()));
+        // Reopening applies nothing twice and keeps the data.
+        let again = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        assert_eq!(again.list_runs(10).unwrap().len(), 1);
+        drop(again);
+        let conn = Connection::open(dir.path().join("m.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&dir.path().join("m.db")).err().unwrap();
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn registering_is_idempotent_per_artifact_and_aliases_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let a = model(&s, b"model a");
+        let b = model(&s, b"model b");
+        let v1 = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.9)]).unwrap();
+        let again = s.register_model("m", &a, "r1", "train", &[]).unwrap();
+        let v2 = s.register_model("m", &b, "r1", "train", &[]).unwrap();
+        assert_eq!((v1.version, again.version, v2.version), (1, 1, 2));
+        s.set_alias("m", "champion", 1).unwrap();
+        assert_eq!(s.resolve_model("m", &ModelSelector::Alias("champion".into())).unwrap().artifact, a);
+        s.set_alias("m", "champion", 2).unwrap();
+        assert_eq!(s.resolve_model("m", &ModelSelector::Alias("champion".into())).unwrap().version, 2);
+        assert_eq!(s.resolve_model("m", &ModelSelector::Latest).unwrap().version, 2);
+        assert!(s.set_alias("m", "champion", 7).is_err(), "an alias cannot point at a missing version");
+        let missing = s.resolve_model("nope", &ModelSelector::Latest).unwrap_err().to_string();
+        assert!(missing.contains("`nope`") && missing.contains("registered models: m"), "{missing}");
+        assert_eq!(s.model_versions("m").unwrap()[0].metrics, vec![("auc".to_string(), 0.9)]);
+    }
+
+    #[test]
+    fn parses_model_references() {
+        assert_eq!(ModelSelector::parse("m@champion"), ("m".into(), ModelSelector::Alias("champion".into())));
+        assert_eq!(ModelSelector::parse("m:3"), ("m".into(), ModelSelector::Version(3)));
+        assert_eq!(ModelSelector::parse("m"), ("m".into(), ModelSelector::Latest));
+    }
+}

@@ -16,6 +16,26 @@ use sluice_spec::Pipeline;
 
 use crate::output::Hint;
 
+/// The pipeline a command works on.
+#[derive(clap::Args)]
+pub struct SpecArgs {
+    /// The pipeline spec (YAML).
+    pub spec: std::path::PathBuf,
+    /// Override a step setting: `--set split.seed=7` (repeatable).
+    #[arg(long = "set", value_name = "STEP.KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl SpecArgs {
+    /// The validated pipeline, or — after printing every problem — exit code 2.
+    pub fn load(&self) -> Result<Pipeline, std::process::ExitCode> {
+        load_pipeline(&self.spec, &self.overrides).map_err(|e| {
+            crate::output::print_error(&e);
+            std::process::ExitCode::from(2)
+        })
+    }
+}
+
 /// Load and validate a spec; errors list every problem with its position.
 pub fn load_pipeline(spec: &Path, overrides: &[String]) -> anyhow::Result<Pipeline> {
     sluice_spec::load(spec, overrides).map_err(|e| {

@@ -1,16 +1,15 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use sluice_runner::Decision;
 
-use super::{load_pipeline, open_workspace, runtime};
+use super::{SpecArgs, open_workspace, runtime};
 use crate::output::{json, short, table};
 
 #[derive(clap::Args)]
 pub struct Args {
-    pub spec: PathBuf,
-    #[arg(long = "set", value_name = "STEP.KEY=VALUE")]
-    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// Plan as if these steps were forced.
     #[arg(long, value_name = "STEP")]
     pub force: Vec<String>,
@@ -19,12 +18,9 @@ pub struct Args {
 }
 
 pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let pipeline = match load_pipeline(&args.spec, &args.overrides) {
+    let pipeline = match args.spec.load() {
         Ok(p) => p,
-        Err(e) => {
-            crate::output::print_error(&e);
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let ws = open_workspace(home)?;
     let entries = runtime()?.block_on(sluice_runner::plan(&ws, &pipeline, &args.force))?;

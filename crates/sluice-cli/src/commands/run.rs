@@ -1,20 +1,17 @@
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use sluice_runner::{Reporter, RunOptions};
 
-use super::{load_pipeline, open_workspace, runtime};
+use super::{SpecArgs, open_workspace, runtime};
 use crate::progress::{JsonReporter, LiveReporter, PlainReporter};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The pipeline spec (YAML).
-    pub spec: PathBuf,
-    /// Override a step setting: `--set split.seed=7` (repeatable).
-    #[arg(long = "set", value_name = "STEP.KEY=VALUE")]
-    pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// Steps to run at once [default: number of cores].
     #[arg(long, short)]
     pub jobs: Option<usize>,
@@ -27,15 +24,12 @@ pub struct Args {
 }
 
 pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
-    let pipeline = match load_pipeline(&args.spec, &args.overrides) {
+    let pipeline = match args.spec.load() {
         Ok(p) => p,
-        Err(e) => {
-            crate::output::print_error(&e);
-            return Ok(ExitCode::from(2));
-        }
+        Err(code) => return Ok(code),
     };
     let ws = Arc::new(open_workspace(home)?);
-    let mut options = RunOptions { force: args.force, overrides: args.overrides.clone(), ..RunOptions::default() };
+    let mut options = RunOptions { force: args.force, overrides: args.spec.overrides.clone(), ..RunOptions::default() };
     if let Some(j) = args.jobs {
         options.jobs = j;
     }
@@ -54,10 +48,10 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: step `{step}` failed: {error}");
     }
     let done = summary.ran.len() + summary.cached.len();
-    let sets: String = args.overrides.iter().map(|s| format!(" --set {s}")).collect();
+    let sets: String = args.spec.overrides.iter().map(|s| format!(" --set {s}")).collect();
     eprintln!(
         "hint: fix the problem and run `sluice run {}{sets}` again; the {done} completed step(s) are cached and will be skipped",
-        args.spec.display()
+        args.spec.spec.display()
     );
     Ok(ExitCode::from(1))
 }

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod failure;
 mod kill;
 mod predict;
 mod quickstart;
+mod regression;
 mod schema;
 mod spec_errors;
 mod support;

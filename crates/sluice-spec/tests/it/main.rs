@@ -1,0 +1,3 @@
+//! Integration tests of the spec crate (one binary; modules by concept).
+
+mod topology;
