@@ -1,6 +1,7 @@
 //! Run progress: a live table on a terminal, plain log lines otherwise, JSON events with `--json`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,9 @@ pub struct JsonReporter;
 
 impl Reporter for JsonReporter {
     fn event(&self, event: &Event) {
+        // A closed pipe (`sluice run --json | head -1`) must not stop the run: ignore write errors.
         if let Ok(line) = serde_json::to_string(event) {
-            println!("{line}");
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
     }
 }
@@ -56,7 +58,7 @@ impl Reporter for PlainReporter {
                 format!("run {status} in {}: {ran} ran, {cached} cached, {failed} failed", duration(*elapsed_ms))
             }
         };
-        eprintln!("[{t:7.2}s] {line}");
+        let _ = writeln!(std::io::stderr().lock(), "[{t:7.2}s] {line}");
     }
 }
 
@@ -131,7 +133,11 @@ impl Reporter for LiveReporter {
             }),
             Event::RunFinished { status, elapsed_ms, ran, cached, failed, .. } => {
                 // Every line is finished by now: print below them, not above.
-                eprintln!("run {status} in {}: {ran} ran, {cached} cached, {failed} failed", duration(*elapsed_ms));
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "run {status} in {}: {ran} ran, {cached} cached, {failed} failed",
+                    duration(*elapsed_ms)
+                );
             }
         }
     }

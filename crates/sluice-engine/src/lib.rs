@@ -21,7 +21,7 @@ mod split;
 pub use datafusion::error::DataFusionError;
 pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_dataframe};
 pub use error::{EngineError, Result};
-pub use split::split;
+pub use split::{SplitSpec, split};
 
 use std::path::PathBuf;
 

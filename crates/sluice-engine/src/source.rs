@@ -43,10 +43,20 @@ impl Engine {
         let mut df = read(&ctx, source, format, compression, paths.clone(), None).await?;
         if paths.len() > 1 {
             // One scan over many files orders them by how it groups them into partitions, which
-            // depends on the partition count. Reading file by file (sorted, with the schema
-            // inferred over all of them) and concatenating keeps the row order — and the
-            // artifact's bytes — the same whatever the parallelism.
-            let schema = df.schema().as_arrow().clone();
+            // depends on the partition count. Reading file by file (sorted) and concatenating
+            // keeps the row order — and the artifact's bytes — the same whatever the
+            // parallelism. Each file's types are inferred from that file, then widened to one
+            // schema (a column that is text in any file is text).
+            let mut schema: Option<Schema> = None;
+            for p in &paths {
+                let one = read(&ctx, source, format, compression, vec![p.clone()], None).await?;
+                let this = one.schema().as_arrow().clone();
+                schema = Some(match schema {
+                    None => this,
+                    Some(so_far) => widen(&so_far, &this, &paths[0], p)?,
+                });
+            }
+            let schema = schema.unwrap_or_else(|| df.schema().as_arrow().clone());
             let mut union: Option<DataFrame> = None;
             for p in paths {
                 let one = read(&ctx, source, format, compression, vec![p], Some(&schema)).await?;
@@ -86,7 +96,7 @@ async fn read(
         FileFormat::Csv => {
             let mut options = CsvReadOptions::new()
                 .has_header(source.header)
-                .delimiter(source.delimiter.as_bytes()[0])
+                .delimiter(source.delimiter_byte())
                 .file_extension("")
                 .file_compression_type(compression)
                 .schema_infer_max_records(10_000);
@@ -116,4 +126,30 @@ async fn read(
             ctx.read_json(paths, options).await?
         }
     })
+}
+
+/// One schema for two files' inferred schemas: same names in the same order, each column the
+/// narrowest type both fit (integers widen to floats; anything else that differs becomes text).
+fn widen(a: &Schema, b: &Schema, first: &str, other: &str) -> Result<Schema> {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+    if names(a) != names(b) {
+        return Err(EngineError::Invalid(format!(
+            "`{other}` has columns {:?} but `{first}` has {:?}; files of one source must share their columns",
+            names(b),
+            names(a)
+        )));
+    }
+    let fields = a.fields().iter().zip(b.fields()).map(|(fa, fb)| {
+        let t = match (fa.data_type(), fb.data_type()) {
+            (x, y) if x == y => x.clone(),
+            (DataType::Null, y) => y.clone(),
+            (x, DataType::Null) => x.clone(),
+            (x, y) if x.is_integer() && y.is_integer() => DataType::Int64,
+            (x, y) if x.is_numeric() && y.is_numeric() => DataType::Float64,
+            _ => DataType::Utf8,
+        };
+        Field::new(fa.name(), t, true)
+    });
+    Ok(Schema::new(fields.collect::<Vec<_>>()))
 }

@@ -23,8 +23,17 @@ pub enum Task {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InputColumn {
     pub name: String,
-    /// The Arrow type seen at training time (informational; inputs are cast).
+    /// The Arrow type seen at training time, as Arrow prints it (`Utf8`, `Float64`, ...). Readers
+    /// of untyped input (CSV) must parse the column as this type: a text column such as a zip
+    /// code `01` read as a number would become `1` and score differently.
     pub data_type: String,
+}
+
+impl InputColumn {
+    /// The recorded type, if this version of Arrow can parse it.
+    pub fn arrow_type(&self) -> Option<arrow_schema::DataType> {
+        self.data_type.parse().ok()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,13 +42,12 @@ pub enum Model {
     Linear(LinearModel),
 }
 
-/// Where the model came from; filled in by the runner. Run ids are deliberately absent: the same
-/// data and config give the same bytes, hence the same content hash (the metadata store links the
-/// artifact to every run that produced it).
+/// Where the model came from: exactly what its cache key covers (training data and resolved
+/// config), so the same data and config give the same bytes and the same content hash. Run ids
+/// and pipeline/step names are deliberately absent; the metadata store links the artifact to
+/// every run and step that produced it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
-    pub pipeline: String,
-    pub step: String,
     /// Content hash of the training dataset artifact.
     pub training_data: String,
     /// The train step's resolved configuration.

@@ -63,6 +63,11 @@ impl Predictor {
     /// The input batch with the prediction columns appended.
     pub fn score_batch(&self, batch: &RecordBatch, threshold: f64) -> Result<RecordBatch> {
         let predictions = self.predict(batch)?;
+        Self::append(batch, &predictions, threshold)
+    }
+
+    /// `batch` with `predictions`' columns appended (replacing same-named input columns).
+    pub fn append(batch: &RecordBatch, predictions: &Predictions, threshold: f64) -> Result<RecordBatch> {
         let mut fields: Vec<(String, ArrayRef)> =
             batch.schema().fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), c.clone())).collect();
         for (name, col) in predictions.columns(threshold) {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use sluice_core::{ArtifactKind, ContentHash};
 use sluice_engine::Engine;
 use sluice_spec::{Pipeline, Step, Suggestion};
-use sluice_store::{KeyInput, OutputRecord, RunRecord, RunStatus, StepCompletion, StepRecord, StepStatus};
+use sluice_store::{KeyInput, OutputRecord, RunRecord, RunStatus, StepCompletion, StepRecord, StepStatus, now};
 use tokio::task::JoinSet;
 
 use crate::cache_key::cache_key;
@@ -48,10 +48,6 @@ pub struct RunSummary {
     pub skipped: Vec<String>,
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// The full error chain of a step failure, on one line.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -67,26 +63,38 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Hash a source file, reusing the remembered hash while its size and mtime are unchanged.
+/// What must be unchanged for a remembered file hash to be reused. The change time and inode
+/// catch edits that preserve the modification time (`cp -p`, `rsync -a`, `touch -r`): only the
+/// kernel sets them.
+fn fingerprint(meta: &std::fs::Metadata) -> String {
+    let nanos = |t: std::io::Result<std::time::SystemTime>| {
+        t.ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
+    };
+    #[cfg(unix)]
+    let extra = {
+        use std::os::unix::fs::MetadataExt;
+        format!(":{}.{}:{}:{}", meta.ctime(), meta.ctime_nsec(), meta.ino(), meta.dev())
+    };
+    #[cfg(not(unix))]
+    let extra = String::new();
+    format!("{}:{}{extra}", meta.len(), nanos(meta.modified()))
+}
+
+/// Hash a source file, reusing the remembered hash while its fingerprint is unchanged.
 pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::Result<ContentHash, StepError> {
     let meta =
         std::fs::metadata(path).map_err(|e| StepError::Invalid(format!("cannot read `{}`: {e}", path.display())))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
     let key = path.display().to_string();
-    if let Some(h) = ws.meta.file_hash(&key, meta.len(), mtime)? {
+    let print = fingerprint(&meta);
+    if let Some(h) = ws.meta.file_hash(&key, &print)? {
         return Ok(h);
     }
     let h = ContentHash::of_file(path).map_err(|e| StepError::Invalid(chain(&e)))?;
     // A file modified within the filesystem's timestamp resolution of now could change again
-    // without its mtime moving: only remember hashes of files that have been still for a while.
+    // without its times moving: only remember hashes of files that have been still for a while.
     let settled = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() >= 2);
     if settled {
-        ws.meta.remember_file_hash(&key, meta.len(), mtime, &h)?;
+        ws.meta.remember_file_hash(&key, &print, &h)?;
     }
     Ok(h)
 }
@@ -94,7 +102,7 @@ pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::
 /// The inputs of a step's cache key: source files' hashes, or upstream artifacts' hashes.
 pub(crate) fn key_inputs(
     ws: &Workspace,
-    pipeline: &Pipeline,
+    base_dir: &std::path::Path,
     step: &Step,
     resolved: &[(sluice_spec::Input, OutputRecord)],
 ) -> std::result::Result<Vec<KeyInput>, StepError> {
@@ -103,7 +111,7 @@ pub(crate) fn key_inputs(
             .files
             .iter()
             .map(|f| {
-                let name = f.strip_prefix(&pipeline.base_dir).unwrap_or(f).display().to_string();
+                let name = f.strip_prefix(base_dir).unwrap_or(f).display().to_string();
                 Ok(KeyInput { name: format!("file:{name}"), hash: file_hash(ws, f)? })
             })
             .collect();
@@ -206,12 +214,6 @@ pub async fn run(
         jobs,
     });
 
-    let engine = Engine::local(jobs);
-    let forced: HashSet<&str> = options.force.iter().map(String::as_str).collect();
-    let mut outputs: HashMap<String, Vec<OutputRecord>> = HashMap::new();
-    let mut done: HashSet<String> = HashSet::new();
-    let mut blocked: HashSet<String> = HashSet::new();
-    let mut launched: HashSet<String> = HashSet::new();
     let mut summary = RunSummary {
         run_id: run_id.clone(),
         status: RunStatus::Running,
@@ -220,10 +222,103 @@ pub async fn run(
         failed: vec![],
         skipped: vec![],
     };
-    let mut tasks: JoinSet<(String, Instant, String, std::result::Result<Outcome, StepError>)> = JoinSet::new();
+    // Whatever happens below, the run record is closed: a runner error must not leave the run
+    // looking `running` until a later run reaps it.
+    if let Err(e) = schedule(&ws, pipeline, options, jobs, &reporter, &mut summary).await {
+        let _ = ws.meta.finish_run(&run_id, RunStatus::Failed, Some(&chain(&e)));
+        return Err(e);
+    }
+    summary.status = if summary.failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
+    let error = summary.failed.first().map(|(s, e)| format!("step `{s}` failed: {e}"));
+    ws.meta.finish_run(&run_id, summary.status, error.as_deref())?;
+    reporter.event(&Event::RunFinished {
+        run_id,
+        status: summary.status.as_str().into(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ran: summary.ran.len(),
+        cached: summary.cached.len(),
+        failed: summary.failed.len(),
+    });
+    Ok(summary)
+}
+
+/// A step's cache key and the inputs it was computed from, once known.
+type Keyed = Option<(ContentHash, Vec<KeyInput>)>;
+
+/// What a step task reports back: its name, timing, and outcome. A failure carries the cache key
+/// and inputs when they were computed before the step failed.
+struct Finished {
+    name: String,
+    t0: Instant,
+    started_at: String,
+    outcome: std::result::Result<Outcome, (Keyed, StepError)>,
+}
+
+async fn step_task(ctx: StepCtx, base_dir: std::path::PathBuf, force: bool) -> Finished {
+    let started_at = now();
+    let t0 = Instant::now();
+    let name = ctx.step.name.clone();
+    let mut keyed = None;
+    let outcome = async {
+        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs)?;
+        let key = cache_key(&ctx.step, &inputs);
+        keyed = Some((key, inputs.clone()));
+        if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {
+            return Ok(Outcome::Cached { key, outputs, inputs });
+        }
+        ctx.reporter.event(&Event::StepStarted { step: name.clone(), kind: ctx.step.kind().into(), key: key.short() });
+        let executed = execute(&ctx).await?;
+        Ok(Outcome::Ran { key, outputs: executed.outputs, rows: executed.rows, metrics: executed.metrics, inputs })
+    }
+    .await;
+    Finished { name, t0, started_at, outcome: outcome.map_err(|e: StepError| (keyed, e)) }
+}
+
+/// Launch ready steps (pipeline order, at most `jobs` at once) until every step has finished,
+/// failed, or been skipped because something it reads failed.
+async fn schedule(
+    ws: &Arc<Workspace>,
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    jobs: usize,
+    reporter: &Arc<dyn Reporter>,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    let run_id = summary.run_id.clone();
+    // DataFusion partitions follow the cores, not `jobs` (artifacts do not depend on either).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let engine = Engine::local(cores);
+    let forced: HashSet<&str> = options.force.iter().map(String::as_str).collect();
+    let mut outputs: HashMap<String, Vec<OutputRecord>> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut launched: HashSet<String> = HashSet::new();
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let mut task_names: HashMap<tokio::task::Id, String> = HashMap::new();
+    let record = |step: &Step,
+                  status,
+                  started_at: String,
+                  elapsed_ms,
+                  keyed: Option<(ContentHash, Vec<KeyInput>)>,
+                  rows,
+                  error| {
+        let (key, inputs) = keyed.unwrap_or_else(|| (ContentHash::of_bytes(b""), Vec::new()));
+        StepRecord {
+            run_id: run_id.clone(),
+            step: step.name.clone(),
+            kind: step.kind().to_string(),
+            cache_key: key,
+            status,
+            started_at,
+            duration_ms: elapsed_ms,
+            rows,
+            config: step.config.to_json(),
+            inputs,
+            error,
+        }
+    };
 
     loop {
-        // Launch every ready step, in pipeline order, up to `jobs` at a time.
         for step in &pipeline.steps {
             if tasks.len() >= jobs {
                 break;
@@ -232,13 +327,19 @@ pub async fn run(
                 continue;
             }
             let upstream = step.upstream();
-            if upstream.iter().any(|u| blocked.contains(*u)) {
+            if let Some(failed) = upstream.iter().find(|u| blocked.contains(**u)) {
                 launched.insert(step.name.clone());
                 blocked.insert(step.name.clone());
-                let reason = format!(
-                    "upstream `{}` failed or was skipped",
-                    upstream.iter().find(|u| blocked.contains(**u)).unwrap_or(&"")
-                );
+                let reason = format!("upstream `{failed}` failed or was skipped");
+                ws.meta.record_incomplete(&record(
+                    step,
+                    StepStatus::Skipped,
+                    now(),
+                    0,
+                    None,
+                    None,
+                    Some(reason.clone()),
+                ))?;
                 reporter.event(&Event::StepSkipped { step: step.name.clone(), reason });
                 summary.skipped.push(step.name.clone());
                 continue;
@@ -261,60 +362,32 @@ pub async fn run(
             let ctx = StepCtx {
                 ws: ws.clone(),
                 engine: engine.clone(),
-                pipeline: pipeline.name.clone(),
                 run_id: run_id.clone(),
                 step: step.clone(),
                 inputs: resolved,
                 reporter: reporter.clone(),
             };
-            let force = forced.contains(step.name.as_str());
-            let pipeline_clone = pipeline.clone();
-            tasks.spawn(async move {
-                let started_at = now();
-                let t0 = Instant::now();
-                let name = ctx.step.name.clone();
-                let outcome = async {
-                    let inputs = key_inputs(&ctx.ws, &pipeline_clone, &ctx.step, &ctx.inputs)?;
-                    let key = cache_key(&ctx.step, &inputs);
-                    if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {
-                        return Ok(Outcome::Cached { key, outputs, inputs });
-                    }
-                    ctx.reporter.event(&Event::StepStarted {
-                        step: name.clone(),
-                        kind: ctx.step.kind().into(),
-                        key: key.short(),
-                    });
-                    let executed = execute(&ctx).await?;
-                    Ok(Outcome::Ran {
-                        key,
-                        outputs: executed.outputs,
-                        rows: executed.rows,
-                        metrics: executed.metrics,
-                        inputs,
-                    })
-                }
-                .await;
-                (name, t0, started_at, outcome)
-            });
+            let handle = tasks.spawn(step_task(ctx, pipeline.base_dir.clone(), forced.contains(step.name.as_str())));
+            task_names.insert(handle.id(), step.name.clone());
         }
-        let Some(joined) = tasks.join_next().await else { break };
-        let (name, t0, started_at, outcome) =
-            joined.map_err(|e| RunnerError::Internal(format!("step task panicked: {e}")))?;
+        let Some(joined) = tasks.join_next_with_id().await else { break };
+        let finished = match joined {
+            Ok((_, f)) => f,
+            Err(e) => {
+                // A panic in a step is that step's failure, not the run's end.
+                let name = task_names.get(&e.id()).cloned().unwrap_or_default();
+                let message = format!("internal error: the step panicked ({e}); this is a bug");
+                Finished {
+                    name,
+                    t0: Instant::now(),
+                    started_at: now(),
+                    outcome: Err((None, StepError::Internal(message))),
+                }
+            }
+        };
+        let Finished { name, t0, started_at, outcome } = finished;
         let step = pipeline.step(&name).ok_or_else(|| RunnerError::Internal(format!("unknown step `{name}`")))?;
         let elapsed_ms = t0.elapsed().as_millis() as u64;
-        let record = |key: ContentHash, status, rows, inputs, error| StepRecord {
-            run_id: run_id.clone(),
-            step: name.clone(),
-            kind: step.kind().to_string(),
-            cache_key: key,
-            status,
-            started_at: started_at.clone(),
-            duration_ms: elapsed_ms,
-            rows,
-            config: step.config.to_json(),
-            inputs,
-            error,
-        };
         match outcome {
             Ok(Outcome::Cached { key, outputs: outs, inputs }) => {
                 let rows = outs
@@ -323,7 +396,7 @@ pub async fn run(
                     .filter_map(|o| o.artifact.rows)
                     .reduce(|a, b| a + b);
                 ws.meta.record_step(&StepCompletion {
-                    step: record(key, StepStatus::Cached, rows, inputs, None),
+                    step: record(step, StepStatus::Cached, started_at, elapsed_ms, Some((key, inputs)), rows, None),
                     outputs: outs.clone(),
                     metrics: vec![],
                 })?;
@@ -339,7 +412,7 @@ pub async fn run(
             }
             Ok(Outcome::Ran { key, outputs: outs, rows, metrics, inputs }) => {
                 ws.meta.record_step(&StepCompletion {
-                    step: record(key, StepStatus::Ran, rows, inputs, None),
+                    step: record(step, StepStatus::Ran, started_at, elapsed_ms, Some((key, inputs)), rows, None),
                     outputs: outs.clone(),
                     metrics,
                 })?;
@@ -353,27 +426,22 @@ pub async fn run(
                 outputs.insert(name.clone(), outs);
                 done.insert(name);
             }
-            Err(e) => {
+            Err((keyed, e)) => {
                 let message = chain(&e);
-                let key = ContentHash::of_bytes(b"");
-                ws.meta.record_failure(&record(key, StepStatus::Failed, None, vec![], Some(message.clone())))?;
+                ws.meta.record_incomplete(&record(
+                    step,
+                    StepStatus::Failed,
+                    started_at,
+                    elapsed_ms,
+                    keyed,
+                    None,
+                    Some(message.clone()),
+                ))?;
                 reporter.event(&Event::StepFailed { step: name.clone(), error: message.clone(), elapsed_ms });
                 summary.failed.push((name.clone(), message));
                 blocked.insert(name);
             }
         }
     }
-
-    summary.status = if summary.failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
-    let error = summary.failed.first().map(|(s, e)| format!("step `{s}` failed: {e}"));
-    ws.meta.finish_run(&run_id, summary.status, error.as_deref())?;
-    reporter.event(&Event::RunFinished {
-        run_id,
-        status: summary.status.as_str().into(),
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        ran: summary.ran.len(),
-        cached: summary.cached.len(),
-        failed: summary.failed.len(),
-    });
-    Ok(summary)
+    Ok(())
 }

@@ -20,7 +20,6 @@ use crate::workspace::Workspace;
 pub(crate) struct StepCtx {
     pub ws: Arc<Workspace>,
     pub engine: Engine,
-    pub pipeline: String,
     pub run_id: String,
     pub step: Step,
     /// Each input with the artifact it resolved to, in the step's reference order.
@@ -141,7 +140,14 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let split = split.clone();
             let parts = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
-                Ok(sluice_engine::split(&batch, split.method, &split.fractions, split.seed, split.by.as_deref())?)
+                let spec = sluice_engine::SplitSpec {
+                    method: split.method,
+                    fractions: &split.fractions,
+                    seed: split.seed,
+                    by: split.by.as_deref(),
+                    key: split.key.as_deref(),
+                };
+                Ok(sluice_engine::split(&batch, &spec)?)
             })
             .await?;
             let mut outputs = Vec::new();
@@ -157,8 +163,6 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let path = ctx.path_of(&data).await?;
             let train = train.clone();
             let lineage = sluice_model::Lineage {
-                pipeline: ctx.pipeline.clone(),
-                step: ctx.step.name.clone(),
                 training_data: data.hash.to_string(),
                 config: ctx.step.config.to_json(),
                 sluice_version: sluice_core::ENGINE_VERSION.to_string(),
@@ -216,12 +220,13 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 let batch = read_dataset_batch(&path)?;
                 let y = sluice_train::label_values(&batch, &model.label, model.task)?;
                 let predictor = Predictor::new(model)?;
-                let scores = predictor.predict(&batch)?.scores;
+                let predictions = predictor.predict(&batch)?;
+                let scores = &predictions.scores;
                 let metrics = match predictor.artifact().task {
-                    Task::BinaryClassification => sluice_metrics::binary(&y, &scores, threshold)?.to_map(),
-                    Task::Regression => sluice_metrics::regression(&y, &scores)?.to_map(),
+                    Task::BinaryClassification => sluice_metrics::binary(&y, scores, threshold)?.to_map(),
+                    Task::Regression => sluice_metrics::regression(&y, scores)?.to_map(),
                 };
-                let scored = predictor.score_batch(&batch, threshold)?;
+                let scored = Predictor::append(&batch, &predictions, threshold)?;
                 Ok((metrics, scored))
             })
             .await?;
@@ -254,10 +259,14 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                     metrics = map.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
                 }
             }
-            let version = ctx.ws.meta.register_model(&reg.name, &model, &ctx.run_id, &ctx.step.name, &metrics)?;
-            if let Some(alias) = &reg.alias {
-                ctx.ws.meta.set_alias(&reg.name, alias, version.version)?;
-            }
+            let version = ctx.ws.meta.register_model(
+                &reg.name,
+                &model,
+                &ctx.run_id,
+                &ctx.step.name,
+                &metrics,
+                reg.alias.as_deref(),
+            )?;
             Ok(Executed { outputs: vec![], rows: None, metrics: vec![("version".into(), version.version as f64)] })
         }
     }

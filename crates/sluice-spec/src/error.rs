@@ -91,6 +91,25 @@ pub enum SpecError {
     Override { assignment: String, message: String },
 }
 
+impl SpecError {
+    /// Whether the problem comes from a `--set` assignment rather than the spec file.
+    pub fn from_command_line(&self) -> bool {
+        let location = match self {
+            SpecError::Override { .. } => return true,
+            SpecError::Read { .. } => return false,
+            SpecError::Yaml { location, .. }
+            | SpecError::UnknownKey { location, .. }
+            | SpecError::Invalid { location, .. }
+            | SpecError::UnknownInput { location, .. }
+            | SpecError::UnknownOutput { location, .. }
+            | SpecError::Duplicate { location, .. }
+            | SpecError::Cycle { location, .. }
+            | SpecError::MissingFile { location, .. } => location,
+        };
+        matches!(location, Location::Override { .. })
+    }
+}
+
 /// All the problems found in one spec, reported together so the user fixes them in one pass.
 #[derive(Debug)]
 pub struct SpecErrors(pub Vec<SpecError>);

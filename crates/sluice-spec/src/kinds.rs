@@ -37,15 +37,26 @@ pub struct SourceStep {
     /// Column names, in file order (required for CSV without a header).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// CSV: field delimiter, one character.
-    #[serde(default = "comma")]
-    pub delimiter: String,
+    /// CSV: field delimiter, one character (default: tab for `.tsv` files, else comma).
+    #[serde(default)]
+    pub delimiter: Option<String>,
     /// CSV: lines starting with this character are skipped.
     #[serde(default)]
     pub comment: Option<String>,
     /// CSV: values matching this regular expression are read as null.
     #[serde(default)]
     pub null_regex: Option<String>,
+}
+
+impl SourceStep {
+    /// The CSV delimiter to use: the one given, else tab for `.tsv` files, else comma.
+    pub fn delimiter_byte(&self) -> u8 {
+        match &self.delimiter {
+            Some(d) => d.as_bytes().first().copied().unwrap_or(b','),
+            None if self.path.to_ascii_lowercase().contains(".tsv") => b'\t',
+            None => b',',
+        }
+    }
 }
 
 /// Run DataFusion SQL over named inputs; each input is a table named after the step it comes from
@@ -86,6 +97,10 @@ pub struct SplitStep {
     /// Column to stratify by (`stratified`) or order by (`time`).
     #[serde(default)]
     pub by: Option<String>,
+    /// Columns whose values decide a row's part (default: all). Give an id column to keep the
+    /// same rows in each part when other columns are added or changed.
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -189,9 +204,6 @@ pub struct RegisterStep {
 
 fn yes() -> bool {
     true
-}
-fn comma() -> String {
-    ",".into()
 }
 fn default_fractions() -> IndexMap<String, f64> {
     IndexMap::from([("train".to_string(), 0.8), ("test".to_string(), 0.2)])

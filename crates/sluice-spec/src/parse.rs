@@ -87,7 +87,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
     };
     let description = top.get_scalar("description").map(|s| s.as_str().to_string());
 
-    let mut raw: Vec<(String, Location, StepConfig)> = Vec::new();
+    let mut raw: Vec<(String, Location, StepConfig, &Node)> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
     // Names whose definitions could not be read: already reported, so references to them are not.
     let mut unreadable: HashSet<String> = HashSet::new();
@@ -109,8 +109,17 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
                 continue;
             }
             seen.insert(name.clone(), location.clone());
+            if !valid_name(&name) {
+                errors.push(SpecError::Invalid {
+                    location,
+                    context: format!("`{name}`"),
+                    message: "names must be letters, digits, `_` or `-` (a `.` would read as `step.output`)".into(),
+                });
+                unreadable.insert(name);
+                continue;
+            }
             match read_step(&origin, &name, def, implied_kind) {
-                Ok(config) => raw.push((name, location, config)),
+                Ok(config) => raw.push((name, location, config, def)),
                 Err(e) => {
                     errors.push(e);
                     unreadable.insert(name);
@@ -127,9 +136,9 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
     }
 
     let outputs: HashMap<&str, Vec<(String, OutputType)>> =
-        raw.iter().map(|(n, _, c)| (n.as_str(), c.outputs())).collect();
+        raw.iter().map(|(n, _, c, _)| (n.as_str(), c.outputs())).collect();
     let mut steps = Vec::new();
-    for (name, location, config) in &raw {
+    for (name, location, config, def) in &raw {
         let mut inputs = Vec::new();
         for (role, reference, expected) in config.references() {
             match resolve(&origin, name, reference, &outputs) {
@@ -149,7 +158,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
                 Err(e) => errors.push(e),
             }
         }
-        if let Err(e) = check_semantics(&origin, name, config) {
+        if let Err(e) = check_semantics(&origin, name, config, def) {
             errors.push(e);
         }
         let files = match config {
@@ -245,35 +254,26 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         }
     };
     let body = Node::Mapping(body);
-    let location_of_kind = kind_node.as_ref().map(|k| origin.span(k.span()));
-    let de = |body: &Node| -> Result<StepConfig, SpecError> {
-        macro_rules! read {
-            ($variant:ident) => {
-                marked_yaml::from_node(body).map(StepConfig::$variant)
-            };
+    let parsed = match kind.as_str() {
+        "source" => marked_yaml::from_node(&body).map(StepConfig::Source),
+        "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
+        "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
+        "train" => marked_yaml::from_node(&body).map(StepConfig::Train),
+        "evaluate" => marked_yaml::from_node(&body).map(StepConfig::Evaluate),
+        "register" => marked_yaml::from_node(&body).map(StepConfig::Register),
+        other => {
+            return Err(SpecError::Invalid {
+                location: origin.span(kind_node.as_ref().map_or(def.span(), |k| k.span())),
+                context,
+                message: format!(
+                    "unknown kind `{other}`{}; kinds are {}",
+                    Suggestion::closest(other, KINDS.iter().copied()),
+                    KINDS.join(", ")
+                ),
+            });
         }
-        let parsed = match kind.as_str() {
-            "source" => read!(Source),
-            "sql" => read!(Sql),
-            "split" => read!(Split),
-            "train" => read!(Train),
-            "evaluate" => read!(Evaluate),
-            "register" => read!(Register),
-            other => {
-                return Err(SpecError::Invalid {
-                    location: location_of_kind.clone().unwrap_or_else(|| origin.span(def.span())),
-                    context: context.clone(),
-                    message: format!(
-                        "unknown kind `{other}`{}; kinds are {}",
-                        Suggestion::closest(other, KINDS.iter().copied()),
-                        KINDS.join(", ")
-                    ),
-                });
-            }
-        };
-        parsed.map_err(|e| from_node_error(origin, &context, def, e))
     };
-    de(&body)
+    parsed.map_err(|e| from_node_error(origin, &context, def, e))
 }
 
 fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::FromNodeError) -> SpecError {
@@ -366,96 +366,127 @@ fn resolve(
     }
 }
 
-fn check_semantics(origin: &Origin, name: &str, config: &StepConfig) -> Result<(), SpecError> {
-    let invalid = |span: Option<&Span>, message: String| SpecError::Invalid {
-        location: span.map(|s| origin.span(s)).unwrap_or(Location::Whole { file: origin.file.to_string() }),
+/// The span of a (possibly nested, dotted) field's value in a step's YAML, to point errors at
+/// the field that is wrong; `--set` values carry their own origin.
+fn field_span<'a>(def: &'a Node, path: &str) -> Option<&'a Span> {
+    let mut node = def;
+    for key in path.split('.') {
+        node = node.as_mapping()?.get_node(key)?;
+    }
+    Some(node.span())
+}
+
+/// Letters, digits, `_` and `-`: usable as a SQL table name (quoted if it has `-`), and never
+/// ambiguous with `step.output` references.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node) -> Result<(), SpecError> {
+    let invalid = |field: &str, message: String| SpecError::Invalid {
+        location: origin.span(field_span(def, field).unwrap_or(def.span())),
         context: format!("step `{name}`"),
         message,
     };
+    let one_char = |v: &str| v.chars().count() == 1 && v.is_ascii();
     match config {
         StepConfig::Source(s) => {
-            let span = Some(s.path.span());
-            if s.delimiter.chars().count() != 1 || !s.delimiter.is_ascii() {
-                return Err(invalid(span, format!("`delimiter` must be one ASCII character, got `{}`", s.delimiter)));
+            if let Some(d) = &s.delimiter
+                && !one_char(d)
+            {
+                return Err(invalid("delimiter", format!("`delimiter` must be one ASCII character, got `{d}`")));
             }
             if let Some(c) = &s.comment
-                && (c.chars().count() != 1 || !c.is_ascii())
+                && !one_char(c)
             {
-                return Err(invalid(span, format!("`comment` must be one ASCII character, got `{c}`")));
+                return Err(invalid("comment", format!("`comment` must be one ASCII character, got `{c}`")));
             }
-            let csv = s.format.unwrap_or_else(|| infer_format(&s.path).unwrap_or(FileFormat::Csv)) == FileFormat::Csv;
-            if csv && !s.header && s.columns.is_none() {
-                return Err(invalid(span, "a CSV file without a header needs `columns`".into()));
-            }
-            if s.format.is_none() && infer_format(&s.path).is_none() {
+            let Some(format) = s.format.or_else(|| infer_format(&s.path)) else {
                 return Err(invalid(
-                    span,
+                    "path",
                     format!(
                         "cannot tell the format of `{}` from its extension; set `format` (csv, parquet or ndjson)",
                         *s.path
                     ),
                 ));
+            };
+            if format == FileFormat::Csv && !s.header && s.columns.is_none() {
+                return Err(invalid("header", "a CSV file without a header needs `columns`".into()));
             }
         }
         StepConfig::Sql(s) => {
             if s.query.trim().is_empty() {
-                return Err(invalid(None, "`query` is empty".into()));
+                return Err(invalid("query", "`query` is empty".into()));
+            }
+            let mut tables: HashMap<String, &str> = HashMap::new();
+            for r in &s.inputs {
+                let table = r.replace('.', "_");
+                if let Some(other) = tables.insert(table.clone(), r.as_str()) {
+                    return Err(SpecError::Invalid {
+                        location: origin.span(r.span()),
+                        context: format!("step `{name}`"),
+                        message: if other == r.as_str() {
+                            format!("`{other}` is listed twice in `inputs`")
+                        } else {
+                            format!("inputs `{other}` and `{}` would both be table `{table}`", r.as_str())
+                        },
+                    });
+                }
             }
         }
         StepConfig::Split(s) => {
-            let span = Some(s.input.span());
             if s.fractions.len() < 2 {
-                return Err(invalid(span, "`fractions` needs at least two parts".into()));
+                return Err(invalid("fractions", "`fractions` needs at least two parts".into()));
             }
             if let Some((part, f)) = s.fractions.iter().find(|(_, f)| !(**f > 0.0 && **f < 1.0)) {
-                return Err(invalid(span, format!("fraction of `{part}` must be between 0 and 1, got {f}")));
+                return Err(invalid(
+                    &format!("fractions.{part}"),
+                    format!("fraction of `{part}` must be between 0 and 1, got {f}"),
+                ));
             }
             let sum: f64 = s.fractions.values().sum();
             if (sum - 1.0).abs() > 1e-9 {
-                return Err(invalid(span, format!("`fractions` must sum to 1, they sum to {sum}")));
+                return Err(invalid("fractions", format!("`fractions` must sum to 1, they sum to {sum}")));
+            }
+            if let Some(part) = s.fractions.keys().find(|p| !valid_name(p)) {
+                return Err(invalid("fractions", format!("part name `{part}` must be letters, digits, `_` or `-`")));
             }
             if s.method != SplitMethod::Random && s.by.is_none() {
-                return Err(invalid(
-                    span,
-                    format!("method `{:?}` needs `by` (a column name)", s.method).to_lowercase(),
-                ));
+                let method = format!("{:?}", s.method).to_lowercase();
+                return Err(invalid("method", format!("method `{method}` needs `by` (a column name)")));
             }
         }
         StepConfig::Train(t) => {
-            let span = Some(t.input.span());
             if !(t.params.l2 >= 0.0 && t.params.l2.is_finite()) {
-                return Err(invalid(span, format!("`params.l2` must be >= 0, got {}", t.params.l2)));
+                return Err(invalid("params.l2", format!("`params.l2` must be >= 0, got {}", t.params.l2)));
             }
             if t.params.tol.is_nan() || t.params.tol <= 0.0 {
-                return Err(invalid(span, format!("`params.tol` must be > 0, got {}", t.params.tol)));
+                return Err(invalid("params.tol", format!("`params.tol` must be > 0, got {}", t.params.tol)));
             }
             if t.params.max_iter == 0 {
-                return Err(invalid(span, "`params.max_iter` must be at least 1".into()));
+                return Err(invalid("params.max_iter", "`params.max_iter` must be at least 1".into()));
             }
             if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
-                return Err(invalid(span, format!("the label `{}` cannot also be a feature", t.label)));
+                return Err(invalid("features", format!("the label `{}` cannot also be a feature", t.label)));
             }
         }
         StepConfig::Evaluate(e) => {
             if !(e.threshold > 0.0 && e.threshold < 1.0) {
-                return Err(invalid(
-                    Some(e.model.span()),
-                    format!("`threshold` must be between 0 and 1, got {}", e.threshold),
-                ));
+                return Err(invalid("threshold", format!("`threshold` must be between 0 and 1, got {}", e.threshold)));
             }
         }
         StepConfig::Register(r) => {
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !ok(&r.name) {
                 return Err(invalid(
-                    Some(r.model.span()),
+                    "name",
                     format!("`name` must be letters, digits, `-`, `_` or `.`, got `{}`", r.name),
                 ));
             }
             if let Some(a) = &r.alias
                 && (!ok(a) || a.chars().all(|c| c.is_ascii_digit()))
             {
-                return Err(invalid(Some(r.model.span()), format!("`alias` must be a name (not a number), got `{a}`")));
+                return Err(invalid("alias", format!("`alias` must be a name (not a number), got `{a}`")));
             }
         }
     }

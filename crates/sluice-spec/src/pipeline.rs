@@ -8,23 +8,7 @@ use crate::error::Location;
 use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, TrainStep};
 
 /// What an output holds, so that references can be type-checked before anything runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputType {
-    Dataset,
-    Model,
-    Metrics,
-}
-
-impl OutputType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputType::Dataset => "dataset",
-            OutputType::Model => "model",
-            OutputType::Metrics => "metrics",
-        }
-    }
-}
+pub type OutputType = sluice_core::ArtifactKind;
 
 /// One step's configuration, by kind.
 #[derive(Clone, Debug, Serialize)]
@@ -55,7 +39,7 @@ impl StepConfig {
 
     /// The references this step reads, with the role each plays and the type it must have.
     pub fn references(&self) -> Vec<(&'static str, &marked_yaml::Spanned<String>, OutputType)> {
-        use OutputType::*;
+        use sluice_core::ArtifactKind::*;
         match self {
             StepConfig::Source(_) => vec![],
             StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
@@ -74,7 +58,7 @@ impl StepConfig {
 
     /// Named outputs; the first is the default one that a bare `step` reference means.
     pub fn outputs(&self) -> Vec<(String, OutputType)> {
-        use OutputType::*;
+        use sluice_core::ArtifactKind::*;
         match self {
             StepConfig::Source(_) | StepConfig::Sql(_) => vec![("data".into(), Dataset)],
             StepConfig::Split(s) => s.fractions.keys().map(|k| (k.clone(), Dataset)).collect(),

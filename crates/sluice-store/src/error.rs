@@ -20,8 +20,6 @@ pub enum StoreError {
     NotFound { what: &'static str, name: String, hint: String },
     #[error("`{0}` is ambiguous: it matches more than one {1}; give more characters")]
     Ambiguous(String, &'static str),
-    #[error("artifact store location `{0}` is not a local path or a supported URL")]
-    BadUrl(String),
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

@@ -25,4 +25,4 @@ pub use artifacts::ArtifactStore;
 pub use error::{Result, StoreError};
 pub use metadata::MetadataStore;
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, now};

@@ -15,17 +15,18 @@ pub trait MetadataStore: Send + Sync {
     /// Record a finished (ran or cached) step: its execution row, its artifacts, lineage edges,
     /// metrics and — when it ran successfully — the cache entry, all or nothing.
     fn record_step(&self, completion: &StepCompletion) -> Result<()>;
-    /// Record a failed step (no outputs, no cache entry).
-    fn record_failure(&self, step: &StepRecord) -> Result<()>;
+    /// Record a step that produced nothing: failed or skipped (no outputs, no cache entry).
+    fn record_incomplete(&self, step: &StepRecord) -> Result<()>;
 
     /// Outputs recorded for a cache key, if a step with that key has completed.
     fn lookup_cache(&self, key: &ContentHash) -> Result<Option<Vec<OutputRecord>>>;
     /// The last successful execution of a step of this pipeline (for explaining cache misses).
     fn last_step(&self, pipeline: &str, step: &str) -> Result<Option<StepRecord>>;
 
-    /// A remembered file hash, valid while the file's size and modification time are unchanged.
-    fn file_hash(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<ContentHash>>;
-    fn remember_file_hash(&self, path: &str, size: u64, mtime_ns: i64, hash: &ContentHash) -> Result<()>;
+    /// A remembered file hash, valid while the file's fingerprint (size, modification and
+    /// change times, inode) is unchanged.
+    fn file_hash(&self, path: &str, fingerprint: &str) -> Result<Option<ContentHash>>;
+    fn remember_file_hash(&self, path: &str, fingerprint: &str, hash: &ContentHash) -> Result<()>;
 
     fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>>;
     /// A run by id or unique id prefix, with its steps, outputs and metrics.
@@ -35,7 +36,8 @@ pub trait MetadataStore: Send + Sync {
     fn provenance(&self, hash: &ContentHash) -> Result<Provenance>;
 
     /// Add `artifact` as a version of model `name` (the existing version if that artifact is
-    /// already registered under the name), attaching metrics.
+    /// already registered under the name, with its metrics replaced by these), and point `alias`
+    /// at it — all in one transaction.
     fn register_model(
         &self,
         name: &str,
@@ -43,6 +45,7 @@ pub trait MetadataStore: Send + Sync {
         run_id: &str,
         step: &str,
         metrics: &[(String, f64)],
+        alias: Option<&str>,
     ) -> Result<ModelVersion>;
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()>;
     fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion>;

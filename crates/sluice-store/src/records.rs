@@ -55,6 +55,8 @@ pub enum StepStatus {
     /// Skipped: outputs reused from the cache.
     Cached,
     Failed,
+    /// Not run because a step it reads failed or was skipped.
+    Skipped,
 }
 
 impl StepStatus {
@@ -63,6 +65,7 @@ impl StepStatus {
             StepStatus::Ran => "ran",
             StepStatus::Cached => "cached",
             StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
         }
     }
 
@@ -70,6 +73,7 @@ impl StepStatus {
         match s {
             "ran" => Self::Ran,
             "cached" => Self::Cached,
+            "skipped" => Self::Skipped,
             _ => Self::Failed,
         }
     }

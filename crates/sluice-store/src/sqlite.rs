@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 
 use crate::error::{Result, StoreError};
@@ -83,10 +83,9 @@ CREATE TABLE metrics (
     PRIMARY KEY (run_id, step, key)
 );
 CREATE TABLE file_hashes (
-    path     TEXT PRIMARY KEY,
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    hash     TEXT NOT NULL
+    path        TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    hash        TEXT NOT NULL
 );
 CREATE TABLE model_versions (
     name       TEXT NOT NULL,
@@ -114,7 +113,8 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-fn now() -> String {
+/// The current time as stored in the metadata (RFC 3339, milliseconds, UTC).
+pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -213,7 +213,7 @@ impl SqliteStore {
 
     fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > known {
             return Err(StoreError::SchemaTooNew { path: path.to_path_buf(), found: version, known });
@@ -305,7 +305,7 @@ impl MetadataStore for SqliteStore {
 
     fn begin_run(&self, run: &RunRecord) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
                 params![
@@ -342,7 +342,7 @@ impl MetadataStore for SqliteStore {
 
     fn record_step(&self, done: &StepCompletion) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let s = &done.step;
             Self::insert_step(&tx, s)?;
             let created = now();
@@ -389,9 +389,9 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn record_failure(&self, step: &StepRecord) -> Result<()> {
+    fn record_incomplete(&self, step: &StepRecord) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             Self::insert_step(&tx, step)?;
             tx.commit()?;
             Ok(())
@@ -417,7 +417,7 @@ impl MetadataStore for SqliteStore {
         self.with(|c| {
             Ok(c.query_row(
                 &format!(
-                    "SELECT {} FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status != 'failed' ORDER BY s.started_at DESC LIMIT 1",
+                    "SELECT {} FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.pipeline = ?1 AND s.step = ?2 AND s.status IN ('ran', 'cached') ORDER BY s.started_at DESC LIMIT 1",
                     STEP_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
                 ),
                 params![pipeline, step],
@@ -427,12 +427,12 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn file_hash(&self, path: &str, size: u64, mtime_ns: i64) -> Result<Option<ContentHash>> {
+    fn file_hash(&self, path: &str, fingerprint: &str) -> Result<Option<ContentHash>> {
         self.with(|c| {
             let h: Option<String> = c
                 .query_row(
-                    "SELECT hash FROM file_hashes WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
-                    params![path, size as i64, mtime_ns],
+                    "SELECT hash FROM file_hashes WHERE path = ?1 AND fingerprint = ?2",
+                    params![path, fingerprint],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -440,11 +440,11 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn remember_file_hash(&self, path: &str, size: u64, mtime_ns: i64, hash: &ContentHash) -> Result<()> {
+    fn remember_file_hash(&self, path: &str, fingerprint: &str, hash: &ContentHash) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, hash) VALUES (?1,?2,?3,?4)",
-                params![path, size as i64, mtime_ns, hash.to_string()],
+                "INSERT OR REPLACE INTO file_hashes (path, fingerprint, hash) VALUES (?1,?2,?3)",
+                params![path, fingerprint, hash.to_string()],
             )?;
             Ok(())
         })
@@ -459,8 +459,16 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_run(&self, id: &str) -> Result<RunDetails> {
+        if id.is_empty() {
+            return Err(StoreError::NotFound {
+                what: "run",
+                name: String::new(),
+                hint: "; give a run id or prefix".into(),
+            });
+        }
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ?1 || '%' LIMIT 2"))?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"))?;
             let mut runs: Vec<RunRecord> = stmt.query_map([id], run_row)?.collect::<rusqlite::Result<_>>()?;
             if runs.len() > 1 {
                 return Err(StoreError::Ambiguous(id.to_string(), "run"));
@@ -492,9 +500,17 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_artifact(&self, prefix: &str) -> Result<ArtifactMeta> {
+        if prefix.is_empty() {
+            return Err(StoreError::NotFound {
+                what: "artifact",
+                name: String::new(),
+                hint: "; give a hash or prefix".into(),
+            });
+        }
         self.with(|c| {
-            let mut stmt =
-                c.prepare(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE hash LIKE ?1 || '%' LIMIT 2"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE substr(hash, 1, length(?1)) = ?1 LIMIT 2"
+            ))?;
             let mut found: Vec<ArtifactMeta> =
                 stmt.query_map([prefix.to_ascii_lowercase()], artifact_row)?.collect::<rusqlite::Result<_>>()?;
             if found.len() > 1 {
@@ -539,9 +555,12 @@ impl MetadataStore for SqliteStore {
         run_id: &str,
         step: &str,
         metrics: &[(String, f64)],
+        alias: Option<&str>,
     ) -> Result<ModelVersion> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // IMMEDIATE: take the write lock up front, so concurrent registrations wait for each
+            // other (busy timeout) instead of failing on a read-to-write lock upgrade.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing: Option<u32> = tx
                 .query_row(
                     "SELECT version FROM model_versions WHERE name = ?1 AND artifact = ?2",
@@ -550,7 +569,16 @@ impl MetadataStore for SqliteStore {
                 )
                 .optional()?;
             let version = match existing {
-                Some(v) => v,
+                Some(v) => {
+                    if !metrics.is_empty() {
+                        // The same model evaluated again (e.g. another threshold): keep the latest.
+                        tx.execute(
+                            "UPDATE model_versions SET metrics = ?3 WHERE name = ?1 AND version = ?2",
+                            params![name, v, to_json(&metrics)],
+                        )?;
+                    }
+                    v
+                }
                 None => {
                     let next: u32 = tx.query_row(
                         "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
@@ -564,6 +592,12 @@ impl MetadataStore for SqliteStore {
                     next
                 }
             };
+            if let Some(alias) = alias {
+                tx.execute(
+                    "INSERT OR REPLACE INTO model_aliases (name, alias, version, updated_at) VALUES (?1,?2,?3,?4)",
+                    params![name, alias, version, now()],
+                )?;
+            }
             let v = Self::version_row(&tx, name, version)?;
             tx.commit()?;
             Ok(v)
@@ -572,7 +606,7 @@ impl MetadataStore for SqliteStore {
 
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             Self::version_row(&tx, name, version)?;
             tx.execute(
                 "INSERT OR REPLACE INTO model_aliases (name, alias, version, updated_at) VALUES (?1,?2,?3,?4)",
@@ -744,10 +778,11 @@ mod tests {
         let s = store(dir.path());
         let a = model(&s, b"model a");
         let b = model(&s, b"model b");
-        let v1 = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.9)]).unwrap();
-        let again = s.register_model("m", &a, "r1", "train", &[]).unwrap();
-        let v2 = s.register_model("m", &b, "r1", "train", &[]).unwrap();
+        let v1 = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.8)], None).unwrap();
+        let again = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.9)], None).unwrap();
+        let v2 = s.register_model("m", &b, "r1", "train", &[], Some("challenger")).unwrap();
         assert_eq!((v1.version, again.version, v2.version), (1, 1, 2));
+        assert_eq!(v2.aliases, ["challenger"]);
         s.set_alias("m", "champion", 1).unwrap();
         assert_eq!(s.resolve_model("m", &ModelSelector::Alias("champion".into())).unwrap().artifact, a);
         s.set_alias("m", "champion", 2).unwrap();

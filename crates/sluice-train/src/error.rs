@@ -1,6 +1,6 @@
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("column `{0}` is not in the training data")]
+    #[error("column `{0}` is not in the input data")]
     MissingColumn(String),
     #[error("label `{column}` has {nulls} missing values; drop or fill them before training")]
     NullLabels { column: String, nulls: usize },

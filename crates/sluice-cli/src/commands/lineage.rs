@@ -24,11 +24,13 @@ fn is_hash_prefix(s: &str) -> bool {
 
 pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let ws = existing_workspace(home)?;
-    let root: ContentHash = if is_hash_prefix(&args.reference) {
+    let (name, selector) = ModelSelector::parse(&args.reference);
+    let model = ws.meta.resolve_model(&name, &selector);
+    // A registered model name wins; otherwise a hex string is an artifact hash prefix.
+    let root: ContentHash = if model.is_err() && is_hash_prefix(&args.reference) {
         ws.meta.get_artifact(&args.reference)?.hash
     } else {
-        let (name, selector) = ModelSelector::parse(&args.reference);
-        let v = ws.meta.resolve_model(&name, &selector)?;
+        let v = model?;
         println!(
             "model {name}:{} (aliases: {})",
             v.version,
@@ -36,7 +38,7 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         );
         v.artifact
     };
-    // Walk the graph upstream, breadth first, each artifact once.
+    // Walk the graph upstream, depth first, each artifact once.
     let mut chain: Vec<(usize, Provenance)> = Vec::new();
     let mut queue = vec![(0usize, root)];
     let mut seen = std::collections::HashSet::new();

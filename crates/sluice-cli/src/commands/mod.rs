@@ -39,7 +39,7 @@ impl SpecArgs {
 /// Load and validate a spec; errors list every problem with its position.
 pub fn load_pipeline(spec: &Path, overrides: &[String]) -> anyhow::Result<Pipeline> {
     sluice_spec::load(spec, overrides).map_err(|e| {
-        let only_overrides = e.0.iter().all(|e| matches!(e, sluice_spec::SpecError::Override { .. }));
+        let only_overrides = e.0.iter().all(sluice_spec::SpecError::from_command_line);
         let hint = if only_overrides {
             "check the `--set STEP.KEY=VALUE` arguments".to_string()
         } else {

@@ -48,7 +48,10 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: step `{step}` failed: {error}");
     }
     let done = summary.ran.len() + summary.cached.len();
-    let sets: String = args.spec.overrides.iter().map(|s| format!(" --set {s}")).collect();
+    let mut sets: String = args.spec.overrides.iter().map(|s| format!(" --set {s}")).collect();
+    if home != Path::new(".sluice") {
+        sets = format!(" --home {}{sets}", home.display());
+    }
     eprintln!(
         "hint: fix the problem and run `sluice run {}{sets}` again; the {done} completed step(s) are cached and will be skipped",
         args.spec.spec.display()

@@ -211,3 +211,75 @@ fn editing_one_source_file_reruns_only_what_reads_it() {
     let path = object_path(&sb.home(), joined, "parquet");
     assert_eq!(parquet_f64_column(&path, "w1"), [100.5, 201.5, 300.5]);
 }
+
+/// An edit that keeps the file's size and modification time (as `cp -p` or `touch -r` would)
+/// still invalidates the source.
+#[test]
+fn edit_with_preserved_mtime_is_noticed() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("mt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("d.csv");
+    std::fs::write(&data, "a,b\n1,2\n3,4\n").unwrap();
+    let old = std::process::Command::new("touch").args(["-d", "2020-01-01", data.to_str().unwrap()]).status().unwrap();
+    assert!(old.success());
+    std::fs::write(dir.join("pipeline.yaml"), "name: mt\nsources:\n  d: {path: d.csv}\n").unwrap();
+    let spec = dir.join("pipeline.yaml");
+    let first = sb.run_json(&spec, &[]);
+    assert_eq!(first.ran(), set(&["d"]));
+    assert_eq!(sb.run_json(&spec, &[]).cached(), set(&["d"]), "the remembered hash is reused");
+
+    std::fs::write(&data, "a,b\n1,2\n3,5\n").unwrap();
+    let again =
+        std::process::Command::new("touch").args(["-d", "2020-01-01", data.to_str().unwrap()]).status().unwrap();
+    assert!(again.success());
+    assert_eq!(sb.run_json(&spec, &[]).ran(), set(&["d"]), "same size and mtime, different bytes");
+}
+
+/// Several runs on one home at once: registrations wait for each other instead of failing.
+#[test]
+fn concurrent_runs_share_a_home() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("cc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("d.csv"), "x,y\n1,0\n2,1\n3,0\n4,1\n5,1\n6,0\n").unwrap();
+    let mut spec = String::from("name: cc\nsources:\n  d: {path: d.csv}\nsteps:\n");
+    for i in 0..6 {
+        spec.push_str(&format!(
+            "  m{i}: {{kind: train, input: d, model: logistic_regression, label: y, params: {{l2: 0.{i}1}}}}\n  r{i}: {{kind: register, model: m{i}, name: cc, alias: a{i}}}\n"
+        ));
+    }
+    std::fs::write(dir.join("pipeline.yaml"), spec).unwrap();
+    let spec = dir.join("pipeline.yaml");
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            let mut c = sb.command(&["run", spec.to_str().unwrap(), "--jobs", "4", "--force", &format!("r{k}")]);
+            c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let models = sb.sluice(&["models", "show", "cc", "--json"]).ok().json();
+    assert_eq!(models.as_array().unwrap().len(), 6, "one version per distinct model: {models}");
+}
+
+/// A closed stdout (`sluice run --json | head -1`) does not stop the run or leave it `running`.
+#[test]
+fn closed_stdout_does_not_break_the_run() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let spec = adult_example().join("pipeline.yaml");
+    let mut child = sb.command(&["run", spec.to_str().unwrap(), "--json"]);
+    child.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = child.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("run_started"));
+    // The reader is dropped here: every later event hits a closed pipe.
+    assert!(child.wait().unwrap().success());
+    let runs = sb.sluice(&["runs", "list", "--json"]).ok().json();
+    assert_eq!(runs[0]["status"], "succeeded");
+}

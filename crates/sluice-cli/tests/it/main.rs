@@ -10,5 +10,6 @@ mod predict;
 mod quickstart;
 mod regression;
 mod schema;
+mod sources;
 mod spec_errors;
 mod support;

@@ -101,3 +101,49 @@ fn predict_matches_evaluate_and_names_missing_models() {
     assert!(out.stderr.contains("adult-income"), "the message should list the registered models: {}", out.stderr);
     assert!(!missing.exists());
 }
+
+/// A text column that looks numeric in a scoring file (`01`) must be read as the text the model
+/// was trained on: the same row scores the same whatever else the file holds.
+#[test]
+fn predict_reads_csv_columns_as_the_model_trained_them() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("zip");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut train = String::from("zip,x,label\n");
+    for i in 0..200 {
+        let zip = ["01", "02", "x9"][i % 3];
+        let label = u8::from(zip == "01" || (i % 7 == 0));
+        train.push_str(&format!("{zip},{},{label}\n", i % 10));
+    }
+    std::fs::write(dir.join("train.csv"), train).unwrap();
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "name: zip\nsources:\n  d: {path: train.csv}\nsteps:\n  m: {kind: train, input: d, model: logistic_regression, label: label}\n  r: {kind: register, model: m, name: zip}\n",
+    )
+    .unwrap();
+    sb.run_json(&dir.join("pipeline.yaml"), &[]);
+    std::fs::write(dir.join("digits.csv"), "zip,x\n01,3\n").unwrap();
+    std::fs::write(dir.join("mixed.csv"), "zip,x\n01,3\nx9,3\n").unwrap();
+    let score = |input: &str| {
+        let out = dir.join(format!("{input}.out.csv"));
+        sb.sluice(&[
+            "predict",
+            "--model",
+            "zip",
+            "--input",
+            dir.join(input).to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let row = text.lines().nth(1).unwrap().to_string();
+        (row, csv_probabilities(&out)[0])
+    };
+    let (digits_row, digits_p) = score("digits.csv");
+    let (mixed_row, mixed_p) = score("mixed.csv");
+    assert_eq!(digits_p, mixed_p, "the same row must score the same");
+    assert!(digits_row.starts_with("01,"), "the zip column keeps its text: {digits_row}");
+    assert!(mixed_row.starts_with("01,"));
+    assert!(digits_p > 0.5, "`01` is the positive zip in training, scored {digits_p}");
+}

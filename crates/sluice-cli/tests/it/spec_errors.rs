@@ -151,3 +151,32 @@ fn several_problems_are_reported_together() {
     );
     insta::assert_snapshot!(message);
 }
+
+#[test]
+fn step_name_with_a_dot() {
+    let message = spec_error(&[("  evaluate:\n", "  eval.uate:\n")], &[]);
+    assert_mentions(&message, &["`eval.uate`", "letters, digits"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn sql_inputs_that_would_share_a_table_name() {
+    let message = spec_error(&[("    inputs: [adult]\n", "    inputs: [adult, adult]\n")], &[]);
+    assert_mentions(&message, &["step `clean`", "`adult` is listed twice"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn semantic_errors_point_at_the_field() {
+    // The bad value is `threshold`'s, on its own line — not the step's `model:` line.
+    let message = spec_error(&[("    input: split.test\n", "    input: split.test\n    threshold: 1.5\n")], &[]);
+    assert_mentions(&message, &["pipeline.yaml:61:16", "`threshold` must be between 0 and 1"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn semantic_error_from_set_points_at_the_assignment() {
+    let message = spec_error(&[], &["--set", "register.alias=7"]);
+    assert_mentions(&message, &["--set register.alias=7", "`alias` must be a name", "check the `--set"]);
+    insta::assert_snapshot!(message);
+}
