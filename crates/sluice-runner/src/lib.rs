@@ -18,6 +18,7 @@
 mod cache_key;
 mod error;
 mod event;
+mod gates;
 mod plan;
 mod run;
 mod steps;
@@ -26,6 +27,7 @@ mod workspace;
 pub use cache_key::{cache_key, semantics_version};
 pub use error::{Result, RunnerError, StepError};
 pub use event::{Event, NoReporter, Reporter};
+pub use gates::{GateResult, check_gates};
 pub use plan::{Decision, PlanEntry, plan};
 pub use run::{RunOptions, RunSummary, run};
 pub use workspace::Workspace;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
-use sluice_model::{ModelArtifact, Predictor, Task};
+use sluice_model::{ModelArtifact, Predictor};
 use sluice_spec::kinds::ModelKind;
 use sluice_spec::{Input, Step, StepConfig};
 use sluice_store::OutputRecord;
@@ -218,16 +218,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let threshold = eval.threshold;
             let (metrics, scored) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
-                let y = sluice_train::label_values(&batch, &model.label, model.task)?;
-                let predictor = Predictor::new(model)?;
-                let predictions = predictor.predict(&batch)?;
-                let scores = &predictions.scores;
-                let metrics = match predictor.artifact().task {
-                    Task::BinaryClassification => sluice_metrics::binary(&y, scores, threshold)?.to_map(),
-                    Task::Regression => sluice_metrics::regression(&y, scores)?.to_map(),
-                };
-                let scored = Predictor::append(&batch, &predictions, threshold)?;
-                Ok((metrics, scored))
+                let (metrics, _, predictions) = crate::gates::score(model, &batch, threshold)?;
+                Ok((metrics, Predictor::append(&batch, &predictions, threshold)?))
             })
             .await?;
             let rows = scored.num_rows() as u64;
@@ -251,6 +243,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
         StepConfig::Register(reg) => {
             let model = ctx.input("model")?.artifact.hash;
             let mut metrics = Vec::new();
+            let mut evaluation = None;
             if let Ok(m) = ctx.input("metrics") {
                 let bytes = ctx.ws.artifacts.get_bytes(&m.artifact.hash, ArtifactKind::Metrics).await?;
                 let doc: serde_json::Value = serde_json::from_slice(&bytes)
@@ -258,16 +251,54 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 if let Some(map) = doc.get("metrics").and_then(|m| m.as_object()) {
                     metrics = map.iter().filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v))).collect();
                 }
+                let data = doc.get("data").and_then(|d| d.as_str()).and_then(|d| d.parse().ok());
+                let threshold = doc.get("threshold").and_then(|t| t.as_f64());
+                if let (Some(data), Some(threshold)) = (data, threshold) {
+                    evaluation = Some(sluice_store::EvaluationRef { data, threshold });
+                }
             }
-            let version = ctx.ws.meta.register_model(
-                &reg.name,
-                &model,
-                &ctx.run_id,
-                &ctx.step.name,
-                &metrics,
-                reg.alias.as_deref(),
-            )?;
-            Ok(Executed { outputs: vec![], rows: None, metrics: vec![("version".into(), version.version as f64)] })
+            let new = sluice_store::NewVersion {
+                name: &reg.name,
+                artifact: &model,
+                run_id: &ctx.run_id,
+                step: &ctx.step.name,
+                metrics: &metrics,
+                gates: &reg.gates,
+                evaluation: evaluation.as_ref(),
+            };
+            if reg.gates.is_empty() {
+                let version = ctx.ws.meta.register_model(&new, reg.alias.as_deref())?;
+                return Ok(Executed {
+                    outputs: vec![],
+                    rows: None,
+                    metrics: vec![("version".into(), version.version as f64)],
+                });
+            }
+            // Register the version first (so a rejected model can still be inspected), then move
+            // the alias only if every gate passes.
+            let version = ctx.ws.meta.register_model(&new, None)?;
+            let results =
+                crate::gates::check_gates(&ctx.ws, &reg.name, &model, &reg.gates, &metrics, evaluation.as_ref())
+                    .await?;
+            let failed: Vec<String> = results.iter().filter(|r| !r.passed).map(ToString::to_string).collect();
+            if !failed.is_empty() {
+                let kept = match &reg.alias {
+                    Some(a) => format!("`{}@{a}` left where it was", reg.name),
+                    None => "no alias to move".into(),
+                };
+                return Err(StepError::Invalid(format!(
+                    "{}:{} registered but rejected by its gates ({kept}): {}",
+                    reg.name,
+                    version.version,
+                    failed.join("; ")
+                )));
+            }
+            if let Some(alias) = &reg.alias {
+                ctx.ws.meta.set_alias(&reg.name, alias, version.version)?;
+            }
+            let mut recorded = vec![("version".to_string(), version.version as f64)];
+            recorded.push(("gates_passed".to_string(), results.len() as f64));
+            Ok(Executed { outputs: vec![], rows: None, metrics: recorded })
         }
     }
 }

@@ -200,6 +200,11 @@ pub struct RegisterStep {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub metrics: Option<Ref>,
+    /// Checks that must pass before `alias` moves to the new version, e.g. `roc_auc >= 0.85` or
+    /// `roc_auc >= champion.roc_auc - 0.002` (the alias holder is scored on the same evaluation
+    /// data). With no holder yet, comparisons with it pass. Needs `metrics`.
+    #[serde(default)]
+    pub gates: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+pub mod gate;
 pub mod kinds;
 mod parse;
 mod pipeline;

@@ -371,7 +371,10 @@ fn resolve(
 fn field_span<'a>(def: &'a Node, path: &str) -> Option<&'a Span> {
     let mut node = def;
     for key in path.split('.') {
-        node = node.as_mapping()?.get_node(key)?;
+        node = match (node, key.parse::<usize>()) {
+            (Node::Sequence(items), Ok(i)) => items.get_node(i)?,
+            _ => node.as_mapping()?.get_node(key)?,
+        };
     }
     Some(node.span())
 }
@@ -487,6 +490,16 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 && (!ok(a) || a.chars().all(|c| c.is_ascii_digit()))
             {
                 return Err(invalid("alias", format!("`alias` must be a name (not a number), got `{a}`")));
+            }
+            for (i, g) in r.gates.iter().enumerate() {
+                let gate = crate::gate::Gate::parse(g)
+                    .map_err(|e| invalid(&format!("gates.{i}"), format!("gate `{g}`: {e}")))?;
+                if r.metrics.is_none() {
+                    return Err(invalid(
+                        "gates",
+                        format!("gate `{gate}` needs `metrics` (an evaluate step's metrics)"),
+                    ));
+                }
             }
         }
     }

@@ -35,19 +35,12 @@ pub trait MetadataStore: Send + Sync {
     fn get_artifact(&self, hash_prefix: &str) -> Result<ArtifactMeta>;
     fn provenance(&self, hash: &ContentHash) -> Result<Provenance>;
 
-    /// Add `artifact` as a version of model `name` (the existing version if that artifact is
-    /// already registered under the name, with its metrics replaced by these), and point `alias`
-    /// at it — all in one transaction.
-    fn register_model(
-        &self,
-        name: &str,
-        artifact: &ContentHash,
-        run_id: &str,
-        step: &str,
-        metrics: &[(String, f64)],
-        alias: Option<&str>,
-    ) -> Result<ModelVersion>;
+    /// Add a version of a model (the existing version if that artifact is already registered
+    /// under the name, with its metrics, gates and evaluation replaced by these), and point
+    /// `alias` at it — all in one transaction.
+    fn register_model(&self, new: &NewVersion, alias: Option<&str>) -> Result<ModelVersion>;
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<()>;
+    fn set_tag(&self, name: &str, version: u32, key: &str, value: &str) -> Result<()>;
     fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion>;
     fn list_models(&self) -> Result<Vec<ModelSummary>>;
     fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>>;

@@ -136,6 +136,27 @@ pub struct Provenance {
     pub pipeline: Option<String>,
 }
 
+/// The evaluation a version's metrics come from: the dataset and threshold, so that another
+/// model can be scored on exactly the same data when gates compare the two.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationRef {
+    pub data: ContentHash,
+    pub threshold: f64,
+}
+
+/// What a `register` step (or a user) adds to the registry.
+#[derive(Clone, Debug)]
+pub struct NewVersion<'a> {
+    pub name: &'a str,
+    pub artifact: &'a ContentHash,
+    pub run_id: &'a str,
+    pub step: &'a str,
+    pub metrics: &'a [(String, f64)],
+    /// Gate expressions (as written) that guard moving an alias to this version.
+    pub gates: &'a [String],
+    pub evaluation: Option<&'a EvaluationRef>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelVersion {
     pub name: String,
@@ -146,6 +167,9 @@ pub struct ModelVersion {
     pub created_at: String,
     pub metrics: Vec<(String, f64)>,
     pub aliases: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub gates: Vec<String>,
+    pub evaluation: Option<EvaluationRef>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use crate::records::*;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
 /// Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          TEXT PRIMARY KEY,
     pipeline    TEXT NOT NULL,
@@ -106,7 +107,20 @@ CREATE TABLE model_aliases (
     PRIMARY KEY (name, alias),
     FOREIGN KEY (name, version) REFERENCES model_versions(name, version)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE model_versions ADD COLUMN gates TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE model_versions ADD COLUMN evaluation TEXT;
+CREATE TABLE model_tags (
+    name    TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (name, version, key),
+    FOREIGN KEY (name, version) REFERENCES model_versions(name, version)
+);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -258,7 +272,7 @@ impl SqliteStore {
     fn version_row(conn: &Connection, name: &str, version: u32) -> Result<ModelVersion> {
         let mut v = conn
             .query_row(
-                "SELECT name, version, artifact, run_id, step, created_at, metrics FROM model_versions WHERE name = ?1 AND version = ?2",
+                "SELECT name, version, artifact, run_id, step, created_at, metrics, gates, evaluation FROM model_versions WHERE name = ?1 AND version = ?2",
                 params![name, version],
                 |r| {
                     Ok(ModelVersion {
@@ -270,6 +284,12 @@ impl SqliteStore {
                         created_at: r.get(5)?,
                         metrics: json_col(r.get(6)?)?,
                         aliases: Vec::new(),
+                        tags: Vec::new(),
+                        gates: json_col(r.get(7)?)?,
+                        evaluation: match r.get::<_, Option<String>>(8)? {
+                            Some(e) => Some(json_col(e)?),
+                            None => None,
+                        },
                     })
                 },
             )
@@ -278,6 +298,10 @@ impl SqliteStore {
         let mut stmt =
             conn.prepare("SELECT alias FROM model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")?;
         v.aliases = stmt.query_map(params![name, version], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            conn.prepare("SELECT key, value FROM model_tags WHERE name = ?1 AND version = ?2 ORDER BY key")?;
+        v.tags =
+            stmt.query_map(params![name, version], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         Ok(v)
     }
 }
@@ -548,15 +572,8 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn register_model(
-        &self,
-        name: &str,
-        artifact: &ContentHash,
-        run_id: &str,
-        step: &str,
-        metrics: &[(String, f64)],
-        alias: Option<&str>,
-    ) -> Result<ModelVersion> {
+    fn register_model(&self, new: &NewVersion, alias: Option<&str>) -> Result<ModelVersion> {
+        let NewVersion { name, artifact, run_id, step, metrics, gates, evaluation } = *new;
         self.with(|c| {
             // IMMEDIATE: take the write lock up front, so concurrent registrations wait for each
             // other (busy timeout) instead of failing on a read-to-write lock upgrade.
@@ -573,8 +590,8 @@ impl MetadataStore for SqliteStore {
                     if !metrics.is_empty() {
                         // The same model evaluated again (e.g. another threshold): keep the latest.
                         tx.execute(
-                            "UPDATE model_versions SET metrics = ?3 WHERE name = ?1 AND version = ?2",
-                            params![name, v, to_json(&metrics)],
+                            "UPDATE model_versions SET metrics = ?3, gates = ?4, evaluation = ?5 WHERE name = ?1 AND version = ?2",
+                            params![name, v, to_json(&metrics), to_json(&gates), evaluation.map(to_json)],
                         )?;
                     }
                     v
@@ -586,8 +603,8 @@ impl MetadataStore for SqliteStore {
                         |r| r.get(0),
                     )?;
                     tx.execute(
-                        "INSERT INTO model_versions (name, version, artifact, run_id, step, created_at, metrics) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-                        params![name, next, artifact.to_string(), run_id, step, now(), to_json(&metrics)],
+                        "INSERT INTO model_versions (name, version, artifact, run_id, step, created_at, metrics, gates, evaluation) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                        params![name, next, artifact.to_string(), run_id, step, now(), to_json(&metrics), to_json(&gates), evaluation.map(to_json)],
                     )?;
                     next
                 }
@@ -611,6 +628,19 @@ impl MetadataStore for SqliteStore {
             tx.execute(
                 "INSERT OR REPLACE INTO model_aliases (name, alias, version, updated_at) VALUES (?1,?2,?3,?4)",
                 params![name, alias, version, now()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn set_tag(&self, name: &str, version: u32, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            Self::version_row(&tx, name, version)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO model_tags (name, version, key, value) VALUES (?1,?2,?3,?4)",
+                params![name, version, key, value],
             )?;
             tx.commit()?;
             Ok(())
@@ -778,9 +808,19 @@ mod tests {
         let s = store(dir.path());
         let a = model(&s, b"model a");
         let b = model(&s, b"model b");
-        let v1 = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.8)], None).unwrap();
-        let again = s.register_model("m", &a, "r1", "train", &[("auc".into(), 0.9)], None).unwrap();
-        let v2 = s.register_model("m", &b, "r1", "train", &[], Some("challenger")).unwrap();
+        let (m08, m09) = ([("auc".to_string(), 0.8)], [("auc".to_string(), 0.9)]);
+        let new = |artifact, metrics| NewVersion {
+            name: "m",
+            artifact,
+            run_id: "r1",
+            step: "train",
+            metrics,
+            gates: &[],
+            evaluation: None,
+        };
+        let v1 = s.register_model(&new(&a, &m08), None).unwrap();
+        let again = s.register_model(&new(&a, &m09), None).unwrap();
+        let v2 = s.register_model(&new(&b, &[]), Some("challenger")).unwrap();
         assert_eq!((v1.version, again.version, v2.version), (1, 1, 2));
         assert_eq!(v2.aliases, ["challenger"]);
         s.set_alias("m", "champion", 1).unwrap();
@@ -792,6 +832,9 @@ mod tests {
         let missing = s.resolve_model("nope", &ModelSelector::Latest).unwrap_err().to_string();
         assert!(missing.contains("`nope`") && missing.contains("registered models: m"), "{missing}");
         assert_eq!(s.model_versions("m").unwrap()[0].metrics, vec![("auc".to_string(), 0.9)]);
+        s.set_tag("m", 2, "owner", "ana").unwrap();
+        assert_eq!(s.resolve_model("m", &ModelSelector::Version(2)).unwrap().tags, [("owner".into(), "ana".into())]);
+        assert!(s.set_tag("m", 9, "owner", "ana").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use sluice_store::ModelSelector;
+
 use super::existing_workspace;
 use crate::output::{json, short, table};
 
@@ -11,12 +13,46 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// A model's versions with metrics and aliases.
+    /// A model's versions with metrics, aliases, tags and gates.
     Show {
         name: String,
         #[arg(long)]
         json: bool,
     },
+    /// Point an alias at a version, without checks: `sluice models alias adult-income@champion 3`.
+    Alias {
+        /// `NAME@ALIAS`.
+        target: String,
+        /// The version number the alias should point at.
+        #[arg(value_name = "VERSION")]
+        number: u32,
+    },
+    /// Move an alias to a version only if the version's gates pass against the alias's current
+    /// holder (scored on the version's own evaluation data).
+    Promote {
+        #[arg(value_name = "NAME:VERSION")]
+        reference: String,
+        /// The alias to move.
+        #[arg(long, default_value = "champion")]
+        alias: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a tag on a version: `sluice models tag adult-income:3 owner=ana`.
+    Tag {
+        #[arg(value_name = "NAME:VERSION")]
+        reference: String,
+        /// `KEY=VALUE`.
+        tag: String,
+    },
+}
+
+/// `NAME:VERSION` → (name, version).
+fn name_version(reference: &str) -> anyhow::Result<(String, u32)> {
+    match ModelSelector::parse(reference) {
+        (name, ModelSelector::Version(v)) => Ok((name, v)),
+        _ => anyhow::bail!("expected `NAME:VERSION` (e.g. `adult-income:3`), got `{reference}`"),
+    }
 }
 
 pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -45,9 +81,10 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             if as_json {
                 return json(&versions).map(|_| ExitCode::SUCCESS);
             }
-            let mut t = table(&["version", "aliases", "artifact", "run", "created", "metrics"]);
+            let mut t = table(&["version", "aliases", "artifact", "run", "created", "metrics", "tags", "gates"]);
             for v in versions {
                 let metrics: Vec<String> = v.metrics.iter().map(|(k, m)| format!("{k}={m:.4}")).collect();
+                let tags: Vec<String> = v.tags.iter().map(|(k, val)| format!("{k}={val}")).collect();
                 t.add_row(vec![
                     v.version.to_string(),
                     v.aliases.join(", "),
@@ -55,9 +92,57 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                     short(&v.run_id).into(),
                     v.created_at,
                     metrics.join(" "),
+                    tags.join(" "),
+                    v.gates.join("; "),
                 ]);
             }
             println!("{t}");
+        }
+        Command::Alias { target, number: version } => {
+            let (name, alias) = match ModelSelector::parse(&target) {
+                (name, ModelSelector::Alias(alias)) => (name, alias),
+                _ => anyhow::bail!("expected `NAME@ALIAS` (e.g. `adult-income@champion`), got `{target}`"),
+            };
+            ws.meta.set_alias(&name, &alias, version)?;
+            eprintln!("{name}@{alias} → {name}:{version}");
+        }
+        Command::Tag { reference, tag } => {
+            let (name, v) = name_version(&reference)?;
+            let Some((key, value)) = tag.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+                anyhow::bail!("expected `KEY=VALUE`, got `{tag}`");
+            };
+            ws.meta.set_tag(&name, v, key, value)?;
+        }
+        Command::Promote { reference, alias, json: as_json } => {
+            let (name, v) = name_version(&reference)?;
+            let candidate = ws.meta.resolve_model(&name, &ModelSelector::Version(v))?;
+            let results = super::runtime()?.block_on(sluice_runner::check_gates(
+                &ws,
+                &name,
+                &candidate.artifact,
+                &candidate.gates,
+                &candidate.metrics,
+                candidate.evaluation.as_ref(),
+            ))?;
+            let passed = results.iter().all(|r| r.passed);
+            if passed {
+                ws.meta.set_alias(&name, &alias, v)?;
+            }
+            if as_json {
+                json(&serde_json::json!({"promoted": passed, "alias": alias, "version": v, "gates": results}))?;
+            } else {
+                for r in &results {
+                    println!("{r}");
+                }
+                if results.is_empty() {
+                    println!("{name}:{v} has no gates");
+                }
+            }
+            if !passed {
+                eprintln!("error: {name}:{v} failed its gates; `{name}@{alias}` left where it was");
+                return Ok(ExitCode::from(1));
+            }
+            eprintln!("{name}@{alias} → {name}:{v}");
         }
     }
     Ok(ExitCode::SUCCESS)

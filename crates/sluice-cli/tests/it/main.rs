@@ -8,6 +8,7 @@ mod failure;
 mod kill;
 mod predict;
 mod quickstart;
+mod registry;
 mod regression;
 mod schema;
 mod sources;

@@ -180,3 +180,13 @@ fn semantic_error_from_set_points_at_the_assignment() {
     assert_mentions(&message, &["--set register.alias=7", "`alias` must be a name", "check the `--set"]);
     insta::assert_snapshot!(message);
 }
+
+#[test]
+fn malformed_gate() {
+    let message = spec_error(&[("    alias: champion\n", "    alias: champion\n    gates: ['roc_auc => 0.8']\n")], &[]);
+    assert_mentions(
+        &message,
+        &["pipeline.yaml:68:13", "step `register`", "gate `roc_auc => 0.8`", "did you mean `>=`?"],
+    );
+    insta::assert_snapshot!(message);
+}

@@ -1,0 +1,136 @@
+//! Promotion gates: checks a candidate version must pass before an alias moves to it.
+//!
+//! A comparison with an alias (`roc_auc >= champion.roc_auc - 0.002`) scores the alias holder on
+//! the candidate's own evaluation data, with the same threshold, so the two numbers compare like
+//! with like — not with whatever data the holder happened to be evaluated on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sluice_core::{ArtifactKind, ContentHash};
+use sluice_model::{ModelArtifact, Predictor, Task};
+use sluice_spec::gate::{Bound, Gate};
+use sluice_store::{EvaluationRef, ModelSelector, StoreError};
+
+use crate::error::StepError;
+use crate::workspace::Workspace;
+
+/// One gate's outcome, with both numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub passed: bool,
+    pub candidate: f64,
+    /// The value compared against (after any offset), if there was one.
+    pub bound: Option<f64>,
+    /// How the bound was obtained, e.g. "champion = adult-income:1, roc_auc 0.9010 - 0.002".
+    pub detail: String,
+}
+
+impl std::fmt::Display for GateResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.passed { "passed" } else { "FAILED" };
+        match self.bound {
+            Some(b) => write!(f, "`{}` {verdict}: {:.6} vs {:.6} ({})", self.gate, self.candidate, b, self.detail),
+            None => write!(f, "`{}` {verdict}: {:.6} ({})", self.gate, self.candidate, self.detail),
+        }
+    }
+}
+
+/// An alias's holder (its version and metrics on the candidate's evaluation data), or `None` when
+/// nothing holds the alias yet.
+type Holder = Option<(u32, BTreeMap<String, f64>)>;
+
+/// Metrics of `model` on a dataset with its label, and the predictions behind them.
+pub(crate) fn score(
+    model: ModelArtifact,
+    batch: &datafusion::arrow::array::RecordBatch,
+    threshold: f64,
+) -> Result<(BTreeMap<String, f64>, Predictor, sluice_model::Predictions), StepError> {
+    let y = sluice_train::label_values(batch, &model.label, model.task)?;
+    let predictor = Predictor::new(model)?;
+    let predictions = predictor.predict(batch)?;
+    let metrics = match predictor.artifact().task {
+        Task::BinaryClassification => sluice_metrics::binary(&y, &predictions.scores, threshold)?.to_map(),
+        Task::Regression => sluice_metrics::regression(&y, &predictions.scores)?.to_map(),
+    };
+    Ok((metrics, predictor, predictions))
+}
+
+async fn holder_metrics(
+    ws: &Workspace,
+    holder: &ContentHash,
+    evaluation: &EvaluationRef,
+) -> Result<BTreeMap<String, f64>, StepError> {
+    let bytes = ws.artifacts.get_bytes(holder, ArtifactKind::Model).await?;
+    let model = ModelArtifact::from_json(&bytes)?;
+    let path = ws.artifacts.local_path(&evaluation.data, ArtifactKind::Dataset).await?;
+    let threshold = evaluation.threshold;
+    tokio::task::spawn_blocking(move || {
+        let batch = sluice_engine::read_dataset_batch(&path)?;
+        score(model, &batch, threshold).map(|(m, _, _)| m)
+    })
+    .await
+    .map_err(|e| StepError::Internal(format!("scoring thread failed: {e}")))?
+}
+
+/// Check `gates` for a candidate of model `name` with `metrics` from `evaluation`.
+pub async fn check_gates(
+    ws: &Workspace,
+    name: &str,
+    candidate: &ContentHash,
+    gates: &[String],
+    metrics: &[(String, f64)],
+    evaluation: Option<&EvaluationRef>,
+) -> Result<Vec<GateResult>, StepError> {
+    let mine: HashMap<&str, f64> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let known = || metrics.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let mut holders: HashMap<String, Holder> = HashMap::new();
+    let mut results = Vec::new();
+    for text in gates {
+        let gate = Gate::parse(text).map_err(|e| StepError::Invalid(format!("gate `{text}`: {e}")))?;
+        let value = *mine.get(gate.metric.as_str()).ok_or_else(|| {
+            StepError::Invalid(format!("gate `{gate}`: no metric `{}` (metrics: {})", gate.metric, known()))
+        })?;
+        let (bound, detail) = match &gate.bound {
+            Bound::Constant(c) => (Some(*c), "absolute threshold".to_string()),
+            Bound::Alias { alias, metric, offset } => {
+                if !holders.contains_key(alias) {
+                    let holder = match ws.meta.resolve_model(name, &ModelSelector::Alias(alias.clone())) {
+                        Ok(v) if v.artifact == *candidate => {
+                            Some((v.version, mine.iter().map(|(k, v)| (k.to_string(), *v)).collect()))
+                        }
+                        Ok(v) => {
+                            let evaluation = evaluation.ok_or_else(|| {
+                                StepError::Invalid(format!("gate `{gate}` compares with `{alias}` but the candidate has no evaluation data recorded"))
+                            })?;
+                            Some((v.version, holder_metrics(ws, &v.artifact, evaluation).await?))
+                        }
+                        Err(StoreError::NotFound { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    };
+                    holders.insert(alias.clone(), holder);
+                }
+                match &holders[alias] {
+                    None => (None, format!("no `{name}@{alias}` yet: nothing to compare with")),
+                    Some((version, theirs)) => {
+                        let base = *theirs.get(metric).ok_or_else(|| {
+                            StepError::Invalid(format!("gate `{gate}`: `{alias}` has no metric `{metric}`"))
+                        })?;
+                        let sign = if *offset < 0.0 { "-" } else { "+" };
+                        (
+                            Some(base + offset),
+                            format!(
+                                "{alias} = {name}:{version}, {metric} {base:.6} {sign} {} on the same data",
+                                offset.abs()
+                            ),
+                        )
+                    }
+                }
+            }
+        };
+        let passed = bound.is_none_or(|b| gate.op.holds(value, b));
+        results.push(GateResult { gate: gate.text.clone(), passed, candidate: value, bound, detail });
+    }
+    Ok(results)
+}
