@@ -38,6 +38,8 @@ enum Command {
     Models(commands::models::Command),
     /// Show where an artifact or model came from: the step, its config and its inputs.
     Lineage(commands::lineage::Args),
+    /// Serve registered models over HTTP (KServe V2 and MLflow scoring protocols).
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Runs(cmd) => commands::runs::run(&cli.home, cmd),
         Command::Models(cmd) => commands::models::run(&cli.home, cmd),
         Command::Lineage(args) => commands::lineage::run(&cli.home, args),
+        Command::Serve(args) => commands::serve::run(&cli.home, args),
     };
     match result {
         Ok(code) => code,

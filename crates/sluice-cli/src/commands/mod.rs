@@ -7,6 +7,7 @@ pub mod predict;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod serve;
 
 use std::path::Path;
 

@@ -11,6 +11,7 @@ mod quickstart;
 mod registry;
 mod regression;
 mod schema;
+mod serve;
 mod sources;
 mod spec_errors;
 mod support;

@@ -1,0 +1,312 @@
+//! `sluice serve` end to end: every endpoint, both protocols agreeing with `sluice predict`, the
+//! binary tensor extension, and malformed requests answered 4xx with `{"error"}` bodies.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{Sandbox, adult_example};
+
+/// A running server, stopped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(sb: &Sandbox, models: &[&str]) -> Server {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(models);
+    let mut cmd = sb.command(&args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
+        if let Some(a) = line.trim().strip_prefix("listening on http://") {
+            break a.to_string();
+        }
+    };
+    Server { child, addr }
+}
+
+/// One HTTP/1.1 request; returns (status, content-type, body).
+fn http(server: &Server, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        server.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let mut body = response[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, content_type, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[end + 2 + size + 2..];
+    }
+}
+
+fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let (status, _, bytes) =
+        http(server, "POST", path, &[("Content-Type", "application/json".into())], body.to_string().as_bytes());
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+const ROWS: &str = "age,workclass,education,education_num,marital_status,occupation,relationship,race,sex,capital_gain,capital_loss,hours_per_week,native_country
+39,State-gov,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States
+50,Self-emp-not-inc,Bachelors,13,Married-civ-spouse,Exec-managerial,Husband,White,Male,0,0,13,United-States
+28,,Masters,14,Married-civ-spouse,Prof-specialty,Wife,Black,Female,15024,0,45,Atlantis
+";
+
+fn rows() -> (Vec<String>, Vec<Vec<Value>>) {
+    let mut lines = ROWS.lines();
+    let names: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let rows = lines
+        .map(|l| {
+            l.split(',')
+                .map(
+                    |c| if c.is_empty() { Value::Null } else { c.parse::<f64>().map(|n| json!(n)).unwrap_or(json!(c)) },
+                )
+                .collect()
+        })
+        .collect();
+    (names, rows)
+}
+
+#[test]
+fn serves_both_protocols_like_predict() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let input = sb.path().join("rows.csv");
+    std::fs::write(&input, ROWS).unwrap();
+    let out = sb.path().join("scored.csv");
+    sb.sluice(&[
+        "predict",
+        "--model",
+        "adult-income@champion",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let expected: Vec<f64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[cells.len() - 2].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(expected.len(), 3);
+
+    let server = start(&sb, &["adult-income@champion"]);
+    // Health and metadata.
+    assert_eq!(http(&server, "GET", "/v2/health/live", &[], b"").0, 200);
+    assert_eq!(http(&server, "GET", "/v2/health/ready", &[], b"").0, 200);
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income/ready", &[], b"").0, 200);
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income/versions/1/ready", &[], b"").0, 200);
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income/versions/7/ready", &[], b"").0, 404);
+    assert_eq!(http(&server, "GET", "/ping", &[], b"").0, 200);
+    let (_, _, version) = http(&server, "GET", "/version", &[], b"");
+    assert!(!version.is_empty());
+    let (status, content_type, body) = http(&server, "GET", "/v2", &[], b"");
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["name"], "sluice");
+    let (_, _, body) = http(&server, "GET", "/v2/models/adult-income", &[], b"");
+    let meta: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(meta["versions"], json!(["1"]));
+    let datatypes: Vec<(&str, &str)> = meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["datatype"].as_str().unwrap()))
+        .collect();
+    assert!(datatypes.contains(&("age", "FP64")) && datatypes.contains(&("workclass", "BYTES")), "{datatypes:?}");
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income/versions/1", &[], b"").0, 200);
+
+    // KServe V2, one tensor per feature.
+    let (names, rows) = rows();
+    let inputs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let data: Vec<Value> = rows.iter().map(|r| r[j].clone()).collect();
+            let datatype = if data.iter().any(Value::is_string) { "BYTES" } else { "FP64" };
+            json!({ "name": n, "shape": [rows.len()], "datatype": datatype, "data": data })
+        })
+        .collect();
+    let (status, v2) =
+        post_json(&server, "/v2/models/adult-income/versions/1/infer", &json!({ "id": "q1", "inputs": inputs }));
+    assert_eq!(status, 200, "{v2}");
+    assert_eq!((v2["id"].as_str(), v2["model_version"].as_str()), (Some("q1"), Some("1")));
+    let probability = v2["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "probability").unwrap();
+    assert_eq!(probability["shape"], json!([3]));
+    let got: Vec<f64> = probability["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(got, expected, "KServe V2 must score exactly like `sluice predict`");
+    // Only the requested output.
+    let (_, only) = post_json(
+        &server,
+        "/v2/models/adult-income/infer",
+        &json!({ "inputs": inputs, "outputs": [{ "name": "prediction" }] }),
+    );
+    assert_eq!(only["outputs"].as_array().unwrap().len(), 1);
+
+    // MLflow scoring, every layout and CSV.
+    let records: Vec<Value> =
+        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let columns: serde_json::Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| (n.clone(), Value::Array(rows.iter().map(|r| r[j].clone()).collect())))
+        .collect();
+    for body in [
+        json!({ "dataframe_split": { "columns": names, "data": rows } }),
+        json!({ "dataframe_records": records }),
+        json!({ "instances": records }),
+        json!({ "instances": rows }),
+        json!({ "inputs": columns }),
+    ] {
+        let (status, answer) = post_json(&server, "/invocations", &body);
+        assert_eq!(status, 200, "{body} -> {answer}");
+        let got: Vec<f64> =
+            answer["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+        assert_eq!(got, expected, "MLflow layout {body} must score like `sluice predict`");
+    }
+    let (status, _, bytes) =
+        http(&server, "POST", "/invocations", &[("Content-Type", "text/csv".into())], ROWS.as_bytes());
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    let got: Vec<f64> =
+        answer["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+    assert_eq!(got, expected);
+
+    // Malformed requests: 4xx with a JSON `error` naming the problem.
+    let mut errors = Vec::new();
+    let mut check = |path: &str, content_type: &str, body: &[u8], want: u16| {
+        let (status, ctype, bytes) = http(&server, "POST", path, &[("Content-Type", content_type.into())], body);
+        assert_eq!(status, want, "{path} {}", String::from_utf8_lossy(body));
+        assert_eq!(ctype, "application/json");
+        let error: Value = serde_json::from_slice(&bytes).unwrap();
+        errors.push(format!("{status} {}", error["error"].as_str().unwrap()));
+    };
+    let json_ct = "application/json";
+    check("/v2/models/adult-income/infer", json_ct, b"{\"inputs\": [", 400);
+    check("/v2/models/nope/infer", json_ct, b"{\"inputs\": []}", 404);
+    check(
+        "/v2/models/adult-income/infer",
+        json_ct,
+        br#"{"inputs":[{"name":"age","shape":[2],"datatype":"FP64","data":[1]}]}"#,
+        400,
+    );
+    check(
+        "/v2/models/adult-income/infer",
+        json_ct,
+        br#"{"inputs":[{"name":"age","shape":[1],"datatype":"FP99","data":[1]}]}"#,
+        400,
+    );
+    check(
+        "/v2/models/adult-income/infer",
+        json_ct,
+        br#"{"inputs":[{"name":"age","shape":[1],"datatype":"FP64","data":[1]}]}"#,
+        400,
+    );
+    check("/invocations", json_ct, br#"{"dataframe_records":[{"age":"old"}]}"#, 400);
+    check("/invocations", json_ct, br#"{"dataframe_records":[{"agee":30}]}"#, 400);
+    check("/invocations", json_ct, br#"{"records":[]}"#, 400);
+    check("/invocations", "text/plain", b"age\n1\n", 415);
+    check("/v2/nowhere", json_ct, b"", 404);
+    insta::assert_snapshot!(errors.join("\n"));
+}
+
+/// An all-numeric model: one 2-D tensor holding every feature, and the binary tensor extension.
+#[test]
+fn two_d_tensors_and_binary_extension() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("n");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..60 {
+        csv.push_str(&format!("{},{},{}\n", i % 7, (i * 3) % 5, (2 * (i % 7) + (i * 3) % 5) as f64 * 0.5));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "name: n\nsources:\n  d: {path: d.csv}\nsteps:\n  m: {kind: train, input: d, model: linear_regression, label: y, params: {l2: 0.0}}\n  r: {kind: register, model: m, name: lin}\n",
+    )
+    .unwrap();
+    sb.run_json(&dir.join("pipeline.yaml"), &[]);
+    let server = start(&sb, &["lin"]);
+    // y = a + 0.5 b, fitted exactly.
+    let (status, answer) = post_json(
+        &server,
+        "/v2/models/lin/infer",
+        &json!({ "inputs": [{ "name": "input-0", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]] }] }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let got: Vec<f64> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((got[0] - 2.0).abs() < 1e-9 && (got[1] - 5.0).abs() < 1e-9, "{got:?}");
+
+    // Binary tensor extension: JSON header, then little-endian FP64 values per input.
+    let header = json!({ "inputs": [
+        { "name": "a", "shape": [2], "datatype": "FP64", "parameters": { "binary_data_size": 16 } },
+        { "name": "b", "shape": [2], "datatype": "FP64", "parameters": { "binary_data_size": 16 } },
+    ]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    for v in [1.0f64, 3.0, 2.0, 4.0] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let (status, _, bytes) = http(
+        &server,
+        "POST",
+        "/v2/models/lin/infer",
+        &[
+            ("Content-Type", "application/octet-stream".into()),
+            ("Inference-Header-Content-Length", header.len().to_string()),
+        ],
+        &body,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    let got: Vec<f64> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((got[0] - 2.0).abs() < 1e-9 && (got[1] - 5.0).abs() < 1e-9, "{got:?}");
+}

@@ -1,0 +1,186 @@
+//! MLflow-compatible scoring: `GET /ping`, `GET /version`, `POST /invocations` with
+//! `dataframe_split`, `dataframe_records`, `instances`, `inputs` (JSON) or CSV with a header.
+//! Answers `{"predictions": [...]}`: values for regression, `{"probability", "prediction"}`
+//! records for binary classification.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::convert::{batch_from_columns, outputs};
+use crate::{ApiError, LoadedModel, ModelSet};
+
+pub async fn ping() -> &'static str {
+    "\n"
+}
+
+pub async fn version() -> &'static str {
+    sluice_core::ENGINE_VERSION
+}
+
+const LAYOUTS: &str = "`dataframe_split`, `dataframe_records`, `instances` or `inputs`";
+
+fn records_to_columns(records: &[Value], what: &str) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+    let mut columns: Vec<(String, Vec<Value>)> = Vec::new();
+    for (row, record) in records.iter().enumerate() {
+        let Value::Object(fields) = record else {
+            return Err(ApiError::bad_request(format!("{what}[{row}] must be an object of feature values")));
+        };
+        for (name, _) in fields {
+            if !columns.iter().any(|(c, _)| c == name) {
+                columns.push((name.clone(), vec![Value::Null; row]));
+            }
+        }
+        for (name, values) in &mut columns {
+            values.push(fields.get(name.as_str()).cloned().unwrap_or(Value::Null));
+        }
+    }
+    Ok(columns)
+}
+
+fn rows_to_columns(names: &[String], rows: &[Value], what: &str) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+    let mut columns: Vec<(String, Vec<Value>)> =
+        names.iter().map(|n| (n.clone(), Vec::with_capacity(rows.len()))).collect();
+    for (i, row) in rows.iter().enumerate() {
+        let Value::Array(values) = row else {
+            return Err(ApiError::bad_request(format!("{what}[{i}] must be a list of {} values", names.len())));
+        };
+        if values.len() != names.len() {
+            return Err(ApiError::bad_request(format!(
+                "{what}[{i}] has {} values for {} columns",
+                values.len(),
+                names.len()
+            )));
+        }
+        for ((_, column), v) in columns.iter_mut().zip(values) {
+            column.push(v.clone());
+        }
+    }
+    Ok(columns)
+}
+
+fn columns_from_json(model: &LoadedModel, body: &Bytes) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let Value::Object(mut top) = value else {
+        return Err(ApiError::bad_request(format!("expected a JSON object with one of {LAYOUTS}")));
+    };
+    let keys: Vec<String> = top.keys().cloned().collect();
+    let [key] = keys.as_slice() else {
+        return Err(ApiError::bad_request(format!("expected exactly one of {LAYOUTS}, got keys {keys:?}")));
+    };
+    let payload = top.remove(key).unwrap_or(Value::Null);
+    let feature_names = || model.predictor.artifact().inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    match (key.as_str(), payload) {
+        ("dataframe_split", Value::Object(mut split)) => {
+            let columns: Vec<String> = match split.remove("columns") {
+                Some(Value::Array(c)) => c
+                    .into_iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| ApiError::bad_request("`dataframe_split.columns` must be strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(ApiError::bad_request("`dataframe_split` needs `columns` (a list of names)")),
+            };
+            match split.remove("data") {
+                Some(Value::Array(rows)) => rows_to_columns(&columns, &rows, "dataframe_split.data"),
+                _ => Err(ApiError::bad_request("`dataframe_split` needs `data` (a list of rows)")),
+            }
+        }
+        ("dataframe_records", Value::Array(records)) => records_to_columns(&records, "dataframe_records"),
+        ("instances" | "inputs", Value::Array(items)) => match items.first() {
+            Some(Value::Array(_)) => rows_to_columns(&feature_names(), &items, key),
+            _ => records_to_columns(&items, key),
+        },
+        ("inputs" | "instances", Value::Object(columns)) => columns_of_object(columns, key),
+        (other, _) if ["dataframe_split", "dataframe_records", "instances", "inputs"].contains(&other) => {
+            Err(ApiError::bad_request(format!("`{other}` has the wrong shape")))
+        }
+        (other, _) => Err(ApiError::bad_request(format!("unknown input layout `{other}`; expected one of {LAYOUTS}"))),
+    }
+}
+
+fn columns_of_object(columns: Map<String, Value>, what: &str) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+    columns
+        .into_iter()
+        .map(|(name, values)| match values {
+            Value::Array(v) => Ok((name, v)),
+            scalar => Ok((name, vec![scalar])),
+        })
+        .collect::<Result<Vec<_>, ApiError>>()
+        .map_err(|e: ApiError| ApiError::bad_request(format!("{what}: {}", e.message)))
+}
+
+/// Parse CSV with a header: features are read as the types the model was trained on.
+fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::RecordBatch, ApiError> {
+    use arrow_schema::{DataType, Field, Schema};
+    let artifact = model.predictor.artifact();
+    let bad = |e: arrow_schema::ArrowError| ApiError::bad_request(format!("invalid CSV: {e}"));
+    let (inferred, _) = arrow_csv::reader::Format::default()
+        .with_header(true)
+        .infer_schema(std::io::Cursor::new(body), Some(1000))
+        .map_err(bad)?;
+    let names: Vec<&str> = artifact.inputs.iter().map(|i| i.name.as_str()).collect();
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|f| {
+            let input = artifact.inputs.iter().find(|i| i.name == *f.name()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unexpected feature `{}`; the model reads {}",
+                    f.name(),
+                    names.join(", ")
+                ))
+            })?;
+            let text = crate::convert::is_text(input.arrow_type());
+            Ok(Field::new(f.name(), if text { DataType::Utf8 } else { DataType::Float64 }, true))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let reader = arrow_csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
+        .with_header(true)
+        .with_batch_size(1 << 20)
+        .build(std::io::Cursor::new(body))
+        .map_err(bad)?;
+    let mut batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    match batches.len() {
+        0 => Err(ApiError::bad_request("CSV body has a header but no rows")),
+        1 => Ok(batches.remove(0)),
+        n => Err(ApiError::bad_request(format!("CSV body too large ({n} batches of {} rows)", 1 << 20))),
+    }
+}
+
+pub async fn invocations(
+    State(models): State<Arc<ModelSet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    // MLflow's scoring server serves one model; with several loaded, the first is the default.
+    let model = models.models.values().next().ok_or_else(|| ApiError::not_found("no model is loaded"))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let batch = if content_type.starts_with("application/json") {
+        batch_from_columns(model.predictor.artifact(), columns_from_json(model, &body)?)?
+    } else if content_type.starts_with("text/csv") {
+        batch_from_csv(model, &body)?
+    } else {
+        return Err(ApiError::unsupported_media_type(format!(
+            "content type `{content_type}` is not supported; use application/json or text/csv"
+        )));
+    };
+    let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tensors = outputs(&predictions, 0.5);
+    let predictions: Vec<Value> = if tensors.len() == 1 {
+        tensors.into_iter().next().map(|(_, _, v)| v).unwrap_or_default()
+    } else {
+        (0..batch.num_rows())
+            .map(|i| {
+                Value::Object(tensors.iter().map(|(name, _, values)| (name.to_string(), values[i].clone())).collect())
+            })
+            .collect()
+    };
+    Ok(Json(json!({ "predictions": predictions })))
+}

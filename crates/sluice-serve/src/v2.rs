@@ -1,0 +1,322 @@
+//! KServe Open Inference Protocol V2 (REST): health, metadata and inference.
+//!
+//! Inputs come either one tensor per feature (shape `[n]` or `[n, 1]`, named after the feature)
+//! or as one 2-D tensor `[n, k]` whose columns are the model's inputs in order. Requests using
+//! the binary tensor extension (`Inference-Header-Content-Length`) are decoded; responses are
+//! always JSON, which clients of the extension accept.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::convert::{batch_from_columns, outputs};
+use crate::{ApiError, LoadedModel, ModelSet};
+
+type AppState = State<Arc<ModelSet>>;
+
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({ "name": "sluice", "version": sluice_core::ENGINE_VERSION, "extensions": ["binary_tensor_data"] }))
+}
+
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Ready once the models are loaded, which happens before the server listens.
+pub async fn ready(State(models): AppState) -> StatusCode {
+    if models.models.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+}
+
+fn check_version(model: &LoadedModel, version: &str) -> Result<(), ApiError> {
+    if version == model.version.to_string() {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "model `{}` version `{version}` is not served here (serving version {})",
+            model.name, model.version
+        )))
+    }
+}
+
+fn metadata(model: &LoadedModel) -> Value {
+    let artifact = model.predictor.artifact();
+    let inputs: Vec<Value> = artifact
+        .inputs
+        .iter()
+        .map(|i| {
+            let datatype = if crate::convert::is_text(i.arrow_type()) { "BYTES" } else { "FP64" };
+            json!({ "name": i.name, "datatype": datatype, "shape": [-1] })
+        })
+        .collect();
+    let outputs: Vec<Value> = match artifact.task {
+        sluice_model::Task::BinaryClassification => vec![
+            json!({ "name": "probability", "datatype": "FP64", "shape": [-1] }),
+            json!({ "name": "prediction", "datatype": "BOOL", "shape": [-1] }),
+        ],
+        sluice_model::Task::Regression => vec![json!({ "name": "prediction", "datatype": "FP64", "shape": [-1] })],
+    };
+    json!({
+        "name": model.name,
+        "versions": [model.version.to_string()],
+        "platform": "sluice",
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
+
+pub async fn model_metadata(State(models): AppState, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(metadata(models.get(&name)?)))
+}
+
+pub async fn model_version_metadata(
+    State(models): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let model = models.get(&name)?;
+    check_version(model, &version)?;
+    Ok(Json(metadata(model)))
+}
+
+pub async fn model_ready(State(models): AppState, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    models.get(&name).map(|_| StatusCode::OK)
+}
+
+pub async fn model_version_ready(
+    State(models): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    check_version(models.get(&name)?, &version).map(|_| StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    parameters: Option<Value>,
+    inputs: Vec<InferInput>,
+    #[serde(default)]
+    outputs: Vec<RequestedOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RequestedOutput {
+    name: String,
+}
+
+const DATATYPES: &[&str] = &[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES",
+];
+
+fn flatten(value: Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Array(items) => items.into_iter().for_each(|v| flatten(v, out)),
+        other => out.push(other),
+    }
+}
+
+/// Decode one input's raw bytes (binary tensor extension, little-endian) into JSON values.
+fn decode_binary(input: &InferInput, raw: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let bad = |what: &str| ApiError::bad_request(format!("input `{}`: {what}", input.name));
+    let fixed = |width: usize, f: &dyn Fn(&[u8]) -> Value| -> Result<Vec<Value>, ApiError> {
+        if !raw.len().is_multiple_of(width) {
+            return Err(bad(&format!("{} bytes is not a multiple of {width}", raw.len())));
+        }
+        Ok(raw.chunks_exact(width).map(f).collect())
+    };
+    let arr = |b: &[u8]| -> [u8; 8] {
+        let mut a = [0u8; 8];
+        a[..b.len()].copy_from_slice(b);
+        a
+    };
+    match input.datatype.as_str() {
+        "BOOL" => fixed(1, &|b| Value::Bool(b[0] != 0)),
+        "UINT8" => fixed(1, &|b| Value::from(b[0])),
+        "INT8" => fixed(1, &|b| Value::from(b[0] as i8)),
+        "UINT16" => fixed(2, &|b| Value::from(u16::from_le_bytes([b[0], b[1]]))),
+        "INT16" => fixed(2, &|b| Value::from(i16::from_le_bytes([b[0], b[1]]))),
+        "UINT32" => fixed(4, &|b| Value::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        "INT32" => fixed(4, &|b| Value::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        "FP32" => fixed(4, &|b| Value::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        "UINT64" => fixed(8, &|b| Value::from(u64::from_le_bytes(arr(b)))),
+        "INT64" => fixed(8, &|b| Value::from(i64::from_le_bytes(arr(b)))),
+        "FP64" => fixed(8, &|b| Value::from(f64::from_le_bytes(arr(b)))),
+        "BYTES" => {
+            let mut values = Vec::new();
+            let mut rest = raw;
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err(bad("truncated BYTES element length"));
+                }
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                let Some(element) = rest.get(4..4 + len) else { return Err(bad("truncated BYTES element")) };
+                values.push(Value::String(String::from_utf8_lossy(element).into_owned()));
+                rest = &rest[4 + len..];
+            }
+            Ok(values)
+        }
+        other => Err(bad(&format!("unsupported datatype `{other}`"))),
+    }
+}
+
+/// Parse a JSON (or binary-extension) request body into its header and each input's values.
+fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Value>>), ApiError> {
+    let header_len = headers
+        .get("inference-header-content-length")
+        .map(|v| {
+            v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).filter(|n| *n <= body.len()).ok_or_else(|| {
+                ApiError::bad_request("`Inference-Header-Content-Length` is not a length within the body")
+            })
+        })
+        .transpose()?;
+    let (json_part, mut binary) = match header_len {
+        Some(n) => (&body[..n], &body[n..]),
+        None => (&body[..], &[][..]),
+    };
+    let request: InferRequest = serde_json::from_slice(json_part)
+        .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+    let mut columns = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        if !DATATYPES.contains(&input.datatype.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "input `{}`: unknown datatype `{}`",
+                input.name, input.datatype
+            )));
+        }
+        let size = input.parameters.as_ref().and_then(|p| p.get("binary_data_size")).and_then(Value::as_u64);
+        let values = match (size, &input.data) {
+            (Some(size), _) => {
+                let size = size as usize;
+                if size > binary.len() {
+                    return Err(ApiError::bad_request(format!(
+                        "input `{}`: binary_data_size {size} exceeds the body",
+                        input.name
+                    )));
+                }
+                let (mine, rest) = binary.split_at(size);
+                binary = rest;
+                decode_binary(input, mine)?
+            }
+            (None, Some(data)) => {
+                let mut flat = Vec::new();
+                flatten(data.clone(), &mut flat);
+                flat
+            }
+            (None, None) => return Err(ApiError::bad_request(format!("input `{}` has no `data`", input.name))),
+        };
+        let expected: i64 = input.shape.iter().product();
+        if input.shape.iter().any(|d| *d < 0) || expected as usize != values.len() {
+            return Err(ApiError::bad_request(format!(
+                "input `{}`: shape {:?} needs {expected} values, got {}",
+                input.name,
+                input.shape,
+                values.len()
+            )));
+        }
+        columns.push(values);
+    }
+    Ok((request, columns))
+}
+
+async fn run_infer(model: &LoadedModel, headers: &HeaderMap, body: &Bytes) -> Result<Json<Value>, ApiError> {
+    let (request, mut values) = parse(headers, body)?;
+    let artifact = model.predictor.artifact();
+    let names: Vec<&str> = artifact.inputs.iter().map(|i| i.name.as_str()).collect();
+    // One 2-D tensor [n, k] holding every feature, in the model's input order.
+    let columns: Vec<(String, Vec<Value>)> = match request.inputs.as_slice() {
+        [only] if only.shape.len() == 2 && !names.contains(&only.name.as_str()) => {
+            let k = only.shape[1] as usize;
+            if k != names.len() {
+                return Err(ApiError::bad_request(format!(
+                    "input `{}` has {k} columns but the model reads {} features ({})",
+                    only.name,
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+            let flat = values.remove(0);
+            names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| (n.to_string(), flat.iter().skip(j).step_by(k).cloned().collect()))
+                .collect()
+        }
+        inputs => {
+            if let Some(bad) = inputs.iter().find(|i| i.shape.len() > 2 || (i.shape.len() == 2 && i.shape[1] != 1)) {
+                return Err(ApiError::bad_request(format!(
+                    "input `{}` has shape {:?}; send one input per feature with shape [n] or [n, 1], or one [n, {}] input",
+                    bad.name,
+                    bad.shape,
+                    names.len()
+                )));
+            }
+            inputs.iter().map(|i| i.name.clone()).zip(values).collect()
+        }
+    };
+    let batch = batch_from_columns(artifact, columns)?;
+    let rows = batch.num_rows();
+    let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut tensors = outputs(&predictions, 0.5);
+    if !request.outputs.is_empty() {
+        for wanted in &request.outputs {
+            if !tensors.iter().any(|(n, _, _)| *n == wanted.name) {
+                let have: Vec<&str> = tensors.iter().map(|(n, _, _)| *n).collect();
+                return Err(ApiError::bad_request(format!(
+                    "unknown output `{}` (outputs: {})",
+                    wanted.name,
+                    have.join(", ")
+                )));
+            }
+        }
+        tensors.retain(|(n, _, _)| request.outputs.iter().any(|w| w.name == *n));
+    }
+    let outputs: Vec<Value> = tensors
+        .into_iter()
+        .map(|(name, datatype, data)| json!({ "name": name, "datatype": datatype, "shape": [rows], "data": data }))
+        .collect();
+    let mut response =
+        json!({ "model_name": model.name, "model_version": model.version.to_string(), "outputs": outputs });
+    if let Some(id) = request.id {
+        response["id"] = Value::String(id);
+    }
+    Ok(Json(response))
+}
+
+pub async fn infer(
+    State(models): AppState,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    run_infer(models.get(&name)?, &headers, &body).await
+}
+
+pub async fn infer_version(
+    State(models): AppState,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let model = models.get(&name)?;
+    check_version(model, &version)?;
+    run_infer(model, &headers, &body).await
+}
