@@ -32,3 +32,8 @@ impl IntoResponse for ApiError {
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for `{}`", uri.path()))
 }
+
+/// A request body, or the reason it could not be read (e.g. over the size limit), as JSON.
+pub fn body(body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>) -> Result<bytes::Bytes, ApiError> {
+    body.map_err(|r| ApiError { status: r.status(), message: r.body_text() })
+}

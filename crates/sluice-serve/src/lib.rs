@@ -10,7 +10,8 @@
 //! let home = std::path::Path::new(".sluice");
 //! let models = sluice_serve::ModelSet::load(home, &["adult-income@champion".to_string()]).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! sluice_serve::serve(listener, models, std::future::pending()).await?;
+//! let options = sluice_serve::ServeOptions::default();
+//! sluice_serve::serve(listener, models, options, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -22,16 +23,116 @@ mod v2;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 pub use models::{LoadedModel, ModelSet, ServeError};
 
+/// Limits and safety settings of a server.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most rows one request may score (413 above).
+    pub max_rows: usize,
+    /// Longest a request may take (503 after).
+    pub timeout: Duration,
+    /// Requests scored at once; more get 503 with `Retry-After` instead of queueing unboundedly.
+    pub max_concurrency: usize,
+    /// When set, every route but the health checks needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// How often to check the registry for moved aliases; `None` disables hot reload.
+    pub reload_every: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 20,
+            max_rows: 100_000,
+            timeout: Duration::from_secs(30),
+            max_concurrency: 256,
+            token: None,
+            reload_every: Some(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// What every handler can see.
+pub struct AppState {
+    pub models: ModelSet,
+    pub options: ServeOptions,
+    permits: Semaphore,
+}
+
+impl AppState {
+    pub(crate) fn check_rows(&self, rows: usize) -> Result<(), ApiError> {
+        if rows > self.options.max_rows {
+            return Err(ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!(
+                    "request has {rows} rows; this server scores at most {} per request",
+                    self.options.max_rows
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Health checks stay open to probes (and to load balancers) even with a token.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping")
+}
+
+async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if let Some(token) = &state.options.token
+        && !is_probe(&path)
+    {
+        let expected = format!("Bearer {token}");
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            let mut response =
+                ApiError { status: StatusCode::UNAUTHORIZED, message: "missing or wrong bearer token".into() }
+                    .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    if is_probe(&path) {
+        return next.run(request).await;
+    }
+    // Load shedding: a full server answers at once rather than queueing without bound.
+    let Ok(_permit) = state.permits.try_acquire() else {
+        let mut response = ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("server busy: {} requests in flight; retry shortly", state.options.max_concurrency),
+        }
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    match tokio::time::timeout(state.options.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("request took longer than {:?}", state.options.timeout),
+        }
+        .into_response(),
+    }
+}
+
 /// The HTTP API over a set of loaded models.
-pub fn router(models: ModelSet) -> Router {
-    let state = Arc::new(models);
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
@@ -46,14 +147,33 @@ pub fn router(models: ModelSet) -> Router {
         .route("/version", get(mlflow::version))
         .route("/invocations", post(mlflow::invocations))
         .fallback(error::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
         .with_state(state)
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Serve until `shutdown` resolves, then finish in-flight requests. With `reload_every`, a
+/// background task swaps in new versions when their alias moves; requests in flight keep the
+/// version they started with.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     models: ModelSet,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(models)).with_graceful_shutdown(shutdown).await
+    let permits = Semaphore::new(options.max_concurrency.max(1));
+    let state = Arc::new(AppState { models, options, permits });
+    if let Some(every) = state.options.reload_every {
+        let watcher = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                for (name, old, new) in watcher.models.reload().await {
+                    eprintln!("reloaded {name}: version {old} -> {new}");
+                }
+            }
+        });
+    }
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

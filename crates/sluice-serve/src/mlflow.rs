@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::convert::{batch_from_columns, outputs};
-use crate::{ApiError, LoadedModel, ModelSet};
+use crate::{ApiError, LoadedModel};
 
 pub async fn ping() -> &'static str {
     "\n"
@@ -155,12 +155,20 @@ fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::Reco
 }
 
 pub async fn invocations(
-    State(models): State<Arc<ModelSet>>,
+    State(state): State<Arc<crate::AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = crate::error::body(body)?;
     // MLflow's scoring server serves one model; with several loaded, the first is the default.
-    let model = models.models.values().next().ok_or_else(|| ApiError::not_found("no model is loaded"))?;
+    let model = state
+        .models
+        .models
+        .values()
+        .next()
+        .map(|s| s.current())
+        .ok_or_else(|| ApiError::not_found("no model is loaded"))?;
+    let model = &*model;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let batch = if content_type.starts_with("application/json") {
         batch_from_columns(model.predictor.artifact(), columns_from_json(model, &body)?)?
@@ -171,6 +179,7 @@ pub async fn invocations(
             "content type `{content_type}` is not supported; use application/json or text/csv"
         )));
     };
+    state.check_rows(batch.num_rows())?;
     let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tensors = outputs(&predictions, 0.5);
     let predictions: Vec<Value> = if tensors.len() == 1 {

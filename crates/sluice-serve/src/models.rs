@@ -1,8 +1,9 @@
-//! The models a server holds, loaded from the registry by `NAME@ALIAS` (or `NAME:VERSION`).
+//! The models a server holds, loaded from the registry by `NAME@ALIAS` (or `NAME:VERSION`), and
+//! swapped in place when an alias moves.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sluice_core::ArtifactKind;
 use sluice_model::{ModelArtifact, Predictor};
@@ -33,41 +34,113 @@ pub struct LoadedModel {
     pub predictor: Predictor,
 }
 
+/// One served model: what the user asked for, and the version currently answering. Requests
+/// take an `Arc` of the current version, so a swap never disturbs a request in flight.
+pub struct Slot {
+    pub reference: String,
+    current: RwLock<Arc<LoadedModel>>,
+}
+
+impl Slot {
+    pub fn current(&self) -> Arc<LoadedModel> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, model: Arc<LoadedModel>) {
+        match self.current.write() {
+            Ok(mut g) => *g = model,
+            Err(poisoned) => *poisoned.into_inner() = model,
+        }
+    }
+}
+
+/// The registry the models come from.
+pub struct Registry {
+    meta: SqliteStore,
+    artifacts: ArtifactStore,
+}
+
+impl Registry {
+    pub fn open(home: &Path) -> Result<Self, ServeError> {
+        let home_err = |source| ServeError::Home { home: home.display().to_string(), source };
+        let meta = SqliteStore::open(&home.join("metadata.db")).map_err(home_err)?;
+        let artifacts = ArtifactStore::local(&home.join("artifacts")).map_err(home_err)?;
+        Ok(Self { meta, artifacts })
+    }
+
+    /// The version a reference names right now.
+    fn resolve(&self, reference: &str) -> Result<(String, sluice_store::ModelVersion), ServeError> {
+        let (name, selector) = ModelSelector::parse(reference);
+        let version = self
+            .meta
+            .resolve_model(&name, &selector)
+            .map_err(|e| ServeError::Load { reference: reference.to_string(), source: e.into() })?;
+        Ok((name, version))
+    }
+
+    async fn load(&self, reference: &str) -> Result<LoadedModel, ServeError> {
+        let load = |source: Box<dyn std::error::Error + Send + Sync>| ServeError::Load {
+            reference: reference.to_string(),
+            source,
+        };
+        let (name, version) = self.resolve(reference)?;
+        let bytes =
+            self.artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await.map_err(|e| load(e.into()))?;
+        let artifact = ModelArtifact::from_json(&bytes).map_err(|e| load(e.into()))?;
+        let predictor = Predictor::new(artifact).map_err(|e| load(e.into()))?;
+        Ok(LoadedModel { name, version: version.version, predictor })
+    }
+}
+
 /// The served models, by name.
 pub struct ModelSet {
-    pub models: BTreeMap<String, Arc<LoadedModel>>,
+    pub models: BTreeMap<String, Arc<Slot>>,
+    registry: Registry,
 }
 
 impl ModelSet {
     /// Load each `NAME@ALIAS`, `NAME:VERSION` or `NAME` (latest) from the home's registry.
     pub async fn load(home: &Path, references: &[String]) -> Result<Self, ServeError> {
-        let home_err = |source| ServeError::Home { home: home.display().to_string(), source };
-        let meta = SqliteStore::open(&home.join("metadata.db")).map_err(home_err)?;
-        let artifacts = ArtifactStore::local(&home.join("artifacts")).map_err(home_err)?;
+        let registry = Registry::open(home)?;
         let mut models = BTreeMap::new();
         for reference in references {
-            let load = |source: Box<dyn std::error::Error + Send + Sync>| ServeError::Load {
-                reference: reference.clone(),
-                source,
-            };
-            let (name, selector) = ModelSelector::parse(reference);
-            let version = meta.resolve_model(&name, &selector).map_err(|e| load(e.into()))?;
-            let bytes =
-                artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await.map_err(|e| load(e.into()))?;
-            let artifact = ModelArtifact::from_json(&bytes).map_err(|e| load(e.into()))?;
-            let predictor = Predictor::new(artifact).map_err(|e| load(e.into()))?;
-            let loaded = LoadedModel { name: name.clone(), version: version.version, predictor };
-            if models.insert(name.clone(), Arc::new(loaded)).is_some() {
+            let loaded = registry.load(reference).await?;
+            let name = loaded.name.clone();
+            let slot = Slot { reference: reference.clone(), current: RwLock::new(Arc::new(loaded)) };
+            if models.insert(name.clone(), Arc::new(slot)).is_some() {
                 return Err(ServeError::Duplicate(name));
             }
         }
-        Ok(Self { models })
+        Ok(Self { models, registry })
     }
 
-    pub(crate) fn get(&self, name: &str) -> Result<&Arc<LoadedModel>, crate::ApiError> {
-        self.models.get(name).ok_or_else(|| {
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<LoadedModel>, crate::ApiError> {
+        self.models.get(name).map(|s| s.current()).ok_or_else(|| {
             let served: Vec<&str> = self.models.keys().map(String::as_str).collect();
             crate::ApiError::not_found(format!("model `{name}` is not served here (served: {})", served.join(", ")))
         })
+    }
+
+    /// Check every reference against the registry and swap in versions that changed (an alias
+    /// moved, or a new latest version). Returns the `(name, old, new)` versions swapped.
+    pub async fn reload(&self) -> Vec<(String, u32, u32)> {
+        let mut swapped = Vec::new();
+        for (name, slot) in &self.models {
+            let old = slot.current().version;
+            let Ok((_, version)) = self.registry.resolve(&slot.reference) else { continue };
+            if version.version == old {
+                continue;
+            }
+            // A model that fails to load keeps the old one answering.
+            if let Ok(loaded) = self.registry.load(&slot.reference).await {
+                let new = loaded.version;
+                slot.swap(Arc::new(loaded));
+                swapped.push((name.clone(), old, new));
+            }
+        }
+        swapped
     }
 }

@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::convert::{batch_from_columns, outputs};
-use crate::{ApiError, LoadedModel, ModelSet};
+use crate::{ApiError, LoadedModel};
 
-type AppState = State<Arc<ModelSet>>;
+type AppState = State<Arc<crate::AppState>>;
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
 pub async fn server_metadata() -> Json<Value> {
     Json(json!({ "name": "sluice", "version": sluice_core::ENGINE_VERSION, "extensions": ["binary_tensor_data"] }))
@@ -28,8 +29,8 @@ pub async fn live() -> StatusCode {
 }
 
 /// Ready once the models are loaded, which happens before the server listens.
-pub async fn ready(State(models): AppState) -> StatusCode {
-    if models.models.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
+pub async fn ready(State(state): AppState) -> StatusCode {
+    if state.models.models.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
 }
 
 fn check_version(model: &LoadedModel, version: &str) -> Result<(), ApiError> {
@@ -69,28 +70,30 @@ fn metadata(model: &LoadedModel) -> Value {
     })
 }
 
-pub async fn model_metadata(State(models): AppState, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(metadata(models.get(&name)?)))
+pub async fn model_metadata(State(state): AppState, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let model = state.models.get(&name)?;
+    Ok(Json(metadata(&model)))
 }
 
 pub async fn model_version_metadata(
-    State(models): AppState,
+    State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = models.get(&name)?;
-    check_version(model, &version)?;
-    Ok(Json(metadata(model)))
+    let model = state.models.get(&name)?;
+    check_version(&model, &version)?;
+    Ok(Json(metadata(&model)))
 }
 
-pub async fn model_ready(State(models): AppState, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    models.get(&name).map(|_| StatusCode::OK)
+pub async fn model_ready(State(state): AppState, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.models.get(&name).map(|_| StatusCode::OK)
 }
 
 pub async fn model_version_ready(
-    State(models): AppState,
+    State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    check_version(models.get(&name)?, &version).map(|_| StatusCode::OK)
+    let model = state.models.get(&name)?;
+    check_version(&model, &version).map(|_| StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -237,7 +240,12 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Val
     Ok((request, columns))
 }
 
-async fn run_infer(model: &LoadedModel, headers: &HeaderMap, body: &Bytes) -> Result<Json<Value>, ApiError> {
+async fn run_infer(
+    state: &crate::AppState,
+    model: &LoadedModel,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Json<Value>, ApiError> {
     let (request, mut values) = parse(headers, body)?;
     let artifact = model.predictor.artifact();
     let names: Vec<&str> = artifact.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -274,6 +282,7 @@ async fn run_infer(model: &LoadedModel, headers: &HeaderMap, body: &Bytes) -> Re
     };
     let batch = batch_from_columns(artifact, columns)?;
     let rows = batch.num_rows();
+    state.check_rows(rows)?;
     let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut tensors = outputs(&predictions, 0.5);
     if !request.outputs.is_empty() {
@@ -302,21 +311,22 @@ async fn run_infer(model: &LoadedModel, headers: &HeaderMap, body: &Bytes) -> Re
 }
 
 pub async fn infer(
-    State(models): AppState,
+    State(state): AppState,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    run_infer(models.get(&name)?, &headers, &body).await
+    let model = state.models.get(&name)?;
+    run_infer(&state, &model, &headers, &crate::error::body(body)?).await
 }
 
 pub async fn infer_version(
-    State(models): AppState,
+    State(state): AppState,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let model = models.get(&name)?;
-    check_version(model, &version)?;
-    run_infer(model, &headers, &body).await
+    let model = state.models.get(&name)?;
+    check_version(&model, &version)?;
+    run_infer(&state, &model, &headers, &crate::error::body(body)?).await
 }

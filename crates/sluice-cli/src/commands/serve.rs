@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -16,6 +17,24 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stderr).
     #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_LISTEN")]
     pub listen: SocketAddr,
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Most rows one request may score (413 above).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Longest a request may take, in seconds (503 after).
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Requests handled at once; beyond that, 503 with `Retry-After`.
+    #[arg(long, default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// Require `Authorization: Bearer TOKEN` on every route but the health checks.
+    #[arg(long, env = "SLUICE_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between registry checks for moved aliases (hot reload); 0 disables.
+    #[arg(long, default_value_t = 2.0)]
+    pub reload_every: f64,
 }
 
 async fn shutdown_signal() {
@@ -47,11 +66,20 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        for m in models.models.values() {
-            eprintln!("serving {}:{}", m.name, m.version);
+        for slot in models.models.values() {
+            let m = slot.current();
+            eprintln!("serving {}:{} as `{}`", m.name, m.version, slot.reference);
         }
         eprintln!("listening on http://{addr}");
-        sluice_serve::serve(listener, models, shutdown_signal()).await?;
+        let options = sluice_serve::ServeOptions {
+            max_body_bytes: args.max_body_bytes,
+            max_rows: args.max_rows,
+            timeout: Duration::from_secs_f64(args.timeout.max(0.001)),
+            max_concurrency: args.max_concurrency,
+            token: args.token.clone(),
+            reload_every: (args.reload_every > 0.0).then(|| Duration::from_secs_f64(args.reload_every)),
+        };
+        sluice_serve::serve(listener, models, options, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })

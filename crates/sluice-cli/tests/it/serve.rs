@@ -310,3 +310,167 @@ fn two_d_tensors_and_binary_extension() {
     let got: Vec<f64> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!((got[0] - 2.0).abs() < 1e-9 && (got[1] - 5.0).abs() < 1e-9, "{got:?}");
 }
+
+fn v2_request() -> Value {
+    let (names, rows) = rows();
+    let inputs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let data: Vec<Value> = rows.iter().map(|r| r[j].clone()).collect();
+            let datatype = if data.iter().any(Value::is_string) { "BYTES" } else { "FP64" };
+            json!({ "name": n, "shape": [rows.len()], "datatype": datatype, "data": data })
+        })
+        .collect();
+    json!({ "inputs": inputs })
+}
+
+/// While clients keep scoring, the alias moves: the server swaps versions without one failure.
+#[test]
+fn hot_reload_under_load_fails_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let sb = Sandbox::new();
+    let spec = adult_example().join("pipeline.yaml");
+    sb.run_json(&spec, &[]);
+    let mut cmd = sb.command(&["serve", "--listen", "127.0.0.1:0", "--reload-every", "0.1", "adult-income@champion"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0);
+        if let Some(a) = line.trim().strip_prefix("listening on http://") {
+            break a.to_string();
+        }
+    };
+    let server = Arc::new(Server { child, addr });
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
+    let body = v2_request();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, stop, seen, body) = (server.clone(), stop.clone(), seen.clone(), body.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, answer) = post_json(&server, "/v2/models/adult-income/infer", &body);
+                    let version = answer["model_version"].as_str().unwrap_or("").to_string();
+                    seen.lock().unwrap().push((status, version));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A new model takes the alias.
+    sb.run_json(&spec, &["--set", "train.params.l2=0.01"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, meta) = http(&server, "GET", "/v2/models/adult-income", &[], b"");
+        if serde_json::from_slice::<Value>(&meta).unwrap()["versions"] == json!(["2"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server never picked up version 2");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    let failures: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        seen.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let versions: std::collections::BTreeSet<&str> = seen.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(versions, ["1", "2"].into_iter().collect(), "requests were answered by both versions");
+}
+
+#[test]
+fn limits_auth_and_load_shedding() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let server = start(
+        &sb,
+        &[
+            "--token",
+            "s3cret",
+            "--max-rows",
+            "2",
+            "--max-body-bytes",
+            "20000",
+            "--max-concurrency",
+            "1",
+            "adult-income@champion",
+        ],
+    );
+    let auth = [("Authorization", "Bearer s3cret".to_string()), ("Content-Type", "application/json".to_string())];
+    // Probes are open; everything else needs the token.
+    assert_eq!(http(&server, "GET", "/v2/health/ready", &[], b"").0, 200);
+    let (status, _, body) = http(&server, "GET", "/v2/models/adult-income", &[], b"");
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("bearer token"));
+    let wrong = [("Authorization", "Bearer nope".to_string())];
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income", &wrong, b"").0, 401);
+    assert_eq!(http(&server, "GET", "/v2/models/adult-income", &auth, b"").0, 200);
+    // Three rows against a limit of two.
+    let body = v2_request().to_string();
+    let (status, _, answer) = http(&server, "POST", "/v2/models/adult-income/infer", &auth, body.as_bytes());
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("at most 2"));
+    // A body over the byte limit: 413 with a JSON error.
+    let big = format!("{{\"dataframe_records\": [{}]}}", vec!["{\"age\": 1}"; 3000].join(","));
+    let (status, content_type, _) = http(&server, "POST", "/invocations", &auth, big.as_bytes());
+    assert_eq!((status, content_type.as_str()), (413, "application/json"));
+}
+
+#[test]
+fn a_full_server_sheds_load_with_retry_after() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let server = std::sync::Arc::new(start(&sb, &["--max-concurrency", "1", "adult-income@champion"]));
+    // Large requests keep the only slot busy while others arrive.
+    let (names, rows) = rows();
+    let many: Vec<Vec<Value>> = rows.iter().cycle().take(20_000).cloned().collect();
+    let body = json!({ "dataframe_split": { "columns": names, "data": many } }).to_string();
+    // Each result: Some((status, has Retry-After)), or None when the server refused the request
+    // before reading its body and closed the connection under the still-uploading client (a
+    // reset can swallow the 503 it sent).
+    let results: Vec<Option<(u16, bool)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (server, body) = (server.clone(), body.clone());
+                s.spawn(move || {
+                    let mut stream = TcpStream::connect(&server.addr).unwrap();
+                    let head = format!(
+                        "POST /invocations HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+                    let mut response = Vec::new();
+                    let _ = stream.read_to_end(&mut response);
+                    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+                    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+                    Some((status, text.contains("retry-after: 1")))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let answered: Vec<(u16, bool)> = results.iter().flatten().copied().collect();
+    assert!(answered.iter().all(|(s, _)| *s == 200 || *s == 503), "{results:?}");
+    assert!(answered.iter().any(|(s, _)| *s == 200), "{results:?}");
+    let shed: Vec<_> = answered.iter().filter(|(s, _)| *s == 503).collect();
+    let refused = results.iter().filter(|r| r.is_none()).count();
+    assert!(
+        shed.len() + refused > 0,
+        "with one slot and eight concurrent large requests, some must be shed: {results:?}"
+    );
+    assert!(shed.iter().all(|(_, retry)| *retry), "every 503 carries Retry-After");
+}
