@@ -1,7 +1,26 @@
 #!/usr/bin/env bash
-# Installs what building and testing sluice needs beyond a Rust toolchain. Idempotent.
-# Today that is nothing: the embedded stores (SQLite, bundled) and DataFusion build from crates.
-# Later issues add services (PostgreSQL, an S3-compatible server) here, started if down.
+# Installs what building and testing sluice needs beyond a Rust toolchain. Idempotent; run as
+# root (or with sudo) on Debian/Ubuntu for the system packages.
+#   promtool  — `prometheus` package: the server test checks /metrics with `promtool check metrics`
+# The embedded stores (SQLite, bundled) and DataFusion build from crates and need nothing here.
 set -euo pipefail
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 echo "rust: $(rustc --version)"
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  command -v apt-get >/dev/null || { echo "please install: $*" >&2; exit 1; }
+  $sudo apt-get update -qq || true
+  # Don't let a package start services inside containers or CI.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+if ! command -v promtool >/dev/null; then
+  echo "installing promtool (Debian package prometheus)"
+  apt_install prometheus
+  # The package may start a Prometheus server; the tests need only the promtool binary.
+  (command -v systemctl >/dev/null && systemctl disable --now prometheus >/dev/null 2>&1) || true
+  pkill -x prometheus >/dev/null 2>&1 || true
+fi
+echo "promtool: $(promtool --version 2>&1 | head -1)"

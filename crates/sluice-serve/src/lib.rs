@@ -17,6 +17,7 @@
 
 mod convert;
 mod error;
+mod metrics;
 mod mlflow;
 mod models;
 mod v2;
@@ -71,6 +72,7 @@ pub struct AppState {
     pub models: ModelSet,
     pub options: ServeOptions,
     permits: Semaphore,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -88,9 +90,29 @@ impl AppState {
     }
 }
 
-/// Health checks stay open to probes (and to load balancers) even with a token.
+/// Health checks and metrics stay open to probes and scrapers even with a token.
 fn is_probe(path: &str) -> bool {
-    matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping")
+    matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping" | "/metrics")
+}
+
+/// Count and time every request by its route pattern (not its raw path: bounded label values).
+async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = std::time::Instant::now();
+    state.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let response = next.run(request).await;
+    state.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    state.metrics.request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let versions: Vec<(String, u32)> =
+        state.models.models.iter().map(|(n, s)| (n.clone(), s.current().version)).collect();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&versions))
 }
 
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -113,6 +135,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     }
     // Load shedding: a full server answers at once rather than queueing without bound.
     let Ok(_permit) = state.permits.try_acquire() else {
+        state.metrics.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut response = ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("server busy: {} requests in flight; retry shortly", state.options.max_concurrency),
@@ -146,8 +169,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ping", get(mlflow::ping))
         .route("/version", get(mlflow::version))
         .route("/invocations", post(mlflow::invocations))
+        .route("/metrics", get(metrics_text))
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
         .with_state(state)
 }
@@ -162,7 +187,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Semaphore::new(options.max_concurrency.max(1));
-    let state = Arc::new(AppState { models, options, permits });
+    let state = Arc::new(AppState { models, options, permits, metrics: metrics::Metrics::default() });
     if let Some(every) = state.options.reload_every {
         let watcher = state.clone();
         tokio::spawn(async move {

@@ -181,6 +181,7 @@ pub async fn invocations(
     };
     state.check_rows(batch.num_rows())?;
     let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.metrics.scored(&model.name, batch.num_rows());
     let tensors = outputs(&predictions, 0.5);
     let predictions: Vec<Value> = if tensors.len() == 1 {
         tensors.into_iter().next().map(|(_, _, v)| v).unwrap_or_default()

@@ -474,3 +474,41 @@ fn a_full_server_sheds_load_with_retry_after() {
     );
     assert!(shed.iter().all(|(_, retry)| *retry), "every 503 carries Retry-After");
 }
+
+/// `/metrics` counts what happened and passes `promtool check metrics` (installed by
+/// `scripts/setup.sh`; the test fails rather than skips without it).
+#[test]
+fn metrics_count_requests_and_pass_promtool() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let server = start(&sb, &["adult-income@champion"]);
+    for _ in 0..3 {
+        assert_eq!(post_json(&server, "/v2/models/adult-income/infer", &v2_request()).0, 200);
+    }
+    assert_eq!(post_json(&server, "/invocations", &json!({ "dataframe_records": [{ "age": "old" }] })).0, 400);
+    let (status, content_type, body) = http(&server, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("sluice_requests_total{route=\"/v2/models/{model}/infer\",code=\"200\"} 3"), "{text}");
+    assert!(text.contains("sluice_requests_total{route=\"/invocations\",code=\"400\"} 1"), "{text}");
+    assert!(text.contains("sluice_rows_scored_total{model=\"adult-income\"} 9"), "{text}");
+    assert!(text.contains("sluice_batch_rows_count{model=\"adult-income\"} 3"), "{text}");
+    assert!(text.contains("sluice_model_info{model=\"adult-income\",version=\"1\"} 1"), "{text}");
+
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed for this test: run scripts/setup.sh");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
