@@ -18,6 +18,14 @@ impl ApiError {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }
     }
 
+    /// A failure that is not the client's: the message says so.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("internal error: {}; this is a bug", message.into()),
+        }
+    }
+
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: message.into() }
     }

@@ -8,13 +8,14 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = std::path::Path::new(".sluice");
-//! let models = sluice_serve::ModelSet::load(home, &["adult-income@champion".to_string()]).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let options = sluice_serve::ServeOptions::default();
-//! sluice_serve::serve(listener, models, options, std::future::pending()).await?;
+//! let server = sluice_serve::Server::load(home, &["adult-income@champion".to_string()], options).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.run(listener, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
+mod batcher;
 mod convert;
 mod error;
 mod metrics;
@@ -34,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 
+pub use batcher::BatchOptions;
 pub use error::ApiError;
 pub use models::{LoadedModel, ModelSet, ServeError};
 
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// How often to check the registry for moved aliases; `None` disables hot reload.
     pub reload_every: Option<Duration>,
+    /// Dynamic micro-batching of concurrent requests.
+    pub batching: BatchOptions,
 }
 
 impl Default for ServeOptions {
@@ -63,6 +67,7 @@ impl Default for ServeOptions {
             max_concurrency: 256,
             token: None,
             reload_every: Some(Duration::from_secs(2)),
+            batching: BatchOptions::default(),
         }
     }
 }
@@ -72,7 +77,7 @@ pub struct AppState {
     pub models: ModelSet,
     pub options: ServeOptions,
     permits: Semaphore,
-    pub(crate) metrics: metrics::Metrics,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -177,28 +182,58 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests. With `reload_every`, a
-/// background task swaps in new versions when their alias moves; requests in flight keep the
-/// version they started with.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    models: ModelSet,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let permits = Semaphore::new(options.max_concurrency.max(1));
-    let state = Arc::new(AppState { models, options, permits, metrics: metrics::Metrics::default() });
-    if let Some(every) = state.options.reload_every {
-        let watcher = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                for (name, old, new) in watcher.models.reload().await {
-                    eprintln!("reloaded {name}: version {old} -> {new}");
-                }
-            }
-        });
+/// A server ready to run: its models loaded, its limits set.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Load each `NAME@ALIAS`, `NAME:VERSION` or `NAME` (latest) from the home's registry.
+    pub async fn load(
+        home: &std::path::Path,
+        references: &[String],
+        options: ServeOptions,
+    ) -> Result<Self, ServeError> {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let models = ModelSet::load(home, references, (options.batching, metrics.clone())).await?;
+        let permits = Semaphore::new(options.max_concurrency.max(1));
+        Ok(Self { state: Arc::new(AppState { models, options, permits, metrics }) })
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+
+    /// `(name, version, reference)` of each served model.
+    pub fn served(&self) -> Vec<(String, u32, String)> {
+        self.state
+            .models
+            .models
+            .values()
+            .map(|s| {
+                let m = s.current();
+                (m.name.clone(), m.version, s.reference.clone())
+            })
+            .collect()
+    }
+
+    /// Serve until `shutdown` resolves, then finish in-flight requests. With `reload_every`, a
+    /// background task swaps in new versions when their alias moves; requests in flight keep
+    /// the version they started with.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        if let Some(every) = state.options.reload_every {
+            let watcher = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    for (name, old, new) in watcher.models.reload().await {
+                        eprintln!("reloaded {name}: version {old} -> {new}");
+                    }
+                }
+            });
+        }
+        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    }
 }

@@ -147,11 +147,22 @@ fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::Reco
         .build(std::io::Cursor::new(body))
         .map_err(bad)?;
     let mut batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
-    match batches.len() {
-        0 => Err(ApiError::bad_request("CSV body has a header but no rows")),
-        1 => Ok(batches.remove(0)),
-        n => Err(ApiError::bad_request(format!("CSV body too large ({n} batches of {} rows)", 1 << 20))),
-    }
+    let batch = match batches.len() {
+        0 => return Err(ApiError::bad_request("CSV body has a header but no rows")),
+        1 => batches.remove(0),
+        n => return Err(ApiError::bad_request(format!("CSV body too large ({n} batches of {} rows)", 1 << 20))),
+    };
+    // The model's input order, like every other request, so concurrent requests can be batched.
+    let order = artifact
+        .inputs
+        .iter()
+        .map(|i| {
+            batch.schema().index_of(&i.name).map_err(|_| {
+                ApiError::bad_request(format!("missing feature `{}`; the model reads {}", i.name, names.join(", ")))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    batch.project(&order).map_err(bad)
 }
 
 pub async fn invocations(
@@ -179,14 +190,14 @@ pub async fn invocations(
             "content type `{content_type}` is not supported; use application/json or text/csv"
         )));
     };
-    state.check_rows(batch.num_rows())?;
-    let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.metrics.scored(&model.name, batch.num_rows());
+    let rows = batch.num_rows();
+    state.check_rows(rows)?;
+    let predictions = model.batcher.predict(batch).await?;
     let tensors = outputs(&predictions, 0.5);
     let predictions: Vec<Value> = if tensors.len() == 1 {
         tensors.into_iter().next().map(|(_, _, v)| v).unwrap_or_default()
     } else {
-        (0..batch.num_rows())
+        (0..rows)
             .map(|i| {
                 Value::Object(tensors.iter().map(|(name, _, values)| (name.to_string(), values[i].clone())).collect())
             })

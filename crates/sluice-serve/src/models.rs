@@ -27,11 +27,12 @@ pub enum ServeError {
     Duplicate(String),
 }
 
-/// A model ready to score.
+/// A model ready to score, with its micro-batching queue.
 pub struct LoadedModel {
     pub name: String,
     pub version: u32,
-    pub predictor: Predictor,
+    pub predictor: Arc<Predictor>,
+    pub(crate) batcher: crate::batcher::Batcher,
 }
 
 /// One served model: what the user asked for, and the version currently answering. Requests
@@ -61,14 +62,20 @@ impl Slot {
 pub struct Registry {
     meta: SqliteStore,
     artifacts: ArtifactStore,
+    batching: crate::batcher::BatchOptions,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Registry {
-    pub fn open(home: &Path) -> Result<Self, ServeError> {
+    pub(crate) fn open(
+        home: &Path,
+        batching: crate::batcher::BatchOptions,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, ServeError> {
         let home_err = |source| ServeError::Home { home: home.display().to_string(), source };
         let meta = SqliteStore::open(&home.join("metadata.db")).map_err(home_err)?;
         let artifacts = ArtifactStore::local(&home.join("artifacts")).map_err(home_err)?;
-        Ok(Self { meta, artifacts })
+        Ok(Self { meta, artifacts, batching, metrics })
     }
 
     /// The version a reference names right now.
@@ -90,8 +97,12 @@ impl Registry {
         let bytes =
             self.artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await.map_err(|e| load(e.into()))?;
         let artifact = ModelArtifact::from_json(&bytes).map_err(|e| load(e.into()))?;
-        let predictor = Predictor::new(artifact).map_err(|e| load(e.into()))?;
-        Ok(LoadedModel { name, version: version.version, predictor })
+        let predictor = Arc::new(Predictor::new(artifact).map_err(|e| load(e.into()))?);
+        let metrics = self.metrics.clone();
+        let label = name.clone();
+        let on_batch: crate::batcher::OnBatch = Arc::new(move |rows| metrics.scored(&label, rows));
+        let batcher = crate::batcher::Batcher::start(predictor.clone(), self.batching, on_batch);
+        Ok(LoadedModel { name, version: version.version, predictor, batcher })
     }
 }
 
@@ -103,8 +114,12 @@ pub struct ModelSet {
 
 impl ModelSet {
     /// Load each `NAME@ALIAS`, `NAME:VERSION` or `NAME` (latest) from the home's registry.
-    pub async fn load(home: &Path, references: &[String]) -> Result<Self, ServeError> {
-        let registry = Registry::open(home)?;
+    pub(crate) async fn load(
+        home: &Path,
+        references: &[String],
+        registry_options: (crate::batcher::BatchOptions, Arc<crate::metrics::Metrics>),
+    ) -> Result<Self, ServeError> {
+        let registry = Registry::open(home, registry_options.0, registry_options.1)?;
         let mut models = BTreeMap::new();
         for reference in references {
             let loaded = registry.load(reference).await?;

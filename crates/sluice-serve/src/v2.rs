@@ -283,8 +283,7 @@ async fn run_infer(
     let batch = batch_from_columns(artifact, columns)?;
     let rows = batch.num_rows();
     state.check_rows(rows)?;
-    let predictions = model.predictor.predict(&batch).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state.metrics.scored(&model.name, rows);
+    let predictions = model.batcher.predict(batch).await?;
     let mut tensors = outputs(&predictions, 0.5);
     if !request.outputs.is_empty() {
         for wanted in &request.outputs {

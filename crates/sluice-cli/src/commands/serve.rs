@@ -35,6 +35,13 @@ pub struct Args {
     /// Seconds between registry checks for moved aliases (hot reload); 0 disables.
     #[arg(long, default_value_t = 2.0)]
     pub reload_every: f64,
+    /// Micro-batching: most rows scored in one call across concurrent requests.
+    #[arg(long, default_value_t = 1024)]
+    pub max_batch_rows: usize,
+    /// Micro-batching: how long a request may wait for others to join its batch (0: never wait;
+    /// requests coalesce only when they would have queued anyway).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_batch_wait_ms: f64,
 }
 
 async fn shutdown_signal() {
@@ -61,16 +68,6 @@ async fn shutdown_signal() {
 pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
     super::existing_workspace(home)?;
     runtime()?.block_on(async {
-        let models = sluice_serve::ModelSet::load(home, &args.models).await?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        for slot in models.models.values() {
-            let m = slot.current();
-            eprintln!("serving {}:{} as `{}`", m.name, m.version, slot.reference);
-        }
-        eprintln!("listening on http://{addr}");
         let options = sluice_serve::ServeOptions {
             max_body_bytes: args.max_body_bytes,
             max_rows: args.max_rows,
@@ -78,8 +75,21 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
             max_concurrency: args.max_concurrency,
             token: args.token.clone(),
             reload_every: (args.reload_every > 0.0).then(|| Duration::from_secs_f64(args.reload_every)),
+            batching: sluice_serve::BatchOptions {
+                max_rows: args.max_batch_rows.max(1),
+                max_wait: Duration::from_secs_f64(args.max_batch_wait_ms.max(0.0) / 1000.0),
+            },
         };
-        sluice_serve::serve(listener, models, options, shutdown_signal()).await?;
+        let server = sluice_serve::Server::load(home, &args.models, options).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        for (name, version, reference) in server.served() {
+            eprintln!("serving {name}:{version} as `{reference}`");
+        }
+        eprintln!("listening on http://{addr}");
+        server.run(listener, shutdown_signal()).await?;
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })

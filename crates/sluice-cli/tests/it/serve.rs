@@ -512,3 +512,44 @@ fn metrics_count_requests_and_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Concurrent requests are coalesced into fewer scoring calls, and each still gets exactly its
+/// own rows' scores.
+#[test]
+fn micro_batching_coalesces_concurrent_requests() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let server = std::sync::Arc::new(start(&sb, &["--max-batch-wait-ms", "200", "adult-income@champion"]));
+    let (names, rows) = rows();
+    // Each client sends one (different) row; the expected score is the row scored on its own.
+    let single = |row: &Vec<Value>| json!({ "dataframe_split": { "columns": names, "data": [row] } });
+    let expected: Vec<f64> = {
+        let (_, all) =
+            post_json(&server, "/invocations", &json!({ "dataframe_split": { "columns": names, "data": rows } }));
+        all["predictions"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect()
+    };
+    let answers: Vec<(usize, f64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (server, body) = (server.clone(), single(&rows[i % rows.len()]));
+                s.spawn(move || {
+                    let (status, answer) = post_json(&server, "/invocations", &body);
+                    assert_eq!(status, 200, "{answer}");
+                    (i, answer["predictions"][0]["probability"].as_f64().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, p) in answers {
+        assert_eq!(p, expected[i % rows.len()], "request {i} must get its own row's score");
+    }
+    let (_, _, metrics) = http(&server, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8(metrics).unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+    };
+    assert_eq!(value("sluice_rows_scored_total{model=\"adult-income\"}"), 3.0 + 8.0);
+    let calls = value("sluice_batch_rows_count{model=\"adult-income\"}") - 1.0;
+    assert!(calls < 8.0, "8 concurrent requests within the wait budget took {calls} scoring calls");
+}
