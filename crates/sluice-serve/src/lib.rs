@@ -97,7 +97,7 @@ impl AppState {
 
 /// Health checks and metrics stay open to probes and scrapers even with a token.
 fn is_probe(path: &str) -> bool {
-    matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping" | "/metrics")
+    matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping" | "/metrics" | "/openapi.json")
 }
 
 /// Count and time every request by its route pattern (not its raw path: bounded label values).
@@ -159,6 +159,13 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     }
 }
 
+/// The OpenAPI 3.1 description of this API (a test keeps its paths equal to the router's).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 /// The HTTP API over a set of loaded models.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -175,6 +182,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(mlflow::version))
         .route("/invocations", post(mlflow::invocations))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
         .fallback(error::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn_with_state(state.clone(), measure))
@@ -235,5 +243,27 @@ impl Server {
             });
         }
         axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every route in `router` is documented in `openapi.json`, and nothing else is.
+    #[test]
+    fn openapi_paths_match_the_router() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("lib.rs");
+        let routed: BTreeSet<String> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .collect();
+        assert!(routed.len() >= 14, "{routed:?}");
+        assert_eq!(documented, routed);
     }
 }

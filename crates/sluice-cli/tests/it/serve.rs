@@ -162,6 +162,10 @@ fn serves_both_protocols_like_predict() {
         .collect();
     assert!(datatypes.contains(&("age", "FP64")) && datatypes.contains(&("workclass", "BYTES")), "{datatypes:?}");
     assert_eq!(http(&server, "GET", "/v2/models/adult-income/versions/1", &[], b"").0, 200);
+    let (status, content_type, doc) = http(&server, "GET", "/openapi.json", &[], b"");
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert!(doc["paths"]["/v2/models/{model}/infer"]["post"].is_object(), "{doc}");
 
     // KServe V2, one tensor per feature.
     let (names, rows) = rows();
