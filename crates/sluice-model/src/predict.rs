@@ -12,6 +12,7 @@ use crate::transform::Prepared;
 /// A loaded model, ready to score many batches.
 pub struct Predictor {
     artifact: ModelArtifact,
+    prepared: Prepared,
 }
 
 /// Scores for a batch: probabilities of the positive class, or predicted values.
@@ -39,7 +40,8 @@ impl Predictions {
 impl Predictor {
     pub fn new(artifact: ModelArtifact) -> Result<Self> {
         artifact.check()?;
-        Ok(Self { artifact })
+        let prepared = Prepared::new(&artifact.transforms);
+        Ok(Self { artifact, prepared })
     }
 
     pub fn artifact(&self) -> &ModelArtifact {
@@ -47,7 +49,7 @@ impl Predictor {
     }
 
     pub fn predict(&self, batch: &RecordBatch) -> Result<Predictions> {
-        let x = Prepared::new(&self.artifact.transforms).matrix(batch)?;
+        let x = self.prepared.matrix(batch)?;
         let scores = match &self.artifact.model {
             Model::Linear(m) => {
                 let margins = m.margins(&x);

@@ -60,25 +60,26 @@ impl DesignMatrix {
     }
 }
 
-/// Transforms with their lookup tables built once, for repeated scoring.
-pub(crate) struct Prepared<'a> {
-    transforms: &'a [Transform],
-    lookups: Vec<Option<HashMap<&'a str, usize>>>,
+/// Transforms with their lookup tables built once, for repeated scoring (a `Predictor` keeps
+/// one, so serving a row does not rebuild the category tables).
+pub(crate) struct Prepared {
+    transforms: Vec<Transform>,
+    lookups: Vec<Option<HashMap<String, usize>>>,
     width: usize,
 }
 
-impl<'a> Prepared<'a> {
-    pub(crate) fn new(transforms: &'a [Transform]) -> Self {
+impl Prepared {
+    pub(crate) fn new(transforms: &[Transform]) -> Self {
         let lookups = transforms
             .iter()
             .map(|t| match t {
                 Transform::OneHot { categories, .. } => {
-                    Some(categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect())
+                    Some(categories.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect())
                 }
                 Transform::Standardize { .. } => None,
             })
             .collect();
-        Self { transforms, lookups, width: transforms.iter().map(Transform::width).sum() }
+        Self { transforms: transforms.to_vec(), lookups, width: transforms.iter().map(Transform::width).sum() }
     }
 
     pub(crate) fn matrix(&self, batch: &RecordBatch) -> Result<DesignMatrix> {
@@ -87,7 +88,7 @@ impl<'a> Prepared<'a> {
         let mut data = vec![0.0; rows * cols];
         let mut offset = 0;
         for (t, lookup) in self.transforms.iter().zip(&self.lookups) {
-            let column = column(batch, t.column(), self.transforms)?;
+            let column = column(batch, t.column(), &self.transforms)?;
             match (t, lookup) {
                 (Transform::Standardize { mean, scale, .. }, _) => {
                     let values = numeric(t.column(), column)?;

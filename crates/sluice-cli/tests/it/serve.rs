@@ -169,15 +169,7 @@ fn serves_both_protocols_like_predict() {
 
     // KServe V2, one tensor per feature.
     let (names, rows) = rows();
-    let inputs: Vec<Value> = names
-        .iter()
-        .enumerate()
-        .map(|(j, n)| {
-            let data: Vec<Value> = rows.iter().map(|r| r[j].clone()).collect();
-            let datatype = if data.iter().any(Value::is_string) { "BYTES" } else { "FP64" };
-            json!({ "name": n, "shape": [rows.len()], "datatype": datatype, "data": data })
-        })
-        .collect();
+    let inputs = v2_request()["inputs"].clone();
     let (status, v2) =
         post_json(&server, "/v2/models/adult-income/versions/1/infer", &json!({ "id": "q1", "inputs": inputs }));
     assert_eq!(status, 200, "{v2}");
@@ -338,19 +330,7 @@ fn hot_reload_under_load_fails_no_request() {
     let sb = Sandbox::new();
     let spec = adult_example().join("pipeline.yaml");
     sb.run_json(&spec, &[]);
-    let mut cmd = sb.command(&["serve", "--listen", "127.0.0.1:0", "--reload-every", "0.1", "adult-income@champion"]);
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0);
-        if let Some(a) = line.trim().strip_prefix("listening on http://") {
-            break a.to_string();
-        }
-    };
-    let server = Arc::new(Server { child, addr });
+    let server = Arc::new(start(&sb, &["--reload-every", "0.1", "adult-income@champion"]));
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
     let body = v2_request();
