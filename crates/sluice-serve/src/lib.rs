@@ -9,7 +9,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = std::path::Path::new(".sluice");
 //! let options = sluice_serve::ServeOptions::default();
-//! let server = sluice_serve::Server::load(home, &["adult-income@champion".to_string()], options).await?;
+//! let server = sluice_serve::Server::load(home, &["adult-income@champion".to_string()], &[], options).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! server.run(listener, std::future::pending()).await?;
 //! # Ok(()) }
@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 
 pub use batcher::BatchOptions;
 pub use error::ApiError;
-pub use models::{LoadedModel, ModelSet, ServeError};
+pub use models::{LoadedModel, ModelSet, PolicySpec, ServeError};
 
 /// Limits and safety settings of a server.
 #[derive(Clone, Debug)]
@@ -159,6 +159,27 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     }
 }
 
+/// Score a copy of a request with the shadow (challenger) model in the background; its answer is
+/// counted, never returned, and never delays or fails the real request.
+pub(crate) fn shadow(state: &AppState, model: Arc<LoadedModel>, batch: arrow_array::RecordBatch) {
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        if model.batcher.predict(batch).await.is_ok() {
+            metrics.arm(&model.name, "shadow", model.version);
+        }
+    });
+}
+
+/// Record per request which arm of a traffic policy answered, and with which version.
+pub(crate) fn with_route_headers(body: impl IntoResponse, arm: &'static str, version: u32) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert("x-sluice-arm", HeaderValue::from_static(arm));
+    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
+        response.headers_mut().insert("x-sluice-model-version", v);
+    }
+    response
+}
+
 /// The OpenAPI 3.1 description of this API (a test keeps its paths equal to the router's).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -197,13 +218,15 @@ pub struct Server {
 
 impl Server {
     /// Load each `NAME@ALIAS`, `NAME:VERSION` or `NAME` (latest) from the home's registry.
+    /// Load the models, and the challengers of their traffic policies.
     pub async fn load(
         home: &std::path::Path,
         references: &[String],
+        policies: &[PolicySpec],
         options: ServeOptions,
     ) -> Result<Self, ServeError> {
         let metrics = Arc::new(metrics::Metrics::default());
-        let models = ModelSet::load(home, references, (options.batching, metrics.clone())).await?;
+        let models = ModelSet::load(home, references, policies, (options.batching, metrics.clone())).await?;
         let permits = Semaphore::new(options.max_concurrency.max(1));
         Ok(Self { state: Arc::new(AppState { models, options, permits, metrics }) })
     }

@@ -54,6 +54,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     batch_rows: Mutex<BTreeMap<String, Histogram>>,
     rows: Mutex<BTreeMap<String, u64>>,
+    arms: Mutex<BTreeMap<(String, &'static str, u32), u64>>,
     pub(crate) shed: AtomicU64,
     pub(crate) in_flight: AtomicI64,
 }
@@ -65,6 +66,13 @@ impl Metrics {
         }
         if let Ok(mut l) = self.latency.lock() {
             l.entry(route.to_string()).or_default().observe(LATENCY_BUCKETS, seconds);
+        }
+    }
+
+    /// One request's routing under a traffic policy: `primary`, `canary` or `shadow`.
+    pub(crate) fn arm(&self, model: &str, arm: &'static str, version: u32) {
+        if let Ok(mut a) = self.arms.lock() {
+            *a.entry((model.to_string(), arm, version)).or_default() += 1;
         }
     }
 
@@ -111,6 +119,21 @@ impl Metrics {
         if let Ok(r) = self.rows.lock() {
             for (model, n) in r.iter() {
                 let _ = writeln!(out, "sluice_rows_scored_total{{model=\"{}\"}} {n}", escape(model));
+            }
+        }
+        header(
+            &mut out,
+            "sluice_policy_requests_total",
+            "counter",
+            "Requests by traffic-policy arm (primary, canary, shadow) and the version that scored them.",
+        );
+        if let Ok(a) = self.arms.lock() {
+            for ((model, arm, version), n) in a.iter() {
+                let _ = writeln!(
+                    out,
+                    "sluice_policy_requests_total{{model=\"{}\",arm=\"{arm}\",version=\"{version}\"}} {n}",
+                    escape(model)
+                );
             }
         }
         header(

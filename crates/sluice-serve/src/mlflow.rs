@@ -169,17 +169,12 @@ pub async fn invocations(
     State(state): State<Arc<crate::AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body = crate::error::body(body)?;
     // MLflow's scoring server serves one model; with several loaded, the first is the default.
-    let model = state
-        .models
-        .models
-        .values()
-        .next()
-        .map(|s| s.current())
-        .ok_or_else(|| ApiError::not_found("no model is loaded"))?;
-    let model = &*model;
+    let name = state.models.models.keys().next().cloned().ok_or_else(|| ApiError::not_found("no model is loaded"))?;
+    let routed = state.models.route(&name)?;
+    let model = &*routed.answer;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let batch = if content_type.starts_with("application/json") {
         batch_from_columns(model.predictor.artifact(), columns_from_json(model, &body)?)?
@@ -192,7 +187,11 @@ pub async fn invocations(
     };
     let rows = batch.num_rows();
     state.check_rows(rows)?;
+    if let Some(shadow) = routed.shadow {
+        crate::shadow(&state, shadow, batch.clone());
+    }
     let predictions = model.batcher.predict(batch).await?;
+    state.metrics.arm(&model.name, routed.arm, model.version);
     let tensors = outputs(&predictions, 0.5);
     let predictions: Vec<Value> = if tensors.len() == 1 {
         tensors.into_iter().next().map(|(_, _, v)| v).unwrap_or_default()
@@ -203,5 +202,5 @@ pub async fn invocations(
             })
             .collect()
     };
-    Ok(Json(json!({ "predictions": predictions })))
+    Ok(crate::with_route_headers(Json(json!({ "predictions": predictions })), routed.arm, model.version))
 }

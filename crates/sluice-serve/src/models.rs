@@ -40,6 +40,41 @@ pub struct LoadedModel {
 pub struct Slot {
     pub reference: String,
     current: RwLock<Arc<LoadedModel>>,
+    /// A challenger receiving canary traffic and/or shadow copies of this model's requests.
+    pub(crate) policy: Option<Policy>,
+}
+
+/// Traffic policy of one endpoint: `canary_percent` of requests answered by the challenger,
+/// and/or every primary request also scored by the challenger (shadow), answer discarded.
+pub struct Policy {
+    pub challenger: Arc<Slot>,
+    pub canary_percent: f64,
+    pub shadow: bool,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+/// How one request is routed.
+pub(crate) struct Routed {
+    pub answer: Arc<LoadedModel>,
+    pub shadow: Option<Arc<LoadedModel>>,
+    pub arm: &'static str,
+}
+
+/// A challenger declared on the command line: `NAME@ALIAS` with a canary share and/or shadow.
+#[derive(Clone, Debug)]
+pub struct PolicySpec {
+    pub challenger: String,
+    pub canary_percent: f64,
+    pub shadow: bool,
+}
+
+/// SplitMix64: request number -> well-spread bits, so canary requests are interleaved rather
+/// than bunched, yet the split is reproducible.
+fn spread(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 impl Slot {
@@ -117,6 +152,7 @@ impl ModelSet {
     pub(crate) async fn load(
         home: &Path,
         references: &[String],
+        policies: &[PolicySpec],
         registry_options: (crate::batcher::BatchOptions, Arc<crate::metrics::Metrics>),
     ) -> Result<Self, ServeError> {
         let registry = Registry::open(home, registry_options.0, registry_options.1)?;
@@ -124,10 +160,33 @@ impl ModelSet {
         for reference in references {
             let loaded = registry.load(reference).await?;
             let name = loaded.name.clone();
-            let slot = Slot { reference: reference.clone(), current: RwLock::new(Arc::new(loaded)) };
+            let mut policy = None;
+            for spec in policies.iter().filter(|p| ModelSelector::parse(&p.challenger).0 == name) {
+                let challenger = registry.load(&spec.challenger).await?;
+                let challenger = Slot {
+                    reference: spec.challenger.clone(),
+                    current: RwLock::new(Arc::new(challenger)),
+                    policy: None,
+                };
+                policy = Some(Policy {
+                    challenger: Arc::new(challenger),
+                    canary_percent: spec.canary_percent,
+                    shadow: spec.shadow,
+                    requests: std::sync::atomic::AtomicU64::new(0),
+                });
+            }
+            let slot = Slot { reference: reference.clone(), current: RwLock::new(Arc::new(loaded)), policy };
             if models.insert(name.clone(), Arc::new(slot)).is_some() {
                 return Err(ServeError::Duplicate(name));
             }
+        }
+        if let Some(orphan) = policies.iter().find(|p| !models.contains_key(&ModelSelector::parse(&p.challenger).0)) {
+            return Err(ServeError::Load {
+                reference: orphan.challenger.clone(),
+                source:
+                    "a challenger needs its model served too (e.g. `serve NAME@champion --canary NAME@challenger=10`)"
+                        .into(),
+            });
         }
         Ok(Self { models, registry })
     }
@@ -139,11 +198,47 @@ impl ModelSet {
         })
     }
 
+    /// Which version answers a request for `name` (canary split), and which one shadows it.
+    pub(crate) fn route(&self, name: &str) -> Result<Routed, crate::ApiError> {
+        let slot = self.models.get(name).ok_or_else(|| {
+            let served: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            crate::ApiError::not_found(format!("model `{name}` is not served here (served: {})", served.join(", ")))
+        })?;
+        let Some(policy) = &slot.policy else {
+            return Ok(Routed { answer: slot.current(), shadow: None, arm: "primary" });
+        };
+        let n = policy.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if policy.canary_percent > 0.0 && ((spread(n) % 10_000) as f64) < policy.canary_percent * 100.0 {
+            return Ok(Routed { answer: policy.challenger.current(), shadow: None, arm: "canary" });
+        }
+        let shadow = policy.shadow.then(|| policy.challenger.current());
+        Ok(Routed { answer: slot.current(), shadow, arm: "primary" })
+    }
+
+    /// A specific version of `name`: the primary's or its challenger's.
+    pub(crate) fn version(&self, name: &str, version: &str) -> Result<Arc<LoadedModel>, crate::ApiError> {
+        let primary = self.get(name)?;
+        if primary.version.to_string() == version {
+            return Ok(primary);
+        }
+        if let Some(policy) = self.models.get(name).and_then(|s| s.policy.as_ref()) {
+            let challenger = policy.challenger.current();
+            if challenger.version.to_string() == version {
+                return Ok(challenger);
+            }
+        }
+        Err(crate::ApiError::not_found(format!(
+            "model `{name}` version `{version}` is not served here (serving version {})",
+            primary.version
+        )))
+    }
+
     /// Check every reference against the registry and swap in versions that changed (an alias
     /// moved, or a new latest version). Returns the `(name, old, new)` versions swapped.
     pub async fn reload(&self) -> Vec<(String, u32, u32)> {
         let mut swapped = Vec::new();
-        for (name, slot) in &self.models {
+        let challengers = self.models.iter().filter_map(|(n, s)| s.policy.as_ref().map(|p| (n, &p.challenger)));
+        for (name, slot) in self.models.iter().chain(challengers) {
             let old = slot.current().version;
             let Ok((_, version)) = self.registry.resolve(&slot.reference) else { continue };
             if version.version == old {

@@ -243,9 +243,11 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Val
 async fn run_infer(
     state: &crate::AppState,
     model: &LoadedModel,
+    shadow: Option<Arc<LoadedModel>>,
+    arm: &'static str,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let (request, mut values) = parse(headers, body)?;
     let artifact = model.predictor.artifact();
     let names: Vec<&str> = artifact.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -283,7 +285,11 @@ async fn run_infer(
     let batch = batch_from_columns(artifact, columns)?;
     let rows = batch.num_rows();
     state.check_rows(rows)?;
+    if let Some(shadow) = shadow {
+        crate::shadow(state, shadow, batch.clone());
+    }
     let predictions = model.batcher.predict(batch).await?;
+    state.metrics.arm(&model.name, arm, model.version);
     let mut tensors = outputs(&predictions, 0.5);
     if !request.outputs.is_empty() {
         for wanted in &request.outputs {
@@ -307,7 +313,7 @@ async fn run_infer(
     if let Some(id) = request.id {
         response["id"] = Value::String(id);
     }
-    Ok(Json(response))
+    Ok(crate::with_route_headers(Json(response), arm, model.version))
 }
 
 pub async fn infer(
@@ -315,9 +321,9 @@ pub async fn infer(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let model = state.models.get(&name)?;
-    run_infer(&state, &model, &headers, &crate::error::body(body)?).await
+) -> Result<axum::response::Response, ApiError> {
+    let routed = state.models.route(&name)?;
+    run_infer(&state, &routed.answer, routed.shadow, routed.arm, &headers, &crate::error::body(body)?).await
 }
 
 pub async fn infer_version(
@@ -325,8 +331,7 @@ pub async fn infer_version(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let model = state.models.get(&name)?;
-    check_version(&model, &version)?;
-    run_infer(&state, &model, &headers, &crate::error::body(body)?).await
+) -> Result<axum::response::Response, ApiError> {
+    let model = state.models.version(&name, &version)?;
+    run_infer(&state, &model, None, "pinned", &headers, &crate::error::body(body)?).await
 }

@@ -35,6 +35,14 @@ pub struct Args {
     /// Seconds between registry checks for moved aliases (hot reload); 0 disables.
     #[arg(long, default_value_t = 2.0)]
     pub reload_every: f64,
+    /// Canary: send this share of a model's requests to a challenger, `NAME@ALIAS=PERCENT`
+    /// (e.g. `adult-income@challenger=10`).
+    #[arg(long, value_name = "NAME@ALIAS=PERCENT")]
+    pub canary: Vec<String>,
+    /// Shadow: also score every request with a challenger, `NAME@ALIAS`, answering with the
+    /// primary model (the challenger's scores are counted in /metrics).
+    #[arg(long, value_name = "NAME@ALIAS")]
+    pub shadow: Vec<String>,
     /// Micro-batching: most rows scored in one call across concurrent requests.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_rows: usize,
@@ -80,7 +88,29 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 max_wait: Duration::from_secs_f64(args.max_batch_wait_ms.max(0.0) / 1000.0),
             },
         };
-        let server = sluice_serve::Server::load(home, &args.models, options).await?;
+        let mut policies: Vec<sluice_serve::PolicySpec> = Vec::new();
+        for c in &args.canary {
+            let (reference, percent) = c.rsplit_once('=').context("`--canary` takes `NAME@ALIAS=PERCENT`")?;
+            let percent: f64 = percent
+                .parse()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .with_context(|| format!("`--canary {c}`: the share must be a percentage between 0 and 100"))?;
+            policies.push(sluice_serve::PolicySpec {
+                challenger: reference.to_string(),
+                canary_percent: percent,
+                shadow: false,
+            });
+        }
+        for s in &args.shadow {
+            match policies.iter_mut().find(|p| p.challenger == *s) {
+                Some(p) => p.shadow = true,
+                None => {
+                    policies.push(sluice_serve::PolicySpec { challenger: s.clone(), canary_percent: 0.0, shadow: true })
+                }
+            }
+        }
+        let server = sluice_serve::Server::load(home, &args.models, &policies, options).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

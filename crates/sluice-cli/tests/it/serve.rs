@@ -537,3 +537,71 @@ fn micro_batching_coalesces_concurrent_requests() {
     let calls = value("sluice_batch_rows_count{model=\"adult-income\"}") - 1.0;
     assert!(calls < 8.0, "8 concurrent requests within the wait budget took {calls} scoring calls");
 }
+
+/// Canary sends its share of requests to the challenger (recorded per request in headers and
+/// metrics); shadow scores every request with the challenger but answers with the champion.
+#[test]
+fn canary_and_shadow_traffic_policies() {
+    let sb = Sandbox::new();
+    let spec = adult_example().join("pipeline.yaml");
+    sb.run_json(&spec, &[]);
+    sb.run_json(&spec, &["--set", "train.params.l2=0.01", "--set", "register.alias=challenger"]);
+    let body = v2_request();
+
+    let canary = start(&sb, &["--canary", "adult-income@challenger=30", "adult-income@champion"]);
+    let mut by_version = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..400 {
+        let (status, _, bytes) = http(
+            &canary,
+            "POST",
+            "/v2/models/adult-income/infer",
+            &[("Content-Type", "application/json".into())],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        *by_version.entry(answer["model_version"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let share = *by_version.get("2").unwrap_or(&0) as f64 / 400.0;
+    assert!((0.23..=0.37).contains(&share), "challenger share {share} for a 30% canary: {by_version:?}");
+    let (_, _, metrics) = http(&canary, "GET", "/metrics", &[], b"");
+    let text = String::from_utf8(metrics).unwrap();
+    assert!(
+        text.contains("sluice_policy_requests_total{model=\"adult-income\",arm=\"canary\",version=\"2\"}"),
+        "{text}"
+    );
+    // Each response says which arm answered.
+    let mut stream = TcpStream::connect(&canary.addr).unwrap();
+    let payload = body.to_string();
+    write!(stream, "POST /v2/models/adult-income/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}", payload.len()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let raw = raw.to_ascii_lowercase();
+    assert!(raw.contains("x-sluice-arm: primary") || raw.contains("x-sluice-arm: canary"), "{raw}");
+    assert!(raw.contains("x-sluice-model-version: "), "{raw}");
+    drop(canary);
+
+    let shadow = start(&sb, &["--shadow", "adult-income@challenger", "adult-income@champion"]);
+    for _ in 0..20 {
+        let (status, answer) = post_json(&shadow, "/v2/models/adult-income/infer", &body);
+        assert_eq!((status, answer["model_version"].as_str()), (200, Some("1")), "the champion answers");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, metrics) = http(&shadow, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8(metrics).unwrap();
+        if text.contains("sluice_policy_requests_total{model=\"adult-income\",arm=\"shadow\",version=\"2\"} 20") {
+            assert!(
+                text.contains("sluice_policy_requests_total{model=\"adult-income\",arm=\"primary\",version=\"1\"} 20")
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "shadow requests not all scored:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A challenger of a model that is not served is an error at start-up.
+    let bad = sb
+        .sluice(&["serve", "--listen", "127.0.0.1:0", "--canary", "other@x=5", "adult-income@champion"])
+        .expect_code(1);
+    assert!(bad.stderr.contains("other@x"), "{}", bad.stderr);
+}
