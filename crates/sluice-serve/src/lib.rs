@@ -21,6 +21,7 @@ mod error;
 mod metrics;
 mod mlflow;
 mod models;
+mod prediction_log;
 mod v2;
 
 use std::future::Future;
@@ -38,6 +39,7 @@ use tokio::sync::Semaphore;
 pub use batcher::BatchOptions;
 pub use error::ApiError;
 pub use models::{LoadedModel, ModelSet, PolicySpec, ServeError};
+pub use prediction_log::LogOptions;
 
 /// Limits and safety settings of a server.
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ pub struct ServeOptions {
     pub reload_every: Option<Duration>,
     /// Dynamic micro-batching of concurrent requests.
     pub batching: BatchOptions,
+    /// Prediction logging for monitoring (off when the sample rate is 0).
+    pub logging: LogOptions,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +72,7 @@ impl Default for ServeOptions {
             token: None,
             reload_every: Some(Duration::from_secs(2)),
             batching: BatchOptions::default(),
+            logging: LogOptions::default(),
         }
     }
 }
@@ -78,9 +83,34 @@ pub struct AppState {
     pub options: ServeOptions,
     permits: Semaphore,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) log: Option<Arc<prediction_log::PredictionLog>>,
+    requests: std::sync::atomic::AtomicU64,
+    started_ms: u128,
 }
 
 impl AppState {
+    /// A request id: the client's, else one made from the server start time and a counter.
+    pub(crate) fn request_id(&self, given: Option<String>) -> String {
+        given.unwrap_or_else(|| {
+            format!("{}-{}", self.started_ms, self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+
+    /// Offer a scored request to the prediction log, if logging is on. Never blocks.
+    pub(crate) fn log(
+        &self,
+        model: &LoadedModel,
+        request_id: String,
+        batch: &arrow_array::RecordBatch,
+        predictions: &sluice_model::Predictions,
+    ) {
+        if let Some(log) = &self.log
+            && let Ok(scored) = sluice_model::Predictor::append(batch, predictions, 0.5)
+        {
+            log.offer(&model.name, model.version, request_id, scored);
+        }
+    }
+
     pub(crate) fn check_rows(&self, rows: usize) -> Result<(), ApiError> {
         if rows > self.options.max_rows {
             return Err(ApiError {
@@ -117,7 +147,10 @@ async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Nex
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let versions: Vec<(String, u32)> =
         state.models.models.iter().map(|(n, s)| (n.clone(), s.current().version)).collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&versions))
+    let log = state.log.as_ref().map(|l| {
+        (l.written.load(std::sync::atomic::Ordering::Relaxed), l.dropped.load(std::sync::atomic::Ordering::Relaxed))
+    });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&versions, log))
 }
 
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -228,7 +261,17 @@ impl Server {
         let metrics = Arc::new(metrics::Metrics::default());
         let models = ModelSet::load(home, references, policies, (options.batching, metrics.clone())).await?;
         let permits = Semaphore::new(options.max_concurrency.max(1));
-        Ok(Self { state: Arc::new(AppState { models, options, permits, metrics }) })
+        let log = if options.logging.sample_rate > 0.0 {
+            let store = sluice_store::ArtifactStore::local(&home.join("artifacts"))
+                .map_err(|source| ServeError::Home { home: home.display().to_string(), source })?;
+            Some(prediction_log::PredictionLog::start(store, options.logging.clone()))
+        } else {
+            None
+        };
+        let started_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let requests = std::sync::atomic::AtomicU64::new(0);
+        Ok(Self { state: Arc::new(AppState { models, options, permits, metrics, log, requests, started_ms }) })
     }
 
     /// `(name, version, reference)` of each served model.

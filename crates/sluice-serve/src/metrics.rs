@@ -86,7 +86,8 @@ impl Metrics {
     }
 
     /// The exposition text; `versions` are the (model, version) pairs currently served.
-    pub(crate) fn render(&self, versions: &[(String, u32)]) -> String {
+    /// `log`: rows written to and entries dropped from the prediction log, when logging is on.
+    pub(crate) fn render(&self, versions: &[(String, u32)], log: Option<(u64, u64)>) -> String {
         let mut out = String::new();
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -145,6 +146,17 @@ impl Metrics {
         let _ = writeln!(out, "sluice_requests_shed_total {}", self.shed.load(Ordering::Relaxed));
         header(&mut out, "sluice_requests_in_flight", "gauge", "Requests being handled now.");
         let _ = writeln!(out, "sluice_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        if let Some((written, dropped)) = log {
+            header(&mut out, "sluice_prediction_log_rows_total", "counter", "Rows written to the prediction log.");
+            let _ = writeln!(out, "sluice_prediction_log_rows_total {written}");
+            header(
+                &mut out,
+                "sluice_prediction_log_dropped_total",
+                "counter",
+                "Log entries dropped because the log queue was full.",
+            );
+            let _ = writeln!(out, "sluice_prediction_log_dropped_total {dropped}");
+        }
         header(&mut out, "sluice_model_info", "gauge", "The model versions being served (value 1).");
         for (model, version) in versions {
             let _ = writeln!(out, "sluice_model_info{{model=\"{}\",version=\"{version}\"}} 1", escape(model));
@@ -162,7 +174,7 @@ mod tests {
         let m = Metrics::default();
         m.request("/ping", 200, 0.0007);
         m.request("/ping", 200, 0.3);
-        let text = m.render(&[("m".into(), 3)]);
+        let text = m.render(&[("m".into(), 3)], None);
         assert!(text.contains("sluice_request_duration_seconds_bucket{route=\"/ping\",le=\"0.0005\"} 0"), "{text}");
         assert!(text.contains("sluice_request_duration_seconds_bucket{route=\"/ping\",le=\"0.001\"} 1"), "{text}");
         assert!(text.contains("sluice_request_duration_seconds_bucket{route=\"/ping\",le=\"+Inf\"} 2"), "{text}");

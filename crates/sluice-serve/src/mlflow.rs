@@ -190,7 +190,12 @@ pub async fn invocations(
     if let Some(shadow) = routed.shadow {
         crate::shadow(&state, shadow, batch.clone());
     }
+    let logged = state.log.is_some().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
+    if let Some(batch) = logged {
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        state.log(model, state.request_id(given), &batch, &predictions);
+    }
     state.metrics.arm(&model.name, routed.arm, model.version);
     let tensors = outputs(&predictions, 0.5);
     let predictions: Vec<Value> = if tensors.len() == 1 {

@@ -288,7 +288,11 @@ async fn run_infer(
     if let Some(shadow) = shadow {
         crate::shadow(state, shadow, batch.clone());
     }
+    let logged = state.log.is_some().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
+    if let Some(batch) = logged {
+        state.log(model, state.request_id(request.id.clone()), &batch, &predictions);
+    }
     state.metrics.arm(&model.name, arm, model.version);
     let mut tensors = outputs(&predictions, 0.5);
     if !request.outputs.is_empty() {

@@ -71,6 +71,18 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// Store bytes under a plain (not content-addressed) path, e.g. prediction logs. Atomic:
+    /// `object_store` writes a staging file and renames it into place.
+    pub async fn put_at(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(&ObjectPath::from(path), PutPayload::from(Bytes::from(bytes))).await?;
+        Ok(())
+    }
+
+    /// A plain path's location on disk, for local stores.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
     /// Store bytes, returning their hash.
     pub async fn put_bytes(&self, bytes: Vec<u8>, kind: ArtifactKind) -> Result<ContentHash> {
         let hash = ContentHash::of_bytes(&bytes);

@@ -43,6 +43,13 @@ pub struct Args {
     /// primary model (the challenger's scores are counted in /metrics).
     #[arg(long, value_name = "NAME@ALIAS")]
     pub shadow: Vec<String>,
+    /// Log this share (0 to 1) of scored requests — features, predictions, model version, request
+    /// id, time — as Parquet under `<home>/artifacts/logs/predictions/<model>/`.
+    #[arg(long, default_value_t = 0.0)]
+    pub log_predictions: f64,
+    /// Write the prediction log at least this often, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub log_flush_every: f64,
     /// Micro-batching: most rows scored in one call across concurrent requests.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_rows: usize,
@@ -83,6 +90,11 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
             max_concurrency: args.max_concurrency,
             token: args.token.clone(),
             reload_every: (args.reload_every > 0.0).then(|| Duration::from_secs_f64(args.reload_every)),
+            logging: sluice_serve::LogOptions {
+                sample_rate: args.log_predictions.clamp(0.0, 1.0),
+                flush_every: Duration::from_secs_f64(args.log_flush_every.max(0.05)),
+                ..sluice_serve::LogOptions::default()
+            },
             batching: sluice_serve::BatchOptions {
                 max_rows: args.max_batch_rows.max(1),
                 max_wait: Duration::from_secs_f64(args.max_batch_wait_ms.max(0.0) / 1000.0),

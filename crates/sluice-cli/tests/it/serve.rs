@@ -605,3 +605,52 @@ fn canary_and_shadow_traffic_policies() {
         .expect_code(1);
     assert!(bad.stderr.contains("other@x"), "{}", bad.stderr);
 }
+
+/// A sample of scored requests lands as Parquet in the artifact store, with features,
+/// predictions, model version, request id and time; the request path never waits for it.
+#[test]
+fn prediction_log_writes_sampled_requests_as_parquet() {
+    use arrow::array::{Array, AsArray};
+
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let server = start(&sb, &["--log-predictions", "0.5", "--log-flush-every", "0.1", "adult-income@champion"]);
+    let mut body = v2_request();
+    for i in 0..10 {
+        body["id"] = json!(format!("r{i}"));
+        assert_eq!(post_json(&server, "/v2/models/adult-income/infer", &body).0, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, metrics) = http(&server, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8(metrics).unwrap();
+        if text.contains("sluice_prediction_log_rows_total 15") {
+            assert!(text.contains("sluice_prediction_log_dropped_total 0"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "log never reached 15 rows (5 of 10 requests x 3 rows):\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = sb.home().join("artifacts/logs/predictions/adult-income");
+    let mut rows = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("parquet"), "{}", path.display());
+        let file = std::fs::File::open(&path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            for column in ["age", "workclass", "probability", "prediction", "model_version", "request_id", "time"] {
+                assert!(batch.column_by_name(column).is_some(), "no `{column}` in {}", path.display());
+            }
+            let id = batch.column_by_name("request_id").unwrap();
+            let id = id.as_string::<i32>();
+            ids.extend((0..id.len()).map(|i| id.value(i).to_string()));
+            rows += batch.num_rows();
+        }
+    }
+    assert_eq!(rows, 15);
+    assert_eq!(ids.len(), 5, "every other request is kept: {ids:?}");
+}
