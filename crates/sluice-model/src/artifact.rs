@@ -98,6 +98,12 @@ impl ModelArtifact {
         Ok(artifact)
     }
 
+    /// Whether the model reads `column` as text (it one-hot encodes it) rather than as a number.
+    /// This — not the type the training data happened to have — is what request parsers follow.
+    pub fn reads_text(&self, column: &str) -> bool {
+        self.transforms.iter().any(|t| matches!(t, Transform::OneHot { column: c, .. } if c == column))
+    }
+
     /// Structural checks that a hand-edited or truncated artifact would fail.
     pub fn check(&self) -> Result<()> {
         let width: usize = self.transforms.iter().map(Transform::width).sum();

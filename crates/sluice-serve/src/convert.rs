@@ -9,12 +9,6 @@ use sluice_model::{ModelArtifact, Predictions, Task};
 
 use crate::ApiError;
 
-/// Whether the model reads this input as text (else as a number).
-pub(crate) fn is_text(dt: Option<DataType>) -> bool {
-    matches!(dt, Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-        || matches!(dt, Some(DataType::Dictionary(_, v)) if matches!(*v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-}
-
 /// Build the model's input batch from named columns of JSON values. Every input the model reads
 /// must be present, nothing else may be, and all columns must have the same length.
 pub(crate) fn batch_from_columns(
@@ -41,7 +35,7 @@ pub(crate) fn batch_from_columns(
             ApiError::bad_request(format!("missing feature `{}`; the model reads {}", input.name, expected()))
         })?;
         let (name, values) = columns.swap_remove(position);
-        let text = is_text(input.arrow_type());
+        let text = model.reads_text(&input.name);
         let array: ArrayRef = if text {
             let strings = values
                 .iter()

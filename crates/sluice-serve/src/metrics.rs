@@ -50,7 +50,8 @@ fn escape(v: &str) -> String {
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// route -> status code -> count.
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     batch_rows: Mutex<BTreeMap<String, Histogram>>,
     rows: Mutex<BTreeMap<String, u64>>,
@@ -61,11 +62,20 @@ pub struct Metrics {
 
 impl Metrics {
     pub(crate) fn request(&self, route: &str, code: u16, seconds: f64) {
+        // Look up before inserting: the key is allocated once per route, not once per request.
         if let Ok(mut r) = self.requests.lock() {
-            *r.entry((route.to_string(), code)).or_default() += 1;
+            match r.get_mut(route) {
+                Some(codes) => *codes.entry(code).or_default() += 1,
+                None => {
+                    r.entry(route.to_string()).or_default().insert(code, 1);
+                }
+            }
         }
         if let Ok(mut l) = self.latency.lock() {
-            l.entry(route.to_string()).or_default().observe(LATENCY_BUCKETS, seconds);
+            match l.get_mut(route) {
+                Some(h) => h.observe(LATENCY_BUCKETS, seconds),
+                None => l.entry(route.to_string()).or_default().observe(LATENCY_BUCKETS, seconds),
+            }
         }
     }
 
@@ -95,8 +105,10 @@ impl Metrics {
         };
         header(&mut out, "sluice_requests_total", "counter", "HTTP requests answered, by route and status code.");
         if let Ok(r) = self.requests.lock() {
-            for ((route, code), n) in r.iter() {
-                let _ = writeln!(out, "sluice_requests_total{{route=\"{}\",code=\"{code}\"}} {n}", escape(route));
+            for (route, codes) in r.iter() {
+                for (code, n) in codes {
+                    let _ = writeln!(out, "sluice_requests_total{{route=\"{}\",code=\"{code}\"}} {n}", escape(route));
+                }
             }
         }
         header(&mut out, "sluice_request_duration_seconds", "histogram", "Time to answer a request, by route.");

@@ -137,7 +137,7 @@ fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::Reco
                     names.join(", ")
                 ))
             })?;
-            let text = crate::convert::is_text(input.arrow_type());
+            let text = artifact.reads_text(&input.name);
             Ok(Field::new(f.name(), if text { DataType::Utf8 } else { DataType::Float64 }, true))
         })
         .collect::<Result<_, ApiError>>()?;

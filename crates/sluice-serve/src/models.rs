@@ -191,19 +191,20 @@ impl ModelSet {
         Ok(Self { models, registry })
     }
 
-    pub(crate) fn get(&self, name: &str) -> Result<Arc<LoadedModel>, crate::ApiError> {
-        self.models.get(name).map(|s| s.current()).ok_or_else(|| {
+    fn slot(&self, name: &str) -> Result<&Arc<Slot>, crate::ApiError> {
+        self.models.get(name).ok_or_else(|| {
             let served: Vec<&str> = self.models.keys().map(String::as_str).collect();
             crate::ApiError::not_found(format!("model `{name}` is not served here (served: {})", served.join(", ")))
         })
     }
 
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<LoadedModel>, crate::ApiError> {
+        self.slot(name).map(|s| s.current())
+    }
+
     /// Which version answers a request for `name` (canary split), and which one shadows it.
     pub(crate) fn route(&self, name: &str) -> Result<Routed, crate::ApiError> {
-        let slot = self.models.get(name).ok_or_else(|| {
-            let served: Vec<&str> = self.models.keys().map(String::as_str).collect();
-            crate::ApiError::not_found(format!("model `{name}` is not served here (served: {})", served.join(", ")))
-        })?;
+        let slot = self.slot(name)?;
         let Some(policy) = &slot.policy else {
             return Ok(Routed { answer: slot.current(), shadow: None, arm: "primary" });
         };
@@ -217,11 +218,12 @@ impl ModelSet {
 
     /// A specific version of `name`: the primary's or its challenger's.
     pub(crate) fn version(&self, name: &str, version: &str) -> Result<Arc<LoadedModel>, crate::ApiError> {
-        let primary = self.get(name)?;
+        let slot = self.slot(name)?;
+        let primary = slot.current();
         if primary.version.to_string() == version {
             return Ok(primary);
         }
-        if let Some(policy) = self.models.get(name).and_then(|s| s.policy.as_ref()) {
+        if let Some(policy) = &slot.policy {
             let challenger = policy.challenger.current();
             if challenger.version.to_string() == version {
                 return Ok(challenger);

@@ -33,24 +33,13 @@ pub async fn ready(State(state): AppState) -> StatusCode {
     if state.models.models.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
 }
 
-fn check_version(model: &LoadedModel, version: &str) -> Result<(), ApiError> {
-    if version == model.version.to_string() {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "model `{}` version `{version}` is not served here (serving version {})",
-            model.name, model.version
-        )))
-    }
-}
-
 fn metadata(model: &LoadedModel) -> Value {
     let artifact = model.predictor.artifact();
     let inputs: Vec<Value> = artifact
         .inputs
         .iter()
         .map(|i| {
-            let datatype = if crate::convert::is_text(i.arrow_type()) { "BYTES" } else { "FP64" };
+            let datatype = if artifact.reads_text(&i.name) { "BYTES" } else { "FP64" };
             json!({ "name": i.name, "datatype": datatype, "shape": [-1] })
         })
         .collect();
@@ -79,8 +68,7 @@ pub async fn model_version_metadata(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = state.models.get(&name)?;
-    check_version(&model, &version)?;
+    let model = state.models.version(&name, &version)?;
     Ok(Json(metadata(&model)))
 }
 
@@ -92,8 +80,7 @@ pub async fn model_version_ready(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let model = state.models.get(&name)?;
-    check_version(&model, &version).map(|_| StatusCode::OK)
+    state.models.version(&name, &version).map(|_| StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -195,10 +182,10 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Val
         Some(n) => (&body[..n], &body[n..]),
         None => (&body[..], &[][..]),
     };
-    let request: InferRequest = serde_json::from_slice(json_part)
+    let mut request: InferRequest = serde_json::from_slice(json_part)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     let mut columns = Vec::with_capacity(request.inputs.len());
-    for input in &request.inputs {
+    for input in &mut request.inputs {
         if !DATATYPES.contains(&input.datatype.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "input `{}`: unknown datatype `{}`",
@@ -206,7 +193,7 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Val
             )));
         }
         let size = input.parameters.as_ref().and_then(|p| p.get("binary_data_size")).and_then(Value::as_u64);
-        let values = match (size, &input.data) {
+        let values = match (size, input.data.take()) {
             (Some(size), _) => {
                 let size = size as usize;
                 if size > binary.len() {
@@ -221,7 +208,7 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Vec<Vec<Val
             }
             (None, Some(data)) => {
                 let mut flat = Vec::new();
-                flatten(data.clone(), &mut flat);
+                flatten(data, &mut flat);
                 flat
             }
             (None, None) => return Err(ApiError::bad_request(format!("input `{}` has no `data`", input.name))),

@@ -78,11 +78,6 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// A plain path's location on disk, for local stores.
-    pub fn local_root(&self) -> Option<&Path> {
-        self.root.as_deref()
-    }
-
     /// Store bytes, returning their hash.
     pub async fn put_bytes(&self, bytes: Vec<u8>, kind: ArtifactKind) -> Result<ContentHash> {
         let hash = ContentHash::of_bytes(&bytes);

@@ -570,6 +570,11 @@ fn canary_and_shadow_traffic_policies() {
         text.contains("sluice_policy_requests_total{model=\"adult-income\",arm=\"canary\",version=\"2\"}"),
         "{text}"
     );
+    // The challenger's version is addressable like the primary's: metadata, readiness, inference.
+    assert_eq!(http(&canary, "GET", "/v2/models/adult-income/versions/2", &[], b"").0, 200);
+    assert_eq!(http(&canary, "GET", "/v2/models/adult-income/versions/2/ready", &[], b"").0, 200);
+    let (status, pinned) = post_json(&canary, "/v2/models/adult-income/versions/2/infer", &body);
+    assert_eq!((status, pinned["model_version"].as_str()), (200, Some("2")));
     // Each response says which arm answered.
     let mut stream = TcpStream::connect(&canary.addr).unwrap();
     let payload = body.to_string();

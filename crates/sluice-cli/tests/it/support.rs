@@ -13,7 +13,11 @@ pub const ADULT_STEPS: [&str; 6] = ["adult", "clean", "split", "train", "evaluat
 
 /// The repository's `examples/adult` folder (read only: tests that edit it work on a copy).
 pub fn adult_example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/adult")
+    // Read at run time: a test binary reused from another checkout must not point back at it.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("../../examples/adult")
 }
 
 /// A finished `sluice` invocation.

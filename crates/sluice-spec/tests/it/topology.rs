@@ -1,7 +1,7 @@
 //! Topological order and cycle detection on generated pipelines.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use proptest::prelude::*;
 
@@ -37,15 +37,18 @@ fn dag() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
         })
 }
 
-fn base() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn base() -> PathBuf {
+    // Read at run time: a test binary reused from another checkout must not point back at it.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 proptest! {
     /// Whatever order steps are declared in, every step comes after everything it reads.
     #[test]
     fn order_respects_dependencies((deps, order) in dag()) {
-        let p = sluice_spec::parse(&spec(&deps, &order), "gen.yaml", base(), &[]).unwrap();
+        let p = sluice_spec::parse(&spec(&deps, &order), "gen.yaml", &base(), &[]).unwrap();
         let position: HashMap<&str, usize> = p.steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
         prop_assert_eq!(p.steps.len(), deps.len() + 1);
         for s in &p.steps {
@@ -66,7 +69,7 @@ proptest! {
             deps[from].push(0);
         }
         deps[0] = vec![from];
-        let e = sluice_spec::parse(&spec(&deps, &order), "gen.yaml", base(), &[]).unwrap_err().to_string();
+        let e = sluice_spec::parse(&spec(&deps, &order), "gen.yaml", &base(), &[]).unwrap_err().to_string();
         prop_assert!(e.contains("cycle") && e.contains("s0") && e.contains(&format!("s{from}")), "{}", e);
     }
 }

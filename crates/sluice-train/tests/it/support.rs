@@ -10,7 +10,12 @@ use arrow_csv::reader::Format;
 use serde::de::DeserializeOwned;
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("tests")
+        .join("fixtures")
+        .join(name)
 }
 
 fn open(name: &str) -> File {
