@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::gbdt::GbdtModel;
 use crate::linear::LinearModel;
 use crate::transform::Transform;
 
@@ -40,6 +41,7 @@ impl InputColumn {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Model {
     Linear(LinearModel),
+    Gbdt(GbdtModel),
 }
 
 /// Where the model came from: exactly what its cache key covers (training data and resolved
@@ -101,7 +103,7 @@ impl ModelArtifact {
     /// Whether the model reads `column` as text (it one-hot encodes it) rather than as a number.
     /// This — not the type the training data happened to have — is what request parsers follow.
     pub fn reads_text(&self, column: &str) -> bool {
-        self.transforms.iter().any(|t| matches!(t, Transform::OneHot { column: c, .. } if c == column))
+        self.transforms.iter().any(|t| t.column() == column && t.reads_text())
     }
 
     /// Structural checks that a hand-edited or truncated artifact would fail.
@@ -119,6 +121,7 @@ impl ModelArtifact {
                 m.weights.len()
             ))),
             Model::Linear(_) => Ok(()),
+            Model::Gbdt(m) => m.check(width),
         }
     }
 }

@@ -16,12 +16,14 @@
 
 mod artifact;
 mod error;
+mod gbdt;
 mod linear;
 mod predict;
 mod transform;
 
 pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, Task, TrainingSummary};
 pub use error::{ModelError, Result};
+pub use gbdt::{GbdtModel, Link, Tree};
 pub use linear::{LinearModel, sigmoid};
 pub use predict::{Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

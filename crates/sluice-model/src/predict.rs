@@ -58,6 +58,7 @@ impl Predictor {
                     Task::Regression => margins,
                 }
             }
+            Model::Gbdt(m) => m.predict(&x),
         };
         Ok(Predictions { task: self.artifact.task, scores })
     }

@@ -21,26 +21,41 @@ pub enum Transform {
     Standardize { column: String, mean: f64, scale: f64 },
     /// One 0/1 feature per category; a missing or unseen value sets none of them.
     OneHot { column: String, categories: Vec<String> },
+    /// The value as a number, `NaN` when missing (tree models handle missing values natively).
+    Numeric { column: String },
+    /// The category's index in `categories`, `NaN` when missing or unseen (tree models split on
+    /// sets of categories natively).
+    Categorical { column: String, categories: Vec<String> },
 }
 
 impl Transform {
     pub fn column(&self) -> &str {
         match self {
-            Transform::Standardize { column, .. } | Transform::OneHot { column, .. } => column,
+            Transform::Standardize { column, .. }
+            | Transform::OneHot { column, .. }
+            | Transform::Numeric { column }
+            | Transform::Categorical { column, .. } => column,
         }
     }
 
     /// How many design-matrix columns this transform produces.
     pub fn width(&self) -> usize {
         match self {
-            Transform::Standardize { .. } => 1,
+            Transform::Standardize { .. } | Transform::Numeric { .. } | Transform::Categorical { .. } => 1,
             Transform::OneHot { categories, .. } => categories.len(),
         }
     }
 
+    /// Whether the transform reads its column as text (rather than as a number).
+    pub fn reads_text(&self) -> bool {
+        matches!(self, Transform::OneHot { .. } | Transform::Categorical { .. })
+    }
+
     pub fn feature_names(&self) -> Vec<String> {
         match self {
-            Transform::Standardize { column, .. } => vec![column.clone()],
+            Transform::Standardize { column, .. }
+            | Transform::Numeric { column }
+            | Transform::Categorical { column, .. } => vec![column.clone()],
             Transform::OneHot { column, categories } => categories.iter().map(|c| format!("{column}={c}")).collect(),
         }
     }
@@ -73,10 +88,10 @@ impl Prepared {
         let lookups = transforms
             .iter()
             .map(|t| match t {
-                Transform::OneHot { categories, .. } => {
+                Transform::OneHot { categories, .. } | Transform::Categorical { categories, .. } => {
                     Some(categories.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect())
                 }
-                Transform::Standardize { .. } => None,
+                Transform::Standardize { .. } | Transform::Numeric { .. } => None,
             })
             .collect();
         Self { transforms: transforms.to_vec(), lookups, width: transforms.iter().map(Transform::width).sum() }
@@ -110,8 +125,25 @@ impl Prepared {
                         }
                     }
                 }
-                (Transform::OneHot { .. }, None) => {
-                    return Err(ModelError::Internal("one-hot transform without lookup".into()));
+                (Transform::Numeric { .. }, _) => {
+                    let values = numeric(t.column(), column)?;
+                    let values = values.as_primitive::<Float64Type>();
+                    for i in 0..rows {
+                        data[i * cols + offset] = if values.is_valid(i) { values.value(i) } else { f64::NAN };
+                    }
+                }
+                (Transform::Categorical { .. }, Some(lookup)) => {
+                    let values = text(t.column(), column)?;
+                    let values = values.as_string::<i32>();
+                    for i in 0..rows {
+                        data[i * cols + offset] = match values.is_valid(i).then(|| lookup.get(values.value(i))) {
+                            Some(Some(&k)) => k as f64,
+                            _ => f64::NAN,
+                        };
+                    }
+                }
+                (Transform::OneHot { .. } | Transform::Categorical { .. }, None) => {
+                    return Err(ModelError::Internal("category transform without lookup".into()));
                 }
             }
             offset += t.width();

@@ -10,6 +10,8 @@ pub enum TrainError {
     LabelType { column: String, found: String, expected: String },
     #[error("feature `{column}` has type {found}, which is neither numeric nor text")]
     FeatureType { column: String, found: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("no training rows")]
     Empty,
     #[error(

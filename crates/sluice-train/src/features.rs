@@ -42,18 +42,7 @@ pub fn fit_transforms(batch: &RecordBatch, features: &[String], options: &Featur
         let column = batch.column_by_name(name).ok_or_else(|| TrainError::MissingColumn(name.clone()))?;
         let dt = column.data_type();
         if is_text(dt) {
-            let text = cast(column, &DataType::Utf8)
-                .map_err(|_| TrainError::FeatureType { column: name.clone(), found: dt.to_string() })?;
-            let text = text.as_string::<i32>();
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for v in text.iter().flatten() {
-                *counts.entry(v).or_default() += 1;
-            }
-            let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
-            by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            by_count.truncate(options.max_categories);
-            let mut categories: Vec<String> = by_count.into_iter().map(|(c, _)| c.to_string()).collect();
-            categories.sort();
+            let categories = top_categories(column, name, options.max_categories)?;
             out.push(Transform::OneHot { column: name.clone(), categories });
         } else if dt.is_numeric() || *dt == DataType::Boolean {
             let values = cast(column, &DataType::Float64)
@@ -75,6 +64,45 @@ pub fn fit_transforms(batch: &RecordBatch, features: &[String], options: &Featur
         }
     }
     Ok(out)
+}
+
+/// Transforms for tree models: numeric and boolean columns pass through raw (missing stays
+/// missing), text columns become category indices over their `max_categories` most frequent
+/// values (at most 255); rarer and unseen values count as missing.
+pub fn fit_tree_transforms(batch: &RecordBatch, features: &[String], max_categories: usize) -> Result<Vec<Transform>> {
+    let mut out = Vec::with_capacity(features.len());
+    for name in features {
+        let column = batch.column_by_name(name).ok_or_else(|| TrainError::MissingColumn(name.clone()))?;
+        let dt = column.data_type();
+        if is_text(dt) {
+            out.push(Transform::Categorical {
+                column: name.clone(),
+                categories: top_categories(column, name, max_categories.min(255))?,
+            });
+        } else if dt.is_numeric() || *dt == DataType::Boolean {
+            out.push(Transform::Numeric { column: name.clone() });
+        } else {
+            return Err(TrainError::FeatureType { column: name.clone(), found: dt.to_string() });
+        }
+    }
+    Ok(out)
+}
+
+/// The `max` most frequent values of a text column, sorted.
+fn top_categories(column: &arrow_array::ArrayRef, name: &str, max: usize) -> Result<Vec<String>> {
+    let text = cast(column, &DataType::Utf8)
+        .map_err(|_| TrainError::FeatureType { column: name.to_string(), found: column.data_type().to_string() })?;
+    let text = text.as_string::<i32>();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for v in text.iter().flatten() {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    by_count.truncate(max);
+    let mut categories: Vec<String> = by_count.into_iter().map(|(c, _)| c.to_string()).collect();
+    categories.sort();
+    Ok(categories)
 }
 
 /// The label column as f64: 0/1 for classification (boolean or numeric 0/1), any number for

@@ -16,10 +16,11 @@
 mod cholesky;
 mod error;
 mod features;
+pub mod gbdt;
 mod linear;
 
 pub use error::{Result, TrainError};
-pub use features::{FeatureOptions, fit_transforms, label_values};
+pub use features::{FeatureOptions, fit_transforms, fit_tree_transforms, label_values};
 pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
 
 use arrow_array::RecordBatch;
@@ -34,6 +35,150 @@ pub struct TrainRequest<'a> {
     pub preprocessing: FeatureOptions,
 }
 
+fn input_columns(batch: &RecordBatch, features: &[String]) -> Vec<InputColumn> {
+    let schema = batch.schema();
+    features
+        .iter()
+        .map(|f| InputColumn {
+            name: f.clone(),
+            data_type: schema.field_with_name(f).map(|f| f.data_type().to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Class weights for binary classification.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ClassWeight {
+    /// Weight each class by `rows / (2 * rows_of_class)`, as scikit-learn's `"balanced"`.
+    Balanced,
+    /// Explicit weights for the negative and positive class.
+    Explicit { negative: f64, positive: f64 },
+}
+
+/// What to train as a GBDT.
+pub struct GbdtRequest<'a> {
+    pub label: &'a str,
+    pub features: &'a [String],
+    pub options: gbdt::GbdtOptions,
+    /// Most frequent categories kept per text column (at most 255).
+    pub max_categories: usize,
+    pub class_weight: Option<ClassWeight>,
+    /// Per raw feature column: +1 / -1 monotone constraint.
+    pub monotone: Vec<(String, i8)>,
+}
+
+/// Per-row weights from class weights (binary labels).
+fn class_weights(y: &[f64], cw: ClassWeight) -> Vec<f64> {
+    let (neg, pos) = match cw {
+        ClassWeight::Explicit { negative, positive } => (negative, positive),
+        ClassWeight::Balanced => {
+            let n = y.len() as f64;
+            let p = y.iter().filter(|v| **v == 1.0).count() as f64;
+            (n / (2.0 * (n - p).max(1.0)), n / (2.0 * p.max(1.0)))
+        }
+    };
+    y.iter().map(|v| if *v == 1.0 { pos } else { neg }).collect()
+}
+
+/// Fit a GBDT on `batch`, early-stopping on `valid` when given. With `init`, continue boosting
+/// that model (warm start): its transforms are reused so new trees see the same features.
+pub fn train_gbdt(
+    batch: &RecordBatch,
+    valid: Option<&RecordBatch>,
+    request: &GbdtRequest,
+    init: Option<&ModelArtifact>,
+    on_round: &mut (dyn FnMut(&gbdt::RoundReport) -> std::ops::ControlFlow<()> + Send),
+) -> Result<ModelArtifact> {
+    let task = match request.options.loss {
+        gbdt::Loss::Binary => Task::BinaryClassification,
+        _ => Task::Regression,
+    };
+    let (transforms, init_model) = match init {
+        Some(a) => match &a.model {
+            Model::Gbdt(m) if a.task == task => (a.transforms.clone(), Some(m)),
+            _ => {
+                return Err(TrainError::Invalid(format!(
+                    "warm start needs a GBDT model for the same task ({task:?}); got a {:?} {} model",
+                    a.task,
+                    match a.model {
+                        Model::Linear(_) => "linear",
+                        Model::Gbdt(_) => "GBDT",
+                    }
+                )));
+            }
+        },
+        None => (fit_tree_transforms(batch, request.features, request.max_categories)?, None),
+    };
+    let features: Vec<String> = transforms.iter().map(|t| t.column().to_string()).collect();
+    let y = label_values(batch, request.label, task)?;
+    if matches!(request.options.loss, gbdt::Loss::Poisson { .. })
+        && let Some(bad) = y.iter().find(|v| **v < 0.0)
+    {
+        return Err(TrainError::Invalid(format!("poisson loss needs labels >= 0; `{}` has {bad}", request.label)));
+    }
+    let x = design_matrix(&transforms, batch)?;
+    let categorical: Vec<usize> = transforms
+        .iter()
+        .map(|t| match t {
+            sluice_model::Transform::Categorical { categories, .. } => categories.len().max(1),
+            _ => 0,
+        })
+        .collect();
+    let mut options = request.options.clone();
+    if !request.monotone.is_empty() {
+        options.monotone = vec![0; features.len()];
+        for (column, m) in &request.monotone {
+            let j = features.iter().position(|f| f == column).ok_or_else(|| {
+                TrainError::Invalid(format!("monotone constraint on `{column}`, which is not a feature"))
+            })?;
+            if categorical[j] > 0 {
+                return Err(TrainError::Invalid(format!(
+                    "monotone constraint on `{column}`, a text (categorical) column; constraints need a numeric column"
+                )));
+            }
+            options.monotone[j] = *m;
+        }
+    }
+    let weight = match request.class_weight {
+        Some(cw) if task == Task::BinaryClassification => Some(class_weights(&y, cw)),
+        Some(_) => return Err(TrainError::Invalid("class weights apply to binary classification only".into())),
+        None => None,
+    };
+    let valid_parts = match valid {
+        Some(v) => {
+            let vy = label_values(v, request.label, task)?;
+            let vx = design_matrix(&transforms, v)?;
+            let vw = request.class_weight.map(|cw| class_weights(&vy, cw));
+            Some((vx, vy, vw))
+        }
+        None => None,
+    };
+    let train = gbdt::GbdtData { x: &x, y: &y, weight: weight.as_deref() };
+    let valid = valid_parts.as_ref().map(|(x, y, w)| gbdt::GbdtData { x, y, weight: w.as_deref() });
+    let fit = gbdt::fit_gbdt(&train, &categorical, valid.as_ref(), &options, init_model, on_round)?;
+    let artifact = ModelArtifact {
+        format_version: sluice_model::FORMAT_VERSION,
+        task,
+        label: request.label.to_string(),
+        inputs: match init {
+            Some(a) => a.inputs.clone(),
+            None => input_columns(batch, &features),
+        },
+        feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
+        transforms,
+        training: TrainingSummary {
+            rows: batch.num_rows() as u64,
+            iterations: fit.model.best_rounds as u32,
+            converged: true,
+            objective: fit.train_loss,
+        },
+        model: Model::Gbdt(fit.model),
+        lineage: Lineage::default(),
+    };
+    artifact.check()?;
+    Ok(artifact)
+}
+
 /// Fit transforms and a linear model on one batch of training data.
 pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<ModelArtifact> {
     let task = match request.objective {
@@ -44,15 +189,7 @@ pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<Model
     let transforms = fit_transforms(batch, request.features, &request.preprocessing)?;
     let x = design_matrix(&transforms, batch)?;
     let fit = fit_linear(&x, &y, request.objective, &request.linear)?;
-    let schema = batch.schema();
-    let inputs = request
-        .features
-        .iter()
-        .map(|f| InputColumn {
-            name: f.clone(),
-            data_type: schema.field_with_name(f).map(|f| f.data_type().to_string()).unwrap_or_default(),
-        })
-        .collect();
+    let inputs = input_columns(batch, request.features);
     let artifact = ModelArtifact {
         format_version: sluice_model::FORMAT_VERSION,
         task,

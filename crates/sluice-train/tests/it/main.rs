@@ -4,6 +4,7 @@
 //! The scikit-learn reference fixtures under `tests/fixtures/` are written by
 //! `scripts/reference/linear_models.py` (see its header for versions and commands).
 
+mod gbdt;
 mod metrics;
 mod sklearn;
 mod support;

@@ -131,7 +131,7 @@ fn run_case(name: &str) {
     );
 
     // Parameters.
-    let Model::Linear(model) = &artifact.model;
+    let Model::Linear(model) = &artifact.model else { panic!("not a linear model") };
     check("coefficients", max_rel_diff(&model.weights, &case.coef, COEF_FLOOR), COEF_TOL, &model.weights, &case.coef);
     let intercept = [model.intercept];
     check(

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""GBDT benchmark: sluice vs LightGBM, XGBoost and scikit-learn in the same run, same data.
+
+Generates a 1M x 28 binary task (fixed seed; written once to bench/.data/), then trains each
+tool for the same number of rounds on the same threads, each in its own process, and prints
+train time, predict time (200k rows), test AUC, peak memory and the ratio to LightGBM.
+Settings are LightGBM's defaults (31 leaves, learning rate 0.1, 255 bins, min 20 rows per
+leaf); XGBoost uses its `hist` method grown leaf-wise to 31 leaves, scikit-learn's
+HistGradientBoostingClassifier 31 leaves, no early stopping.
+
+Needs: pip install lightgbm xgboost scikit-learn pandas pyarrow (scripts/bench-setup.sh), and
+  cargo build --release -p sluice-train --example gbdt_bench
+Usage: python3 bench/gbdt.py [--rows 1000000] [--rounds 200] [--threads 2] [--runs 1]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+DATA = ROOT / "bench" / ".data"
+
+
+def generate(rows, test_rows, seed=20261124):
+    """A nonlinear binary task: thresholds, interactions and smooth terms over 28 Gaussian
+    features (8 pure noise), 5% of values missing in 4 columns, labels drawn from the logit."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train_path = DATA / f"synth_{rows}_train.parquet"
+    test_path = DATA / f"synth_{rows}_test.parquet"
+    if train_path.exists() and test_path.exists():
+        return train_path, test_path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n = rows + test_rows
+    x = rng.standard_normal((n, 28))
+    logit = (
+        1.5 * np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 2.0 * (x[:, 3] > 0.5) - 1.0 * (x[:, 4] < -1)
+        + 0.8 * x[:, 5] ** 2 - 0.8 + np.abs(x[:, 6]) * x[:, 7] + 0.7 * x[:, 8] - 0.5 * x[:, 9]
+        + np.where(x[:, 10] > 0, x[:, 11], -x[:, 12]) + 0.4 * np.tanh(3 * x[:, 13] * x[:, 14])
+        + 0.3 * (x[:, 15:20].sum(axis=1))
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(-1.5 * logit))).astype(np.int64)
+    for j in (20, 21, 8, 9):
+        x[rng.random(n) < 0.05, j] = np.nan
+    cols = {f"f{j}": x[:, j] for j in range(28)}
+    cols["label"] = y
+    table = pa.table(cols)
+    pq.write_table(table.slice(0, rows), train_path)
+    pq.write_table(table.slice(rows), test_path)
+    return train_path, test_path
+
+
+PEER = r'''
+import json, resource, sys, time
+import numpy as np, pyarrow.parquet as pq
+from sklearn.metrics import roc_auc_score
+tool, train, test, rounds, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+def load(p):
+    t = pq.read_table(p).to_pandas()
+    return t.drop(columns=["label"]).to_numpy(np.float64), t["label"].to_numpy()
+X, y = load(train); Xt, yt = load(test)
+t0 = time.perf_counter()
+if tool == "lightgbm":
+    import lightgbm as lgb
+    m = lgb.train({"objective": "binary", "num_threads": threads, "verbose": -1, "seed": 0},
+                  lgb.Dataset(X, y), num_boost_round=rounds)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(Xt)
+elif tool == "xgboost":
+    import xgboost as xgb
+    m = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "nthread": threads,
+                   "grow_policy": "lossguide", "max_leaves": 31, "max_depth": 0, "eta": 0.1,
+                   "min_child_weight": 1e-3, "max_bin": 255}, xgb.DMatrix(X, y), num_boost_round=rounds)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(xgb.DMatrix(Xt))
+elif tool == "sklearn-hgb":
+    import os; os.environ["OMP_NUM_THREADS"] = str(threads)
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    m = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=0.1, max_leaf_nodes=31,
+                                       early_stopping=False, random_state=0).fit(X, y)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict_proba(Xt)[:, 1]
+pred = time.perf_counter() - t1
+print(json.dumps({"train_s": fit, "predict_s": pred, "auc": roc_auc_score(yt, p),
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+'''
+
+
+def run_peer(tool, train, test, rounds, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", PEER, tool, str(train), str(test), str(rounds), str(threads)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(f"{tool} failed:\n{out.stderr}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_sluice(train, test, rounds, threads):
+    exe = TARGET / "release" / "examples" / "gbdt_bench"
+    if not exe.exists():
+        sys.exit(f"{exe} missing: cargo build --release -p sluice-train --example gbdt_bench")
+    out = subprocess.run([str(exe), str(train), str(test), "label", "binary", str(rounds), str(threads)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"sluice failed:\n{out.stderr}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--test-rows", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--tools", default="sluice,lightgbm,xgboost,sklearn-hgb")
+    args = ap.parse_args()
+    train, test = generate(args.rows, args.test_rows)
+    tools = args.tools.split(",")
+    results = {t: [] for t in tools}
+    for _ in range(args.runs):
+        for tool in tools:
+            r = run_sluice(train, test, args.rounds, args.threads) if tool == "sluice" else run_peer(
+                tool, train, test, args.rounds, args.threads)
+            if r:
+                results[tool].append(r)
+                print(f"  {tool}: {r}", file=sys.stderr)
+    med = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for t, rs in results.items() if rs}
+    base = med.get("lightgbm")
+    print(f"\n{args.rows:,} x 28 binary, {args.rounds} rounds, {args.threads} threads, median of {args.runs} run(s)")
+    print(f"{'tool':<14}{'train s':>9}{'predict s':>11}{'test AUC':>10}{'peak MB':>9}{'train/LGBM':>12}{'predict/LGBM':>14}")
+    for t, m in med.items():
+        rt = f"{m['train_s'] / base['train_s']:.2f}x" if base else "-"
+        rp = f"{m['predict_s'] / base['predict_s']:.2f}x" if base else "-"
+        print(f"{t:<14}{m['train_s']:>9.2f}{m['predict_s']:>11.3f}{m['auc']:>10.4f}{m['peak_mb']:>9.0f}{rt:>12}{rp:>14}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+//! Train and score a GBDT on Parquet files, for `bench/gbdt.py`: prints one JSON line with train
+//! and predict seconds, the test metric and peak memory.
+//!
+//! cargo run --release -p sluice-train --example gbdt_bench -- TRAIN.parquet TEST.parquet LABEL LOSS ROUNDS [THREADS]
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_model::Predictor;
+use sluice_train::gbdt::{GbdtOptions, Loss, Metric};
+use sluice_train::{GbdtRequest, train_gbdt};
+
+fn read(path: &str) -> RecordBatch {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .with_batch_size(1 << 16)
+        .build()
+        .expect("reader");
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("batches");
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).expect("concat")
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 6 {
+        eprintln!("usage: gbdt_bench TRAIN.parquet TEST.parquet LABEL binary|l2 ROUNDS [THREADS]");
+        std::process::exit(2);
+    }
+    let (train, test) = (read(&args[1]), read(&args[2]));
+    let label = &args[3];
+    let loss = match args[4].as_str() {
+        "binary" => Loss::Binary,
+        _ => Loss::L2,
+    };
+    let rounds: u32 = args[5].parse().expect("rounds");
+    let threads: usize = args.get(6).map_or(0, |t| t.parse().expect("threads"));
+    let features: Vec<String> =
+        train.schema().fields().iter().map(|f| f.name().clone()).filter(|n| n != label).collect();
+    let request = GbdtRequest {
+        label,
+        features: &features,
+        options: GbdtOptions {
+            loss,
+            num_rounds: rounds,
+            threads,
+            metric: Metric::default_for(loss),
+            ..Default::default()
+        },
+        max_categories: 255,
+        class_weight: None,
+        monotone: vec![],
+    };
+    let start = Instant::now();
+    let model = train_gbdt(&train, None, &request, None, &mut |_| ControlFlow::Continue(())).expect("train");
+    let train_s = start.elapsed().as_secs_f64();
+    let predictor = Predictor::new(model).expect("model");
+    let start = Instant::now();
+    let scores = predictor.predict(&test).expect("predict").scores;
+    let predict_s = start.elapsed().as_secs_f64();
+    let y = sluice_train::label_values(&test, label, predictor.artifact().task).expect("label");
+    let metric = match loss {
+        Loss::Binary => ("auc", sluice_metrics::roc_auc(&y, &scores).expect("auc")),
+        _ => ("rmse", sluice_metrics::regression(&y, &scores).expect("rmse").rmse),
+    };
+    println!(
+        "{{\"train_s\": {train_s:.4}, \"predict_s\": {predict_s:.4}, \"{}\": {:.6}, \"peak_mb\": {:.0}}}",
+        metric.0,
+        metric.1,
+        peak_rss_mb()
+    );
+}

@@ -1,0 +1,677 @@
+//! Gradient-boosted decision trees, histogram-based and grown leaf-wise (LightGBM's algorithm).
+//!
+//! One boosting round: gradients of the loss at the current scores ([`objective`]); quantile bins
+//! of every feature were fitted once ([`bin`]); a tree is grown best-leaf-first, each leaf's
+//! candidate splits read off per-feature gradient histograms ([`hist`], [`split`]), the larger
+//! child's histogram obtained by subtraction; leaf values are shrunk by the learning rate and
+//! added to the scores. Building histograms is the only pass over the data, and histograms of row
+//! partitions add up, so the same split finding runs on histograms computed elsewhere.
+//!
+//! Deterministic: for a seed, the model does not depend on the number of threads (features are
+//! processed in parallel, and each feature's histogram is summed in row order).
+
+pub mod bin;
+pub mod hist;
+pub mod objective;
+mod rng;
+pub mod split;
+
+use std::ops::ControlFlow;
+
+use rayon::prelude::*;
+use sluice_model::{DesignMatrix, GbdtModel, Tree};
+
+use crate::error::{Result, TrainError};
+use bin::{BinMapper, BinnedData};
+use hist::{BinStat, Histogram, Layout};
+pub use objective::Loss;
+use rng::SplitMix64;
+use split::{Bounds, Node, SplitInfo, SplitParams};
+
+/// Metrics for early stopping and round reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Auc,
+    Logloss,
+    Rmse,
+    Mae,
+    /// Mean of the training loss itself (Huber, pinball, Poisson deviance, ...).
+    Loss,
+}
+
+impl Metric {
+    pub fn higher_is_better(self) -> bool {
+        self == Metric::Auc
+    }
+
+    pub fn default_for(loss: Loss) -> Self {
+        match loss {
+            Loss::Binary => Metric::Logloss,
+            Loss::L2 => Metric::Rmse,
+            Loss::L1 => Metric::Mae,
+            _ => Metric::Loss,
+        }
+    }
+
+    fn compute(self, loss: Loss, y: &[f64], w: &[f64], raw: &[f64]) -> f64 {
+        let link = loss.link();
+        let sw: f64 = w.iter().sum();
+        match self {
+            // The ranking of raw scores is the ranking of probabilities.
+            Metric::Auc => sluice_metrics::roc_auc(y, raw).unwrap_or(f64::NAN),
+            Metric::Logloss => Loss::Binary.mean_loss(y, w, raw),
+            Metric::Rmse => {
+                let s: f64 = y.iter().zip(raw).zip(w).map(|((y, r), w)| w * (link.apply(*r) - y).powi(2)).sum();
+                (s / sw).sqrt()
+            }
+            Metric::Mae => y.iter().zip(raw).zip(w).map(|((y, r), w)| w * (link.apply(*r) - y).abs()).sum::<f64>() / sw,
+            Metric::Loss => loss.mean_loss(y, w, raw),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GbdtOptions {
+    pub loss: Loss,
+    pub num_rounds: u32,
+    pub learning_rate: f64,
+    pub num_leaves: usize,
+    /// Maximum depth of a leaf; unlimited when None.
+    pub max_depth: Option<u32>,
+    pub split: SplitParams,
+    /// Maximum value bins per numeric feature (at most 255).
+    pub max_bin: usize,
+    /// Rows sampled to fit the bins.
+    pub bin_sample: usize,
+    /// Fraction of features each tree may split on.
+    pub feature_fraction: f64,
+    /// Fraction of rows each tree is grown on, redrawn every `bagging_freq` rounds (0 = off).
+    pub bagging_fraction: f64,
+    pub bagging_freq: u32,
+    pub seed: u64,
+    /// Per design-matrix column: +1 the prediction may only increase with the feature, -1 only
+    /// decrease, 0 free. Empty means no constraints.
+    pub monotone: Vec<i8>,
+    /// Stop when the validation metric has not improved for this many rounds.
+    pub early_stopping_rounds: Option<u32>,
+    pub metric: Metric,
+    /// Worker threads; 0 uses rayon's global pool (all cores).
+    pub threads: usize,
+}
+
+impl Default for GbdtOptions {
+    /// LightGBM's defaults.
+    fn default() -> Self {
+        Self {
+            loss: Loss::Binary,
+            num_rounds: 100,
+            learning_rate: 0.1,
+            num_leaves: 31,
+            max_depth: None,
+            split: SplitParams {
+                lambda_l1: 0.0,
+                lambda_l2: 0.0,
+                min_data_in_leaf: 20,
+                min_sum_hessian_in_leaf: 1e-3,
+                min_gain_to_split: 0.0,
+                max_delta_step: 0.0,
+                max_cat_to_onehot: 4,
+                max_cat_threshold: 32,
+                cat_smooth: 10.0,
+                cat_l2: 10.0,
+                min_data_per_group: 100,
+            },
+            max_bin: 255,
+            bin_sample: 200_000,
+            feature_fraction: 1.0,
+            bagging_fraction: 1.0,
+            bagging_freq: 0,
+            seed: 0,
+            monotone: Vec::new(),
+            early_stopping_rounds: None,
+            metric: Metric::Logloss,
+            threads: 0,
+        }
+    }
+}
+
+/// Training or validation rows: the design matrix (numeric columns raw with NaN for missing,
+/// categorical columns as category indices), labels and optional row weights.
+pub struct GbdtData<'a> {
+    pub x: &'a DesignMatrix,
+    pub y: &'a [f64],
+    pub weight: Option<&'a [f64]>,
+}
+
+/// What each round reports to the caller (a tuner's pruner, a progress bar).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundReport {
+    /// 1-based count of rounds trained in this fit.
+    pub round: u32,
+    /// The validation metric after this round, when there is a validation set.
+    pub valid_metric: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GbdtFit {
+    pub model: GbdtModel,
+    /// Rounds trained in this fit (not counting a warm start's trees).
+    pub rounds: u32,
+    /// Best validation metric and the round it was reached at (1-based), with a validation set.
+    pub best: Option<(u32, f64)>,
+    /// Validation metric per round.
+    pub history: Vec<f64>,
+    /// Mean training loss of the final model.
+    pub train_loss: f64,
+}
+
+/// Train a GBDT. `categorical[j]` is the number of categories of column `j` (0 = numeric).
+/// With `init`, boosting continues from that model (warm start): its trees are kept and new ones
+/// fit the residuals of its predictions on `train`.
+pub fn fit_gbdt(
+    train: &GbdtData,
+    categorical: &[usize],
+    valid: Option<&GbdtData>,
+    opts: &GbdtOptions,
+    init: Option<&GbdtModel>,
+    on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send),
+) -> Result<GbdtFit> {
+    check_options(train, categorical, opts, init)?;
+    if opts.threads > 0 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .build()
+            .map_err(|e| TrainError::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
+        pool.install(|| Booster::new(train, categorical, valid, opts, init).run(on_round))
+    } else {
+        Booster::new(train, categorical, valid, opts, init).run(on_round)
+    }
+}
+
+fn check_options(train: &GbdtData, categorical: &[usize], opts: &GbdtOptions, init: Option<&GbdtModel>) -> Result<()> {
+    let invalid = |m: String| Err(TrainError::Invalid(m));
+    if train.x.rows == 0 {
+        return Err(TrainError::Empty);
+    }
+    if categorical.len() != train.x.cols {
+        return invalid(format!("{} categorical flags for {} features", categorical.len(), train.x.cols));
+    }
+    if let Some(c) = categorical.iter().find(|c| **c > 255) {
+        return invalid(format!("a categorical feature has {c} categories; at most 255 are supported"));
+    }
+    if !(2..=255).contains(&opts.max_bin) {
+        return invalid(format!("max_bin must be between 2 and 255, got {}", opts.max_bin));
+    }
+    if opts.num_leaves < 2 {
+        return invalid(format!("num_leaves must be at least 2, got {}", opts.num_leaves));
+    }
+    if !opts.monotone.is_empty() && opts.monotone.len() != train.x.cols {
+        return invalid(format!("{} monotone constraints for {} features", opts.monotone.len(), train.x.cols));
+    }
+    if let Some(m) = init
+        && m.link != opts.loss.link()
+    {
+        return invalid(format!("cannot continue a model with {:?} link using {:?} loss", m.link, opts.loss));
+    }
+    Ok(())
+}
+
+/// A node of the tree being grown, in bin space.
+struct BinNode {
+    feature: usize,
+    bin: u8,
+    missing: u8,
+    default_left: bool,
+    categorical: bool,
+    cats: [u64; 4],
+}
+
+impl BinNode {
+    #[inline]
+    fn goes_left(&self, b: u8) -> bool {
+        if self.categorical {
+            self.cats[(b >> 6) as usize] & (1 << (b & 63)) != 0
+        } else if b == self.missing {
+            self.default_left
+        } else {
+            b <= self.bin
+        }
+    }
+}
+
+/// A tree in bin space, to route binned rows (out-of-bag and validation rows).
+struct BinTree {
+    nodes: Vec<BinNode>,
+    left: Vec<i32>,
+    right: Vec<i32>,
+}
+
+impl BinTree {
+    #[inline]
+    fn leaf(&self, data: &BinnedData, row: usize) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let mut n = 0i32;
+        loop {
+            let node = &self.nodes[n as usize];
+            let b = data.bin(node.feature, row);
+            n = if node.goes_left(b) { self.left[n as usize] } else { self.right[n as usize] };
+            if n < 0 {
+                return !n as usize;
+            }
+        }
+    }
+}
+
+struct Leaf {
+    start: usize,
+    len: usize,
+    depth: u32,
+    hist: Option<Histogram>,
+    total: BinStat,
+    bounds: Bounds,
+    output: f64,
+    best: Option<SplitInfo>,
+    /// The internal node pointing at this leaf, and whether as its left child.
+    parent: Option<(usize, bool)>,
+}
+
+/// Time spent per phase, printed to stderr when `SLUICE_GBDT_PROFILE` is set.
+#[derive(Default)]
+struct Phases {
+    nanos: [std::sync::atomic::AtomicU64; 6],
+}
+
+const PHASES: [&str; 6] = ["gradients", "root histogram", "child histograms", "partition", "split finding", "scores"];
+
+impl Phases {
+    fn time<T>(&self, phase: usize, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        self.nanos[phase].fetch_add(start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        out
+    }
+
+    fn report(&self) {
+        if std::env::var_os("SLUICE_GBDT_PROFILE").is_some() {
+            for (name, n) in PHASES.iter().zip(&self.nanos) {
+                eprintln!("{name:>18}: {:8.3} s", n.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9);
+            }
+        }
+    }
+}
+
+struct Booster<'a> {
+    phases: Phases,
+    train: &'a GbdtData<'a>,
+    valid: Option<&'a GbdtData<'a>>,
+    opts: &'a GbdtOptions,
+    init: Option<&'a GbdtModel>,
+    mappers: Vec<BinMapper>,
+    layout: Layout,
+    data: BinnedData,
+    valid_data: Option<BinnedData>,
+    weight: Vec<f64>,
+    valid_weight: Vec<f64>,
+}
+
+impl<'a> Booster<'a> {
+    fn new(
+        train: &'a GbdtData<'a>,
+        categorical: &[usize],
+        valid: Option<&'a GbdtData<'a>>,
+        opts: &'a GbdtOptions,
+        init: Option<&'a GbdtModel>,
+    ) -> Self {
+        let mappers = bin::fit_mappers(train.x, categorical, opts.max_bin, opts.bin_sample, opts.seed);
+        let layout = Layout::new(mappers.iter().map(BinMapper::num_bins));
+        let data = BinnedData::new(train.x, &mappers);
+        let valid_data = valid.map(|v| BinnedData::new(v.x, &mappers));
+        let weight = train.weight.map_or_else(|| vec![1.0; train.x.rows], <[f64]>::to_vec);
+        let valid_weight =
+            valid.map_or_else(Vec::new, |v| v.weight.map_or_else(|| vec![1.0; v.x.rows], <[f64]>::to_vec));
+        Self {
+            phases: Phases::default(),
+            train,
+            valid,
+            opts,
+            init,
+            mappers,
+            layout,
+            data,
+            valid_data,
+            weight,
+            valid_weight,
+        }
+    }
+
+    fn run(self, on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send)) -> Result<GbdtFit> {
+        let opts = self.opts;
+        let n = self.train.x.rows;
+        let y = self.train.y;
+        let (base_score, mut trees, mut score, mut valid_score) = match self.init {
+            Some(m) => {
+                (m.base_score, m.trees.clone(), m.raw_scores(self.train.x), self.valid.map(|v| m.raw_scores(v.x)))
+            }
+            None => {
+                let base = opts.loss.init_score(y, &self.weight);
+                (base, Vec::new(), vec![base; n], self.valid.map(|v| vec![base; v.x.rows]))
+            }
+        };
+        let warm_trees = trees.len();
+        let mut gh: Vec<hist::GradPair> = vec![[0.0; 2]; n];
+        let mut rng = SplitMix64::new(opts.seed);
+        let mut bag: Vec<u32> = (0..n as u32).collect();
+        let mut history = Vec::new();
+        let mut best: Option<(u32, f64)> = None;
+        let mut rounds = 0;
+        let all_features: Vec<usize> = (0..self.mappers.len()).collect();
+        for round in 0..opts.num_rounds {
+            if opts.bagging_freq > 0 && opts.bagging_fraction < 1.0 && round % opts.bagging_freq == 0 {
+                bag = (0..n as u32).filter(|_| rng.next_f64() < opts.bagging_fraction).collect();
+            }
+            let features = if opts.feature_fraction < 1.0 {
+                let k = ((opts.feature_fraction * all_features.len() as f64).round() as usize).max(1);
+                let mut f = rng.sample_indices(all_features.len(), k);
+                f.sort_unstable();
+                f
+            } else {
+                all_features.clone()
+            };
+            self.phases.time(0, || opts.loss.gradients(y, &self.weight, &score, &mut gh));
+            let mut indices = bag.clone();
+            let Some((tree, bin_tree, segments)) = self.grow(&mut indices, &gh, &features) else {
+                break; // nothing left to split: further rounds would add nothing
+            };
+            let mut tree = tree;
+            if let Some(alpha) = opts.loss.renews_leaves() {
+                for (leaf, (start, len)) in segments.iter().enumerate() {
+                    let pairs = indices[*start..start + len]
+                        .iter()
+                        .map(|&r| (y[r as usize] - score[r as usize], self.weight[r as usize]))
+                        .collect();
+                    tree.leaf_value[leaf] = objective::weighted_quantile(pairs, alpha);
+                }
+            }
+            tree.leaf_value.iter_mut().for_each(|v| *v *= opts.learning_rate);
+            let scores_start = std::time::Instant::now();
+            if bag.len() == n {
+                for (leaf, (start, len)) in segments.iter().enumerate() {
+                    let v = tree.leaf_value[leaf];
+                    indices[*start..start + len].iter().for_each(|&r| score[r as usize] += v);
+                }
+            } else {
+                add_tree(&bin_tree, &tree, &self.data, &mut score);
+            }
+            if let (Some(vd), Some(vs)) = (&self.valid_data, valid_score.as_mut()) {
+                add_tree(&bin_tree, &tree, vd, vs);
+            }
+            self.phases.nanos[5]
+                .fetch_add(scores_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            trees.push(tree);
+            rounds += 1;
+            let valid_metric = match (self.valid, &valid_score) {
+                (Some(v), Some(vs)) => Some(opts.metric.compute(opts.loss, v.y, &self.valid_weight, vs)),
+                _ => None,
+            };
+            if let Some(m) = valid_metric {
+                history.push(m);
+                let better = match best {
+                    None => true,
+                    Some((_, b)) if opts.metric.higher_is_better() => m > b,
+                    Some((_, b)) => m < b,
+                };
+                if better {
+                    best = Some((rounds, m));
+                }
+            }
+            let report = RoundReport { round: rounds, valid_metric };
+            if on_round(&report).is_break() {
+                break;
+            }
+            if let (Some(patience), Some((best_round, _))) = (opts.early_stopping_rounds, best)
+                && rounds - best_round >= patience
+            {
+                break;
+            }
+        }
+        let best_rounds = match (opts.early_stopping_rounds, best) {
+            (Some(_), Some((r, _))) => warm_trees + r as usize,
+            _ => trees.len(),
+        };
+        let model = GbdtModel { link: opts.loss.link(), base_score, trees, best_rounds };
+        let final_score = if best_rounds == model.trees.len() { score } else { model.raw_scores(self.train.x) };
+        let train_loss = opts.loss.mean_loss(y, &self.weight, &final_score);
+        self.phases.report();
+        Ok(GbdtFit { model, rounds, best, history, train_loss })
+    }
+
+    fn monotone(&self, j: usize) -> i8 {
+        self.opts.monotone.get(j).copied().unwrap_or(0)
+    }
+
+    fn best_split(&self, leaf: &Leaf, features: &[usize]) -> Option<SplitInfo> {
+        let hist = leaf.hist.as_ref()?;
+        let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
+        let candidates: Vec<Option<SplitInfo>> = features
+            .par_iter()
+            .map(|&j| split::best_split(&node, j, hist.feature(&self.layout, j), &self.mappers[j], self.monotone(j)))
+            .collect();
+        // Highest gain; the lowest feature index on ties (candidates are in feature order).
+        candidates.into_iter().flatten().fold(None, |best: Option<SplitInfo>, s| match best {
+            Some(b) if b.gain >= s.gain => Some(b),
+            _ => Some(s),
+        })
+    }
+
+    fn can_split(&self, leaf: &Leaf) -> bool {
+        self.opts.max_depth.is_none_or(|d| leaf.depth < d) && leaf.len as u64 >= 2 * self.opts.split.min_data_in_leaf
+    }
+
+    /// Grow one tree on the rows in `indices`. Returns the tree (unshrunk leaf values), its
+    /// bin-space twin, and each leaf's `(start, len)` range in `indices`; None if the root
+    /// cannot be split.
+    #[allow(clippy::type_complexity)]
+    fn grow(
+        &self,
+        indices: &mut [u32],
+        gh: &[hist::GradPair],
+        features: &[usize],
+    ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
+        let opts = self.opts;
+        let root_hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
+        let total = root_hist.feature(&self.layout, features[0]).iter().fold(BinStat::default(), |a, b| a + *b);
+        let mut root = Leaf {
+            start: 0,
+            len: indices.len(),
+            depth: 0,
+            hist: Some(root_hist),
+            total,
+            bounds: Bounds::NONE,
+            output: opts.split.output(&total, 0.0, Bounds::NONE),
+            best: None,
+            parent: None,
+        };
+        root.best = self.phases.time(4, || self.best_split(&root, features));
+        root.best.as_ref()?;
+        let mut leaves = vec![root];
+        let mut tree = Tree::default();
+        let mut bin_tree = BinTree { nodes: Vec::new(), left: Vec::new(), right: Vec::new() };
+        while leaves.len() < opts.num_leaves {
+            let Some(l) = (0..leaves.len()).filter(|&i| leaves[i].best.is_some()).fold(
+                None,
+                |best: Option<usize>, i| match best {
+                    Some(b) if leaves[b].best.as_ref().map(|s| s.gain) >= leaves[i].best.as_ref().map(|s| s.gain) => {
+                        Some(b)
+                    }
+                    _ => Some(i),
+                },
+            ) else {
+                break;
+            };
+            let Some(s) = leaves[l].best.take() else { break };
+            let parent_hist = leaves[l].hist.take();
+            let (start, len, depth, bounds, grandparent) =
+                (leaves[l].start, leaves[l].len, leaves[l].depth + 1, leaves[l].bounds, leaves[l].parent);
+            let mapper = &self.mappers[s.feature];
+            let mut cats = [0u64; 4];
+            for &c in &s.categories {
+                cats[(c >> 6) as usize] |= 1 << (c & 63);
+            }
+            let bin_node = BinNode {
+                feature: s.feature,
+                bin: s.bin as u8,
+                missing: mapper.missing_bin() as u8,
+                default_left: s.default_left,
+                categorical: mapper.is_categorical(),
+                cats,
+            };
+            // Stable partition of the leaf's rows: left rows first, both in row order.
+            let (bins, t) = (&self.data.groups[s.feature / bin::GROUP], s.feature % bin::GROUP);
+            let w =
+                self.phases.time(3, || partition(&mut indices[start..start + len], bins, |b| bin_node.goes_left(b[t])));
+
+            // Record the internal node.
+            let node = tree.split_feature.len();
+            let new_leaf = leaves.len();
+            tree.split_feature.push(s.feature as u32);
+            tree.threshold.push(if mapper.is_categorical() { 0.0 } else { mapper.threshold(s.bin) });
+            tree.default_left.push(s.default_left);
+            tree.cat_set.push(if mapper.is_categorical() {
+                tree.cat_sets.push(s.categories.clone());
+                tree.cat_sets.len() as i32 - 1
+            } else {
+                -1
+            });
+            tree.left.push(!(l as i32));
+            tree.right.push(!(new_leaf as i32));
+            tree.split_gain.push(s.gain);
+            tree.internal_count.push(len as u64);
+            bin_tree.nodes.push(bin_node);
+            bin_tree.left.push(!(l as i32));
+            bin_tree.right.push(!(new_leaf as i32));
+            if let Some((p, is_left)) = grandparent {
+                let slot = if is_left { &mut tree.left[p] } else { &mut tree.right[p] };
+                *slot = node as i32;
+                let slot = if is_left { &mut bin_tree.left[p] } else { &mut bin_tree.right[p] };
+                *slot = node as i32;
+            }
+
+            // Monotone constraints bound the children's outputs by the midpoint of the two.
+            let (mut lb, mut rb) = (bounds, bounds);
+            let m = self.monotone(s.feature);
+            if m != 0 && !mapper.is_categorical() {
+                let mid = (s.left_output + s.right_output) / 2.0;
+                if m > 0 {
+                    lb.hi = lb.hi.min(mid);
+                    rb.lo = rb.lo.max(mid);
+                } else {
+                    lb.lo = lb.lo.max(mid);
+                    rb.hi = rb.hi.min(mid);
+                }
+            }
+            let mut left = Leaf {
+                start,
+                len: w,
+                depth,
+                hist: None,
+                total: s.left,
+                bounds: lb,
+                output: s.left_output,
+                best: None,
+                parent: Some((node, true)),
+            };
+            let mut right = Leaf {
+                start: start + w,
+                len: len - w,
+                depth,
+                hist: None,
+                total: s.right,
+                bounds: rb,
+                output: s.right_output,
+                best: None,
+                parent: Some((node, false)),
+            };
+            let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
+            if (split_left || split_right)
+                && let Some(parent_hist) = parent_hist
+            {
+                // Build the smaller child's histogram; the larger one is the difference.
+                let left_smaller = left.len <= right.len;
+                let small = if left_smaller { &left } else { &right };
+                let range = small.start..small.start + small.len;
+                let small_hist =
+                    self.phases.time(2, || hist::build(&self.data, &self.layout, &indices[range], gh, features));
+                let large_hist = small_hist.sibling_of(&parent_hist);
+                let (lh, rh) = if left_smaller { (small_hist, large_hist) } else { (large_hist, small_hist) };
+                if split_left {
+                    left.hist = Some(lh);
+                    left.best = self.phases.time(4, || self.best_split(&left, features));
+                }
+                if split_right {
+                    right.hist = Some(rh);
+                    right.best = self.phases.time(4, || self.best_split(&right, features));
+                }
+                // Only leaves that may still split keep a histogram.
+                left.hist = left.hist.filter(|_| left.best.is_some());
+                right.hist = right.hist.filter(|_| right.best.is_some());
+            }
+            leaves[l] = left;
+            leaves.push(right);
+        }
+        tree.leaf_value = leaves.iter().map(|l| l.output).collect();
+        tree.leaf_count = leaves.iter().map(|l| l.len as u64).collect();
+        let segments = leaves.iter().map(|l| (l.start, l.len)).collect();
+        Some((tree, bin_tree, segments))
+    }
+}
+
+/// Stable partition of rows by `left`: returns how many go left. Chunks are partitioned in
+/// parallel without branching on the outcome (a split sends rows either way unpredictably),
+/// then copied back in order.
+fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + Sync) -> usize {
+    const CHUNK: usize = 32 * 1024;
+    // Every row is written to both sides; only the side it belongs to advances its cursor.
+    let split = |rows: &[u32]| -> (Vec<u32>, Vec<u32>) {
+        let n = rows.len();
+        let (mut lv, mut rv) = (vec![0u32; n], vec![0u32; n]);
+        let (mut l, mut r) = (0usize, 0usize);
+        for (k, &row) in rows.iter().enumerate() {
+            if let Some(&ahead) = rows.get(k + hist::PREFETCH) {
+                hist::prefetch(data, ahead as usize);
+            }
+            let go = left(&data[row as usize]) as usize;
+            lv[l] = row;
+            rv[r] = row;
+            l += go;
+            r += 1 - go;
+        }
+        lv.truncate(l);
+        rv.truncate(r);
+        (lv, rv)
+    };
+    let parts: Vec<(Vec<u32>, Vec<u32>)> =
+        if rows.len() <= CHUNK { vec![split(rows)] } else { rows.par_chunks(CHUNK).map(split).collect() };
+    let mut at = 0;
+    for (l, _) in &parts {
+        rows[at..at + l.len()].copy_from_slice(l);
+        at += l.len();
+    }
+    let left_len = at;
+    for (_, r) in &parts {
+        rows[at..at + r.len()].copy_from_slice(r);
+        at += r.len();
+    }
+    left_len
+}
+
+/// Add the tree's leaf values to the scores of binned rows.
+fn add_tree(bin_tree: &BinTree, tree: &Tree, data: &BinnedData, score: &mut [f64]) {
+    const CHUNK: usize = 4096;
+    score.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
+        for (k, s) in chunk.iter_mut().enumerate() {
+            *s += tree.leaf_value[bin_tree.leaf(data, c * CHUNK + k)];
+        }
+    });
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the peers the benchmarks in bench/ compare against (not needed to build or test):
+#   pip: lightgbm xgboost scikit-learn pandas pyarrow (bench/gbdt.py), dvc (bench/runner.py),
+#        fastapi uvicorn (bench/serve.py); apt: wrk (bench/serve.py).
+set -euo pipefail
+python3 -m pip install --quiet lightgbm xgboost scikit-learn pandas pyarrow dvc fastapi uvicorn
+if ! command -v wrk >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk
+fi
+python3 -c "import lightgbm, xgboost, sklearn; print('lightgbm', lightgbm.__version__, 'xgboost', xgboost.__version__, 'scikit-learn', sklearn.__version__)"

