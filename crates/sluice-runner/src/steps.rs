@@ -7,10 +7,11 @@ use datafusion::arrow::array::RecordBatch;
 use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
 use sluice_model::{ModelArtifact, Predictor};
-use sluice_spec::kinds::ModelKind;
+use sluice_spec::kinds::{ClassWeightSpec, GbdtMetric, GbdtObjective, GbdtParams, ModelKind, TrainParams};
 use sluice_spec::{Input, Step, StepConfig};
 use sluice_store::OutputRecord;
-use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest};
+use sluice_train::gbdt::{GbdtOptions, Loss, Metric};
+use sluice_train::{ClassWeight, FeatureOptions, GbdtRequest, LinearOptions, Objective, TrainRequest};
 
 use crate::error::StepError;
 use crate::event::{Event, Reporter};
@@ -161,13 +162,17 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
         StepConfig::Train(train) => {
             let data = ctx.input("input")?.artifact.clone();
             let path = ctx.path_of(&data).await?;
+            let valid_path = match ctx.inputs.iter().find(|(i, _)| i.role == "validation") {
+                Some((_, o)) => Some(ctx.path_of(&o.artifact).await?),
+                None => None,
+            };
             let train = train.clone();
             let lineage = sluice_model::Lineage {
                 training_data: data.hash.to_string(),
                 config: ctx.step.config.to_json(),
                 sluice_version: sluice_core::ENGINE_VERSION.to_string(),
             };
-            let model = blocking(move || {
+            let (model, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
                 let features: Vec<String> = match &train.features {
                     Some(f) => f.clone(),
@@ -179,34 +184,57 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         .filter(|n| *n != train.label && !train.exclude.contains(n))
                         .collect(),
                 };
-                let request = TrainRequest {
-                    label: &train.label,
-                    features: &features,
-                    objective: match train.model {
-                        ModelKind::LogisticRegression => Objective::Logistic,
-                        ModelKind::LinearRegression => Objective::SquaredError,
-                    },
-                    linear: LinearOptions {
-                        l2: train.params.l2,
-                        max_iter: train.params.max_iter,
-                        tol: train.params.tol,
-                        fit_intercept: train.params.fit_intercept,
-                    },
-                    preprocessing: FeatureOptions {
-                        standardize: train.preprocessing.standardize,
-                        max_categories: train.preprocessing.max_categories,
-                    },
+                let (mut model, extra) = match &train.params {
+                    TrainParams::Linear(p) => {
+                        let request = TrainRequest {
+                            label: &train.label,
+                            features: &features,
+                            objective: match train.model {
+                                ModelKind::LinearRegression => Objective::SquaredError,
+                                _ => Objective::Logistic,
+                            },
+                            linear: LinearOptions {
+                                l2: p.l2,
+                                max_iter: p.max_iter,
+                                tol: p.tol,
+                                fit_intercept: p.fit_intercept,
+                            },
+                            preprocessing: FeatureOptions {
+                                standardize: train.preprocessing.standardize,
+                                max_categories: train.preprocessing.max_categories,
+                            },
+                        };
+                        (sluice_train::train_linear(&batch, &request)?, vec![])
+                    }
+                    TrainParams::Gbdt(p) => {
+                        let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
+                        let request = gbdt_request(p, &train.label, &features, train.preprocessing.max_categories);
+                        let mut history = Vec::new();
+                        let model = sluice_train::train_gbdt(&batch, valid.as_ref(), &request, None, &mut |r| {
+                            history.extend(r.valid_metric);
+                            std::ops::ControlFlow::Continue(())
+                        })?;
+                        let metric = format!("{:?}", request.options.metric).to_lowercase();
+                        let mut extra = vec![("trees".to_string(), model.training.iterations as f64)];
+                        if let Some(best) = match request.options.metric {
+                            Metric::Auc => history.iter().copied().reduce(f64::max),
+                            _ => history.iter().copied().reduce(f64::min),
+                        } {
+                            extra.push((format!("validation_{metric}"), best));
+                        }
+                        (model, extra)
+                    }
                 };
-                let mut model = sluice_train::train_linear(&batch, &request)?;
                 model.lineage = lineage;
-                Ok(model)
+                Ok((model, extra))
             })
             .await?;
-            let metrics = vec![
+            let mut metrics = vec![
                 ("train_rows".to_string(), model.training.rows as f64),
                 ("iterations".to_string(), model.training.iterations as f64),
                 ("objective".to_string(), model.training.objective),
             ];
+            metrics.extend(extra);
             let rows = model.training.rows;
             let out = ctx.store_json("model", model.to_json(), ArtifactKind::Model).await?;
             Ok(Executed { outputs: vec![out], rows: Some(rows), metrics })
@@ -300,5 +328,64 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             recorded.push(("gates_passed".to_string(), results.len() as f64));
             Ok(Executed { outputs: vec![], rows: None, metrics: recorded })
         }
+    }
+}
+
+/// The trainer's settings from a spec's `params` for `model: gbdt`.
+fn gbdt_request<'a>(p: &GbdtParams, label: &'a str, features: &'a [String], max_categories: usize) -> GbdtRequest<'a> {
+    let loss = match p.objective {
+        GbdtObjective::Binary => Loss::Binary,
+        GbdtObjective::Regression => Loss::L2,
+        GbdtObjective::L1 => Loss::L1,
+        GbdtObjective::Huber => Loss::Huber { delta: p.alpha },
+        GbdtObjective::Quantile => Loss::Quantile { alpha: p.alpha },
+        GbdtObjective::Poisson => Loss::Poisson { max_delta_step: 0.7 },
+    };
+    let mut options = GbdtOptions {
+        loss,
+        num_rounds: p.num_rounds,
+        learning_rate: p.learning_rate,
+        num_leaves: p.num_leaves,
+        max_depth: p.max_depth,
+        max_bin: p.max_bin,
+        feature_fraction: p.feature_fraction,
+        bagging_fraction: p.bagging_fraction,
+        bagging_freq: p.bagging_freq,
+        seed: p.seed,
+        early_stopping_rounds: p.early_stopping_rounds,
+        metric: match p.metric {
+            Some(GbdtMetric::Auc) => Metric::Auc,
+            Some(GbdtMetric::Logloss) => Metric::Logloss,
+            Some(GbdtMetric::Rmse) => Metric::Rmse,
+            Some(GbdtMetric::Mae) => Metric::Mae,
+            Some(GbdtMetric::Loss) => Metric::Loss,
+            None => Metric::default_for(loss),
+        },
+        threads: p.threads,
+        ..Default::default()
+    };
+    let s = &mut options.split;
+    s.lambda_l1 = p.lambda_l1;
+    s.lambda_l2 = p.lambda_l2;
+    s.min_data_in_leaf = p.min_data_in_leaf;
+    s.min_sum_hessian_in_leaf = p.min_sum_hessian_in_leaf;
+    s.min_gain_to_split = p.min_gain_to_split;
+    s.max_cat_to_onehot = p.max_cat_to_onehot;
+    s.max_cat_threshold = p.max_cat_threshold;
+    s.cat_smooth = p.cat_smooth;
+    s.cat_l2 = p.cat_l2;
+    s.min_data_per_group = p.min_data_per_group;
+    GbdtRequest {
+        label,
+        features,
+        options,
+        max_categories,
+        class_weight: p.class_weight.as_ref().map(|c| match c {
+            ClassWeightSpec::Explicit { negative, positive } => {
+                ClassWeight::Explicit { negative: *negative, positive: *positive }
+            }
+            ClassWeightSpec::Named(_) => ClassWeight::Balanced,
+        }),
+        monotone: p.monotone.iter().filter(|(_, m)| **m != 0).map(|(c, m)| (c.clone(), *m)).collect(),
     }
 }

@@ -110,6 +110,156 @@ pub enum ModelKind {
     LogisticRegression,
     /// Least squares with an L2 penalty (ridge), solved exactly.
     LinearRegression,
+    /// Gradient-boosted decision trees (histogram-based, leaf-wise, as LightGBM); the task
+    /// follows `params.objective`.
+    Gbdt,
+}
+
+/// The settings under `params`, whose shape depends on `model`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TrainParams {
+    Linear(LinearParams),
+    Gbdt(Box<GbdtParams>),
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams::Linear(LinearParams::default())
+    }
+}
+
+/// `params` is read by the spec parser once `model` is known (see `parse::read_train`); while
+/// the rest of the step is deserialized this accepts any value, so that `params` stays a known
+/// key with its position.
+impl<'de> Deserialize<'de> for TrainParams {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(TrainParams::default())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GbdtObjective {
+    /// Log loss on a boolean or 0/1 label; predictions are probabilities.
+    #[default]
+    Binary,
+    /// Squared error (L2).
+    Regression,
+    /// Absolute error; leaves are medians of the residuals.
+    L1,
+    /// Huber loss with threshold `alpha`.
+    Huber,
+    /// Pinball loss for quantile `alpha`.
+    Quantile,
+    /// Poisson log-likelihood for counts; predictions are means.
+    Poisson,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GbdtMetric {
+    /// ROC AUC (binary).
+    Auc,
+    /// Log loss (binary).
+    Logloss,
+    Rmse,
+    Mae,
+    /// The objective's own loss (Huber, pinball, Poisson deviance).
+    Loss,
+}
+
+/// Weights of the two classes in a binary objective.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ClassWeightSpec {
+    /// `balanced`: each class weighted by rows / (2 x its rows), as scikit-learn.
+    Named(String),
+    Explicit {
+        negative: f64,
+        positive: f64,
+    },
+}
+
+/// Hyper-parameters of `model: gbdt`. Names and defaults are LightGBM's.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GbdtParams {
+    #[serde(default)]
+    pub objective: GbdtObjective,
+    /// Boosting rounds (trees).
+    #[serde(default = "default_rounds")]
+    pub num_rounds: u32,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    #[serde(default = "default_num_leaves")]
+    pub num_leaves: usize,
+    /// Maximum depth of a leaf (unlimited when omitted).
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    #[serde(default = "default_min_data_in_leaf")]
+    pub min_data_in_leaf: u64,
+    #[serde(default = "default_min_sum_hessian")]
+    pub min_sum_hessian_in_leaf: f64,
+    #[serde(default)]
+    pub lambda_l1: f64,
+    #[serde(default)]
+    pub lambda_l2: f64,
+    #[serde(default)]
+    pub min_gain_to_split: f64,
+    /// Value bins per numeric feature (2 to 255).
+    #[serde(default = "default_max_bin")]
+    pub max_bin: usize,
+    /// Fraction of features each tree may use.
+    #[serde(default = "one")]
+    pub feature_fraction: f64,
+    /// Fraction of rows each tree is grown on, redrawn every `bagging_freq` rounds (0 = off).
+    #[serde(default = "one")]
+    pub bagging_fraction: f64,
+    #[serde(default)]
+    pub bagging_freq: u32,
+    #[serde(default)]
+    pub seed: u64,
+    /// Huber threshold or quantile level.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Stop when the `validation` metric has not improved for this many rounds.
+    #[serde(default)]
+    pub early_stopping_rounds: Option<u32>,
+    /// Metric on `validation` (default: logloss for binary, rmse for regression, mae for l1,
+    /// else the objective's loss).
+    #[serde(default)]
+    pub metric: Option<GbdtMetric>,
+    /// Feature column → 1 (prediction may only rise with it) or -1 (only fall).
+    #[serde(default)]
+    pub monotone: IndexMap<String, i8>,
+    /// `balanced` or `{negative: W, positive: W}` (binary only).
+    #[serde(default)]
+    pub class_weight: Option<ClassWeightSpec>,
+    /// Categorical features with at most this many categories split one-vs-rest.
+    #[serde(default = "default_max_cat_to_onehot")]
+    pub max_cat_to_onehot: usize,
+    /// At most this many categories on the left side of a categorical split.
+    #[serde(default = "default_max_cat_threshold")]
+    pub max_cat_threshold: usize,
+    #[serde(default = "default_cat_smooth")]
+    pub cat_smooth: f64,
+    #[serde(default = "default_cat_l2")]
+    pub cat_l2: f64,
+    /// Categories with fewer rows do not get their own place in a split.
+    #[serde(default = "default_min_data_per_group")]
+    pub min_data_per_group: u64,
+    /// Training threads (0 = all cores). The model is the same for any number.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl Default for GbdtParams {
+    fn default() -> Self {
+        // Every field has a serde default; an empty mapping gives them all.
+        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
+    }
 }
 
 /// Hyper-parameters of the linear models.
@@ -168,8 +318,13 @@ pub struct TrainStep {
     pub features: Option<Vec<String>>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// A dataset with the label, scored after every round (GBDT) for `early_stopping_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub validation: Option<Ref>,
+    /// Model settings; see `LinearParams` (linear models) and `GbdtParams` (`model: gbdt`).
     #[serde(default)]
-    pub params: LinearParams,
+    pub params: TrainParams,
     #[serde(default)]
     pub preprocessing: FeatureOptions,
 }
@@ -226,6 +381,45 @@ fn default_tol() -> f64 {
     1e-8
 }
 fn default_max_categories() -> usize {
+    100
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_rounds() -> u32 {
+    100
+}
+fn default_learning_rate() -> f64 {
+    0.1
+}
+fn default_num_leaves() -> usize {
+    31
+}
+fn default_min_data_in_leaf() -> u64 {
+    20
+}
+fn default_min_sum_hessian() -> f64 {
+    1e-3
+}
+fn default_max_bin() -> usize {
+    255
+}
+fn default_alpha() -> f64 {
+    0.9
+}
+fn default_max_cat_to_onehot() -> usize {
+    4
+}
+fn default_max_cat_threshold() -> usize {
+    32
+}
+fn default_cat_smooth() -> f64 {
+    10.0
+}
+fn default_cat_l2() -> f64 {
+    10.0
+}
+fn default_min_data_per_group() -> u64 {
     100
 }
 fn default_threshold() -> f64 {

@@ -11,7 +11,10 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
-use crate::kinds::{FileFormat, SourceStep, SplitMethod};
+use crate::kinds::{
+    FileFormat, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep, SplitMethod, TrainParams,
+    TrainStep,
+};
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
 
 const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "sources", "steps"];
@@ -258,7 +261,7 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         "source" => marked_yaml::from_node(&body).map(StepConfig::Source),
         "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
         "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
-        "train" => marked_yaml::from_node(&body).map(StepConfig::Train),
+        "train" => read_train(&body).map(StepConfig::Train),
         "evaluate" => marked_yaml::from_node(&body).map(StepConfig::Evaluate),
         "register" => marked_yaml::from_node(&body).map(StepConfig::Register),
         other => {
@@ -274,6 +277,29 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         }
     };
     parsed.map_err(|e| from_node_error(origin, &context, def, e))
+}
+
+/// A train step: everything but `params` first, then `params` in the shape `model` calls for.
+fn read_train(body: &Node) -> Result<TrainStep, marked_yaml::FromNodeError> {
+    #[derive(serde::Deserialize)]
+    struct Only<T> {
+        #[serde(default)]
+        params: T,
+    }
+    let mut step: TrainStep = marked_yaml::from_node(body)?;
+    // Only `params` (with its position), so error paths read `params.<field>`.
+    let mut params = MarkedMappingNode::new_empty(*body.span());
+    if let Some((k, v)) = body.as_mapping().and_then(|m| m.iter().find(|(k, _)| k.as_str() == "params")) {
+        params.insert(k.clone(), v.clone());
+    }
+    let params = Node::Mapping(params);
+    step.params = match step.model {
+        ModelKind::Gbdt => TrainParams::Gbdt(Box::new(marked_yaml::from_node::<Only<GbdtParams>>(&params)?.params)),
+        ModelKind::LogisticRegression | ModelKind::LinearRegression => {
+            TrainParams::Linear(marked_yaml::from_node::<Only<LinearParams>>(&params)?.params)
+        }
+    };
+    Ok(step)
 }
 
 fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::FromNodeError) -> SpecError {
@@ -460,14 +486,22 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             }
         }
         StepConfig::Train(t) => {
-            if !(t.params.l2 >= 0.0 && t.params.l2.is_finite()) {
-                return Err(invalid("params.l2", format!("`params.l2` must be >= 0, got {}", t.params.l2)));
-            }
-            if t.params.tol.is_nan() || t.params.tol <= 0.0 {
-                return Err(invalid("params.tol", format!("`params.tol` must be > 0, got {}", t.params.tol)));
-            }
-            if t.params.max_iter == 0 {
-                return Err(invalid("params.max_iter", "`params.max_iter` must be at least 1".into()));
+            match &t.params {
+                TrainParams::Linear(p) => {
+                    if !(p.l2 >= 0.0 && p.l2.is_finite()) {
+                        return Err(invalid("params.l2", format!("`params.l2` must be >= 0, got {}", p.l2)));
+                    }
+                    if p.tol.is_nan() || p.tol <= 0.0 {
+                        return Err(invalid("params.tol", format!("`params.tol` must be > 0, got {}", p.tol)));
+                    }
+                    if p.max_iter == 0 {
+                        return Err(invalid("params.max_iter", "`params.max_iter` must be at least 1".into()));
+                    }
+                    if t.validation.is_some() {
+                        return Err(invalid("validation", "`validation` is used by `model: gbdt` only".into()));
+                    }
+                }
+                TrainParams::Gbdt(p) => check_gbdt(p, t.validation.is_some()).map_err(|(f, m)| invalid(f, m))?,
             }
             if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
                 return Err(invalid("features", format!("the label `{}` cannot also be a feature", t.label)));
@@ -502,6 +536,74 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Range checks of GBDT settings: the field (under `params`) and the message.
+fn check_gbdt(p: &GbdtParams, has_validation: bool) -> Result<(), (&'static str, String)> {
+    let positive = |v: f64| v > 0.0 && v.is_finite();
+    let fraction = |v: f64| v > 0.0 && v <= 1.0;
+    let checks: [(bool, &'static str, String); 12] = [
+        (p.num_rounds >= 1, "params.num_rounds", "must be at least 1".into()),
+        (positive(p.learning_rate), "params.learning_rate", format!("must be > 0, got {}", p.learning_rate)),
+        (p.num_leaves >= 2, "params.num_leaves", format!("must be at least 2, got {}", p.num_leaves)),
+        ((2..=255).contains(&p.max_bin), "params.max_bin", format!("must be between 2 and 255, got {}", p.max_bin)),
+        (
+            fraction(p.feature_fraction),
+            "params.feature_fraction",
+            format!("must be in (0, 1], got {}", p.feature_fraction),
+        ),
+        (
+            fraction(p.bagging_fraction),
+            "params.bagging_fraction",
+            format!("must be in (0, 1], got {}", p.bagging_fraction),
+        ),
+        (
+            [p.lambda_l1, p.lambda_l2, p.min_gain_to_split, p.min_sum_hessian_in_leaf, p.cat_smooth, p.cat_l2]
+                .iter()
+                .all(|v| *v >= 0.0 && v.is_finite()),
+            "params",
+            "lambda_l1, lambda_l2, min_gain_to_split, min_sum_hessian_in_leaf, cat_smooth and cat_l2 must be >= 0"
+                .into(),
+        ),
+        (p.max_depth != Some(0), "params.max_depth", "must be at least 1 (omit it for no limit)".into()),
+        (
+            match p.objective {
+                GbdtObjective::Quantile => p.alpha > 0.0 && p.alpha < 1.0,
+                _ => positive(p.alpha),
+            },
+            "params.alpha",
+            format!("must be in (0, 1) for quantile and > 0 for huber, got {}", p.alpha),
+        ),
+        (
+            p.monotone.values().all(|m| [-1, 0, 1].contains(m)),
+            "params.monotone",
+            "values must be 1 (increasing), -1 (decreasing) or 0".into(),
+        ),
+        (
+            p.early_stopping_rounds.is_none() || has_validation,
+            "params.early_stopping_rounds",
+            "needs `validation` (a dataset scored after every round)".into(),
+        ),
+        (
+            p.objective == GbdtObjective::Binary
+                || !matches!(p.metric, Some(GbdtMetric::Auc | GbdtMetric::Logloss)) && p.class_weight.is_none(),
+            "params",
+            "`metric: auc`/`logloss` and `class_weight` need `objective: binary`".into(),
+        ),
+    ];
+    if let Some((_, field, message)) = checks.into_iter().find(|c| !c.0) {
+        let message = if field == "params" { message } else { format!("`{field}` {message}") };
+        return Err((field, message));
+    }
+    if let Some(crate::kinds::ClassWeightSpec::Named(n)) = &p.class_weight
+        && n != "balanced"
+    {
+        return Err((
+            "params.class_weight",
+            format!("`params.class_weight` must be `balanced` or `{{negative: W, positive: W}}`, got `{n}`"),
+        ));
     }
     Ok(())
 }

@@ -44,7 +44,13 @@ impl StepConfig {
             StepConfig::Source(_) => vec![],
             StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
             StepConfig::Split(s) => vec![("input", &s.input, Dataset)],
-            StepConfig::Train(s) => vec![("input", &s.input, Dataset)],
+            StepConfig::Train(s) => {
+                let mut v = vec![("input", &s.input, Dataset)];
+                if let Some(r) = &s.validation {
+                    v.push(("validation", r, Dataset));
+                }
+                v
+            }
             StepConfig::Evaluate(s) => vec![("model", &s.model, Model), ("input", &s.input, Dataset)],
             StepConfig::Register(s) => {
                 let mut v = vec![("model", &s.model, Model)];

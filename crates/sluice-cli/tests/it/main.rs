@@ -5,6 +5,7 @@
 
 mod cache;
 mod failure;
+mod gbdt;
 mod kill;
 mod predict;
 mod quickstart;
