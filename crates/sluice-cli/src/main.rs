@@ -30,6 +30,9 @@ enum Command {
     Schema,
     /// Score a CSV or Parquet file with a registered model.
     Predict(commands::predict::Args),
+    /// Score a file and write each input column's contribution to every row's raw score
+    /// (exact TreeSHAP for GBDT models; bias + contributions = raw score).
+    Explain(commands::predict::Args),
     /// Inspect runs.
     #[command(subcommand)]
     Runs(commands::runs::Command),
@@ -48,7 +51,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&cli.home, args),
         Command::Plan(args) => commands::plan::run(&cli.home, args),
         Command::Schema => commands::schema::run(),
-        Command::Predict(args) => commands::predict::run(&cli.home, args),
+        Command::Predict(args) => commands::predict::run(&cli.home, args, false),
+        Command::Explain(args) => commands::predict::run(&cli.home, args, true),
         Command::Runs(cmd) => commands::runs::run(&cli.home, cmd),
         Command::Models(cmd) => commands::models::run(&cli.home, cmd),
         Command::Lineage(args) => commands::lineage::run(&cli.home, args),

@@ -16,6 +16,7 @@
 
 mod artifact;
 mod error;
+mod explain;
 mod gbdt;
 mod linear;
 mod predict;
@@ -25,5 +26,5 @@ pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, T
 pub use error::{ModelError, Result};
 pub use gbdt::{GbdtModel, Link, Tree};
 pub use linear::{LinearModel, sigmoid};
-pub use predict::{Predictions, Predictor};
+pub use predict::{Explanation, Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

@@ -7,12 +7,19 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch};
 use crate::artifact::{Model, ModelArtifact, Task};
 use crate::error::Result;
 use crate::linear::sigmoid;
-use crate::transform::Prepared;
+use crate::transform::{DesignMatrix, Prepared};
 
 /// A loaded model, ready to score many batches.
 pub struct Predictor {
     artifact: ModelArtifact,
     prepared: Prepared,
+}
+
+/// Per-row contributions: `values` is `rows x (columns.len() + 1)`, the last column the bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub columns: Vec<String>,
+    pub values: DesignMatrix,
 }
 
 /// Scores for a batch: probabilities of the positive class, or predicted values.
@@ -61,6 +68,52 @@ impl Predictor {
             Model::Gbdt(m) => m.predict(&x),
         };
         Ok(Predictions { task: self.artifact.task, scores })
+    }
+
+    /// Each input column's contribution to every row's raw score (log-odds for binary
+    /// classification), plus the bias: `bias + Σ contributions == raw score`. Exact TreeSHAP for
+    /// GBDT; `weight x transformed value` summed per input column for linear models.
+    pub fn explain(&self, batch: &RecordBatch) -> Result<Explanation> {
+        let x = self.prepared.matrix(batch)?;
+        let per_feature = match &self.artifact.model {
+            Model::Linear(m) => m.contributions(&x),
+            Model::Gbdt(m) => m.contributions(&x),
+        };
+        // Fold design-matrix columns back into the input columns they came from.
+        let transforms = &self.artifact.transforms;
+        let cols = transforms.len() + 1;
+        let mut values = vec![0.0; x.rows * cols];
+        for r in 0..x.rows {
+            let src = per_feature.row(r);
+            let mut at = 0;
+            for (t, transform) in transforms.iter().enumerate() {
+                values[r * cols + t] = src[at..at + transform.width()].iter().sum();
+                at += transform.width();
+            }
+            values[r * cols + cols - 1] = src[at];
+        }
+        Ok(Explanation {
+            columns: transforms.iter().map(|t| t.column().to_string()).collect(),
+            values: DesignMatrix { data: values, rows: x.rows, cols },
+        })
+    }
+
+    /// The input batch with the prediction columns, then `contribution_<column>` for every input
+    /// column and `contribution_bias`.
+    pub fn explain_batch(&self, batch: &RecordBatch, threshold: f64) -> Result<RecordBatch> {
+        let scored = self.score_batch(batch, threshold)?;
+        let e = self.explain(batch)?;
+        let mut fields: Vec<(String, ArrayRef)> =
+            scored.schema().fields().iter().zip(scored.columns()).map(|(f, c)| (f.name().clone(), c.clone())).collect();
+        let names = e.columns.iter().map(String::as_str).chain(["bias"]);
+        for (j, name) in names.enumerate() {
+            let col: Float64Array = (0..e.values.rows).map(|r| Some(e.values.row(r)[j])).collect();
+            let name = format!("contribution_{name}");
+            fields.retain(|(n, _)| *n != name);
+            fields.push((name, Arc::new(col) as ArrayRef));
+        }
+        RecordBatch::try_from_iter(fields)
+            .map_err(|e| crate::error::ModelError::Internal(format!("building explanation batch: {e}")))
     }
 
     /// The input batch with the prediction columns appended.

@@ -166,6 +166,10 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 Some((_, o)) => Some(ctx.path_of(&o.artifact).await?),
                 None => None,
             };
+            let init = match ctx.inputs.iter().any(|(i, _)| i.role == "init_model") {
+                true => Some(ctx.load_model("init_model").await?.1),
+                false => None,
+            };
             let train = train.clone();
             let lineage = sluice_model::Lineage {
                 training_data: data.hash.to_string(),
@@ -210,10 +214,11 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
                         let request = gbdt_request(p, &train.label, &features, train.preprocessing.max_categories);
                         let mut history = Vec::new();
-                        let model = sluice_train::train_gbdt(&batch, valid.as_ref(), &request, None, &mut |r| {
-                            history.extend(r.valid_metric);
-                            std::ops::ControlFlow::Continue(())
-                        })?;
+                        let model =
+                            sluice_train::train_gbdt(&batch, valid.as_ref(), &request, init.as_ref(), &mut |r| {
+                                history.extend(r.valid_metric);
+                                std::ops::ControlFlow::Continue(())
+                            })?;
                         let metric = format!("{:?}", request.options.metric).to_lowercase();
                         let mut extra = vec![("trees".to_string(), model.training.iterations as f64)];
                         if let Some(best) = match request.options.metric {

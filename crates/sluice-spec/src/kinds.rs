@@ -322,6 +322,11 @@ pub struct TrainStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub validation: Option<Ref>,
+    /// A GBDT model (another train step's output) to continue boosting on this step's data:
+    /// its trees and feature encoding are kept and `params.num_rounds` more trees are added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub init_model: Option<Ref>,
     /// Model settings; see `LinearParams` (linear models) and `GbdtParams` (`model: gbdt`).
     #[serde(default)]
     pub params: TrainParams,

@@ -500,6 +500,12 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                     if t.validation.is_some() {
                         return Err(invalid("validation", "`validation` is used by `model: gbdt` only".into()));
                     }
+                    if t.init_model.is_some() {
+                        return Err(invalid(
+                            "init_model",
+                            "`init_model` (warm start) is for `model: gbdt` only".into(),
+                        ));
+                    }
                 }
                 TrainParams::Gbdt(p) => check_gbdt(p, t.validation.is_some()).map_err(|(f, m)| invalid(f, m))?,
             }

@@ -49,6 +49,9 @@ impl StepConfig {
                 if let Some(r) = &s.validation {
                     v.push(("validation", r, Dataset));
                 }
+                if let Some(r) = &s.init_model {
+                    v.push(("init_model", r, Model));
+                }
                 v
             }
             StepConfig::Evaluate(s) => vec![("model", &s.model, Model), ("input", &s.input, Dataset)],

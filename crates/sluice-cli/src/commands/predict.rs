@@ -1,4 +1,5 @@
-//! Batch scoring with a registered model. Uses the model artifact alone: no pipeline, no engine.
+//! Batch scoring (and explaining) with a registered model. Uses the model artifact alone: no
+//! pipeline, no engine.
 
 use std::fs::File;
 use std::io::{BufReader, Seek};
@@ -85,7 +86,8 @@ fn read(path: &Path, model: &ModelArtifact) -> anyhow::Result<(arrow::datatypes:
     }
 }
 
-pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
+/// Score `args.input`; with `explain`, also write per-column contributions.
+pub fn run(home: &Path, args: Args, explain: bool) -> anyhow::Result<ExitCode> {
     let out_kind = kind_of(&args.output, "output")?;
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
         bail!("`--threshold` must be between 0 and 1, got {}", args.threshold);
@@ -102,7 +104,9 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     let scored = batches
         .iter()
-        .map(|b| predictor.score_batch(b, args.threshold))
+        .map(|b| {
+            if explain { predictor.explain_batch(b, args.threshold) } else { predictor.score_batch(b, args.threshold) }
+        })
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("cannot score `{}` with {}:{}", args.input.display(), name, version.version))?;
     let rows: usize = scored.iter().map(RecordBatch::num_rows).sum();
@@ -135,6 +139,7 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    eprintln!("scored {rows} rows with {name}:{} → {}", version.version, args.output.display());
+    let verb = if explain { "explained" } else { "scored" };
+    eprintln!("{verb} {rows} rows with {name}:{} → {}", version.version, args.output.display());
     Ok(ExitCode::SUCCESS)
 }

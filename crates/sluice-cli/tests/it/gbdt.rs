@@ -50,6 +50,35 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     assert_eq!(got.len(), expected.len());
     assert!(got.iter().zip(&expected).all(|(g, e)| g.to_bits() == e.to_bits()));
 
+    // `sluice explain`: per-column TreeSHAP contributions that add up to the raw score.
+    let explained = sb.path().join("explained.parquet");
+    let out = sb
+        .sluice(&[
+            "explain",
+            "--model",
+            "adult-income-gbdt@champion",
+            "--input",
+            test.to_str().unwrap(),
+            "--output",
+            explained.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(out.stderr.contains("explained 9769 rows"), "{}", out.stderr);
+    let columns = ["age", "workclass", "education", "education_num", "marital_status", "occupation", "relationship"];
+    let columns = columns.iter().chain(&["race", "sex", "capital_gain", "capital_loss", "hours_per_week"]);
+    let mut total = parquet_f64_column(&explained, "contribution_bias");
+    for c in columns.chain(&["native_country"]) {
+        let v = parquet_f64_column(&explained, &format!("contribution_{c}"));
+        total.iter_mut().zip(&v).for_each(|(t, v)| *t += v);
+    }
+    let p = parquet_f64_column(&explained, "probability");
+    for (row, (t, p)) in total.iter().zip(&p).enumerate() {
+        let logit = (p / (1.0 - p)).ln();
+        assert!((t - logit).abs() < 1e-6, "row {row}: contributions sum to {t}, log-odds {logit}");
+    }
+    let age = parquet_f64_column(&explained, "contribution_age");
+    assert!(age.iter().any(|v| *v > 0.1) && age.iter().any(|v| *v < -0.1), "age should matter both ways");
+
     // Cached on a second run.
     let again = sb.run_json(&spec, &[]);
     assert!(again.ran().is_empty(), "{:?}", again.ran());
@@ -78,4 +107,32 @@ fn gbdt_params_are_checked_against_the_model_kind() {
     let out =
         sb.sluice(&["plan", spec.to_str().unwrap(), "--set", "train.params.monotone.education_num=2"]).expect_code(2);
     assert!(out.stderr.contains("`params.monotone`"), "{}", out.stderr);
+}
+
+#[test]
+fn warm_start_continues_another_steps_model() {
+    let sb = Sandbox::new();
+    let dir = sb.copy_adult().parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(adult_example().join("gbdt.yaml")).unwrap();
+    let more = "  more:\n    kind: train\n    input: split.valid\n    init_model: train\n    model: gbdt\n    label: label\n    params: {num_rounds: 10}\n\n  evaluate:";
+    let spec = spec
+        .replace("  evaluate:", more)
+        .replace("model: train\n    input: split.test", "model: more\n    input: split.test");
+    std::fs::write(dir.join("warm.yaml"), spec).unwrap();
+    let events = sb.run_json(&dir.join("warm.yaml"), &[]);
+    events.check_complete(&["train", "more", "evaluate"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let trees = |step: &str| -> f64 {
+        let all = show["metrics"].as_array().unwrap();
+        all.iter()
+            .find(|m| m["key"] == "trees" && m["step"] == step)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("no trees metric for {step} in {all:?}"))
+    };
+    assert_eq!(trees("more"), trees("train") + 10.0);
+    // A linear model cannot be warm-started.
+    let out = sb
+        .sluice(&["plan", dir.join("pipeline.yaml").to_str().unwrap(), "--set", "train.init_model=split.train"])
+        .expect_code(2);
+    assert!(out.stderr.contains("`init_model`"), "{}", out.stderr);
 }

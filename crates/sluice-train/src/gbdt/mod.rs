@@ -166,8 +166,8 @@ pub struct GbdtFit {
 }
 
 /// Train a GBDT. `categorical[j]` is the number of categories of column `j` (0 = numeric).
-/// With `init`, boosting continues from that model (warm start): its trees are kept and new ones
-/// fit the residuals of its predictions on `train`.
+/// With `init`, boosting continues from that model (warm start): its scoring trees (up to its
+/// best round) are kept and new ones fit the residuals of its predictions on `train`.
 pub fn fit_gbdt(
     train: &GbdtData,
     categorical: &[usize],
@@ -351,9 +351,12 @@ impl<'a> Booster<'a> {
         let n = self.train.x.rows;
         let y = self.train.y;
         let (base_score, mut trees, mut score, mut valid_score) = match self.init {
-            Some(m) => {
-                (m.base_score, m.trees.clone(), m.raw_scores(self.train.x), self.valid.map(|v| m.raw_scores(v.x)))
-            }
+            Some(m) => (
+                m.base_score,
+                m.scoring_trees().to_vec(),
+                m.raw_scores(self.train.x),
+                self.valid.map(|v| m.raw_scores(v.x)),
+            ),
             None => {
                 let base = opts.loss.init_score(y, &self.weight);
                 (base, Vec::new(), vec![base; n], self.valid.map(|v| vec![base; v.x.rows]))
