@@ -57,9 +57,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
     f1_score,
     log_loss,
     mean_absolute_error,
+    mean_absolute_percentage_error,
     precision_score,
     r2_score,
     recall_score,
@@ -115,6 +119,10 @@ def binary_metrics(y, p):
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),
         "f1": float(f1_score(y, pred, zero_division=0)),
+        "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "brier": float(brier_score_loss(y, p)),
     }
 
 
@@ -125,6 +133,10 @@ BINARY_METRIC_COMMANDS = {
     "precision": "precision_score(y, p >= 0.5, zero_division=0)",
     "recall": "recall_score(y, p >= 0.5, zero_division=0)",
     "f1": "f1_score(y, p >= 0.5, zero_division=0)",
+    "f1_macro": "f1_score(y, p >= 0.5, average='macro', zero_division=0)",
+    "pr_auc": "average_precision_score(y, p)",
+    "balanced_accuracy": "balanced_accuracy_score(y, p >= 0.5)",
+    "brier": "brier_score_loss(y, p)",
 }
 
 
@@ -133,6 +145,7 @@ def regression_metrics(y, yhat):
         "rmse": float(root_mean_squared_error(y, yhat)),
         "mae": float(mean_absolute_error(y, yhat)),
         "r2": float(r2_score(y, yhat)),
+        "mape": float(mean_absolute_percentage_error(y, yhat)),
     }
 
 
@@ -140,6 +153,7 @@ REGRESSION_METRIC_COMMANDS = {
     "rmse": "root_mean_squared_error(y, yhat)",
     "mae": "mean_absolute_error(y, yhat)",
     "r2": "r2_score(y, yhat)",
+    "mape": "mean_absolute_percentage_error(y, yhat)",
 }
 
 

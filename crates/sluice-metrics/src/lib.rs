@@ -1,6 +1,8 @@
 //! Evaluation metrics for binary classification and regression, matching scikit-learn's
-//! definitions (`roc_auc_score`, `log_loss`, `accuracy_score`, `precision_score`, `recall_score`,
-//! `f1_score`, `mean_squared_error`, `mean_absolute_error`, `r2_score`).
+//! definitions (`roc_auc_score`, `average_precision_score`, `log_loss`, `accuracy_score`,
+//! `balanced_accuracy_score`, `precision_score`, `recall_score`, `f1_score` (binary and macro),
+//! `brier_score_loss`, `mean_squared_error`, `mean_absolute_error`, `r2_score`,
+//! `mean_absolute_percentage_error`), plus the confusion matrix and a reliability curve.
 //!
 //! ```
 //! let m = sluice_metrics::binary(&[0.0, 1.0, 1.0], &[0.2, 0.7, 0.4], 0.5).unwrap();
@@ -33,8 +35,21 @@ pub struct BinaryMetrics {
     pub precision: f64,
     pub recall: f64,
     pub f1: f64,
+    /// Mean of the F1 scores of both classes.
+    pub f1_macro: f64,
+    /// Area under the precision-recall curve, as average precision.
+    pub pr_auc: f64,
+    /// Mean of the recalls of both classes.
+    pub balanced_accuracy: f64,
+    /// Mean squared difference between probability and label.
+    pub brier: f64,
     pub rows: u64,
     pub positives: u64,
+    /// Confusion matrix at the threshold.
+    pub true_positives: u64,
+    pub false_positives: u64,
+    pub true_negatives: u64,
+    pub false_negatives: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,6 +57,8 @@ pub struct RegressionMetrics {
     pub rmse: f64,
     pub mae: f64,
     pub r2: f64,
+    /// Mean of `|y - yhat| / max(|y|, eps)` (a fraction, not a percentage).
+    pub mape: f64,
     pub rows: u64,
 }
 
@@ -54,13 +71,22 @@ impl BinaryMetrics {
             ("precision".into(), self.precision),
             ("recall".into(), self.recall),
             ("f1".into(), self.f1),
+            ("f1_macro".into(), self.f1_macro),
+            ("pr_auc".into(), self.pr_auc),
+            ("balanced_accuracy".into(), self.balanced_accuracy),
+            ("brier".into(), self.brier),
         ])
     }
 }
 
 impl RegressionMetrics {
     pub fn to_map(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([("rmse".into(), self.rmse), ("mae".into(), self.mae), ("r2".into(), self.r2)])
+        BTreeMap::from([
+            ("rmse".into(), self.rmse),
+            ("mae".into(), self.mae),
+            ("r2".into(), self.r2),
+            ("mape".into(), self.mape),
+        ])
     }
 }
 
@@ -83,12 +109,13 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
         return Err(MetricsError::NotBinary(*bad));
     }
     let (mut tp, mut fp, mut tn, mut fneg) = (0u64, 0u64, 0u64, 0u64);
-    let mut loss = 0.0;
+    let (mut loss, mut brier) = (0.0, 0.0);
     // scikit-learn clips probabilities to [eps, 1 - eps] with eps = float64 machine epsilon.
     let eps = f64::EPSILON;
     for (&yi, &pi) in y.iter().zip(p) {
         let q = pi.clamp(eps, 1.0 - eps);
         loss -= if yi == 1.0 { q.ln() } else { (1.0 - q).ln() };
+        brier += (pi - yi) * (pi - yi);
         match (yi == 1.0, pi >= threshold) {
             (true, true) => tp += 1,
             (false, true) => fp += 1,
@@ -101,6 +128,10 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
     let precision = ratio(tp, tp + fp);
     let recall = ratio(tp, tp + fneg);
     let f1 = ratio(2 * tp, 2 * tp + fp + fneg);
+    let f1_negative = ratio(2 * tn, 2 * tn + fneg + fp);
+    // scikit-learn averages the recalls of the classes present.
+    let recalls: Vec<f64> =
+        [(tp, tp + fneg), (tn, tn + fp)].iter().filter(|c| c.1 > 0).map(|c| ratio(c.0, c.1)).collect();
     Ok(BinaryMetrics {
         roc_auc: roc_auc(y, p)?,
         log_loss: loss / n,
@@ -108,8 +139,16 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
         precision,
         recall,
         f1,
+        f1_macro: (f1 + f1_negative) / 2.0,
+        pr_auc: average_precision(y, p),
+        balanced_accuracy: recalls.iter().sum::<f64>() / recalls.len() as f64,
+        brier: brier / n,
         rows: y.len() as u64,
         positives: tp + fneg,
+        true_positives: tp,
+        false_positives: fp,
+        true_negatives: tn,
+        false_negatives: fneg,
     })
 }
 
@@ -140,19 +179,60 @@ pub fn roc_auc(y: &[f64], p: &[f64]) -> Result<f64> {
     Ok((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
 }
 
+/// Average precision: `Σ (R_k - R_{k-1}) P_k` over the distinct scores from high to low (tied
+/// scores form one threshold), as scikit-learn's `average_precision_score`. 0 with no positives.
+pub fn average_precision(y: &[f64], p: &[f64]) -> f64 {
+    let mut order: Vec<usize> = (0..y.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    let positives = y.iter().filter(|v| **v == 1.0).count() as f64;
+    if positives == 0.0 {
+        return 0.0;
+    }
+    let (mut tp, mut seen, mut last_recall, mut ap) = (0.0, 0.0, 0.0, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j < order.len() && p[order[j]] == p[order[i]] {
+            tp += y[order[j]];
+            seen += 1.0;
+            j += 1;
+        }
+        let recall = tp / positives;
+        ap += (recall - last_recall) * (tp / seen);
+        last_recall = recall;
+        i = j;
+    }
+    ap
+}
+
+/// The reliability (calibration) curve: `bins` equal-width probability bins; per non-empty bin,
+/// the mean predicted probability, the fraction of positives and the row count — as
+/// scikit-learn's `calibration_curve(strategy="uniform")` plus counts.
+pub fn reliability_curve(y: &[f64], p: &[f64], bins: usize) -> Vec<(f64, f64, u64)> {
+    let mut sums = vec![(0.0, 0.0, 0u64); bins];
+    for (&yi, &pi) in y.iter().zip(p) {
+        let b = ((pi * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += pi;
+        sums[b].1 += yi;
+        sums[b].2 += 1;
+    }
+    sums.into_iter().filter(|s| s.2 > 0).map(|(ps, ys, n)| (ps / n as f64, ys / n as f64, n)).collect()
+}
+
 pub fn regression(y: &[f64], yhat: &[f64]) -> Result<RegressionMetrics> {
     check(y, yhat)?;
     let n = y.len() as f64;
     let mean = y.iter().sum::<f64>() / n;
-    let (mut sse, mut sae, mut sst) = (0.0, 0.0, 0.0);
+    let (mut sse, mut sae, mut sst, mut sape) = (0.0, 0.0, 0.0, 0.0);
     for (&a, &b) in y.iter().zip(yhat) {
         sse += (a - b) * (a - b);
         sae += (a - b).abs();
+        sape += (a - b).abs() / a.abs().max(f64::EPSILON);
         sst += (a - mean) * (a - mean);
     }
     // scikit-learn's r2_score: 1.0 for a perfect fit of constant labels, 0.0 otherwise.
     let r2 = if sst == 0.0 { if sse == 0.0 { 1.0 } else { 0.0 } } else { 1.0 - sse / sst };
-    Ok(RegressionMetrics { rmse: (sse / n).sqrt(), mae: sae / n, r2, rows: y.len() as u64 })
+    Ok(RegressionMetrics { rmse: (sse / n).sqrt(), mae: sae / n, r2, mape: sape / n, rows: y.len() as u64 })
 }
 
 #[cfg(test)]
@@ -164,6 +244,15 @@ mod tests {
         // scikit-learn: roc_auc_score([0,0,1,1,1],[0.1,0.4,0.4,0.8,0.4]) == 0.8333333333333333
         let auc = roc_auc(&[0.0, 0.0, 1.0, 1.0, 1.0], &[0.1, 0.4, 0.4, 0.8, 0.4]).unwrap();
         assert!((auc - 0.8333333333333333).abs() < 1e-12, "{auc}");
+    }
+
+    #[test]
+    fn reliability_curve_bins_probabilities() {
+        let c = reliability_curve(&[0.0, 1.0, 1.0, 0.0, 1.0], &[0.05, 0.08, 0.55, 0.6, 0.95], 10);
+        // Bins [0, 0.1), [0.5, 0.6), [0.6, 0.7), [0.9, 1.0]; empty bins are left out.
+        assert_eq!(c.len(), 4);
+        assert!((c[0].0 - 0.065).abs() < 1e-12 && c[0].1 == 0.5 && c[0].2 == 2);
+        assert_eq!(c[3], (0.95, 1.0, 1));
     }
 
     #[test]

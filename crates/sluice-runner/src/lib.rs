@@ -21,6 +21,7 @@ mod event;
 mod gates;
 mod plan;
 mod run;
+mod slices;
 mod steps;
 mod workspace;
 

@@ -249,20 +249,49 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let data = ctx.input("input")?.artifact.clone();
             let path = ctx.path_of(&data).await?;
             let threshold = eval.threshold;
-            let (metrics, scored) = blocking(move || {
+            let slices = eval.slices.clone();
+            let (metrics, scored, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
-                let (metrics, _, predictions) = crate::gates::score(model, &batch, threshold)?;
-                Ok((metrics, Predictor::append(&batch, &predictions, threshold)?))
+                let (label, task) = (model.label.clone(), model.task);
+                let (mut metrics, _, predictions) = crate::gates::score(model, &batch, threshold)?;
+                let y = sluice_train::label_values(&batch, &label, task)?;
+                let (by_slice, gaps) =
+                    crate::slices::evaluate_slices(&batch, &slices, task, &y, &predictions.scores, threshold)?;
+                metrics.extend(gaps);
+                let mut extra = serde_json::Map::new();
+                if !slices.is_empty() {
+                    extra.insert("slices".into(), by_slice);
+                }
+                if task == sluice_model::Task::BinaryClassification {
+                    let m = sluice_metrics::binary(&y, &predictions.scores, threshold)?;
+                    extra.insert(
+                        "confusion_matrix".into(),
+                        serde_json::json!({"true_positives": m.true_positives, "false_positives": m.false_positives,
+                                           "true_negatives": m.true_negatives, "false_negatives": m.false_negatives}),
+                    );
+                    let curve = sluice_metrics::reliability_curve(&y, &predictions.scores, 10);
+                    extra.insert(
+                        "reliability_curve".into(),
+                        curve
+                            .iter()
+                            .map(|(p, f, n)| serde_json::json!({"mean_probability": p, "fraction_positive": f, "rows": n}))
+                            .collect(),
+                    );
+                }
+                Ok((metrics, Predictor::append(&batch, &predictions, threshold)?, extra))
             })
             .await?;
             let rows = scored.num_rows() as u64;
-            let doc = serde_json::json!({
+            let mut doc = serde_json::json!({
                 "metrics": metrics,
                 "rows": rows,
                 "threshold": threshold,
                 "model": model_hash.to_string(),
                 "data": data.hash.to_string(),
             });
+            if let Some(d) = doc.as_object_mut() {
+                d.extend(extra);
+            }
             let metrics_out = ctx
                 .store_json("metrics", serde_json::to_vec_pretty(&doc).unwrap_or_default(), ArtifactKind::Metrics)
                 .await?;

@@ -345,6 +345,12 @@ pub struct EvaluateStep {
     /// Probability above which a binary prediction is positive.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
+    /// Columns to evaluate by slice: metrics per value of each, and for binary models the
+    /// largest gaps between groups in positive-prediction rate
+    /// (`demographic_parity_difference_<column>`) and in recall
+    /// (`equal_opportunity_difference_<column>`), usable in gates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
 }
 
 /// Record a model in the registry as a new version of `name`, optionally moving an alias to it.

@@ -26,12 +26,23 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     let auc = metric("roc_auc");
     println!("test AUC {auc}");
     assert!(auc > 0.92, "{auc}");
+    let dpd = metric("demographic_parity_difference_sex");
+    let eod = metric("equal_opportunity_difference_race");
+    println!("demographic parity difference (sex) {dpd:.3}, equal opportunity difference (race) {eod:.3}");
+    assert!(dpd > 0.05 && dpd < 1.0 && (0.0..1.0).contains(&eod));
+    let doc_path = object_path(&sb.home(), &output_of(&step("evaluate"), "metrics"), "json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(doc_path).unwrap()).unwrap();
+    let female = &doc["slices"]["sex"]["Female"];
+    assert!(
+        female["rows"].as_u64().unwrap() > 2000 && female["metrics"]["roc_auc"].as_f64().unwrap() > 0.85,
+        "{female}"
+    );
+    assert_eq!(
+        doc["reliability_curve"].as_array().unwrap().iter().map(|b| b["rows"].as_u64().unwrap()).sum::<u64>(),
+        9769
+    );
 
-    let output = |step_name: &str, name: &str| -> String {
-        let s = step(step_name);
-        let o = s["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap();
-        o["artifact"]["hash"].as_str().unwrap().to_string()
-    };
+    let output = |step_name: &str, name: &str| output_of(&step(step_name), name);
     let test = object_path(&sb.home(), &output("split", "test"), "parquet");
     let expected =
         parquet_f64_column(&object_path(&sb.home(), &output("evaluate", "predictions"), "parquet"), "probability");
@@ -82,6 +93,11 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     // Cached on a second run.
     let again = sb.run_json(&spec, &[]);
     assert!(again.ran().is_empty(), "{:?}", again.ran());
+}
+
+fn output_of(step: &serde_json::Value, name: &str) -> String {
+    let o = step["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap();
+    o["artifact"]["hash"].as_str().unwrap().to_string()
 }
 
 #[test]
