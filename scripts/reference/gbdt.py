@@ -21,6 +21,9 @@ native categorical splits for text columns — for the rounds given; no early st
   label arr_delay; features month, day, dep_time, sched_dep_time, dep_delay, sched_arr_time,
   carrier, origin, dest, distance, hour; L2 loss, 100 rounds; metric RMSE. The sample is written
   to crates/sluice-train/tests/fixtures/flights_sample.csv.gz.
+* flights_origin: the same sample and split, multiclass: label origin (EWR, JFK, LGA) from
+  month, day, dep_time, sched_dep_time, dep_delay, sched_arr_time, hour, carrier; softmax,
+  100 rounds; metrics multiclass log loss and accuracy.
 
 Writes crates/sluice-train/tests/fixtures/gbdt.json with LightGBM's test metric per case.
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_squared_error, roc_auc_score
+from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "crates" / "sluice-train" / "tests" / "fixtures"
@@ -85,6 +88,19 @@ def main():
     m = lgb.train(dict(PARAMS, objective="regression"), lgb.Dataset(x, train["arr_delay"]), num_boost_round=100)
     rmse = mean_squared_error(test["arr_delay"], m.predict(xt)) ** 0.5
     out["flights"] = {"rows_train": len(train), "rows_test": len(test), "rounds": 100, "rmse": rmse}
+
+    # Multiclass: which of the three New York airports a flight left from, from the same sample.
+    # Without dest and distance, which give the airport away.
+    features = ["month", "day", "dep_time", "sched_dep_time", "dep_delay", "sched_arr_time", "hour", "carrier"]
+    text = ["carrier"]
+    x, xt = categorize(train[features], test[features], text)
+    classes = sorted(flights["origin"].unique())
+    y, yt = (train["origin"].map(classes.index).to_numpy(), test["origin"].map(classes.index).to_numpy())
+    m = lgb.train(dict(PARAMS, objective="multiclass", num_class=len(classes)), lgb.Dataset(x, y), num_boost_round=100)
+    p = m.predict(xt)
+    out["flights_origin"] = {"rows_train": len(y), "rows_test": len(yt), "rounds": 100, "classes": classes,
+                             "log_loss": log_loss(yt, p, labels=list(range(len(classes)))),
+                             "accuracy": accuracy_score(yt, p.argmax(axis=1))}
 
     (FIXTURES / "gbdt.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

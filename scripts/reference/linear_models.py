@@ -335,9 +335,34 @@ def metrics():
     yhat = y + np.round(rng.normal(0.0, 0.5, size=n), 2)
     cases.append({"name": "regression_constant_labels", "kind": "regression", "y": y, "scores": yhat})
 
+    # Four classes, probabilities from a Dirichlet, with ties in the likeliest class; class 3
+    # never predicted.
+    n = 300
+    y = rng.integers(0, 4, size=n)
+    p = rng.dirichlet([1.0, 1.0, 1.0, 0.2], size=n)
+    p[:, 3] *= 0.2
+    p[y == 0, 0] += 0.3
+    p = p / p.sum(axis=1, keepdims=True)
+    p[:10] = [0.4, 0.4, 0.1, 0.1]
+    cases.append({"name": "multiclass_four_classes", "kind": "multiclass", "y": y, "scores": p})
+
     out = []
     for case in cases:
         y, s = case["y"], case["scores"]
+        if case["kind"] == "multiclass":
+            pred = s.argmax(axis=1)
+            values = {
+                "log_loss": float(log_loss(y, s, labels=[0, 1, 2, 3])),
+                "accuracy": float(accuracy_score(y, pred)),
+                "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+                "precision_macro": float(precision_score(y, pred, average="macro", zero_division=0)),
+                "recall_macro": float(recall_score(y, pred, average="macro", zero_division=0)),
+                "f1_macro": float(f1_score(y, pred, average="macro", zero_division=0)),
+            }
+            commands = {"all": "sklearn.metrics with pred = p.argmax(axis=1), average='macro', zero_division=0"}
+            out.append({"name": case["name"], "kind": "multiclass", "classes": 4, "y": [float(v) for v in y],
+                        "scores": [float(v) for v in s.ravel()], "metrics": values, "metric_commands": commands})
+            continue
         if case["kind"] == "binary":
             values, commands = binary_metrics(y, s), BINARY_METRIC_COMMANDS
         else:

@@ -21,6 +21,8 @@ pub enum MetricsError {
     Length { labels: usize, scores: usize },
     #[error("binary labels must be 0 or 1, found {0}")]
     NotBinary(f64),
+    #[error("class labels must be indices 0..classes, found {0}")]
+    BadClass(f64),
     #[error("ROC AUC needs both classes in the labels, found only {0}")]
     OneClass(f64),
 }
@@ -217,6 +219,75 @@ pub fn reliability_curve(y: &[f64], p: &[f64], bins: usize) -> Vec<(f64, f64, u6
         sums[b].2 += 1;
     }
     sums.into_iter().filter(|s| s.2 > 0).map(|(ps, ys, n)| (ps / n as f64, ys / n as f64, n)).collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MulticlassMetrics {
+    pub log_loss: f64,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    pub precision_macro: f64,
+    pub recall_macro: f64,
+    pub f1_macro: f64,
+    pub rows: u64,
+}
+
+impl MulticlassMetrics {
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("log_loss".into(), self.log_loss),
+            ("accuracy".into(), self.accuracy),
+            ("balanced_accuracy".into(), self.balanced_accuracy),
+            ("precision_macro".into(), self.precision_macro),
+            ("recall_macro".into(), self.recall_macro),
+            ("f1_macro".into(), self.f1_macro),
+        ])
+    }
+}
+
+/// Metrics for class indices `y` (as f64) and `rows x classes` probabilities `p`; the predicted
+/// class is the likeliest (the first on ties). Macro averages run over the classes that occur
+/// in the labels or the predictions, balanced accuracy over those in the labels, as
+/// scikit-learn does.
+pub fn multiclass(y: &[f64], p: &[f64], classes: usize) -> Result<MulticlassMetrics> {
+    if classes == 0 || p.len() != y.len() * classes {
+        return Err(MetricsError::Length { labels: y.len(), scores: p.len() });
+    }
+    if y.is_empty() {
+        return Err(MetricsError::Empty);
+    }
+    let (mut tp, mut pred_n, mut true_n) = (vec![0u64; classes], vec![0u64; classes], vec![0u64; classes]);
+    let mut loss = 0.0;
+    for (i, &yi) in y.iter().enumerate() {
+        let c = yi as usize;
+        if yi < 0.0 || c >= classes || yi.fract() != 0.0 {
+            return Err(MetricsError::BadClass(yi));
+        }
+        let row = &p[i * classes..(i + 1) * classes];
+        let sum: f64 = row.iter().sum();
+        let q = (row[c] / sum).clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+        loss -= q.ln();
+        let predicted = row.iter().enumerate().fold(0, |best, (k, v)| if *v > row[best] { k } else { best });
+        pred_n[predicted] += 1;
+        true_n[c] += 1;
+        if predicted == c {
+            tp[c] += 1;
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let present: Vec<usize> = (0..classes).filter(|&k| pred_n[k] + true_n[k] > 0).collect();
+    let mean = |f: &dyn Fn(usize) -> f64, over: &[usize]| over.iter().map(|&k| f(k)).sum::<f64>() / over.len() as f64;
+    let labelled: Vec<usize> = (0..classes).filter(|&k| true_n[k] > 0).collect();
+    let n = y.len() as f64;
+    Ok(MulticlassMetrics {
+        log_loss: loss / n,
+        accuracy: tp.iter().sum::<u64>() as f64 / n,
+        balanced_accuracy: mean(&|k| ratio(tp[k], true_n[k]), &labelled),
+        precision_macro: mean(&|k| ratio(tp[k], pred_n[k]), &present),
+        recall_macro: mean(&|k| ratio(tp[k], true_n[k]), &present),
+        f1_macro: mean(&|k| ratio(2 * tp[k], pred_n[k] + true_n[k]), &present),
+        rows: y.len() as u64,
+    })
 }
 
 pub fn regression(y: &[f64], yhat: &[f64]) -> Result<RegressionMetrics> {

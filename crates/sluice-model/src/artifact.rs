@@ -18,6 +18,8 @@ pub enum Task {
     BinaryClassification,
     /// Scores are predicted values.
     Regression,
+    /// One probability per class (`ModelArtifact::classes`); the prediction is the likeliest.
+    MulticlassClassification,
 }
 
 /// A raw column the model reads, as it was typed in the training data.
@@ -71,6 +73,9 @@ pub struct ModelArtifact {
     pub format_version: u32,
     pub task: Task,
     pub label: String,
+    /// Multiclass models: the label values, in the order of the model's outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
     pub inputs: Vec<InputColumn>,
     pub transforms: Vec<Transform>,
     /// Names of the design-matrix columns the transforms produce, in order.
@@ -114,6 +119,20 @@ impl ModelArtifact {
                 "transforms produce {width} features but {} feature names are listed",
                 self.feature_names.len()
             )));
+        }
+        let multiclass = self.task == Task::MulticlassClassification;
+        let outputs = match &self.model {
+            Model::Gbdt(m) => m.num_class,
+            Model::Linear(_) => 1,
+        };
+        if multiclass && (self.classes.len() < 2 || self.classes.len() != outputs) {
+            return Err(ModelError::Inconsistent(format!(
+                "multiclass model lists {} classes for {outputs} outputs",
+                self.classes.len()
+            )));
+        }
+        if !multiclass && outputs != 1 {
+            return Err(ModelError::Inconsistent(format!("{:?} model with {outputs} outputs", self.task)));
         }
         match &self.model {
             Model::Linear(m) if m.weights.len() != width => Err(ModelError::Inconsistent(format!(

@@ -10,6 +10,8 @@ pub enum ModelError {
     UnsupportedFormat { found: u32, supported: u32 },
     #[error("model artifact is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("{0} are not supported yet")]
+    Unsupported(String),
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

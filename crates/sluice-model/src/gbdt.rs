@@ -24,6 +24,8 @@ pub enum Link {
     Logistic,
     /// Poisson mean (scores are log-means).
     Exp,
+    /// Class probabilities from one raw score per class.
+    Softmax,
 }
 
 impl Link {
@@ -32,8 +34,29 @@ impl Link {
             Link::Identity => raw,
             Link::Logistic => sigmoid(raw),
             Link::Exp => raw.exp(),
+            // Applied to a whole row of class scores by `softmax`.
+            Link::Softmax => raw,
         }
     }
+}
+
+/// Softmax of one row of class scores, in place.
+pub fn softmax(row: &mut [f64]) {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// One regression tree, stored as parallel arrays over its internal nodes (`split_*`, `left`,
@@ -144,11 +167,17 @@ mod infinity_as_null {
     }
 }
 
-/// An additive ensemble: `link(base_score + Σ tree(x))`.
+/// An additive ensemble: `link(base_score + Σ tree(x))`. A multiclass model has `num_class`
+/// trees per round (tree `t` adds to class `t % num_class`) and one base score per class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GbdtModel {
     pub link: Link,
     pub base_score: f64,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub num_class: usize,
+    /// Multiclass: the starting score of each class (`base_score` is then unused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_base: Vec<f64>,
     pub trees: Vec<Tree>,
     /// Number of boosting rounds used at prediction (the best round when training stopped
     /// early); trees past it are kept for warm starts but do not score.
@@ -160,6 +189,18 @@ const CHUNK: usize = 1024;
 
 impl GbdtModel {
     pub(crate) fn check(&self, features: usize) -> Result<()> {
+        let k = self.num_class.max(1);
+        if !self.trees.len().is_multiple_of(k)
+            || !self.best_rounds.is_multiple_of(k)
+            || (k > 1 && self.class_base.len() != k)
+        {
+            return Err(ModelError::Inconsistent(format!(
+                "{} trees, {} scoring, {} base scores for {k} classes",
+                self.trees.len(),
+                self.best_rounds,
+                self.class_base.len()
+            )));
+        }
         if self.best_rounds > self.trees.len() {
             return Err(ModelError::Inconsistent(format!(
                 "best_rounds {} exceeds the {} trees",
@@ -175,29 +216,41 @@ impl GbdtModel {
         &self.trees[..self.best_rounds]
     }
 
-    /// Raw scores (before the link) for every row of `x`. Large batches are scored in parallel
-    /// chunks, tree by tree within a chunk so a tree's nodes stay in cache.
+    /// Raw scores (before the link) for every row of `x`: one per row, or `num_class` per row
+    /// (row-major) for a multiclass model. Large batches are scored in parallel chunks, tree by
+    /// tree within a chunk so a tree's nodes stay in cache.
     pub fn raw_scores(&self, x: &DesignMatrix) -> Vec<f64> {
-        let mut out = vec![self.base_score; x.rows];
+        let k = self.num_class.max(1);
+        let mut out = if k == 1 {
+            vec![self.base_score; x.rows]
+        } else {
+            (0..x.rows).flat_map(|_| self.class_base.iter().copied()).collect()
+        };
         let trees = self.scoring_trees();
         let score_chunk = |start: usize, chunk: &mut [f64]| {
-            for tree in trees {
-                for (k, o) in chunk.iter_mut().enumerate() {
-                    *o += tree.leaf_value[tree.leaf(x.row(start + k))];
+            for (t, tree) in trees.iter().enumerate() {
+                let class = t % k;
+                for (r, o) in chunk.chunks_mut(k).enumerate() {
+                    o[class] += tree.leaf_value[tree.leaf(x.row(start + r))];
                 }
             }
         };
         if x.rows <= CHUNK {
             score_chunk(0, &mut out);
         } else {
-            out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| score_chunk(i * CHUNK, chunk));
+            out.par_chunks_mut(CHUNK * k).enumerate().for_each(|(i, chunk)| score_chunk(i * CHUNK, chunk));
         }
         out
     }
 
+    /// Predictions: one per row, or class probabilities (`num_class` per row) for multiclass.
     pub fn predict(&self, x: &DesignMatrix) -> Vec<f64> {
         let mut s = self.raw_scores(x);
-        s.iter_mut().for_each(|v| *v = self.link.apply(*v));
+        if self.link == Link::Softmax {
+            s.chunks_mut(self.num_class.max(1)).for_each(softmax);
+        } else {
+            s.iter_mut().for_each(|v| *v = self.link.apply(*v));
+        }
         s
     }
 }
@@ -231,7 +284,14 @@ mod tests {
         assert_eq!(t.leaf(&[0.6, 3.0]), 1);
         assert_eq!(t.leaf(&[0.6, 2.0]), 2); // category not in the set
         assert_eq!(t.leaf(&[0.6, f64::NAN]), 2); // missing category goes right
-        let m = GbdtModel { link: Link::Identity, base_score: 0.5, trees: vec![t.clone(), t], best_rounds: 1 };
+        let m = GbdtModel {
+            link: Link::Identity,
+            base_score: 0.5,
+            num_class: 1,
+            class_base: vec![],
+            trees: vec![t.clone(), t],
+            best_rounds: 1,
+        };
         let x = DesignMatrix { data: vec![0.0, 0.0, 1.0, 3.0], rows: 2, cols: 2 };
         assert_eq!(m.raw_scores(&x), vec![-0.5, 2.5]);
     }

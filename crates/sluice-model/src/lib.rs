@@ -24,7 +24,7 @@ mod transform;
 
 pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, Task, TrainingSummary};
 pub use error::{ModelError, Result};
-pub use gbdt::{GbdtModel, Link, Tree};
+pub use gbdt::{GbdtModel, Link, Tree, softmax};
 pub use linear::{LinearModel, sigmoid};
 pub use predict::{Explanation, Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

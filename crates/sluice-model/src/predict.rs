@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
 
 use crate::artifact::{Model, ModelArtifact, Task};
 use crate::error::Result;
@@ -13,6 +13,7 @@ use crate::transform::{DesignMatrix, Prepared};
 pub struct Predictor {
     artifact: ModelArtifact,
     prepared: Prepared,
+    classes: Arc<[String]>,
 }
 
 /// Per-row contributions: `values` is `rows x (columns.len() + 1)`, the last column the bias.
@@ -22,24 +23,69 @@ pub struct Explanation {
     pub values: DesignMatrix,
 }
 
-/// Scores for a batch: probabilities of the positive class, or predicted values.
+/// Scores for a batch: probabilities of the positive class, predicted values, or (multiclass)
+/// the probability of the likeliest class with every class's probability alongside.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predictions {
     pub task: Task,
     pub scores: Vec<f64>,
+    /// Multiclass: the class names, and `rows x classes` probabilities (row-major).
+    pub classes: Arc<[String]>,
+    pub probabilities: Vec<f64>,
 }
 
 impl Predictions {
+    pub fn new(task: Task, scores: Vec<f64>) -> Self {
+        Self { task, scores, classes: Arc::from(Vec::new()), probabilities: Vec::new() }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Multiclass: the index of each row's likeliest class (the first on ties).
+    pub fn predicted_classes(&self) -> Vec<usize> {
+        let k = self.classes.len().max(1);
+        self.probabilities
+            .chunks(k)
+            .map(|p| p.iter().enumerate().fold(0, |best, (i, v)| if *v > p[best] { i } else { best }))
+            .collect()
+    }
+
+    /// Rows `offset..offset + n`.
+    pub fn slice(&self, offset: usize, n: usize) -> Self {
+        let k = self.classes.len();
+        Self {
+            task: self.task,
+            scores: self.scores[offset..offset + n].to_vec(),
+            classes: self.classes.clone(),
+            probabilities: if k > 0 { self.probabilities[offset * k..(offset + n) * k].to_vec() } else { Vec::new() },
+        }
+    }
+
     /// Output columns: `probability` and `prediction` (boolean) for binary classification,
-    /// `prediction` for regression.
-    pub fn columns(&self, threshold: f64) -> Vec<(&'static str, ArrayRef)> {
+    /// `prediction` for regression; for multiclass `prediction` (the class), `probability` (its
+    /// probability) and `probability_<class>` for every class.
+    pub fn columns(&self, threshold: f64) -> Vec<(String, ArrayRef)> {
         let scores = Arc::new(Float64Array::from(self.scores.clone())) as ArrayRef;
         match self.task {
             Task::BinaryClassification => {
                 let labels: BooleanArray = self.scores.iter().map(|p| Some(*p >= threshold)).collect();
-                vec![("probability", scores), ("prediction", Arc::new(labels) as ArrayRef)]
+                vec![("probability".into(), scores), ("prediction".into(), Arc::new(labels) as ArrayRef)]
             }
-            Task::Regression => vec![("prediction", scores)],
+            Task::Regression => vec![("prediction".into(), scores)],
+            Task::MulticlassClassification => {
+                let k = self.classes.len();
+                let labels: StringArray =
+                    self.predicted_classes().into_iter().map(|c| Some(self.classes[c].as_str())).collect();
+                let mut out =
+                    vec![("prediction".to_string(), Arc::new(labels) as ArrayRef), ("probability".into(), scores)];
+                for (c, name) in self.classes.iter().enumerate() {
+                    let p: Float64Array = self.probabilities.chunks(k).map(|row| Some(row[c])).collect();
+                    out.push((format!("probability_{name}"), Arc::new(p) as ArrayRef));
+                }
+                out
+            }
         }
     }
 }
@@ -48,7 +94,8 @@ impl Predictor {
     pub fn new(artifact: ModelArtifact) -> Result<Self> {
         artifact.check()?;
         let prepared = Prepared::new(&artifact.transforms);
-        Ok(Self { artifact, prepared })
+        let classes = Arc::from(artifact.classes.clone());
+        Ok(Self { artifact, prepared, classes })
     }
 
     pub fn artifact(&self) -> &ModelArtifact {
@@ -62,18 +109,32 @@ impl Predictor {
                 let margins = m.margins(&x);
                 match self.artifact.task {
                     Task::BinaryClassification => margins.into_iter().map(sigmoid).collect(),
-                    Task::Regression => margins,
+                    _ => margins,
                 }
             }
             Model::Gbdt(m) => m.predict(&x),
         };
-        Ok(Predictions { task: self.artifact.task, scores })
+        if self.artifact.task == Task::MulticlassClassification {
+            let k = self.artifact.classes.len();
+            let mut p = Predictions {
+                task: self.artifact.task,
+                scores: Vec::new(),
+                classes: self.classes.clone(),
+                probabilities: scores,
+            };
+            p.scores = p.probabilities.chunks(k).map(|row| row.iter().copied().fold(f64::MIN, f64::max)).collect();
+            return Ok(p);
+        }
+        Ok(Predictions::new(self.artifact.task, scores))
     }
 
     /// Each input column's contribution to every row's raw score (log-odds for binary
     /// classification), plus the bias: `bias + Σ contributions == raw score`. Exact TreeSHAP for
     /// GBDT; `weight x transformed value` summed per input column for linear models.
     pub fn explain(&self, batch: &RecordBatch) -> Result<Explanation> {
+        if self.artifact.task == Task::MulticlassClassification {
+            return Err(crate::error::ModelError::Unsupported("explanations of multiclass models".into()));
+        }
         let x = self.prepared.matrix(batch)?;
         let per_feature = match &self.artifact.model {
             Model::Linear(m) => m.contributions(&x),
@@ -127,8 +188,8 @@ impl Predictor {
         let mut fields: Vec<(String, ArrayRef)> =
             batch.schema().fields().iter().zip(batch.columns()).map(|(f, c)| (f.name().clone(), c.clone())).collect();
         for (name, col) in predictions.columns(threshold) {
-            fields.retain(|(n, _)| n != name);
-            fields.push((name.to_string(), col));
+            fields.retain(|(n, _)| *n != name);
+            fields.push((name, col));
         }
         RecordBatch::try_from_iter(fields)
             .map_err(|e| crate::error::ModelError::Internal(format!("building output batch: {e}")))

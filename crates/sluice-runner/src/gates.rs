@@ -47,14 +47,25 @@ pub(crate) fn score(
     batch: &datafusion::arrow::array::RecordBatch,
     threshold: f64,
 ) -> Result<(BTreeMap<String, f64>, Predictor, sluice_model::Predictions), StepError> {
-    let y = sluice_train::label_values(batch, &model.label, model.task)?;
+    let y = sluice_train::model_labels(&model, batch)?;
     let predictor = Predictor::new(model)?;
     let predictions = predictor.predict(batch)?;
-    let metrics = match predictor.artifact().task {
-        Task::BinaryClassification => sluice_metrics::binary(&y, &predictions.scores, threshold)?.to_map(),
-        Task::Regression => sluice_metrics::regression(&y, &predictions.scores)?.to_map(),
-    };
+    let metrics = task_metrics(predictor.artifact().task, &y, &predictions, threshold)?;
     Ok((metrics, predictor, predictions))
+}
+
+/// The metrics of the model's task for labels `y`.
+pub(crate) fn task_metrics(
+    task: Task,
+    y: &[f64],
+    p: &sluice_model::Predictions,
+    threshold: f64,
+) -> Result<BTreeMap<String, f64>, sluice_metrics::MetricsError> {
+    Ok(match task {
+        Task::BinaryClassification => sluice_metrics::binary(y, &p.scores, threshold)?.to_map(),
+        Task::Regression => sluice_metrics::regression(y, &p.scores)?.to_map(),
+        Task::MulticlassClassification => sluice_metrics::multiclass(y, &p.probabilities, p.classes.len())?.to_map(),
+    })
 }
 
 async fn holder_metrics(

@@ -6,7 +6,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde_json::{Value, json};
-use sluice_model::Task;
+use sluice_model::{Predictions, Task};
 
 use crate::error::StepError;
 
@@ -17,9 +17,10 @@ pub(crate) fn evaluate_slices(
     columns: &[String],
     task: Task,
     y: &[f64],
-    scores: &[f64],
+    predictions: &Predictions,
     threshold: f64,
 ) -> Result<(Value, BTreeMap<String, f64>), StepError> {
+    let scores = &predictions.scores;
     let mut report = serde_json::Map::new();
     let mut gaps = BTreeMap::new();
     for column in columns {
@@ -53,8 +54,20 @@ pub(crate) fn evaluate_slices(
                     json!({"rows": rows.len(), "positives": positives, "predicted_positive_rate": rate,
                            "recall": recall, "metrics": metrics})
                 }
-                Task::Regression => {
-                    let metrics = sluice_metrics::regression(&gy, &gs).ok().map(|m| m.to_map());
+                Task::Regression | Task::MulticlassClassification => {
+                    let idx: Vec<usize> = rows.clone();
+                    let group = Predictions {
+                        task,
+                        scores: gs.clone(),
+                        classes: predictions.classes.clone(),
+                        probabilities: {
+                            let k = predictions.classes.len();
+                            idx.iter()
+                                .flat_map(|&i| predictions.probabilities[i * k..(i + 1) * k].iter().copied())
+                                .collect()
+                        },
+                    };
+                    let metrics = crate::gates::task_metrics(task, &gy, &group, threshold).ok();
                     json!({"rows": rows.len(), "metrics": metrics})
                 }
             };
@@ -99,16 +112,16 @@ mod tests {
         )])
         .unwrap();
         let y = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0];
-        let s = [0.9, 0.2, 0.7, 0.1, 0.9, 0.8, 0.1, 0.1];
+        let p = Predictions::new(Task::BinaryClassification, vec![0.9, 0.2, 0.7, 0.1, 0.9, 0.8, 0.1, 0.1]);
         let (report, gaps) =
-            evaluate_slices(&batch, &["group".into()], Task::BinaryClassification, &y, &s, 0.5).unwrap();
+            evaluate_slices(&batch, &["group".into()], Task::BinaryClassification, &y, &p, 0.5).unwrap();
         // Positive-prediction rates: a 2/4, b 2/2, null 0/2 -> gap 1. Recalls: a 1/2, b 1, null 0.
         assert_eq!(gaps["demographic_parity_difference_group"], 1.0);
         assert_eq!(gaps["equal_opportunity_difference_group"], 1.0);
         assert_eq!(report["group"]["a"]["rows"], 4);
         assert_eq!(report["group"]["a"]["recall"], 0.5);
         assert!(report["group"]["null"]["metrics"].is_object());
-        let e = evaluate_slices(&batch, &["nope".into()], Task::BinaryClassification, &y, &s, 0.5).unwrap_err();
+        let e = evaluate_slices(&batch, &["nope".into()], Task::BinaryClassification, &y, &p, 0.5).unwrap_err();
         assert!(e.to_string().contains("`nope`"), "{e}");
     }
 }

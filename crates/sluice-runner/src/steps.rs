@@ -252,11 +252,11 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let slices = eval.slices.clone();
             let (metrics, scored, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
-                let (label, task) = (model.label.clone(), model.task);
+                let task = model.task;
+                let y = sluice_train::model_labels(&model, &batch)?;
                 let (mut metrics, _, predictions) = crate::gates::score(model, &batch, threshold)?;
-                let y = sluice_train::label_values(&batch, &label, task)?;
                 let (by_slice, gaps) =
-                    crate::slices::evaluate_slices(&batch, &slices, task, &y, &predictions.scores, threshold)?;
+                    crate::slices::evaluate_slices(&batch, &slices, task, &y, &predictions, threshold)?;
                 metrics.extend(gaps);
                 let mut extra = serde_json::Map::new();
                 if !slices.is_empty() {
@@ -374,6 +374,8 @@ fn gbdt_request<'a>(p: &GbdtParams, label: &'a str, features: &'a [String], max_
         GbdtObjective::Huber => Loss::Huber { delta: p.alpha },
         GbdtObjective::Quantile => Loss::Quantile { alpha: p.alpha },
         GbdtObjective::Poisson => Loss::Poisson { max_delta_step: 0.7 },
+        // The number of classes is read from the labels when training starts.
+        GbdtObjective::Multiclass => Loss::Multiclass { classes: 0 },
     };
     let mut options = GbdtOptions {
         loss,

@@ -94,7 +94,7 @@ fn score(predictor: &Predictor, jobs: Vec<Job>, rows: usize, on_batch: &OnBatch)
     for job in jobs {
         let n = job.batch.num_rows();
         let answer = match &result {
-            Ok(p) => Ok(Predictions { task: p.task, scores: p.scores[offset..offset + n].to_vec() }),
+            Ok(p) => Ok(p.slice(offset, n)),
             Err(e) => Err(ApiError { status: e.status, message: e.message.clone() }),
         };
         offset += n;

@@ -79,13 +79,27 @@ fn type_error(name: &str, row: usize, expected: &str, got: &Value) -> ApiError {
 }
 
 /// Output tensors of a prediction, as (name, KServe datatype, values).
-pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<(&'static str, &'static str, Vec<Value>)> {
+pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<(String, &'static str, Vec<Value>)> {
     let scores: Vec<Value> = predictions.scores.iter().map(|s| Value::from(*s)).collect();
     match predictions.task {
         Task::BinaryClassification => {
             let labels = predictions.scores.iter().map(|s| Value::Bool(*s >= threshold)).collect();
-            vec![("probability", "FP64", scores), ("prediction", "BOOL", labels)]
+            vec![("probability".into(), "FP64", scores), ("prediction".into(), "BOOL", labels)]
         }
-        Task::Regression => vec![("prediction", "FP64", scores)],
+        Task::Regression => vec![("prediction".into(), "FP64", scores)],
+        Task::MulticlassClassification => {
+            let k = predictions.classes.len();
+            let labels = predictions
+                .predicted_classes()
+                .into_iter()
+                .map(|c| Value::from(predictions.classes[c].as_str()))
+                .collect();
+            let mut out = vec![("prediction".into(), "BYTES", labels), ("probability".into(), "FP64", scores)];
+            for (c, name) in predictions.classes.iter().enumerate() {
+                let p = predictions.probabilities.chunks(k).map(|row| Value::from(row[c])).collect();
+                out.push((format!("probability_{name}"), "FP64", p));
+            }
+            out
+        }
     }
 }

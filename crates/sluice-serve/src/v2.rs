@@ -49,6 +49,19 @@ fn metadata(model: &LoadedModel) -> Value {
             json!({ "name": "prediction", "datatype": "BOOL", "shape": [-1] }),
         ],
         sluice_model::Task::Regression => vec![json!({ "name": "prediction", "datatype": "FP64", "shape": [-1] })],
+        sluice_model::Task::MulticlassClassification => {
+            let mut v = vec![
+                json!({ "name": "prediction", "datatype": "BYTES", "shape": [-1] }),
+                json!({ "name": "probability", "datatype": "FP64", "shape": [-1] }),
+            ];
+            v.extend(
+                artifact
+                    .classes
+                    .iter()
+                    .map(|c| json!({ "name": format!("probability_{c}"), "datatype": "FP64", "shape": [-1] })),
+            );
+            v
+        }
     };
     json!({
         "name": model.name,
@@ -285,7 +298,7 @@ async fn run_infer(
     if !request.outputs.is_empty() {
         for wanted in &request.outputs {
             if !tensors.iter().any(|(n, _, _)| *n == wanted.name) {
-                let have: Vec<&str> = tensors.iter().map(|(n, _, _)| *n).collect();
+                let have: Vec<&str> = tensors.iter().map(|(n, _, _)| n.as_str()).collect();
                 return Err(ApiError::bad_request(format!(
                     "unknown output `{}` (outputs: {})",
                     wanted.name,

@@ -155,6 +155,9 @@ pub enum GbdtObjective {
     Quantile,
     /// Poisson log-likelihood for counts; predictions are means.
     Poisson,
+    /// Softmax over the label's distinct values (any type); predictions are the likeliest class
+    /// with every class's probability.
+    Multiclass,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -162,7 +165,7 @@ pub enum GbdtObjective {
 pub enum GbdtMetric {
     /// ROC AUC (binary).
     Auc,
-    /// Log loss (binary).
+    /// Log loss (binary and multiclass).
     Logloss,
     Rmse,
     Mae,

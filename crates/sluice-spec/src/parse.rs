@@ -550,7 +550,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
 fn check_gbdt(p: &GbdtParams, has_validation: bool) -> Result<(), (&'static str, String)> {
     let positive = |v: f64| v > 0.0 && v.is_finite();
     let fraction = |v: f64| v > 0.0 && v <= 1.0;
-    let checks: [(bool, &'static str, String); 12] = [
+    let checks: [(bool, &'static str, String); 13] = [
         (p.num_rounds >= 1, "params.num_rounds", "must be at least 1".into()),
         (positive(p.learning_rate), "params.learning_rate", format!("must be > 0, got {}", p.learning_rate)),
         (p.num_leaves >= 2, "params.num_leaves", format!("must be at least 2, got {}", p.num_leaves)),
@@ -594,9 +594,20 @@ fn check_gbdt(p: &GbdtParams, has_validation: bool) -> Result<(), (&'static str,
         ),
         (
             p.objective == GbdtObjective::Binary
-                || !matches!(p.metric, Some(GbdtMetric::Auc | GbdtMetric::Logloss)) && p.class_weight.is_none(),
+                || p.class_weight.is_none()
+                    && match p.objective {
+                        GbdtObjective::Multiclass => {
+                            matches!(p.metric, None | Some(GbdtMetric::Logloss | GbdtMetric::Loss))
+                        }
+                        _ => !matches!(p.metric, Some(GbdtMetric::Auc | GbdtMetric::Logloss)),
+                    },
             "params",
-            "`metric: auc`/`logloss` and `class_weight` need `objective: binary`".into(),
+            "`metric: auc` and `class_weight` need `objective: binary`; multiclass early-stops on `logloss`".into(),
+        ),
+        (
+            p.objective != GbdtObjective::Multiclass || p.monotone.values().all(|m| *m == 0),
+            "params.monotone",
+            "is not supported with `objective: multiclass`".into(),
         ),
     ];
     if let Some((_, field, message)) = checks.into_iter().find(|c| !c.0) {

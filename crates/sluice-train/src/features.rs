@@ -105,6 +105,60 @@ fn top_categories(column: &arrow_array::ArrayRef, name: &str, max: usize) -> Res
     Ok(categories)
 }
 
+/// Class labels of a multiclass label column: its distinct values, sorted (numerically when
+/// all are numbers), and each row's class index. Missing labels are an error.
+pub fn class_labels(batch: &RecordBatch, label: &str) -> Result<(Vec<String>, Vec<f64>)> {
+    let text = label_text(batch, label)?;
+    let mut classes: Vec<String> =
+        text.iter().flatten().map(str::to_string).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    if classes.iter().all(|c| c.parse::<f64>().is_ok()) {
+        classes.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
+    }
+    if classes.len() < 2 {
+        return Err(TrainError::Invalid(format!(
+            "label `{label}` has {} distinct value(s); multiclass needs at least 2",
+            classes.len()
+        )));
+    }
+    let y = class_indices(batch, label, &classes)?;
+    Ok((classes, y))
+}
+
+/// Each row's index in `classes`; a label outside them is an error that names it.
+pub fn class_indices(batch: &RecordBatch, label: &str, classes: &[String]) -> Result<Vec<f64>> {
+    let text = label_text(batch, label)?;
+    let index: HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    text.iter()
+        .map(|v| {
+            let v = v.unwrap_or_default();
+            index.get(v).map(|i| *i as f64).ok_or_else(|| {
+                TrainError::Invalid(format!("label `{label}` has value `{v}`, which is not one of the model's classes"))
+            })
+        })
+        .collect()
+}
+
+fn label_text(batch: &RecordBatch, label: &str) -> Result<arrow_array::StringArray> {
+    let column = batch.column_by_name(label).ok_or_else(|| TrainError::MissingColumn(label.to_string()))?;
+    if column.null_count() > 0 {
+        return Err(TrainError::NullLabels { column: label.to_string(), nulls: column.null_count() });
+    }
+    let text = cast(column, &DataType::Utf8).map_err(|e| TrainError::LabelType {
+        column: label.to_string(),
+        found: column.data_type().to_string(),
+        expected: e.to_string(),
+    })?;
+    Ok(text.as_string::<i32>().clone())
+}
+
+/// The label column of `batch` as the model reads it: 0/1, numbers, or class indices.
+pub fn model_labels(model: &sluice_model::ModelArtifact, batch: &RecordBatch) -> Result<Vec<f64>> {
+    match model.task {
+        Task::MulticlassClassification => class_indices(batch, &model.label, &model.classes),
+        task => label_values(batch, &model.label, task),
+    }
+}
+
 /// The label column as f64: 0/1 for classification (boolean or numeric 0/1), any number for
 /// regression. Missing labels are an error, not silently dropped rows.
 pub fn label_values(batch: &RecordBatch, label: &str, task: Task) -> Result<Vec<f64>> {
@@ -120,6 +174,7 @@ pub fn label_values(batch: &RecordBatch, label: &str, task: Task) -> Result<Vec<
             expected: match task {
                 Task::BinaryClassification => "boolean or 0/1 (e.g. `income = '>50K' AS label` in SQL)".into(),
                 Task::Regression => "a number".into(),
+                Task::MulticlassClassification => "class labels".into(),
             },
         });
     }

@@ -20,7 +20,9 @@ pub mod gbdt;
 mod linear;
 
 pub use error::{Result, TrainError};
-pub use features::{FeatureOptions, fit_transforms, fit_tree_transforms, label_values};
+pub use features::{
+    FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
+};
 pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
 
 use arrow_array::RecordBatch;
@@ -91,6 +93,7 @@ pub fn train_gbdt(
 ) -> Result<ModelArtifact> {
     let task = match request.options.loss {
         gbdt::Loss::Binary => Task::BinaryClassification,
+        gbdt::Loss::Multiclass { .. } => Task::MulticlassClassification,
         _ => Task::Regression,
     };
     let (transforms, init_model) = match init {
@@ -110,7 +113,18 @@ pub fn train_gbdt(
         None => (fit_tree_transforms(batch, request.features, request.max_categories)?, None),
     };
     let features: Vec<String> = transforms.iter().map(|t| t.column().to_string()).collect();
-    let y = label_values(batch, request.label, task)?;
+    let mut options = request.options.clone();
+    // Multiclass: the classes come from the warm-start model or from the training labels.
+    let (classes, y) = match (task, init) {
+        (Task::MulticlassClassification, Some(a)) => {
+            (a.classes.clone(), class_indices(batch, request.label, &a.classes)?)
+        }
+        (Task::MulticlassClassification, None) => class_labels(batch, request.label)?,
+        _ => (Vec::new(), label_values(batch, request.label, task)?),
+    };
+    if task == Task::MulticlassClassification {
+        options.loss = gbdt::Loss::Multiclass { classes: classes.len() };
+    }
     if matches!(request.options.loss, gbdt::Loss::Poisson { .. })
         && let Some(bad) = y.iter().find(|v| **v < 0.0)
     {
@@ -124,7 +138,6 @@ pub fn train_gbdt(
             _ => 0,
         })
         .collect();
-    let mut options = request.options.clone();
     if !request.monotone.is_empty() {
         options.monotone = vec![0; features.len()];
         for (column, m) in &request.monotone {
@@ -146,7 +159,10 @@ pub fn train_gbdt(
     };
     let valid_parts = match valid {
         Some(v) => {
-            let vy = label_values(v, request.label, task)?;
+            let vy = match task {
+                Task::MulticlassClassification => class_indices(v, request.label, &classes)?,
+                _ => label_values(v, request.label, task)?,
+            };
             let vx = design_matrix(&transforms, v)?;
             let vw = request.class_weight.map(|cw| class_weights(&vy, cw));
             Some((vx, vy, vw))
@@ -160,6 +176,7 @@ pub fn train_gbdt(
         format_version: sluice_model::FORMAT_VERSION,
         task,
         label: request.label.to_string(),
+        classes,
         inputs: match init {
             Some(a) => a.inputs.clone(),
             None => input_columns(batch, &features),
@@ -194,6 +211,7 @@ pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<Model
         format_version: sluice_model::FORMAT_VERSION,
         task,
         label: request.label.to_string(),
+        classes: Vec::new(),
         inputs,
         feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
         transforms,

@@ -152,3 +152,54 @@ fn warm_start_continues_another_steps_model() {
         .expect_code(2);
     assert!(out.stderr.contains("`init_model`"), "{}", out.stderr);
 }
+
+#[test]
+fn multiclass_pipeline_evaluates_registers_and_predicts_classes() {
+    let sb = Sandbox::new();
+    let dir = sb.copy_adult().parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(adult_example().join("gbdt.yaml")).unwrap();
+    // Predict `relationship` (6 classes) instead of income.
+    let spec = spec
+        .replace("    label: label\n    params:", "    label: relationship\n    exclude: [label]\n    params:")
+        .replace("objective: binary", "objective: multiclass")
+        .replace("      monotone: {education_num: 1}\n", "")
+        .replace("num_rounds: 500", "num_rounds: 40")
+        .replace("      - roc_auc >= 0.9", "      - accuracy >= 0.7");
+    std::fs::write(dir.join("multi.yaml"), spec).unwrap();
+    let events = sb.run_json(&dir.join("multi.yaml"), &[]);
+    events.check_complete(&["train", "evaluate", "register"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric = |name: &str| -> f64 {
+        let all = show["metrics"].as_array().unwrap();
+        all.iter()
+            .find(|m| m["key"] == name)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("{name}: {all:?}"))
+    };
+    let (accuracy, f1) = (metric("accuracy"), metric("f1_macro"));
+    println!("relationship: accuracy {accuracy:.4}, macro F1 {f1:.4}, log loss {:.4}", metric("log_loss"));
+    assert!(accuracy > 0.7 && f1 > 0.4);
+
+    let out = sb.path().join("rel.csv");
+    let rows = "age,workclass,education,education_num,marital_status,occupation,relationship,race,sex,capital_gain,capital_loss,hours_per_week,native_country,label\n\
+                39,State-gov,Bachelors,13,Never-married,Adm-clerical,Not-in-family,White,Male,2174,0,40,United-States,false\n\
+                50,Self-emp-not-inc,Bachelors,13,Married-civ-spouse,Exec-managerial,Husband,White,Male,0,0,13,United-States,false\n\
+                28,Private,Bachelors,13,Married-civ-spouse,Prof-specialty,Wife,Black,Female,0,0,40,Cuba,false\n";
+    let csv = sb.path().join("rows.csv");
+    std::fs::write(&csv, rows).unwrap();
+    sb.sluice(&[
+        "predict",
+        "--model",
+        "adult-income-gbdt@champion",
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let header = text.lines().next().unwrap();
+    assert!(header.ends_with("prediction,probability,probability_Husband,probability_Not-in-family,probability_Other-relative,probability_Own-child,probability_Unmarried,probability_Wife"), "{header}");
+    let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(14).unwrap()).collect();
+    assert_eq!(predicted, ["Not-in-family", "Husband", "Wife"], "{text}");
+}

@@ -49,11 +49,16 @@ impl Metric {
             Loss::Binary => Metric::Logloss,
             Loss::L2 => Metric::Rmse,
             Loss::L1 => Metric::Mae,
+            Loss::Multiclass { .. } => Metric::Logloss,
             _ => Metric::Loss,
         }
     }
 
     fn compute(self, loss: Loss, y: &[f64], w: &[f64], raw: &[f64]) -> f64 {
+        if let Loss::Multiclass { .. } = loss {
+            // Checked up front: only log loss (the objective itself) applies.
+            return loss.mean_loss(y, w, raw);
+        }
         let link = loss.link();
         let sw: f64 = w.iter().sum();
         match self {
@@ -208,8 +213,22 @@ fn check_options(train: &GbdtData, categorical: &[usize], opts: &GbdtOptions, in
     if !opts.monotone.is_empty() && opts.monotone.len() != train.x.cols {
         return invalid(format!("{} monotone constraints for {} features", opts.monotone.len(), train.x.cols));
     }
+    if let Loss::Multiclass { classes } = opts.loss {
+        if classes < 2 {
+            return invalid(format!("multiclass needs at least 2 classes, got {classes}"));
+        }
+        if !matches!(opts.metric, Metric::Logloss | Metric::Loss) {
+            return invalid(format!("metric {:?} does not apply to multiclass; use logloss", opts.metric));
+        }
+        if let Some(bad) = train.y.iter().find(|v| **v < 0.0 || **v as usize >= classes || v.fract() != 0.0) {
+            return invalid(format!("multiclass labels must be class indices below {classes}, found {bad}"));
+        }
+        if !opts.monotone.iter().all(|m| *m == 0) {
+            return invalid("monotone constraints are not supported for multiclass".into());
+        }
+    }
     if let Some(m) = init
-        && m.link != opts.loss.link()
+        && (m.link != opts.loss.link() || m.num_class != opts.loss.outputs())
     {
         return invalid(format!("cannot continue a model with {:?} link using {:?} loss", m.link, opts.loss));
     }
@@ -350,27 +369,32 @@ impl<'a> Booster<'a> {
         let opts = self.opts;
         let n = self.train.x.rows;
         let y = self.train.y;
-        let (base_score, mut trees, mut score, mut valid_score) = match self.init {
+        // `k` raw scores per row (classes for multiclass, else 1), row-major.
+        let k = opts.loss.outputs();
+        let (base, mut trees, mut score, mut valid_score) = match self.init {
             Some(m) => (
-                m.base_score,
+                if k == 1 { vec![m.base_score] } else { m.class_base.clone() },
                 m.scoring_trees().to_vec(),
                 m.raw_scores(self.train.x),
                 self.valid.map(|v| m.raw_scores(v.x)),
             ),
             None => {
-                let base = opts.loss.init_score(y, &self.weight);
-                (base, Vec::new(), vec![base; n], self.valid.map(|v| vec![base; v.x.rows]))
+                let base = opts.loss.init_scores(y, &self.weight);
+                let rows = |r: usize| (0..r).flat_map(|_| base.iter().copied()).collect::<Vec<f64>>();
+                let valid = self.valid.map(|v| rows(v.x.rows));
+                (base.clone(), Vec::new(), rows(n), valid)
             }
         };
         let warm_trees = trees.len();
         let mut gh: Vec<hist::GradPair> = vec![[0.0; 2]; n];
+        let mut probs: Vec<f64> = Vec::new();
         let mut rng = SplitMix64::new(opts.seed);
         let mut bag: Vec<u32> = (0..n as u32).collect();
         let mut history = Vec::new();
         let mut best: Option<(u32, f64)> = None;
         let mut rounds = 0;
         let all_features: Vec<usize> = (0..self.mappers.len()).collect();
-        for round in 0..opts.num_rounds {
+        'rounds: for round in 0..opts.num_rounds {
             if opts.bagging_freq > 0 && opts.bagging_fraction < 1.0 && round % opts.bagging_freq == 0 {
                 bag = (0..n as u32).filter(|_| rng.next_f64() < opts.bagging_fraction).collect();
             }
@@ -382,37 +406,60 @@ impl<'a> Booster<'a> {
             } else {
                 all_features.clone()
             };
-            self.phases.time(0, || opts.loss.gradients(y, &self.weight, &score, &mut gh));
-            let mut indices = bag.clone();
-            let Some((tree, bin_tree, segments)) = self.grow(&mut indices, &gh, &features) else {
-                break; // nothing left to split: further rounds would add nothing
-            };
-            let mut tree = tree;
-            if let Some(alpha) = opts.loss.renews_leaves() {
-                for (leaf, (start, len)) in segments.iter().enumerate() {
-                    let pairs = indices[*start..start + len]
-                        .iter()
-                        .map(|&r| (y[r as usize] - score[r as usize], self.weight[r as usize]))
-                        .collect();
-                    tree.leaf_value[leaf] = objective::weighted_quantile(pairs, alpha);
+            if k > 1 {
+                // Every class's tree in this round fits the same round-start probabilities.
+                probs.clone_from(&score);
+                probs.par_chunks_mut(k).for_each(sluice_model::softmax);
+            }
+            let mut round_trees = Vec::with_capacity(k);
+            for class in 0..k {
+                self.phases.time(0, || {
+                    if k == 1 {
+                        opts.loss.gradients(y, &self.weight, &score, &mut gh)
+                    } else {
+                        Loss::multiclass_gradients(y, &self.weight, &probs, k, class, &mut gh)
+                    }
+                });
+                let mut indices = bag.clone();
+                let Some((mut tree, bin_tree, segments)) = self.grow(&mut indices, &gh, &features) else {
+                    if k == 1 {
+                        break 'rounds; // nothing left to split: further rounds would add nothing
+                    }
+                    // A class with nothing to split gets a constant-zero tree, keeping k per round.
+                    round_trees.push(Tree {
+                        leaf_value: vec![0.0],
+                        leaf_count: vec![bag.len() as u64],
+                        ..Tree::default()
+                    });
+                    continue;
+                };
+                if let Some(alpha) = opts.loss.renews_leaves() {
+                    for (leaf, (start, len)) in segments.iter().enumerate() {
+                        let pairs = indices[*start..start + len]
+                            .iter()
+                            .map(|&r| (y[r as usize] - score[r as usize], self.weight[r as usize]))
+                            .collect();
+                        tree.leaf_value[leaf] = objective::weighted_quantile(pairs, alpha);
+                    }
                 }
-            }
-            tree.leaf_value.iter_mut().for_each(|v| *v *= opts.learning_rate);
-            let scores_start = std::time::Instant::now();
-            if bag.len() == n {
-                for (leaf, (start, len)) in segments.iter().enumerate() {
-                    let v = tree.leaf_value[leaf];
-                    indices[*start..start + len].iter().for_each(|&r| score[r as usize] += v);
+                tree.leaf_value.iter_mut().for_each(|v| *v *= opts.learning_rate);
+                let scores_start = std::time::Instant::now();
+                if bag.len() == n {
+                    for (leaf, (start, len)) in segments.iter().enumerate() {
+                        let v = tree.leaf_value[leaf];
+                        indices[*start..start + len].iter().for_each(|&r| score[r as usize * k + class] += v);
+                    }
+                } else {
+                    add_tree(&bin_tree, &tree, &self.data, &mut score, k, class);
                 }
-            } else {
-                add_tree(&bin_tree, &tree, &self.data, &mut score);
+                if let (Some(vd), Some(vs)) = (&self.valid_data, valid_score.as_mut()) {
+                    add_tree(&bin_tree, &tree, vd, vs, k, class);
+                }
+                self.phases.nanos[5]
+                    .fetch_add(scores_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+                round_trees.push(tree);
             }
-            if let (Some(vd), Some(vs)) = (&self.valid_data, valid_score.as_mut()) {
-                add_tree(&bin_tree, &tree, vd, vs);
-            }
-            self.phases.nanos[5]
-                .fetch_add(scores_start.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
-            trees.push(tree);
+            trees.extend(round_trees);
             rounds += 1;
             let valid_metric = match (self.valid, &valid_score) {
                 (Some(v), Some(vs)) => Some(opts.metric.compute(opts.loss, v.y, &self.valid_weight, vs)),
@@ -440,10 +487,17 @@ impl<'a> Booster<'a> {
             }
         }
         let best_rounds = match (opts.early_stopping_rounds, best) {
-            (Some(_), Some((r, _))) => warm_trees + r as usize,
+            (Some(_), Some((r, _))) => warm_trees + r as usize * k,
             _ => trees.len(),
         };
-        let model = GbdtModel { link: opts.loss.link(), base_score, trees, best_rounds };
+        let model = GbdtModel {
+            link: opts.loss.link(),
+            base_score: if k == 1 { base[0] } else { 0.0 },
+            num_class: k,
+            class_base: if k == 1 { Vec::new() } else { base },
+            trees,
+            best_rounds,
+        };
         let final_score = if best_rounds == model.trees.len() { score } else { model.raw_scores(self.train.x) };
         let train_loss = opts.loss.mean_loss(y, &self.weight, &final_score);
         self.phases.report();
@@ -670,11 +724,12 @@ fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + 
 }
 
 /// Add the tree's leaf values to the scores of binned rows.
-fn add_tree(bin_tree: &BinTree, tree: &Tree, data: &BinnedData, score: &mut [f64]) {
+/// `score` holds `k` scores per row; the tree adds to score `class` of each row.
+fn add_tree(bin_tree: &BinTree, tree: &Tree, data: &BinnedData, score: &mut [f64], k: usize, class: usize) {
     const CHUNK: usize = 4096;
-    score.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
-        for (k, s) in chunk.iter_mut().enumerate() {
-            *s += tree.leaf_value[bin_tree.leaf(data, c * CHUNK + k)];
+    score.par_chunks_mut(CHUNK * k).enumerate().for_each(|(c, chunk)| {
+        for (r, s) in chunk.chunks_mut(k).enumerate() {
+            s[class] += tree.leaf_value[bin_tree.leaf(data, c * CHUNK + r)];
         }
     });
 }

@@ -18,6 +18,9 @@ pub enum Loss {
     Quantile { alpha: f64 },
     /// Poisson deviance on counts; scores are log-means.
     Poisson { max_delta_step: f64 },
+    /// Softmax cross-entropy over `classes` classes (labels are class indices); one raw score
+    /// per class and row.
+    Multiclass { classes: usize },
 }
 
 const CHUNK: usize = 8192;
@@ -27,11 +30,52 @@ impl Loss {
         match self {
             Loss::Binary => Link::Logistic,
             Loss::Poisson { .. } => Link::Exp,
+            Loss::Multiclass { .. } => Link::Softmax,
             _ => Link::Identity,
         }
     }
 
-    /// The constant that minimizes the loss over the labels (LightGBM's `boost_from_average`).
+    /// Raw scores per row: the number of classes for multiclass, else 1.
+    pub fn outputs(self) -> usize {
+        match self {
+            Loss::Multiclass { classes } => classes,
+            _ => 1,
+        }
+    }
+
+    /// The starting score of each output: the constant that minimizes the loss over the labels
+    /// (LightGBM's `boost_from_average`); 0 for every class of a multiclass model.
+    pub fn init_scores(self, y: &[f64], w: &[f64]) -> Vec<f64> {
+        match self {
+            // As LightGBM: softmax starts from equal scores (starting from the log class shares
+            // measured slightly worse on the flights fixture: accuracy 0.8536 vs 0.8562).
+            Loss::Multiclass { classes } => vec![0.0; classes],
+            _ => vec![self.init_score(y, w)],
+        }
+    }
+
+    /// Gradient pairs of class `class`'s scores under softmax, from `probs` (rows x classes),
+    /// with LightGBM's hessian factor `classes / (classes - 1)`.
+    pub fn multiclass_gradients(
+        y: &[f64],
+        w: &[f64],
+        probs: &[f64],
+        classes: usize,
+        class: usize,
+        gh: &mut [super::hist::GradPair],
+    ) {
+        let factor = classes as f64 / (classes as f64 - 1.0);
+        gh.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            for (k, o) in out.iter_mut().enumerate() {
+                let i = c * CHUNK + k;
+                let p = probs[i * classes + class];
+                let target = f64::from(y[i] as usize == class);
+                *o = [((p - target) * w[i]) as f32, ((factor * p * (1.0 - p)).max(1e-16) * w[i]) as f32];
+            }
+        });
+    }
+
+    /// The constant that minimizes the loss over the labels (single-output losses).
     pub fn init_score(self, y: &[f64], w: &[f64]) -> f64 {
         let sw: f64 = w.iter().sum();
         let mean = y.iter().zip(w).map(|(y, w)| y * w).sum::<f64>() / sw;
@@ -44,6 +88,7 @@ impl Loss {
             Loss::L1 => weighted_quantile(y.iter().copied().zip(w.iter().copied()).collect(), 0.5),
             Loss::Quantile { alpha } => weighted_quantile(y.iter().copied().zip(w.iter().copied()).collect(), alpha),
             Loss::Poisson { .. } => mean.max(1e-15).ln(),
+            Loss::Multiclass { .. } => 0.0,
         }
     }
 
@@ -71,6 +116,8 @@ impl Loss {
             Loss::Huber { delta } => ((s - y).clamp(-delta, delta), 1.0),
             Loss::Quantile { alpha } => (if s >= y { 1.0 - alpha } else { -alpha }, 1.0),
             Loss::Poisson { max_delta_step } => (s.exp() - y, (s + max_delta_step).exp()),
+            // Multiclass gradients need the whole row: see `multiclass_gradients`.
+            Loss::Multiclass { .. } => (0.0, 1.0),
         }
     }
 
@@ -83,9 +130,22 @@ impl Loss {
         }
     }
 
-    /// Mean loss (the training objective, for reporting).
+    /// Mean loss (the training objective, for reporting); `score` has `outputs()` per row.
     pub fn mean_loss(self, y: &[f64], w: &[f64], score: &[f64]) -> f64 {
         let sw: f64 = w.iter().sum();
+        if let Loss::Multiclass { classes } = self {
+            let total: f64 = score
+                .chunks(classes)
+                .zip(y)
+                .zip(w)
+                .map(|((row, y), w)| {
+                    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+                    w * (lse - row[*y as usize])
+                })
+                .sum();
+            return total / sw;
+        }
         let total: f64 = y
             .iter()
             .zip(score)
@@ -104,6 +164,7 @@ impl Loss {
                         if r >= 0.0 { alpha * r } else { (alpha - 1.0) * r }
                     }
                     Loss::Poisson { .. } => s.exp() - y * s,
+                    Loss::Multiclass { .. } => 0.0,
                 }
             })
             .sum();

@@ -458,3 +458,52 @@ proptest! {
         prop_assert!((loss - model.training.objective).abs() < 1e-12, "{} vs {}", loss, model.training.objective);
     }
 }
+
+#[derive(Deserialize)]
+struct MulticlassCase {
+    rounds: u32,
+    classes: Vec<String>,
+    log_loss: f64,
+    accuracy: f64,
+}
+
+#[test]
+fn flights_origin_multiclass_matches_lightgbm() {
+    #[derive(Deserialize)]
+    struct Only {
+        flights_origin: MulticlassCase,
+    }
+    let r = crate::support::read_json::<Only>("gbdt.json").flights_origin;
+    let (train, test) = flights();
+    let features: Vec<String> =
+        ["month", "day", "dep_time", "sched_dep_time", "dep_delay", "sched_arr_time", "hour", "carrier"]
+            .map(String::from)
+            .to_vec();
+    let options =
+        GbdtOptions { loss: Loss::Multiclass { classes: 0 }, num_rounds: r.rounds, threads: 2, ..Default::default() };
+    let model = train_gbdt(&train, None, &request("origin", &features, options), None, &mut no_callback()).unwrap();
+    assert_eq!(model.task, Task::MulticlassClassification);
+    assert_eq!(model.classes, r.classes);
+    let p = Predictor::new(model.clone()).unwrap().predict(&test).unwrap();
+    let y = sluice_train::model_labels(&model, &test).unwrap();
+    let m = sluice_metrics::multiclass(&y, &p.probabilities, 3).unwrap();
+    println!(
+        "flights origin: sluice log loss {:.4} accuracy {:.4}; LightGBM {:.4} {:.4}",
+        m.log_loss, m.accuracy, r.log_loss, r.accuracy
+    );
+    // Measured: accuracy 0.8562 vs 0.8612, log loss 0.3952 vs 0.3876 — a gap still to close
+    // (binary and regression match LightGBM or better); these bounds catch regressions.
+    assert!(m.accuracy >= r.accuracy - 0.01, "accuracy {} vs {}", m.accuracy, r.accuracy);
+    assert!(m.log_loss <= r.log_loss * 1.03, "log loss {} vs {}", m.log_loss, r.log_loss);
+    // Every row's probabilities sum to 1, and the output columns name the classes.
+    assert!(p.probabilities.chunks(3).all(|row| (row.iter().sum::<f64>() - 1.0).abs() < 1e-12));
+    let names: Vec<String> = p.columns(0.5).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["prediction", "probability", "probability_EWR", "probability_JFK", "probability_LGA"]);
+    // Round trip, and a warm start keeps the classes and adds 3 trees per round.
+    let back = ModelArtifact::from_json(&model.to_json()).unwrap();
+    assert_eq!(Predictor::new(back).unwrap().predict(&test).unwrap(), p);
+    let more = GbdtOptions { loss: Loss::Multiclass { classes: 0 }, num_rounds: 2, ..Default::default() };
+    let warm = train_gbdt(&test, None, &request("origin", &features, more), Some(&model), &mut no_callback()).unwrap();
+    let Model::Gbdt(w) = &warm.model else { panic!("not a GBDT") };
+    assert_eq!((w.num_class, w.trees.len()), (3, 3 * (r.rounds as usize + 2)));
+}

@@ -19,6 +19,8 @@ struct Fixture {
 struct Case {
     name: String,
     kind: String,
+    #[serde(default)]
+    classes: usize,
     y: Vec<f64>,
     scores: Vec<f64>,
     metrics: BTreeMap<String, f64>,
@@ -40,6 +42,9 @@ fn metrics_match_sklearn() {
                 m.to_map()
             }
             "regression" => sluice_metrics::regression(&case.y, &case.scores).expect("regression metrics").to_map(),
+            "multiclass" => {
+                sluice_metrics::multiclass(&case.y, &case.scores, case.classes).expect("multiclass metrics").to_map()
+            }
             other => panic!("{}: unknown kind {other}", case.name),
         };
         assert_eq!(ours.keys().collect::<Vec<_>>(), case.metrics.keys().collect::<Vec<_>>(), "{}", case.name);

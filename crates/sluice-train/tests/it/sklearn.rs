@@ -66,6 +66,7 @@ fn metric_map(task: Task, y: &[f64], scores: &[f64], threshold: f64) -> BTreeMap
     match task {
         Task::BinaryClassification => sluice_metrics::binary(y, scores, threshold).expect("binary metrics").to_map(),
         Task::Regression => sluice_metrics::regression(y, scores).expect("regression metrics").to_map(),
+        Task::MulticlassClassification => panic!("no multiclass linear fixtures"),
     }
 }
 
@@ -152,7 +153,7 @@ fn run_case(name: &str) {
     let margins = model.margins(&x);
     let linked: Vec<f64> = match task {
         Task::BinaryClassification => margins.iter().copied().map(sigmoid).collect(),
-        Task::Regression => margins.clone(),
+        Task::Regression | Task::MulticlassClassification => margins.clone(),
     };
     assert_eq!(scores, linked, "Predictor scores differ from link(training margins)");
     // ... and survive the artifact's JSON round trip, to within a few ulps: serde_json is built
