@@ -79,6 +79,14 @@ elif tool == "xgboost":
                    "grow_policy": "lossguide", "max_leaves": 31, "max_depth": 0, "eta": 0.1,
                    "min_child_weight": 1e-3, "max_bin": 255}, xgb.DMatrix(X, y), num_boost_round=rounds)
     fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(xgb.DMatrix(Xt))
+elif tool == "sklearn-logistic":
+    import os; os.environ["OMP_NUM_THREADS"] = str(threads)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.impute import SimpleImputer
+    m = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict_proba(Xt)[:, 1]
 elif tool == "sklearn-hgb":
     import os; os.environ["OMP_NUM_THREADS"] = str(threads)
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -101,11 +109,11 @@ def run_peer(tool, train, test, rounds, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_sluice(train, test, rounds, threads):
+def run_sluice(train, test, rounds, threads, loss="binary"):
     exe = TARGET / "release" / "examples" / "gbdt_bench"
     if not exe.exists():
         sys.exit(f"{exe} missing: cargo build --release -p sluice-train --example gbdt_bench")
-    out = subprocess.run([str(exe), str(train), str(test), "label", "binary", str(rounds), str(threads)],
+    out = subprocess.run([str(exe), str(train), str(test), "label", loss, str(rounds), str(threads)],
                          capture_output=True, text=True)
     if out.returncode != 0:
         print(f"sluice failed:\n{out.stderr}", file=sys.stderr)
@@ -121,25 +129,30 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--tools", default="sluice,lightgbm,xgboost,sklearn-hgb")
+    ap.add_argument("--linear", action="store_true",
+                    help="logistic regression instead: sluice (Newton) vs scikit-learn (lbfgs), ratio to scikit-learn")
     args = ap.parse_args()
     train, test = generate(args.rows, args.test_rows)
-    tools = args.tools.split(",")
+    tools = ["sluice-logistic", "sklearn-logistic"] if args.linear else args.tools.split(",")
     results = {t: [] for t in tools}
     for _ in range(args.runs):
         for tool in tools:
-            r = run_sluice(train, test, args.rounds, args.threads) if tool == "sluice" else run_peer(
-                tool, train, test, args.rounds, args.threads)
+            if tool.startswith("sluice"):
+                r = run_sluice(train, test, args.rounds, args.threads, "logistic" if tool == "sluice-logistic" else "binary")
+            else:
+                r = run_peer(tool, train, test, args.rounds, args.threads)
             if r:
                 results[tool].append(r)
                 print(f"  {tool}: {r}", file=sys.stderr)
     med = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for t, rs in results.items() if rs}
-    base = med.get("lightgbm")
+    base = med.get("sklearn-logistic" if args.linear else "lightgbm")
     print(f"\n{args.rows:,} x 28 binary, {args.rounds} rounds, {args.threads} threads, median of {args.runs} run(s)")
-    print(f"{'tool':<14}{'train s':>9}{'predict s':>11}{'test AUC':>10}{'peak MB':>9}{'train/LGBM':>12}{'predict/LGBM':>14}")
+    ref = "SKL" if args.linear else "LGBM"
+    print(f"{'tool':<17}{'train s':>9}{'predict s':>11}{'test AUC':>10}{'peak MB':>9}{'train/' + ref:>12}{'predict/' + ref:>14}")
     for t, m in med.items():
         rt = f"{m['train_s'] / base['train_s']:.2f}x" if base else "-"
         rp = f"{m['predict_s'] / base['predict_s']:.2f}x" if base else "-"
-        print(f"{t:<14}{m['train_s']:>9.2f}{m['predict_s']:>11.3f}{m['auc']:>10.4f}{m['peak_mb']:>9.0f}{rt:>12}{rp:>14}")
+        print(f"{t:<17}{m['train_s']:>9.2f}{m['predict_s']:>11.3f}{m['auc']:>10.4f}{m['peak_mb']:>9.0f}{rt:>12}{rp:>14}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ use crate::error::{ModelError, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Transform {
-    /// `(x - mean) / scale`; a missing value becomes 0, i.e. the training mean.
+    /// `(x - mean) / scale`; a missing value (null or NaN) becomes 0, i.e. the training mean.
     Standardize { column: String, mean: f64, scale: f64 },
     /// One 0/1 feature per category; a missing or unseen value sets none of them.
     OneHot { column: String, categories: Vec<String> },
@@ -109,7 +109,8 @@ impl Prepared {
                     let values = numeric(t.column(), column)?;
                     let values = values.as_primitive::<Float64Type>();
                     for i in 0..rows {
-                        if values.is_valid(i) {
+                        // Null and NaN are both missing: they stay 0, the training mean.
+                        if values.is_valid(i) && !values.value(i).is_nan() {
                             data[i * cols + offset] = (values.value(i) - mean) / scale;
                         }
                     }
@@ -129,6 +130,7 @@ impl Prepared {
                     let values = numeric(t.column(), column)?;
                     let values = values.as_primitive::<Float64Type>();
                     for i in 0..rows {
+                        // Null becomes NaN: tree models treat both as missing.
                         data[i * cols + offset] = if values.is_valid(i) { values.value(i) } else { f64::NAN };
                     }
                 }
@@ -214,6 +216,12 @@ mod tests {
         ];
         let m = design_matrix(&t, &batch).unwrap();
         assert_eq!((m.rows, m.cols), (3, 3));
+        let nan = RecordBatch::try_from_iter([
+            ("age", Arc::new(Float64Array::from(vec![f64::NAN, 50.0])) as ArrayRef),
+            ("job", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+        ])
+        .unwrap();
+        assert_eq!(design_matrix(&t, &nan).unwrap().data[0], 0.0, "NaN is missing, like null");
         assert_eq!(m.data, vec![-1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
     }
 

@@ -7,10 +7,12 @@ use datafusion::arrow::array::RecordBatch;
 use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
 use sluice_model::{ModelArtifact, Predictor};
-use sluice_spec::kinds::{ClassWeightSpec, GbdtMetric, GbdtObjective, GbdtParams, ModelKind, TrainParams};
+use sluice_spec::kinds::{
+    ClassWeightSpec, ForestObjective, ForestParams, GbdtMetric, GbdtObjective, GbdtParams, ModelKind, TrainParams,
+};
 use sluice_spec::{Input, Step, StepConfig};
 use sluice_store::OutputRecord;
-use sluice_train::gbdt::{GbdtOptions, Loss, Metric};
+use sluice_train::gbdt::{ForestOptions, GbdtOptions, Loss, Metric};
 use sluice_train::{ClassWeight, FeatureOptions, GbdtRequest, LinearOptions, Objective, TrainRequest};
 
 use crate::error::StepError;
@@ -210,6 +212,14 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         };
                         (sluice_train::train_linear(&batch, &request)?, vec![])
                     }
+                    TrainParams::Forest(p) => {
+                        let request = forest_request(p, &train.label, &features, train.preprocessing.max_categories);
+                        let model = sluice_train::train_gbdt(&batch, None, &request, None, &mut |_| {
+                            std::ops::ControlFlow::Continue(())
+                        })?;
+                        let trees = model.training.iterations as f64;
+                        (model, vec![("trees".to_string(), trees)])
+                    }
                     TrainParams::Gbdt(p) => {
                         let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
                         let request = gbdt_request(p, &train.label, &features, train.preprocessing.max_categories);
@@ -363,6 +373,37 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             Ok(Executed { outputs: vec![], rows: None, metrics: recorded })
         }
     }
+}
+
+/// The trainer's settings for `model: random_forest`: fully grown trees (no leaf limit, no
+/// regularization), leaf values are the mean labels.
+fn forest_request<'a>(
+    p: &ForestParams,
+    label: &'a str,
+    features: &'a [String],
+    max_categories: usize,
+) -> GbdtRequest<'a> {
+    let mut options = GbdtOptions {
+        loss: match p.objective {
+            ForestObjective::Binary => Loss::Binary,
+            ForestObjective::Regression => Loss::L2,
+        },
+        num_rounds: p.num_trees,
+        learning_rate: 1.0,
+        num_leaves: usize::MAX,
+        max_depth: p.max_depth,
+        max_bin: p.max_bin,
+        seed: p.seed,
+        threads: p.threads,
+        random_forest: Some(ForestOptions { bootstrap: p.bootstrap, features_per_split: p.max_features }),
+        ..Default::default()
+    };
+    options.split.min_data_in_leaf = p.min_data_in_leaf;
+    options.split.min_sum_hessian_in_leaf = 0.0;
+    options.split.min_data_per_group = 1;
+    options.split.cat_smooth = 0.0;
+    options.split.cat_l2 = 0.0;
+    GbdtRequest { label, features, options, max_categories, class_weight: None, monotone: vec![] }
 }
 
 /// The trainer's settings from a spec's `params` for `model: gbdt`.

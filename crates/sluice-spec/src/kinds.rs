@@ -113,6 +113,8 @@ pub enum ModelKind {
     /// Gradient-boosted decision trees (histogram-based, leaf-wise, as LightGBM); the task
     /// follows `params.objective`.
     Gbdt,
+    /// A random forest of histogram trees (bootstrap samples, random features per split).
+    RandomForest,
 }
 
 /// The settings under `params`, whose shape depends on `model`.
@@ -121,6 +123,44 @@ pub enum ModelKind {
 pub enum TrainParams {
     Linear(LinearParams),
     Gbdt(Box<GbdtParams>),
+    Forest(ForestParams),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForestObjective {
+    /// Boolean or 0/1 label; predictions are the trees' average class-1 frequency.
+    #[default]
+    Binary,
+    /// Numeric label; predictions are the trees' average.
+    Regression,
+}
+
+/// Hyper-parameters of `model: random_forest`; defaults are scikit-learn's.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForestParams {
+    #[serde(default)]
+    pub objective: ForestObjective,
+    #[serde(default = "default_rounds")]
+    pub num_trees: u32,
+    /// Unlimited when omitted (trees grow until leaves are pure or `min_data_in_leaf`).
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    #[serde(default = "one_u64")]
+    pub min_data_in_leaf: u64,
+    /// Fraction of features tried at each split (default: sqrt(features) for binary, all for
+    /// regression).
+    #[serde(default)]
+    pub max_features: Option<f64>,
+    #[serde(default = "yes")]
+    pub bootstrap: bool,
+    #[serde(default = "default_max_bin")]
+    pub max_bin: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl Default for TrainParams {
@@ -256,6 +296,12 @@ pub struct GbdtParams {
     /// Training threads (0 = all cores). The model is the same for any number.
     #[serde(default)]
     pub threads: usize,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
+    }
 }
 
 impl Default for GbdtParams {
@@ -396,6 +442,9 @@ fn default_tol() -> f64 {
 }
 fn default_max_categories() -> usize {
     100
+}
+fn one_u64() -> u64 {
+    1
 }
 fn one() -> f64 {
     1.0

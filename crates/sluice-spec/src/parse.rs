@@ -12,8 +12,8 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
 use crate::kinds::{
-    FileFormat, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep, SplitMethod, TrainParams,
-    TrainStep,
+    FileFormat, ForestParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep, SplitMethod,
+    TrainParams, TrainStep,
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
 
@@ -295,6 +295,7 @@ fn read_train(body: &Node) -> Result<TrainStep, marked_yaml::FromNodeError> {
     let params = Node::Mapping(params);
     step.params = match step.model {
         ModelKind::Gbdt => TrainParams::Gbdt(Box::new(marked_yaml::from_node::<Only<GbdtParams>>(&params)?.params)),
+        ModelKind::RandomForest => TrainParams::Forest(marked_yaml::from_node::<Only<ForestParams>>(&params)?.params),
         ModelKind::LogisticRegression | ModelKind::LinearRegression => {
             TrainParams::Linear(marked_yaml::from_node::<Only<LinearParams>>(&params)?.params)
         }
@@ -508,6 +509,26 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                     }
                 }
                 TrainParams::Gbdt(p) => check_gbdt(p, t.validation.is_some()).map_err(|(f, m)| invalid(f, m))?,
+                TrainParams::Forest(p) => {
+                    if p.num_trees == 0 {
+                        return Err(invalid("params.num_trees", "`params.num_trees` must be at least 1".into()));
+                    }
+                    if p.max_features.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
+                        return Err(invalid("params.max_features", "`params.max_features` must be in (0, 1]".into()));
+                    }
+                    if !(2..=255).contains(&p.max_bin) || p.max_depth == Some(0) || p.min_data_in_leaf == 0 {
+                        return Err(invalid(
+                            "params",
+                            "`max_bin` must be 2 to 255, `max_depth` and `min_data_in_leaf` at least 1".into(),
+                        ));
+                    }
+                    if t.validation.is_some() || t.init_model.is_some() {
+                        return Err(invalid(
+                            "validation",
+                            "random forests take no `validation` or `init_model`".into(),
+                        ));
+                    }
+                }
             }
             if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
                 return Err(invalid("features", format!("the label `{}` cannot also be a feature", t.label)));

@@ -1,7 +1,9 @@
-//! Train and score a GBDT on Parquet files, for `bench/gbdt.py`: prints one JSON line with train
+//! Train and score a model on Parquet files, for `bench/gbdt.py`: prints one JSON line with train
 //! and predict seconds, the test metric and peak memory.
 //!
 //! cargo run --release -p sluice-train --example gbdt_bench -- TRAIN.parquet TEST.parquet LABEL LOSS ROUNDS [THREADS]
+//!
+//! LOSS: `binary` or `l2` (GBDT), `logistic` (L2-regularized logistic regression, ROUNDS ignored).
 
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -11,7 +13,7 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_model::Predictor;
 use sluice_train::gbdt::{GbdtOptions, Loss, Metric};
-use sluice_train::{GbdtRequest, train_gbdt};
+use sluice_train::{FeatureOptions, GbdtRequest, LinearOptions, Objective, TrainRequest, train_gbdt, train_linear};
 
 fn read(path: &str) -> RecordBatch {
     let file = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -41,8 +43,9 @@ fn main() {
     }
     let (train, test) = (read(&args[1]), read(&args[2]));
     let label = &args[3];
+    let linear = args[4] == "logistic";
     let loss = match args[4].as_str() {
-        "binary" => Loss::Binary,
+        "binary" | "logistic" => Loss::Binary,
         _ => Loss::L2,
     };
     let rounds: u32 = args[5].parse().expect("rounds");
@@ -64,7 +67,22 @@ fn main() {
         monotone: vec![],
     };
     let start = Instant::now();
-    let model = train_gbdt(&train, None, &request, None, &mut |_| ControlFlow::Continue(())).expect("train");
+    let model = if linear {
+        // scikit-learn's LogisticRegression() default C = 1 is l2 = 1 / n here.
+        let request = TrainRequest {
+            label,
+            features: &features,
+            objective: Objective::Logistic,
+            linear: LinearOptions { l2: 1.0 / train.num_rows() as f64, ..Default::default() },
+            preprocessing: FeatureOptions::default(),
+        };
+        if threads > 0 {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("threads");
+        }
+        train_linear(&train, &request).expect("train")
+    } else {
+        train_gbdt(&train, None, &request, None, &mut |_| ControlFlow::Continue(())).expect("train")
+    };
     let train_s = start.elapsed().as_secs_f64();
     let predictor = Predictor::new(model).expect("model");
     let start = Instant::now();

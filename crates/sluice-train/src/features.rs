@@ -50,7 +50,7 @@ pub fn fit_transforms(batch: &RecordBatch, features: &[String], options: &Featur
             let values = values.as_primitive::<Float64Type>();
             let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
             // Welford's update: one pass, numerically stable.
-            for v in values.iter().flatten() {
+            for v in values.iter().flatten().filter(|v| !v.is_nan()) {
                 n += 1.0;
                 let delta = v - mean;
                 mean += delta / n;

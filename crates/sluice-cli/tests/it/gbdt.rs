@@ -203,3 +203,33 @@ fn multiclass_pipeline_evaluates_registers_and_predicts_classes() {
     let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(14).unwrap()).collect();
     assert_eq!(predicted, ["Not-in-family", "Husband", "Wife"], "{text}");
 }
+
+#[test]
+fn random_forest_model_kind_trains_and_registers() {
+    let sb = Sandbox::new();
+    let dir = sb.copy_adult().parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(adult_example().join("gbdt.yaml")).unwrap();
+    let start = spec.find("  train:").unwrap();
+    let end = spec.find("  evaluate:").unwrap();
+    let train = "  train:\n    kind: train\n    input: split.train\n    model: random_forest\n    label: label\n    params: {num_trees: 20, seed: 7}\n\n";
+    let spec = format!("{}{train}{}", &spec[..start], &spec[end..]).replace("roc_auc >= 0.9", "roc_auc >= 0.85");
+    std::fs::write(dir.join("rf.yaml"), spec).unwrap();
+    let events = sb.run_json(&dir.join("rf.yaml"), &[]);
+    events.check_complete(&["train", "evaluate", "register"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric = |name: &str| -> f64 {
+        let all = show["metrics"].as_array().unwrap();
+        all.iter()
+            .find(|m| m["key"] == name)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("{name}: {all:?}"))
+    };
+    println!("random forest: {} trees, test AUC {:.4}", metric("trees"), metric("roc_auc"));
+    assert_eq!(metric("trees"), 20.0);
+    assert!(metric("roc_auc") > 0.88);
+    // Forest settings are checked like any others.
+    let out = sb
+        .sluice(&["plan", dir.join("rf.yaml").to_str().unwrap(), "--set", "train.params.max_features=1.5"])
+        .expect_code(2);
+    assert!(out.stderr.contains("`params.max_features`"), "{}", out.stderr);
+}

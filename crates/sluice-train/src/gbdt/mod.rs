@@ -102,6 +102,20 @@ pub struct GbdtOptions {
     pub metric: Metric,
     /// Worker threads; 0 uses rayon's global pool (all cores).
     pub threads: usize,
+    /// Grow a random forest instead of boosting: every tree fits the labels themselves (on a
+    /// bootstrap sample, choosing among a random subset of features at every split) and the
+    /// model averages them. Losses: `Binary` (trees average class-1 frequencies, so predictions
+    /// are probabilities) or `L2`.
+    pub random_forest: Option<ForestOptions>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForestOptions {
+    /// Sample rows with replacement for each tree (else every tree sees every row).
+    pub bootstrap: bool,
+    /// Fraction of features considered at each split; None: sqrt(features) for classification,
+    /// all for regression (scikit-learn's defaults).
+    pub features_per_split: Option<f64>,
 }
 
 impl Default for GbdtOptions {
@@ -136,6 +150,7 @@ impl Default for GbdtOptions {
             early_stopping_rounds: None,
             metric: Metric::Logloss,
             threads: 0,
+            random_forest: None,
         }
     }
 }
@@ -212,6 +227,14 @@ fn check_options(train: &GbdtData, categorical: &[usize], opts: &GbdtOptions, in
     }
     if !opts.monotone.is_empty() && opts.monotone.len() != train.x.cols {
         return invalid(format!("{} monotone constraints for {} features", opts.monotone.len(), train.x.cols));
+    }
+    if opts.random_forest.is_some() {
+        if !matches!(opts.loss, Loss::Binary | Loss::L2) {
+            return invalid(format!("random forests fit binary or L2 labels, not {:?}", opts.loss));
+        }
+        if init.is_some() || opts.early_stopping_rounds.is_some() {
+            return invalid("random forests have no warm start or early stopping".into());
+        }
     }
     if let Loss::Multiclass { classes } = opts.loss {
         if classes < 2 {
@@ -366,6 +389,9 @@ impl<'a> Booster<'a> {
     }
 
     fn run(self, on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send)) -> Result<GbdtFit> {
+        if let Some(forest) = self.opts.random_forest {
+            return self.forest(forest, on_round);
+        }
         let opts = self.opts;
         let n = self.train.x.rows;
         let y = self.train.y;
@@ -504,11 +530,93 @@ impl<'a> Booster<'a> {
         Ok(GbdtFit { model, rounds, best, history, train_loss })
     }
 
+    /// A random forest: trees on bootstrap samples fit `y - base` under L2 loss (so each leaf
+    /// holds its rows' mean label), with leaf values divided by the number of trees, so the sum
+    /// of the trees plus `base` is the forest's average.
+    fn forest(
+        self,
+        forest: ForestOptions,
+        on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send),
+    ) -> Result<GbdtFit> {
+        let opts = self.opts;
+        let n = self.train.x.rows;
+        let y = self.train.y;
+        let base = Loss::L2.init_score(y, &self.weight);
+        let scores = vec![base; n];
+        let mut plain: Vec<hist::GradPair> = vec![[0.0; 2]; n];
+        Loss::L2.gradients(y, &self.weight, &scores, &mut plain);
+        let p = self.mappers.len();
+        let fraction = forest.features_per_split.unwrap_or(match opts.loss {
+            Loss::Binary => (p as f64).sqrt().ceil() / p as f64,
+            _ => 1.0,
+        });
+        let all_features: Vec<usize> = (0..p).collect();
+        let mut rng = SplitMix64::new(opts.seed);
+        let scale = 1.0 / opts.num_rounds as f64;
+        let mut trees = Vec::with_capacity(opts.num_rounds as usize);
+        let mut gh = plain.clone();
+        for _ in 0..opts.num_rounds {
+            let mut indices: Vec<u32> = if forest.bootstrap {
+                let mut counts = vec![0u32; n];
+                (0..n).for_each(|_| counts[rng.below(n)] += 1);
+                gh.iter_mut()
+                    .zip(&plain)
+                    .zip(&counts)
+                    .for_each(|((o, p), c)| *o = [p[0] * *c as f32, p[1] * *c as f32]);
+                (0..n as u32).filter(|&r| counts[r as usize] > 0).collect()
+            } else {
+                (0..n as u32).collect()
+            };
+            let node_features = (fraction < 1.0).then(|| (fraction, rng.next_u64()));
+            let tree = match self.grow_with(&mut indices, &gh, &all_features, node_features) {
+                Some((mut tree, _, _)) => {
+                    tree.leaf_value.iter_mut().for_each(|v| *v *= scale);
+                    tree
+                }
+                // Nothing to split on this sample: the tree predicts the base.
+                None => Tree { leaf_value: vec![0.0], leaf_count: vec![indices.len() as u64], ..Tree::default() },
+            };
+            trees.push(tree);
+            if on_round(&RoundReport { round: trees.len() as u32, valid_metric: None }).is_break() {
+                break;
+            }
+        }
+        let rounds = trees.len() as u32;
+        let best_rounds = trees.len();
+        let model = GbdtModel {
+            link: sluice_model::Link::Identity,
+            base_score: base,
+            num_class: 1,
+            class_base: Vec::new(),
+            trees,
+            best_rounds,
+        };
+        let train_loss = Loss::L2.mean_loss(y, &self.weight, &model.raw_scores(self.train.x));
+        self.phases.report();
+        Ok(GbdtFit { model, rounds, best: None, history: Vec::new(), train_loss })
+    }
+
     fn monotone(&self, j: usize) -> i8 {
         self.opts.monotone.get(j).copied().unwrap_or(0)
     }
 
-    fn best_split(&self, leaf: &Leaf, features: &[usize]) -> Option<SplitInfo> {
+    /// The best split of `leaf`; with `sample = (fraction, seed)`, among a random subset of the
+    /// features (a random forest's per-split sampling), drawn from the seed and the leaf's rows.
+    fn best_split_among(&self, leaf: &Leaf, features: &[usize], sample: Option<(f64, u64)>) -> Option<SplitInfo> {
+        let subset: Vec<usize>;
+        let features = match sample {
+            Some((fraction, seed)) => {
+                let k = ((fraction * features.len() as f64).round() as usize).clamp(1, features.len());
+                let mut rng =
+                    SplitMix64::new(seed ^ (leaf.start as u64).wrapping_mul(0x9E37_79B9) ^ (leaf.len as u64) << 32);
+                let mut picked: Vec<usize> =
+                    rng.sample_indices(features.len(), k).into_iter().map(|i| features[i]).collect();
+                picked.sort_unstable();
+                subset = picked;
+                &subset[..]
+            }
+            None => features,
+        };
         let hist = leaf.hist.as_ref()?;
         let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
         let candidates: Vec<Option<SplitInfo>> = features
@@ -536,6 +644,18 @@ impl<'a> Booster<'a> {
         gh: &[hist::GradPair],
         features: &[usize],
     ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
+        self.grow_with(indices, gh, features, None)
+    }
+
+    /// `grow`, choosing each split among a random `node_features = (fraction, seed)` subset.
+    #[allow(clippy::type_complexity)]
+    fn grow_with(
+        &self,
+        indices: &mut [u32],
+        gh: &[hist::GradPair],
+        features: &[usize],
+        node_features: Option<(f64, u64)>,
+    ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
         let opts = self.opts;
         let root_hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
         let total = root_hist.feature(&self.layout, features[0]).iter().fold(BinStat::default(), |a, b| a + *b);
@@ -550,21 +670,26 @@ impl<'a> Booster<'a> {
             best: None,
             parent: None,
         };
-        root.best = self.phases.time(4, || self.best_split(&root, features));
+        root.best = self.phases.time(4, || self.best_split_among(&root, features, node_features));
         root.best.as_ref()?;
         let mut leaves = vec![root];
         let mut tree = Tree::default();
         let mut bin_tree = BinTree { nodes: Vec::new(), left: Vec::new(), right: Vec::new() };
         while leaves.len() < opts.num_leaves {
-            let Some(l) = (0..leaves.len()).filter(|&i| leaves[i].best.is_some()).fold(
-                None,
-                |best: Option<usize>, i| match best {
+            let mut open = (0..leaves.len()).filter(|&i| leaves[i].best.is_some());
+            // Best leaf first; with no leaf limit (forests) the order cannot change the tree, so
+            // go depth-first: the newest leaf, which keeps few histograms alive.
+            let pick = if opts.num_leaves == usize::MAX {
+                open.next_back()
+            } else {
+                open.fold(None, |best: Option<usize>, i| match best {
                     Some(b) if leaves[b].best.as_ref().map(|s| s.gain) >= leaves[i].best.as_ref().map(|s| s.gain) => {
                         Some(b)
                     }
                     _ => Some(i),
-                },
-            ) else {
+                })
+            };
+            let Some(l) = pick else {
                 break;
             };
             let Some(s) = leaves[l].best.take() else { break };
@@ -664,11 +789,11 @@ impl<'a> Booster<'a> {
                 let (lh, rh) = if left_smaller { (small_hist, large_hist) } else { (large_hist, small_hist) };
                 if split_left {
                     left.hist = Some(lh);
-                    left.best = self.phases.time(4, || self.best_split(&left, features));
+                    left.best = self.phases.time(4, || self.best_split_among(&left, features, node_features));
                 }
                 if split_right {
                     right.hist = Some(rh);
-                    right.best = self.phases.time(4, || self.best_split(&right, features));
+                    right.best = self.phases.time(4, || self.best_split_among(&right, features, node_features));
                 }
                 // Only leaves that may still split keep a histogram.
                 left.hist = left.hist.filter(|_| left.best.is_some());
