@@ -212,7 +212,8 @@ fn learns_categorical_sets_and_missingness() {
 
 #[test]
 fn same_model_for_any_thread_count_and_seeded_sampling() {
-    let (x, y) = synthetic(70_000, 3);
+    // Bags of over 2 x 64k rows, so large leaves take the blocked, parallel histogram path.
+    let (x, y) = synthetic(200_000, 3);
     let opts = |threads, seed| GbdtOptions {
         num_rounds: 10,
         threads,
