@@ -19,6 +19,7 @@ mod cache_key;
 mod error;
 mod event;
 mod gates;
+mod importance;
 mod plan;
 mod run;
 mod slices;

@@ -260,17 +260,21 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let path = ctx.path_of(&data).await?;
             let threshold = eval.threshold;
             let slices = eval.slices.clone();
+            let importance = eval.importance;
             let (metrics, scored, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
                 let task = model.task;
                 let y = sluice_train::model_labels(&model, &batch)?;
-                let (mut metrics, _, predictions) = crate::gates::score(model, &batch, threshold)?;
+                let (mut metrics, predictor, predictions) = crate::gates::score(model, &batch, threshold)?;
                 let (by_slice, gaps) =
                     crate::slices::evaluate_slices(&batch, &slices, task, &y, &predictions, threshold)?;
                 metrics.extend(gaps);
                 let mut extra = serde_json::Map::new();
                 if !slices.is_empty() {
                     extra.insert("slices".into(), by_slice);
+                }
+                if importance {
+                    extra.insert("explanations".into(), crate::importance::explain(&predictor, &batch, &y, threshold, 5, 10)?);
                 }
                 if task == sluice_model::Task::BinaryClassification {
                     let m = sluice_metrics::binary(&y, &predictions.scores, threshold)?;

@@ -400,6 +400,11 @@ pub struct EvaluateStep {
     /// (`equal_opportunity_difference_<column>`), usable in gates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<String>,
+    /// Also compute permutation importance of every input column (the main metric's loss when
+    /// the column is shuffled, 5 seeded shuffles) and partial dependence of numeric columns
+    /// (10 quantile points), into the metrics artifact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub importance: bool,
 }
 
 /// Record a model in the registry as a new version of `name`, optionally moving an alias to it.

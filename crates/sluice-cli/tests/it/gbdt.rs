@@ -37,6 +37,12 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
         female["rows"].as_u64().unwrap() > 2000 && female["metrics"]["roc_auc"].as_f64().unwrap() > 0.85,
         "{female}"
     );
+    let ranked = doc["explanations"]["permutation_importance"].as_array().unwrap();
+    assert_eq!(ranked.len(), 13);
+    println!("most important: {} ({:.4} AUC)", ranked[0]["column"], ranked[0]["mean"].as_f64().unwrap());
+    assert!(ranked[0]["mean"].as_f64().unwrap() > 0.01, "{ranked:?}");
+    let age = doc["explanations"]["partial_dependence"]["age"].as_array().unwrap();
+    assert!(age.len() >= 5 && age.iter().all(|p| (0.0..=1.0).contains(&p["mean_prediction"].as_f64().unwrap())));
     assert_eq!(
         doc["reliability_curve"].as_array().unwrap().iter().map(|b| b["rows"].as_u64().unwrap()).sum::<u64>(),
         9769
