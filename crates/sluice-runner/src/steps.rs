@@ -190,56 +190,13 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         .filter(|n| *n != train.label && !train.exclude.contains(n))
                         .collect(),
                 };
-                let (mut model, extra) = match &train.params {
-                    TrainParams::Linear(p) => {
-                        let request = TrainRequest {
-                            label: &train.label,
-                            features: &features,
-                            objective: match train.model {
-                                ModelKind::LinearRegression => Objective::SquaredError,
-                                _ => Objective::Logistic,
-                            },
-                            linear: LinearOptions {
-                                l2: p.l2,
-                                max_iter: p.max_iter,
-                                tol: p.tol,
-                                fit_intercept: p.fit_intercept,
-                            },
-                            preprocessing: FeatureOptions {
-                                standardize: train.preprocessing.standardize,
-                                max_categories: train.preprocessing.max_categories,
-                            },
-                        };
-                        (sluice_train::train_linear(&batch, &request)?, vec![])
-                    }
-                    TrainParams::Forest(p) => {
-                        let request = forest_request(p, &train.label, &features, train.preprocessing.max_categories);
-                        let model = sluice_train::train_gbdt(&batch, None, &request, None, &mut |_| {
-                            std::ops::ControlFlow::Continue(())
-                        })?;
-                        let trees = model.training.iterations as f64;
-                        (model, vec![("trees".to_string(), trees)])
-                    }
-                    TrainParams::Gbdt(p) => {
-                        let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
-                        let request = gbdt_request(p, &train.label, &features, train.preprocessing.max_categories);
-                        let mut history = Vec::new();
-                        let model =
-                            sluice_train::train_gbdt(&batch, valid.as_ref(), &request, init.as_ref(), &mut |r| {
-                                history.extend(r.valid_metric);
-                                std::ops::ControlFlow::Continue(())
-                            })?;
-                        let metric = format!("{:?}", request.options.metric).to_lowercase();
-                        let mut extra = vec![("trees".to_string(), model.training.iterations as f64)];
-                        if let Some(best) = match request.options.metric {
-                            Metric::Auc => history.iter().copied().reduce(f64::max),
-                            _ => history.iter().copied().reduce(f64::min),
-                        } {
-                            extra.push((format!("validation_{metric}"), best));
-                        }
-                        (model, extra)
-                    }
-                };
+                let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
+                let mut cv_metrics = Vec::new();
+                if let Some(cv) = &train.cv {
+                    cv_metrics = cross_validate(&train, cv, &batch, valid.as_ref(), &features, init.as_ref())?;
+                }
+                let (mut model, mut extra) = fit_model(&train, &batch, valid.as_ref(), &features, init.as_ref())?;
+                extra.extend(cv_metrics);
                 model.lineage = lineage;
                 Ok((model, extra))
             })
@@ -469,4 +426,103 @@ fn gbdt_request<'a>(p: &GbdtParams, label: &'a str, features: &'a [String], max_
         }),
         monotone: p.monotone.iter().filter(|(_, m)| **m != 0).map(|(c, m)| (c.clone(), *m)).collect(),
     }
+}
+
+/// Train the step's model on `batch` (the train step's body, also run once per CV fold).
+fn fit_model(
+    train: &sluice_spec::kinds::TrainStep,
+    batch: &RecordBatch,
+    valid: Option<&RecordBatch>,
+    features: &[String],
+    init: Option<&ModelArtifact>,
+) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
+    Ok(match &train.params {
+        TrainParams::Linear(p) => {
+            let request = TrainRequest {
+                label: &train.label,
+                features,
+                objective: match train.model {
+                    ModelKind::LinearRegression => Objective::SquaredError,
+                    _ => Objective::Logistic,
+                },
+                linear: LinearOptions { l2: p.l2, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept },
+                preprocessing: FeatureOptions {
+                    standardize: train.preprocessing.standardize,
+                    max_categories: train.preprocessing.max_categories,
+                },
+            };
+            (sluice_train::train_linear(batch, &request)?, vec![])
+        }
+        TrainParams::Forest(p) => {
+            let request = forest_request(p, &train.label, features, train.preprocessing.max_categories);
+            let model =
+                sluice_train::train_gbdt(batch, None, &request, None, &mut |_| std::ops::ControlFlow::Continue(()))?;
+            let trees = model.training.iterations as f64;
+            (model, vec![("trees".to_string(), trees)])
+        }
+        TrainParams::Gbdt(p) => {
+            let request = gbdt_request(p, &train.label, features, train.preprocessing.max_categories);
+            let mut history = Vec::new();
+            let model = sluice_train::train_gbdt(batch, valid, &request, init, &mut |r| {
+                history.extend(r.valid_metric);
+                std::ops::ControlFlow::Continue(())
+            })?;
+            let metric = format!("{:?}", request.options.metric).to_lowercase();
+            let mut extra = vec![("trees".to_string(), model.training.iterations as f64)];
+            if let Some(best) = match request.options.metric {
+                Metric::Auc => history.iter().copied().reduce(f64::max),
+                _ => history.iter().copied().reduce(f64::min),
+            } {
+                extra.push((format!("validation_{metric}"), best));
+            }
+            (model, extra)
+        }
+    })
+}
+
+/// K-fold cross-validation of the step's model: per fold, train on the other folds and score
+/// the fold; returns `cv_<metric>_mean` and `cv_<metric>_std` over folds.
+fn cross_validate(
+    train: &sluice_spec::kinds::TrainStep,
+    cv: &sluice_spec::kinds::CrossValidation,
+    batch: &RecordBatch,
+    valid: Option<&RecordBatch>,
+    features: &[String],
+    init: Option<&ModelArtifact>,
+) -> Result<Vec<(String, f64)>, StepError> {
+    use datafusion::arrow::compute::take_record_batch;
+    use sluice_spec::kinds::CvMethod;
+    let spec = sluice_train::CvSpec {
+        folds: cv.folds,
+        method: match cv.method {
+            CvMethod::Kfold => sluice_train::CvMethod::KFold,
+            CvMethod::Stratified => sluice_train::CvMethod::Stratified,
+            CvMethod::Group => sluice_train::CvMethod::Group,
+            CvMethod::Time => sluice_train::CvMethod::Time,
+        },
+        by: cv.by.clone(),
+        seed: cv.seed,
+    };
+    let folds = sluice_train::cv_folds(batch, &train.label, &spec)?;
+    let mut per_metric: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for (train_rows, test_rows) in folds {
+        let pick = |rows: &[u32]| {
+            take_record_batch(batch, &datafusion::arrow::array::UInt32Array::from(rows.to_vec()))
+                .map_err(|e| StepError::Internal(format!("selecting fold rows: {e}")))
+        };
+        let (fold_train, fold_test) = (pick(&train_rows)?, pick(&test_rows)?);
+        let (model, _) = fit_model(train, &fold_train, valid, features, init)?;
+        let (metrics, _, _) = crate::gates::score(model, &fold_test, 0.5)?;
+        for (k, v) in metrics {
+            per_metric.entry(k).or_default().push(v);
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in per_metric {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        out.push((format!("cv_{k}_mean"), mean));
+        out.push((format!("cv_{k}_std"), std));
+    }
+    Ok(out)
 }

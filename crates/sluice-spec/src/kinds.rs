@@ -117,6 +117,39 @@ pub enum ModelKind {
     RandomForest,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CvMethod {
+    /// Rows shuffled (seeded) into equal folds.
+    #[default]
+    Kfold,
+    /// Each fold keeps the label's class proportions.
+    Stratified,
+    /// All rows with the same `by` value stay in one fold.
+    Group,
+    /// Rows ordered by `by`; fold k trains on everything before its test block (expanding
+    /// window, as scikit-learn's `TimeSeriesSplit`).
+    Time,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossValidation {
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+    #[serde(default)]
+    pub method: CvMethod,
+    /// The group column (`group`) or time column (`time`).
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_folds() -> usize {
+    5
+}
+
 /// The settings under `params`, whose shape depends on `model`.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -376,6 +409,10 @@ pub struct TrainStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub init_model: Option<Ref>,
+    /// Cross-validate before training the final model on all rows: the step's metrics gain
+    /// `cv_<metric>_mean` and `cv_<metric>_std` over the folds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<CrossValidation>,
     /// Model settings; see `LinearParams` (linear models) and `GbdtParams` (`model: gbdt`).
     #[serde(default)]
     pub params: TrainParams,

@@ -530,6 +530,15 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                     }
                 }
             }
+            if let Some(cv) = &t.cv {
+                if cv.folds < 2 {
+                    return Err(invalid("cv.folds", format!("`cv.folds` must be at least 2, got {}", cv.folds)));
+                }
+                let needs_by = matches!(cv.method, crate::kinds::CvMethod::Group | crate::kinds::CvMethod::Time);
+                if needs_by && cv.by.is_none() {
+                    return Err(invalid("cv.method", "`cv.method` group and time need `cv.by` (a column name)".into()));
+                }
+            }
             if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
                 return Err(invalid("features", format!("the label `{}` cannot also be a feature", t.label)));
             }

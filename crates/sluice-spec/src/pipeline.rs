@@ -10,9 +10,11 @@ use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, T
 /// What an output holds, so that references can be type-checked before anything runs.
 pub type OutputType = sluice_core::ArtifactKind;
 
-/// One step's configuration, by kind.
+/// One step's configuration, by kind. (A pipeline holds a handful of these, parsed once: the
+/// train step's larger size costs nothing worth boxing for.)
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
 pub enum StepConfig {
     Source(SourceStep),
     Sql(SqlStep),

@@ -24,7 +24,7 @@ struct PipelineSpec {
 
 #[derive(JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)]
 enum StepSpec {
     Source(SourceStep),
     Sql(SqlStep),

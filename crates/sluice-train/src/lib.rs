@@ -14,11 +14,13 @@
 //! ```
 
 mod cholesky;
+mod cv;
 mod error;
 mod features;
 pub mod gbdt;
 mod linear;
 
+pub use cv::{CvMethod, CvSpec, cv_folds};
 pub use error::{Result, TrainError};
 pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,

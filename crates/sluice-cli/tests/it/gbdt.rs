@@ -239,3 +239,25 @@ fn random_forest_model_kind_trains_and_registers() {
         .expect_code(2);
     assert!(out.stderr.contains("`params.max_features`"), "{}", out.stderr);
 }
+
+#[test]
+fn cross_validation_reports_mean_and_spread_per_metric() {
+    let sb = Sandbox::new();
+    let spec = adult_example().join("pipeline.yaml");
+    let events = sb.run_json(&spec, &["--set", "train.cv.folds=4", "--set", "train.cv.method=stratified"]);
+    events.check_complete(&["train", "evaluate"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric = |name: &str| -> f64 {
+        let all = show["metrics"].as_array().unwrap();
+        all.iter()
+            .find(|m| m["key"] == name)
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("{name}: {all:?}"))
+    };
+    let (mean, std, test) = (metric("cv_roc_auc_mean"), metric("cv_roc_auc_std"), metric("roc_auc"));
+    println!("4-fold AUC {mean:.4} ± {std:.4}; held-out test {test:.4}");
+    assert!((mean - test).abs() < 0.02 && std > 0.0 && std < 0.02);
+    // Group and time folds need a column.
+    let out = sb.sluice(&["plan", spec.to_str().unwrap(), "--set", "train.cv.method=group"]).expect_code(2);
+    assert!(out.stderr.contains("`cv.by`"), "{}", out.stderr);
+}

@@ -13,7 +13,7 @@
 pub mod bin;
 pub mod hist;
 pub mod objective;
-mod rng;
+pub(crate) mod rng;
 pub mod split;
 
 use std::ops::ControlFlow;
