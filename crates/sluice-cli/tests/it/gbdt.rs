@@ -160,7 +160,7 @@ fn warm_start_continues_another_steps_model() {
 }
 
 #[test]
-fn multiclass_pipeline_evaluates_registers_and_predicts_classes() {
+fn multiclass_pipeline_evaluates_predicts_and_serves_classes() {
     let sb = Sandbox::new();
     let dir = sb.copy_adult().parent().unwrap().to_path_buf();
     let spec = std::fs::read_to_string(adult_example().join("gbdt.yaml")).unwrap();
@@ -208,6 +208,42 @@ fn multiclass_pipeline_evaluates_registers_and_predicts_classes() {
     assert!(header.ends_with("prediction,probability,probability_Husband,probability_Not-in-family,probability_Other-relative,probability_Own-child,probability_Unmarried,probability_Wife"), "{header}");
     let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(14).unwrap()).collect();
     assert_eq!(predicted, ["Not-in-family", "Husband", "Wife"], "{text}");
+
+    // Served: the class and every class's probability, on both protocols.
+    let server = crate::serve::start(&sb, &["adult-income-gbdt@champion"]);
+    let row = serde_json::json!({"age": 28, "workclass": "Private", "education": "Bachelors", "education_num": 13,
+        "marital_status": "Married-civ-spouse", "occupation": "Prof-specialty", "race": "Black", "sex": "Female",
+        "capital_gain": 0, "capital_loss": 0, "hours_per_week": 40, "native_country": "Cuba"});
+    let (status, body) =
+        crate::serve::post_json(&server, "/invocations", &serde_json::json!({"dataframe_records": [row]}));
+    assert_eq!(status, 200, "{body}");
+    let p = &body["predictions"][0];
+    assert_eq!(p["prediction"], "Wife", "{body}");
+    let total: f64 = p
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("probability_"))
+        .map(|(_, v)| v.as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-9, "{body}");
+    let inputs: Vec<serde_json::Value> = row
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let datatype = if v.is_string() { "BYTES" } else { "FP64" };
+            serde_json::json!({"name": k, "datatype": datatype, "shape": [1], "data": [v]})
+        })
+        .collect();
+    let (status, body) =
+        crate::serve::post_json(&server, "/v2/models/adult-income-gbdt/infer", &serde_json::json!({"inputs": inputs}));
+    assert_eq!(status, 200, "{body}");
+    let outputs = body["outputs"].as_array().unwrap();
+    assert_eq!(outputs[0]["name"], "prediction");
+    assert_eq!(outputs[0]["datatype"], "BYTES");
+    assert_eq!(outputs[0]["data"][0], "Wife");
+    assert_eq!(outputs.len(), 2 + 6, "{body}");
 }
 
 #[test]

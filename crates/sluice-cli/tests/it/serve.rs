@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{Sandbox, adult_example};
 
 /// A running server, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
 }
@@ -22,7 +22,7 @@ impl Drop for Server {
     }
 }
 
-fn start(sb: &Sandbox, models: &[&str]) -> Server {
+pub(crate) fn start(sb: &Sandbox, models: &[&str]) -> Server {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(models);
     let mut cmd = sb.command(&args);
@@ -83,7 +83,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
 }
 
-fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
     let (status, _, bytes) =
         http(server, "POST", path, &[("Content-Type", "application/json".into())], body.to_string().as_bytes());
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
