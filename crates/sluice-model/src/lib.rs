@@ -25,6 +25,6 @@ mod transform;
 pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, Task, TrainingSummary};
 pub use error::{ModelError, Result};
 pub use gbdt::{GbdtModel, Link, Tree, softmax};
-pub use linear::{LinearModel, sigmoid};
+pub use linear::{FtrlState, LinearModel, sigmoid};
 pub use predict::{Explanation, Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

@@ -8,6 +8,25 @@ use crate::transform::DesignMatrix;
 pub struct LinearModel {
     pub weights: Vec<f64>,
     pub intercept: f64,
+    /// For online (FTRL) models: the per-coordinate state that further `partial_fit`s continue
+    /// from. Prediction uses `weights` and `intercept` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<FtrlState>,
+}
+
+/// FTRL-Proximal state (McMahan et al., 2013): per coordinate (weights, then the intercept) the
+/// accumulated adjusted gradient `z` and squared-gradient sum `n`, with the settings that
+/// turn them into weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtrlState {
+    pub alpha: f64,
+    pub beta: f64,
+    pub l1: f64,
+    pub l2: f64,
+    pub z: Vec<f64>,
+    pub n: Vec<f64>,
+    /// Rows seen so far, over all fits.
+    pub rows_seen: u64,
 }
 
 impl LinearModel {

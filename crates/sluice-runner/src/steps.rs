@@ -8,7 +8,8 @@ use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
 use sluice_model::{ModelArtifact, Predictor};
 use sluice_spec::kinds::{
-    ClassWeightSpec, ForestObjective, ForestParams, GbdtMetric, GbdtObjective, GbdtParams, ModelKind, TrainParams,
+    ClassWeightSpec, ForestObjective, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, ModelKind,
+    TrainParams,
 };
 use sluice_spec::{Input, Step, StepConfig};
 use sluice_store::OutputRecord;
@@ -336,6 +337,31 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     }
 }
 
+fn ftrl(
+    train: &sluice_spec::kinds::TrainStep,
+    p: &FtrlParams,
+    batch: &RecordBatch,
+    features: &[String],
+    init: Option<&ModelArtifact>,
+) -> Result<ModelArtifact, StepError> {
+    let request = TrainRequest {
+        label: &train.label,
+        features,
+        objective: match p.objective {
+            ForestObjective::Binary => Objective::Logistic,
+            ForestObjective::Regression => Objective::SquaredError,
+        },
+        linear: LinearOptions::default(),
+        preprocessing: FeatureOptions {
+            standardize: train.preprocessing.standardize,
+            max_categories: train.preprocessing.max_categories,
+        },
+    };
+    let options =
+        sluice_train::ftrl::FtrlOptions { alpha: p.alpha, beta: p.beta, l1: p.l1, l2: p.l2, epochs: p.epochs };
+    Ok(sluice_train::train_ftrl(batch, &request, &options, init)?)
+}
+
 /// The trainer's settings for `model: random_forest`: fully grown trees (no leaf limit, no
 /// regularization), leaf values are the mean labels.
 fn forest_request<'a>(
@@ -453,6 +479,7 @@ fn fit_model(
             };
             (sluice_train::train_linear(batch, &request)?, vec![])
         }
+        TrainParams::Ftrl(p) => (ftrl(train, p, batch, features, init)?, vec![]),
         TrainParams::Forest(p) => {
             let request = forest_request(p, &train.label, features, train.preprocessing.max_categories);
             let model =

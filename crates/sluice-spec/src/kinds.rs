@@ -115,6 +115,9 @@ pub enum ModelKind {
     Gbdt,
     /// A random forest of histogram trees (bootstrap samples, random features per split).
     RandomForest,
+    /// An online linear model (FTRL-Proximal), updated row by row; with `init_model` it
+    /// continues from another step's online model on new data, as one pass over both would.
+    Ftrl,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -157,6 +160,34 @@ pub enum TrainParams {
     Linear(LinearParams),
     Gbdt(Box<GbdtParams>),
     Forest(ForestParams),
+    Ftrl(FtrlParams),
+}
+
+/// Hyper-parameters of `model: ftrl` (the names of the FTRL-Proximal paper).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FtrlParams {
+    #[serde(default)]
+    pub objective: ForestObjective,
+    /// Per-coordinate learning rate scale.
+    #[serde(default = "default_ftrl_alpha")]
+    pub alpha: f64,
+    #[serde(default = "one")]
+    pub beta: f64,
+    #[serde(default)]
+    pub l1: f64,
+    #[serde(default)]
+    pub l2: f64,
+    /// Passes over this step's rows.
+    #[serde(default = "one_u32")]
+    pub epochs: u32,
+}
+
+fn default_ftrl_alpha() -> f64 {
+    0.1
+}
+fn one_u32() -> u32 {
+    1
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -329,6 +360,12 @@ pub struct GbdtParams {
     /// Training threads (0 = all cores). The model is the same for any number.
     #[serde(default)]
     pub threads: usize,
+}
+
+impl Default for FtrlParams {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
+    }
 }
 
 impl Default for ForestParams {

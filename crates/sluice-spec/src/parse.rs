@@ -12,8 +12,8 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
 use crate::kinds::{
-    FileFormat, ForestParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep, SplitMethod,
-    TrainParams, TrainStep,
+    FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep,
+    SplitMethod, TrainParams, TrainStep,
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
 
@@ -296,6 +296,7 @@ fn read_train(body: &Node) -> Result<TrainStep, marked_yaml::FromNodeError> {
     step.params = match step.model {
         ModelKind::Gbdt => TrainParams::Gbdt(Box::new(marked_yaml::from_node::<Only<GbdtParams>>(&params)?.params)),
         ModelKind::RandomForest => TrainParams::Forest(marked_yaml::from_node::<Only<ForestParams>>(&params)?.params),
+        ModelKind::Ftrl => TrainParams::Ftrl(marked_yaml::from_node::<Only<FtrlParams>>(&params)?.params),
         ModelKind::LogisticRegression | ModelKind::LinearRegression => {
             TrainParams::Linear(marked_yaml::from_node::<Only<LinearParams>>(&params)?.params)
         }
@@ -509,6 +510,18 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                     }
                 }
                 TrainParams::Gbdt(p) => check_gbdt(p, t.validation.is_some()).map_err(|(f, m)| invalid(f, m))?,
+                TrainParams::Ftrl(p) => {
+                    let ok = |v: f64| v >= 0.0 && v.is_finite();
+                    if !(p.alpha > 0.0 && p.alpha.is_finite() && ok(p.beta) && ok(p.l1) && ok(p.l2) && p.epochs != 0) {
+                        return Err(invalid(
+                            "params",
+                            "`alpha` must be > 0, `beta`, `l1`, `l2` >= 0 and `epochs` at least 1".into(),
+                        ));
+                    }
+                    if t.validation.is_some() {
+                        return Err(invalid("validation", "`validation` is used by `model: gbdt` only".into()));
+                    }
+                }
                 TrainParams::Forest(p) => {
                     if p.num_trees == 0 {
                         return Err(invalid("params.num_trees", "`params.num_trees` must be at least 1".into()));

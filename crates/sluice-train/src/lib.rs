@@ -17,6 +17,7 @@ mod cholesky;
 mod cv;
 mod error;
 mod features;
+pub mod ftrl;
 pub mod gbdt;
 mod linear;
 
@@ -28,7 +29,7 @@ pub use features::{
 pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
 
 use arrow_array::RecordBatch;
-use sluice_model::{InputColumn, Lineage, Model, ModelArtifact, Task, TrainingSummary, design_matrix};
+use sluice_model::{InputColumn, Lineage, LinearModel, Model, ModelArtifact, Task, TrainingSummary, design_matrix};
 
 /// What to train: the label, the raw feature columns, and the settings.
 pub struct TrainRequest<'a> {
@@ -192,6 +193,66 @@ pub fn train_gbdt(
             objective: fit.train_loss,
         },
         model: Model::Gbdt(fit.model),
+        lineage: Lineage::default(),
+    };
+    artifact.check()?;
+    Ok(artifact)
+}
+
+/// Fit (or, with `init`, continue fitting) an online FTRL linear model on `batch`. A fresh model
+/// fits its transforms (standardization, one-hot) on this first batch; a continued one keeps
+/// the transforms and state of `init`, so fitting batch after batch equals one pass over all.
+pub fn train_ftrl(
+    batch: &RecordBatch,
+    request: &TrainRequest,
+    options: &ftrl::FtrlOptions,
+    init: Option<&ModelArtifact>,
+) -> Result<ModelArtifact> {
+    let task = match request.objective {
+        Objective::Logistic => Task::BinaryClassification,
+        Objective::SquaredError => Task::Regression,
+    };
+    let (transforms, inputs, state, rows_before) = match init {
+        Some(a) => match &a.model {
+            Model::Linear(LinearModel { online: Some(s), .. }) if a.task == task => {
+                (a.transforms.clone(), a.inputs.clone(), Some(s.clone()), a.training.rows)
+            }
+            _ => {
+                return Err(TrainError::Invalid(
+                    "`init_model` for an online model must be an online (ftrl) model of the same task".into(),
+                ));
+            }
+        },
+        None => {
+            let t = fit_transforms(batch, request.features, &request.preprocessing)?;
+            (t, input_columns(batch, request.features), None, 0)
+        }
+    };
+    let y = label_values(batch, request.label, task)?;
+    let x = design_matrix(&transforms, batch)?;
+    let model = ftrl::partial_fit(&x, &y, request.objective, options, state);
+    let margins = model.margins(&x);
+    let objective = match task {
+        Task::BinaryClassification => {
+            margins.iter().zip(&y).map(|(m, y)| (m.max(0.0) + (-m.abs()).exp().ln_1p()) - y * m).sum::<f64>()
+        }
+        _ => margins.iter().zip(&y).map(|(m, y)| 0.5 * (m - y).powi(2)).sum::<f64>(),
+    } / y.len().max(1) as f64;
+    let artifact = ModelArtifact {
+        format_version: sluice_model::FORMAT_VERSION,
+        task,
+        label: request.label.to_string(),
+        classes: Vec::new(),
+        inputs,
+        feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
+        transforms,
+        training: TrainingSummary {
+            rows: rows_before + batch.num_rows() as u64,
+            iterations: options.epochs,
+            converged: true,
+            objective,
+        },
+        model: Model::Linear(model),
         lineage: Lineage::default(),
     };
     artifact.check()?;

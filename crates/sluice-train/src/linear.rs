@@ -204,7 +204,12 @@ fn fit_logistic(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<Linear
     }
     let intercept = if o.fit_intercept { beta[d] } else { 0.0 };
     beta.truncate(d);
-    Ok(LinearFit { model: LinearModel { weights: beta, intercept }, iterations, converged, objective: acc.loss })
+    Ok(LinearFit {
+        model: LinearModel { weights: beta, intercept, online: None },
+        iterations,
+        converged,
+        objective: acc.loss,
+    })
 }
 
 /// Ridge: centre (when fitting an intercept), then solve `(XᵀX/n + l2 I) w = Xᵀy/n` exactly.
@@ -265,7 +270,7 @@ fn fit_ridge(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit
     let b: Vec<f64> = rhs.iter().map(|r| r / nf).collect();
     let w = if d == 0 { Vec::new() } else { solve_regularized(&a, &b, d).ok_or(TrainError::Singular { dim: d })? };
     let intercept = if o.fit_intercept { ymean - xmean.iter().zip(&w).map(|(m, w)| m * w).sum::<f64>() } else { 0.0 };
-    let model = LinearModel { weights: w, intercept };
+    let model = LinearModel { weights: w, intercept, online: None };
     let pred = model.margins(x);
     let mse = pred.iter().zip(y).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / nf;
     let objective = 0.5 * mse + 0.5 * o.l2 * model.weights.iter().map(|w| w * w).sum::<f64>();

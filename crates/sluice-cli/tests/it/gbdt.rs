@@ -297,3 +297,36 @@ fn cross_validation_reports_mean_and_spread_per_metric() {
     let out = sb.sluice(&["plan", spec.to_str().unwrap(), "--set", "train.cv.method=group"]).expect_code(2);
     assert!(out.stderr.contains("`cv.by`"), "{}", out.stderr);
 }
+
+#[test]
+fn ftrl_online_model_continues_on_new_data() {
+    let sb = Sandbox::new();
+    let dir = sb.copy_adult().parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(dir.join("pipeline.yaml")).unwrap();
+    let start = spec.find("  train:").unwrap();
+    let end = spec.find("  evaluate:").unwrap();
+    // Learn on the first half, then keep learning on the second half from the stored state.
+    let steps = "  \
+  split2:\n    kind: split\n    input: split.train\n    fractions: {first: 0.5, second: 0.5}\n\n  \
+  first:\n    kind: train\n    input: split2.first\n    model: ftrl\n    label: label\n\n  \
+  train:\n    kind: train\n    input: split2.second\n    init_model: first\n    model: ftrl\n    label: label\n\n";
+    let spec = format!("{}{steps}{}", &spec[..start], &spec[end..]);
+    std::fs::write(dir.join("online.yaml"), spec).unwrap();
+    let events = sb.run_json(&dir.join("online.yaml"), &[]);
+    events.check_complete(&["first", "train", "evaluate"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric = |name: &str, step: &str| -> f64 {
+        let all = show["metrics"].as_array().unwrap();
+        all.iter()
+            .find(|m| m["key"] == name && (step.is_empty() || m["step"] == step))
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or_else(|| panic!("{name}: {all:?}"))
+    };
+    // The continued model has seen both halves of the training split (split ~50/50).
+    assert!(metric("train_rows", "train") > metric("train_rows", "first") * 1.9);
+    let auc = metric("roc_auc", "");
+    println!("online (FTRL, one pass in two batches): test AUC {auc:.4}");
+    let rows = (metric("train_rows", "first"), metric("train_rows", "train"));
+    assert!(rows.1 < rows.0 * 2.1, "{rows:?}");
+    assert!(auc > 0.88, "{auc}");
+}
