@@ -133,12 +133,13 @@ def main():
                     help="logistic regression instead: sluice (Newton) vs scikit-learn (lbfgs), ratio to scikit-learn")
     args = ap.parse_args()
     train, test = generate(args.rows, args.test_rows)
-    tools = ["sluice-logistic", "sklearn-logistic"] if args.linear else args.tools.split(",")
+    tools = ["sluice-logistic", "sluice-ftrl", "sklearn-logistic"] if args.linear else args.tools.split(",")
     results = {t: [] for t in tools}
     for _ in range(args.runs):
         for tool in tools:
             if tool.startswith("sluice"):
-                r = run_sluice(train, test, args.rounds, args.threads, "logistic" if tool == "sluice-logistic" else "binary")
+                loss = {"sluice-logistic": "logistic", "sluice-ftrl": "ftrl"}.get(tool, "binary")
+                r = run_sluice(train, test, args.rounds, args.threads, loss)
             else:
                 r = run_peer(tool, train, test, args.rounds, args.threads)
             if r:

@@ -3,7 +3,8 @@
 //!
 //! cargo run --release -p sluice-train --example gbdt_bench -- TRAIN.parquet TEST.parquet LABEL LOSS ROUNDS [THREADS]
 //!
-//! LOSS: `binary` or `l2` (GBDT), `logistic` (L2-regularized logistic regression, ROUNDS ignored).
+//! LOSS: `binary` or `l2` (GBDT), `logistic` (L2-regularized logistic regression, ROUNDS ignored),
+//! `ftrl` (online logistic regression, one pass in 1,000-row batches).
 
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -44,8 +45,9 @@ fn main() {
     let (train, test) = (read(&args[1]), read(&args[2]));
     let label = &args[3];
     let linear = args[4] == "logistic";
+    let online = args[4] == "ftrl";
     let loss = match args[4].as_str() {
-        "binary" | "logistic" => Loss::Binary,
+        "binary" | "logistic" | "ftrl" => Loss::Binary,
         _ => Loss::L2,
     };
     let rounds: u32 = args[5].parse().expect("rounds");
@@ -67,7 +69,22 @@ fn main() {
         monotone: vec![],
     };
     let start = Instant::now();
-    let model = if linear {
+    let model = if online {
+        let request = TrainRequest {
+            label,
+            features: &features,
+            objective: Objective::Logistic,
+            linear: LinearOptions::default(),
+            preprocessing: FeatureOptions::default(),
+        };
+        let options = sluice_train::ftrl::FtrlOptions::default();
+        let mut model = None;
+        for start in (0..train.num_rows()).step_by(1000) {
+            let part = train.slice(start, 1000.min(train.num_rows() - start));
+            model = Some(sluice_train::train_ftrl(&part, &request, &options, model.as_ref()).expect("train"));
+        }
+        model.expect("rows")
+    } else if linear {
         // scikit-learn's LogisticRegression() default C = 1 is l2 = 1 / n here.
         let request = TrainRequest {
             label,
