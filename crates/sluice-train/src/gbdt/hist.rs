@@ -93,6 +93,9 @@ const BLOCK: usize = 64 * 1024;
 /// How many rows ahead the scattered reads of a leaf's rows are prefetched.
 pub(crate) const PREFETCH: usize = 32;
 
+/// Leaves with fewer rows build their histograms on one thread.
+const PARALLEL_ROWS: usize = 4 * 1024;
+
 /// Ask the CPU to start loading `data[i]` into cache; a hint with no effect on results.
 #[inline(always)]
 #[allow(unsafe_code)]
@@ -119,38 +122,41 @@ pub fn build(data: &BinnedData, layout: &Layout, rows: &[u32], gh: &[GradPair], 
     let blocks = if rows.len() >= 2 * BLOCK { rows.len().div_ceil(BLOCK) } else { 1 };
     let block_len = rows.len().div_ceil(blocks).max(1);
     let tasks: Vec<(usize, usize)> = groups.iter().flat_map(|&g| (0..blocks).map(move |b| (g, b))).collect();
-    let sums: Vec<[[BinStat; 256]; GROUP]> = tasks
-        .par_iter()
-        .map(|&(g, b)| {
-            let bins = &data.groups[g];
-            let range = b * block_len..((b + 1) * block_len).min(rows.len());
-            let mut acc = [[BinStat::default(); 256]; GROUP];
-            let mut add = |row: &[u8; GROUP], [g, h]: GradPair| {
-                let (g, h) = (f64::from(g), f64::from(h));
-                for t in 0..GROUP {
-                    let s = &mut acc[t][row[t] as usize];
-                    s.g += g;
-                    s.h += h;
-                    s.n += 1;
-                }
-            };
-            if all_rows {
-                for (row, &pair) in bins[range.clone()].iter().zip(&gh[range]) {
-                    add(row, pair);
-                }
-            } else {
-                let rows = &rows[range];
-                for (k, &r) in rows.iter().enumerate() {
-                    if let Some(&ahead) = rows.get(k + PREFETCH) {
-                        prefetch(bins, ahead as usize);
-                        prefetch(gh, ahead as usize);
-                    }
-                    add(&bins[r as usize], gh[r as usize]);
-                }
+    let sum_task = |&(g, b): &(usize, usize)| -> [[BinStat; 256]; GROUP] {
+        let bins = &data.groups[g];
+        let range = b * block_len..((b + 1) * block_len).min(rows.len());
+        let mut acc = [[BinStat::default(); 256]; GROUP];
+        let mut add = |row: &[u8; GROUP], [g, h]: GradPair| {
+            let (g, h) = (f64::from(g), f64::from(h));
+            for t in 0..GROUP {
+                let s = &mut acc[t][row[t] as usize];
+                s.g += g;
+                s.h += h;
+                s.n += 1;
             }
-            acc
-        })
-        .collect();
+        };
+        if all_rows {
+            for (row, &pair) in bins[range.clone()].iter().zip(&gh[range]) {
+                add(row, pair);
+            }
+        } else {
+            let rows = &rows[range];
+            for (k, &r) in rows.iter().enumerate() {
+                if let Some(&ahead) = rows.get(k + PREFETCH) {
+                    prefetch(bins, ahead as usize);
+                    prefetch(gh, ahead as usize);
+                }
+                add(&bins[r as usize], gh[r as usize]);
+            }
+        }
+        acc
+    };
+    // Small leaves are summed on this thread: waking the pool costs more than the work.
+    let sums: Vec<[[BinStat; 256]; GROUP]> = if rows.len() < PARALLEL_ROWS {
+        tasks.iter().map(sum_task).collect()
+    } else {
+        tasks.par_iter().map(sum_task).collect()
+    };
     let mut hist = Histogram::zeros(layout);
     for (&(g, _), acc) in tasks.iter().zip(&sums) {
         for (t, bins) in acc.iter().enumerate() {

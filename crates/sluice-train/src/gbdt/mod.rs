@@ -619,10 +619,14 @@ impl<'a> Booster<'a> {
         };
         let hist = leaf.hist.as_ref()?;
         let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
-        let candidates: Vec<Option<SplitInfo>> = features
-            .par_iter()
-            .map(|&j| split::best_split(&node, j, hist.feature(&self.layout, j), &self.mappers[j], self.monotone(j)))
-            .collect();
+        let find =
+            |&j: &usize| split::best_split(&node, j, hist.feature(&self.layout, j), &self.mappers[j], self.monotone(j));
+        // Scanning a few features' 256 bins is cheaper than waking the thread pool.
+        let candidates: Vec<Option<SplitInfo>> = if features.len() < 64 {
+            features.iter().map(find).collect()
+        } else {
+            features.par_iter().map(find).collect()
+        };
         // Highest gain; the lowest feature index on ties (candidates are in feature order).
         candidates.into_iter().flatten().fold(None, |best: Option<SplitInfo>, s| match best {
             Some(b) if b.gain >= s.gain => Some(b),
@@ -833,8 +837,25 @@ fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + 
         rv.truncate(r);
         (lv, rv)
     };
-    let parts: Vec<(Vec<u32>, Vec<u32>)> =
-        if rows.len() <= CHUNK { vec![split(rows)] } else { rows.par_chunks(CHUNK).map(split).collect() };
+    if rows.len() <= CHUNK {
+        // In place: left rows are written over rows already read, right rows go to a buffer.
+        let mut right = vec![0u32; rows.len()];
+        let (mut l, mut r) = (0usize, 0usize);
+        for k in 0..rows.len() {
+            let row = rows[k];
+            if let Some(&ahead) = rows.get(k + hist::PREFETCH) {
+                hist::prefetch(data, ahead as usize);
+            }
+            let go = left(&data[row as usize]) as usize;
+            rows[l] = row;
+            right[r] = row;
+            l += go;
+            r += 1 - go;
+        }
+        rows[l..].copy_from_slice(&right[..r]);
+        return l;
+    }
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = rows.par_chunks(CHUNK).map(split).collect();
     let mut at = 0;
     for (l, _) in &parts {
         rows[at..at + l.len()].copy_from_slice(l);
