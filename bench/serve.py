@@ -8,6 +8,10 @@
 
 One row per request, then 1,000 rows per request (rows/s). Prints medians of wrk runs and ratios.
 
+With --model gbdt: a 100-tree GBDT instead (examples/adult/gbdt.yaml at 100 rounds, learning
+rate 0.1), against FastAPI + uvicorn serving LightGBM (100 rounds, the same features, native
+categoricals) — the issue's "FastAPI + LightGBM" peer.
+
 Needs: wrk (apt), fastapi uvicorn scikit-learn pandas (pip), and release builds:
   cargo build --release --bin sluice && cargo build --release -p sluice-serve --example hello
 Usage: python3 bench/serve.py [--seconds 10] [--runs 3]
@@ -35,6 +39,37 @@ ROW = {
     "race": "White", "sex": "Male", "capital_gain": 2174, "capital_loss": 0, "hours_per_week": 40,
     "native_country": "United-States",
 }
+
+FASTAPI_LGBM_APP = r'''
+import numpy as np
+import pandas as pd
+import lightgbm as lgb
+from fastapi import FastAPI, Request
+
+COLS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
+        "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income"]
+TEXT = ["workclass", "education", "marital_status", "occupation", "relationship", "race", "sex", "native_country"]
+NUM = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+frames = []
+for name in ["adult.data.gz", "adult.test.gz"]:
+    frames.append(pd.read_csv(DATA + "/" + name, header=None, names=COLS, comment="|", skipinitialspace=True, na_values="?"))
+df = pd.concat(frames).dropna(subset=["income"])
+y = df["income"].str.rstrip(".").eq(">50K").astype(int)
+X = df[NUM + TEXT].copy()
+CATS = {c: sorted(X[c].dropna().unique()) for c in TEXT}
+for c in TEXT:
+    X[c] = pd.Categorical(X[c], categories=CATS[c])
+model = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, lgb.Dataset(X, y), num_boost_round=100)
+app = FastAPI()
+
+@app.post("/invocations")
+async def invocations(request: Request):
+    body = await request.json()
+    frame = pd.DataFrame(body["dataframe_records"])[NUM + TEXT]
+    for c in TEXT:
+        frame[c] = pd.Categorical(frame[c], categories=CATS[c])
+    return {"predictions": model.predict(frame).tolist()}
+'''
 
 FASTAPI_APP = r'''
 import gzip, io
@@ -110,7 +145,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--model", choices=["linear", "gbdt"], default="linear")
     args = ap.parse_args()
+    gbdt = args.model == "gbdt"
     sluice = TARGET / "release" / "sluice"
     hello = TARGET / "release" / "examples" / "hello"
     for b in (sluice, hello):
@@ -121,16 +158,29 @@ def main():
         tmp = Path(tmp)
         shutil.copytree(ROOT / "examples" / "adult", tmp / "adult")
         home = tmp / "home"
-        subprocess.run([str(sluice), "--home", str(home), "run", str(tmp / "adult" / "pipeline.yaml")], check=True,
+        if gbdt:
+            # Exactly 100 trees at LightGBM's learning rate: the example without early stopping.
+            spec = (tmp / "adult" / "gbdt.yaml").read_text()
+            for line in ["    validation: split.valid\n", "      early_stopping_rounds: 30\n"]:
+                assert line in spec, line
+                spec = spec.replace(line, "")
+            spec = spec.replace("num_rounds: 500", "num_rounds: 100").replace("learning_rate: 0.05", "learning_rate: 0.1")
+            (tmp / "adult" / "gbdt100.yaml").write_text(spec)
+            run = [str(tmp / "adult" / "gbdt100.yaml")]
+        else:
+            run = [str(tmp / "adult" / "pipeline.yaml")]
+        subprocess.run([str(sluice), "--home", str(home), "run", *run], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         one = tmp / "one.json"
         one.write_text(json.dumps({"dataframe_records": [ROW]}))
         many = tmp / "many.json"
         many.write_text(json.dumps({"dataframe_records": [ROW] * 1000}))
-        (tmp / "app.py").write_text(f"DATA = {str(ROOT / 'examples' / 'adult' / 'data')!r}\n" + FASTAPI_APP)
+        (tmp / "app.py").write_text(f"DATA = {str(ROOT / 'examples' / 'adult' / 'data')!r}\n" +
+                                    (FASTAPI_LGBM_APP if gbdt else FASTAPI_APP))
         ports = {name: free_port() for name in ["sluice", "hello", "fastapi"]}
         try:
-            procs.append(subprocess.Popen([str(sluice), "--home", str(home), "serve", "adult-income@champion",
+            served = "adult-income-gbdt@champion" if gbdt else "adult-income@champion"
+            procs.append(subprocess.Popen([str(sluice), "--home", str(home), "serve", served,
                                            "--listen", f"127.0.0.1:{ports['sluice']}"], stderr=subprocess.DEVNULL))
             procs.append(subprocess.Popen([str(hello), f"127.0.0.1:{ports['hello']}"], stderr=subprocess.DEVNULL))
             procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--log-level",
@@ -158,15 +208,17 @@ def main():
             for p in procs:
                 p.terminate()
                 p.wait()
+    peer = "FastAPI+LightGBM (2w)" if gbdt else "FastAPI+sklearn (2w)"
+    print(f"\nmodel: {'100-tree GBDT' if gbdt else 'logistic regression'} (Adult)")
     f = results["fastapi"][0]
     print(f"\none row per request, 32 connections, {args.runs} x {args.seconds}s (medians)")
     print(f"{'server':22} {'req/s':>10} {'p99 ms':>8} {'errors':>7} {'vs FastAPI':>11} {'of hello':>9}")
-    for name, label in [("hello", "hello-world axum"), ("sluice", "sluice serve"), ("fastapi", "FastAPI+sklearn (2w)")]:
+    for name, label in [("hello", "hello-world axum"), ("sluice", "sluice serve"), ("fastapi", peer)]:
         rps, p99, errors = results[name]
         print(f"{label:22} {rps:10.0f} {p99:8.2f} {errors:7d} {rps / f:10.1f}x {rps / results['hello'][0]:8.0%}")
     print("\n1,000 rows per request")
     print(f"{'server':22} {'rows/s':>12} {'p99 ms':>8} {'errors':>7} {'vs FastAPI':>11}")
-    for name, label in [("sluice", "sluice serve"), ("fastapi", "FastAPI+sklearn (2w)")]:
+    for name, label in [("sluice", "sluice serve"), ("fastapi", peer)]:
         rows, p99, errors = batch[name]
         print(f"{label:22} {rows:12.0f} {p99:8.2f} {errors:7d} {rows / batch['fastapi'][0]:10.1f}x")
 
