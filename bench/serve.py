@@ -40,10 +40,10 @@ ROW = {
     "native_country": "United-States",
 }
 
-FASTAPI_LGBM_APP = r'''
+# What both FastAPI apps share: the Adult data as the quickstart reads it (X, y) and the app.
+FASTAPI_PRELUDE = r'''
 import numpy as np
 import pandas as pd
-import lightgbm as lgb
 from fastapi import FastAPI, Request
 
 COLS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
@@ -56,11 +56,16 @@ for name in ["adult.data.gz", "adult.test.gz"]:
 df = pd.concat(frames).dropna(subset=["income"])
 y = df["income"].str.rstrip(".").eq(">50K").astype(int)
 X = df[NUM + TEXT].copy()
+app = FastAPI()
+'''
+
+FASTAPI_LGBM_APP = FASTAPI_PRELUDE + r'''
+import lightgbm as lgb
+
 CATS = {c: sorted(X[c].dropna().unique()) for c in TEXT}
 for c in TEXT:
     X[c] = pd.Categorical(X[c], categories=CATS[c])
 model = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1}, lgb.Dataset(X, y), num_boost_round=100)
-app = FastAPI()
 
 @app.post("/invocations")
 async def invocations(request: Request):
@@ -71,32 +76,17 @@ async def invocations(request: Request):
     return {"predictions": model.predict(frame).tolist()}
 '''
 
-FASTAPI_APP = r'''
-import gzip, io
-import numpy as np
-import pandas as pd
-from fastapi import FastAPI, Request
+FASTAPI_APP = FASTAPI_PRELUDE + r'''
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-COLS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-        "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income"]
-TEXT = ["workclass", "education", "marital_status", "occupation", "relationship", "race", "sex", "native_country"]
-NUM = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-frames = []
-for name in ["adult.data.gz", "adult.test.gz"]:
-    frames.append(pd.read_csv(DATA + "/" + name, header=None, names=COLS, comment="|", skipinitialspace=True, na_values="?"))
-df = pd.concat(frames).dropna(subset=["income"])
-y = df["income"].str.rstrip(".").eq(">50K").astype(int)
-X = df[NUM + TEXT]
 X[TEXT] = X[TEXT].fillna("missing")
 model = make_pipeline(
     ColumnTransformer([("num", StandardScaler(), NUM), ("cat", OneHotEncoder(handle_unknown="ignore"), TEXT)]),
     LogisticRegression(max_iter=1000),
 ).fit(X, y)
-app = FastAPI()
 
 @app.post("/invocations")
 async def invocations(request: Request):

@@ -13,6 +13,7 @@
 
 mod artifact;
 mod hash;
+pub mod rng;
 
 pub use artifact::{ArtifactKind, ArtifactMeta, ColumnMeta};
 pub use hash::{ContentHash, HashError, Hasher};

@@ -48,10 +48,30 @@ pub struct BinaryMetrics {
     pub rows: u64,
     pub positives: u64,
     /// Confusion matrix at the threshold.
+    pub confusion: Confusion,
+}
+
+/// Counts of a binary classifier's outcomes at a threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confusion {
     pub true_positives: u64,
     pub false_positives: u64,
     pub true_negatives: u64,
     pub false_negatives: u64,
+}
+
+/// The confusion matrix of labels in {0, 1} and probabilities, positive when `p >= threshold`.
+pub fn confusion(y: &[f64], p: &[f64], threshold: f64) -> Confusion {
+    let mut c = Confusion::default();
+    for (&yi, &pi) in y.iter().zip(p) {
+        match (yi == 1.0, pi >= threshold) {
+            (true, true) => c.true_positives += 1,
+            (false, true) => c.false_positives += 1,
+            (false, false) => c.true_negatives += 1,
+            (true, false) => c.false_negatives += 1,
+        }
+    }
+    c
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,7 +130,6 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
     if let Some(bad) = y.iter().find(|v| **v != 0.0 && **v != 1.0) {
         return Err(MetricsError::NotBinary(*bad));
     }
-    let (mut tp, mut fp, mut tn, mut fneg) = (0u64, 0u64, 0u64, 0u64);
     let (mut loss, mut brier) = (0.0, 0.0);
     // scikit-learn clips probabilities to [eps, 1 - eps] with eps = float64 machine epsilon.
     let eps = f64::EPSILON;
@@ -118,13 +137,9 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
         let q = pi.clamp(eps, 1.0 - eps);
         loss -= if yi == 1.0 { q.ln() } else { (1.0 - q).ln() };
         brier += (pi - yi) * (pi - yi);
-        match (yi == 1.0, pi >= threshold) {
-            (true, true) => tp += 1,
-            (false, true) => fp += 1,
-            (false, false) => tn += 1,
-            (true, false) => fneg += 1,
-        }
     }
+    let c = confusion(y, p, threshold);
+    let (tp, fp, tn, fneg) = (c.true_positives, c.false_positives, c.true_negatives, c.false_negatives);
     let n = y.len() as f64;
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let precision = ratio(tp, tp + fp);
@@ -147,10 +162,7 @@ pub fn binary(y: &[f64], p: &[f64], threshold: f64) -> Result<BinaryMetrics> {
         brier: brier / n,
         rows: y.len() as u64,
         positives: tp + fneg,
-        true_positives: tp,
-        false_positives: fp,
-        true_negatives: tn,
-        false_negatives: fneg,
+        confusion: c,
     })
 }
 

@@ -63,6 +63,17 @@ impl Predictions {
         }
     }
 
+    /// The given rows, in the order given.
+    pub fn take(&self, rows: &[usize]) -> Self {
+        let k = self.classes.len();
+        Self {
+            task: self.task,
+            scores: rows.iter().map(|&i| self.scores[i]).collect(),
+            classes: self.classes.clone(),
+            probabilities: rows.iter().flat_map(|&i| self.probabilities[i * k..(i + 1) * k].iter().copied()).collect(),
+        }
+    }
+
     /// Output columns: `probability` and `prediction` (boolean) for binary classification,
     /// `prediction` for regression; for multiclass `prediction` (the class), `probability` (its
     /// probability) and `probability_<class>` for every class.

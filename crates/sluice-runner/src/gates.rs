@@ -41,17 +41,26 @@ impl std::fmt::Display for GateResult {
 /// nothing holds the alias yet.
 type Holder = Option<(u32, BTreeMap<String, f64>)>;
 
-/// Metrics of `model` on a dataset with its label, and the predictions behind them.
+/// A model scored on a dataset with its label.
+pub(crate) struct Scored {
+    pub metrics: BTreeMap<String, f64>,
+    pub predictor: Predictor,
+    pub predictions: sluice_model::Predictions,
+    /// The labels as the model reads them (0/1, values or class indices).
+    pub y: Vec<f64>,
+}
+
+/// Metrics of `model` on a dataset with its label, and the predictions and labels behind them.
 pub(crate) fn score(
     model: ModelArtifact,
     batch: &datafusion::arrow::array::RecordBatch,
     threshold: f64,
-) -> Result<(BTreeMap<String, f64>, Predictor, sluice_model::Predictions), StepError> {
+) -> Result<Scored, StepError> {
     let y = sluice_train::model_labels(&model, batch)?;
     let predictor = Predictor::new(model)?;
     let predictions = predictor.predict(batch)?;
     let metrics = task_metrics(predictor.artifact().task, &y, &predictions, threshold)?;
-    Ok((metrics, predictor, predictions))
+    Ok(Scored { metrics, predictor, predictions, y })
 }
 
 /// The metrics of the model's task for labels `y`.
@@ -79,7 +88,7 @@ async fn holder_metrics(
     let threshold = evaluation.threshold;
     tokio::task::spawn_blocking(move || {
         let batch = sluice_engine::read_dataset_batch(&path)?;
-        score(model, &batch, threshold).map(|(m, _, _)| m)
+        score(model, &batch, threshold).map(|s| s.metrics)
     })
     .await
     .map_err(|e| StepError::Internal(format!("scoring thread failed: {e}")))?

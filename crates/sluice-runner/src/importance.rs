@@ -8,6 +8,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBat
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use serde_json::{Value, json};
+use sluice_core::rng::SplitMix64;
 use sluice_model::{Predictor, Task};
 
 use crate::error::StepError;
@@ -21,22 +22,9 @@ fn main_metric(task: Task) -> (&'static str, bool) {
     }
 }
 
-/// A seeded permutation of `0..n` (Fisher–Yates on SplitMix64).
+/// A seeded permutation of `0..n`.
 fn permutation(n: usize, seed: u64) -> Vec<u32> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut p: Vec<u32> = (0..n as u32).collect();
-    for i in (1..n).rev() {
-        let j = (((next() >> 32) * (i as u64 + 1)) >> 32) as usize;
-        p.swap(i, j);
-    }
-    p
+    SplitMix64::new(seed).sample_indices(n, n).into_iter().map(|i| i as u32).collect()
 }
 
 fn with_column(batch: &RecordBatch, name: &str, column: ArrayRef) -> Result<RecordBatch, StepError> {

@@ -20,7 +20,6 @@ pub(crate) fn evaluate_slices(
     predictions: &Predictions,
     threshold: f64,
 ) -> Result<(Value, BTreeMap<String, f64>), StepError> {
-    let scores = &predictions.scores;
     let mut report = serde_json::Map::new();
     let mut gaps = BTreeMap::new();
     for column in columns {
@@ -39,38 +38,23 @@ pub(crate) fn evaluate_slices(
         let (mut rates, mut recalls) = (Vec::new(), Vec::new());
         for (value, rows) in &groups {
             let gy: Vec<f64> = rows.iter().map(|&i| y[i]).collect();
-            let gs: Vec<f64> = rows.iter().map(|&i| scores[i]).collect();
-            let entry = match task {
-                Task::BinaryClassification => {
-                    let positives = gy.iter().filter(|v| **v == 1.0).count();
-                    let predicted = gs.iter().filter(|p| **p >= threshold).count();
-                    let hits = gy.iter().zip(&gs).filter(|(y, p)| **y == 1.0 && **p >= threshold).count();
-                    let rate = predicted as f64 / rows.len() as f64;
-                    rates.push(rate);
-                    let recall = (positives > 0).then(|| hits as f64 / positives as f64);
-                    recalls.extend(recall);
-                    // AUC needs both classes; other metrics are given whenever it exists.
-                    let metrics = sluice_metrics::binary(&gy, &gs, threshold).ok().map(|m| m.to_map());
-                    json!({"rows": rows.len(), "positives": positives, "predicted_positive_rate": rate,
-                           "recall": recall, "metrics": metrics})
+            let group = predictions.take(rows);
+            // AUC needs both classes: a group with one class gets no metrics.
+            let metrics = crate::gates::task_metrics(task, &gy, &group, threshold).ok();
+            let mut entry = json!({"rows": rows.len(), "metrics": metrics});
+            if task == Task::BinaryClassification {
+                let c = sluice_metrics::confusion(&gy, &group.scores, threshold);
+                let positives = c.true_positives + c.false_negatives;
+                let rate = (c.true_positives + c.false_positives) as f64 / rows.len() as f64;
+                let recall = (positives > 0).then(|| c.true_positives as f64 / positives as f64);
+                rates.push(rate);
+                recalls.extend(recall);
+                if let Some(e) = entry.as_object_mut() {
+                    e.insert("positives".into(), json!(positives));
+                    e.insert("predicted_positive_rate".into(), json!(rate));
+                    e.insert("recall".into(), json!(recall));
                 }
-                Task::Regression | Task::MulticlassClassification => {
-                    let idx: Vec<usize> = rows.clone();
-                    let group = Predictions {
-                        task,
-                        scores: gs.clone(),
-                        classes: predictions.classes.clone(),
-                        probabilities: {
-                            let k = predictions.classes.len();
-                            idx.iter()
-                                .flat_map(|&i| predictions.probabilities[i * k..(i + 1) * k].iter().copied())
-                                .collect()
-                        },
-                    };
-                    let metrics = crate::gates::task_metrics(task, &gy, &group, threshold).ok();
-                    json!({"rows": rows.len(), "metrics": metrics})
-                }
-            };
+            }
             out.insert(value.clone(), entry);
         }
         let spread = |v: &[f64]| {

@@ -222,8 +222,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let (metrics, scored, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
                 let task = model.task;
-                let y = sluice_train::model_labels(&model, &batch)?;
-                let (mut metrics, predictor, predictions) = crate::gates::score(model, &batch, threshold)?;
+                let crate::gates::Scored { mut metrics, predictor, predictions, y } =
+                    crate::gates::score(model, &batch, threshold)?;
                 let (by_slice, gaps) =
                     crate::slices::evaluate_slices(&batch, &slices, task, &y, &predictions, threshold)?;
                 metrics.extend(gaps);
@@ -235,12 +235,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                     extra.insert("explanations".into(), crate::importance::explain(&predictor, &batch, &y, threshold, 5, 10)?);
                 }
                 if task == sluice_model::Task::BinaryClassification {
-                    let m = sluice_metrics::binary(&y, &predictions.scores, threshold)?;
-                    extra.insert(
-                        "confusion_matrix".into(),
-                        serde_json::json!({"true_positives": m.true_positives, "false_positives": m.false_positives,
-                                           "true_negatives": m.true_negatives, "false_negatives": m.false_negatives}),
-                    );
+                    let confusion = sluice_metrics::confusion(&y, &predictions.scores, threshold);
+                    extra.insert("confusion_matrix".into(), serde_json::to_value(confusion).unwrap_or_default());
                     let curve = sluice_metrics::reliability_curve(&y, &predictions.scores, 10);
                     extra.insert(
                         "reliability_curve".into(),
@@ -539,8 +535,7 @@ fn cross_validate(
         };
         let (fold_train, fold_test) = (pick(&train_rows)?, pick(&test_rows)?);
         let (model, _) = fit_model(train, &fold_train, valid, features, init)?;
-        let (metrics, _, _) = crate::gates::score(model, &fold_test, 0.5)?;
-        for (k, v) in metrics {
+        for (k, v) in crate::gates::score(model, &fold_test, 0.5)?.metrics {
             per_metric.entry(k).or_default().push(v);
         }
     }

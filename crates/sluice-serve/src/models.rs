@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use sluice_core::ArtifactKind;
+use sluice_core::rng::mix;
 use sluice_model::{ModelArtifact, Predictor};
 use sluice_store::{ArtifactStore, MetadataStore, ModelSelector, SqliteStore};
 
@@ -66,15 +67,6 @@ pub struct PolicySpec {
     pub challenger: String,
     pub canary_percent: f64,
     pub shadow: bool,
-}
-
-/// SplitMix64: request number -> well-spread bits, so canary requests are interleaved rather
-/// than bunched, yet the split is reproducible.
-fn spread(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 impl Slot {
@@ -209,7 +201,9 @@ impl ModelSet {
             return Ok(Routed { answer: slot.current(), shadow: None, arm: "primary" });
         };
         let n = policy.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if policy.canary_percent > 0.0 && ((spread(n) % 10_000) as f64) < policy.canary_percent * 100.0 {
+        // Request number -> well-spread bits: canary requests are interleaved, not bunched, and
+        // the split is reproducible.
+        if policy.canary_percent > 0.0 && ((mix(n) % 10_000) as f64) < policy.canary_percent * 100.0 {
             return Ok(Routed { answer: policy.challenger.current(), shadow: None, arm: "canary" });
         }
         let shadow = policy.shadow.then(|| policy.challenger.current());

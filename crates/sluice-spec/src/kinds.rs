@@ -362,24 +362,19 @@ pub struct GbdtParams {
     pub threads: usize,
 }
 
-impl Default for FtrlParams {
-    fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
-    }
+/// Settings whose every field has a serde default: an empty mapping gives them all, so the
+/// defaults are written once, on the fields.
+macro_rules! default_from_serde {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
+            }
+        }
+    )*};
 }
 
-impl Default for ForestParams {
-    fn default() -> Self {
-        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
-    }
-}
-
-impl Default for GbdtParams {
-    fn default() -> Self {
-        // Every field has a serde default; an empty mapping gives them all.
-        serde_json::from_value(serde_json::json!({})).unwrap_or_else(|_| unreachable!("defaults deserialize"))
-    }
-}
+default_from_serde!(FtrlParams, ForestParams, GbdtParams);
 
 /// Hyper-parameters of the linear models.
 ///

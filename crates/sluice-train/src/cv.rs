@@ -8,7 +8,7 @@ use arrow_cast::cast;
 use arrow_schema::DataType;
 
 use crate::error::{Result, TrainError};
-use crate::gbdt::rng::SplitMix64;
+use sluice_core::rng::SplitMix64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CvMethod {
@@ -71,14 +71,15 @@ pub fn cv_folds(batch: &RecordBatch, label: &str, spec: &CvSpec) -> Result<Vec<(
             fold
         }
         CvMethod::Group => {
-            let groups = text(batch, by()?)?;
+            let by = by()?;
+            let groups = text(batch, by)?;
             let mut distinct: Vec<&str> =
                 groups.iter().map(String::as_str).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
             if distinct.len() < k {
                 return Err(TrainError::Invalid(format!(
                     "{} groups in `{}` cannot fill {k} folds",
                     distinct.len(),
-                    by()?
+                    by
                 )));
             }
             let order = rng.sample_indices(distinct.len(), distinct.len());
@@ -87,10 +88,10 @@ pub fn cv_folds(batch: &RecordBatch, label: &str, spec: &CvSpec) -> Result<Vec<(
             groups.iter().map(|g| of[g.as_str()]).collect()
         }
         CvMethod::Time => {
-            let column =
-                batch.column_by_name(by()?).ok_or_else(|| TrainError::MissingColumn(by().unwrap_or("").to_string()))?;
+            let by = by()?;
+            let column = batch.column_by_name(by).ok_or_else(|| TrainError::MissingColumn(by.to_string()))?;
             let keys = arrow_ord::sort::sort_to_indices(column, None, None)
-                .map_err(|e| TrainError::Invalid(format!("cannot order by `{}`: {e}", by().unwrap_or(""))))?;
+                .map_err(|e| TrainError::Invalid(format!("cannot order by `{by}`: {e}")))?;
             // k + 1 equal blocks in time order; fold j tests block j + 1 and trains on 0..=j.
             let mut out = Vec::with_capacity(k);
             let block = |b: usize| (b * n / (k + 1))..((b + 1) * n / (k + 1));

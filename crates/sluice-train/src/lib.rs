@@ -175,28 +175,17 @@ pub fn train_gbdt(
     let train = gbdt::GbdtData { x: &x, y: &y, weight: weight.as_deref() };
     let valid = valid_parts.as_ref().map(|(x, y, w)| gbdt::GbdtData { x, y, weight: w.as_deref() });
     let fit = gbdt::fit_gbdt(&train, &categorical, valid.as_ref(), &options, init_model, on_round)?;
-    let artifact = ModelArtifact {
-        format_version: sluice_model::FORMAT_VERSION,
-        task,
-        label: request.label.to_string(),
-        classes,
-        inputs: match init {
-            Some(a) => a.inputs.clone(),
-            None => input_columns(batch, &features),
-        },
-        feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
-        transforms,
-        training: TrainingSummary {
-            rows: batch.num_rows() as u64,
-            iterations: fit.model.best_rounds as u32,
-            converged: true,
-            objective: fit.train_loss,
-        },
-        model: Model::Gbdt(fit.model),
-        lineage: Lineage::default(),
+    let inputs = match init {
+        Some(a) => a.inputs.clone(),
+        None => input_columns(batch, &features),
     };
-    artifact.check()?;
-    Ok(artifact)
+    let training = TrainingSummary {
+        rows: batch.num_rows() as u64,
+        iterations: fit.model.best_rounds as u32,
+        converged: true,
+        objective: fit.train_loss,
+    };
+    artifact(task, request.label, classes, inputs, transforms, Model::Gbdt(fit.model), training)
 }
 
 /// Fit (or, with `init`, continue fitting) an online FTRL linear model on `batch`. A fresh model
@@ -233,30 +222,16 @@ pub fn train_ftrl(
     let model = ftrl::partial_fit(&x, &y, request.objective, options, state);
     let margins = model.margins(&x);
     let objective = match task {
-        Task::BinaryClassification => {
-            margins.iter().zip(&y).map(|(m, y)| (m.max(0.0) + (-m.abs()).exp().ln_1p()) - y * m).sum::<f64>()
-        }
+        Task::BinaryClassification => margins.iter().zip(&y).map(|(m, y)| linear::softplus(*m) - y * m).sum::<f64>(),
         _ => margins.iter().zip(&y).map(|(m, y)| 0.5 * (m - y).powi(2)).sum::<f64>(),
     } / y.len().max(1) as f64;
-    let artifact = ModelArtifact {
-        format_version: sluice_model::FORMAT_VERSION,
-        task,
-        label: request.label.to_string(),
-        classes: Vec::new(),
-        inputs,
-        feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
-        transforms,
-        training: TrainingSummary {
-            rows: rows_before + batch.num_rows() as u64,
-            iterations: options.epochs,
-            converged: true,
-            objective,
-        },
-        model: Model::Linear(model),
-        lineage: Lineage::default(),
+    let training = TrainingSummary {
+        rows: rows_before + batch.num_rows() as u64,
+        iterations: options.epochs,
+        converged: true,
+        objective,
     };
-    artifact.check()?;
-    Ok(artifact)
+    artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(model), training)
 }
 
 /// Fit transforms and a linear model on one batch of training data.
@@ -270,21 +245,36 @@ pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<Model
     let x = design_matrix(&transforms, batch)?;
     let fit = fit_linear(&x, &y, request.objective, &request.linear)?;
     let inputs = input_columns(batch, request.features);
+    let training = TrainingSummary {
+        rows: batch.num_rows() as u64,
+        iterations: fit.iterations,
+        converged: fit.converged,
+        objective: fit.objective,
+    };
+    artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(fit.model), training)
+}
+
+/// A checked artifact without lineage (the runner fills that in); feature names come from the
+/// transforms.
+fn artifact(
+    task: Task,
+    label: &str,
+    classes: Vec<String>,
+    inputs: Vec<InputColumn>,
+    transforms: Vec<sluice_model::Transform>,
+    model: Model,
+    training: TrainingSummary,
+) -> Result<ModelArtifact> {
     let artifact = ModelArtifact {
         format_version: sluice_model::FORMAT_VERSION,
         task,
-        label: request.label.to_string(),
-        classes: Vec::new(),
+        label: label.to_string(),
+        classes,
         inputs,
         feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
         transforms,
-        model: Model::Linear(fit.model),
-        training: TrainingSummary {
-            rows: batch.num_rows() as u64,
-            iterations: fit.iterations,
-            converged: fit.converged,
-            objective: fit.objective,
-        },
+        model,
+        training,
         lineage: Lineage::default(),
     };
     artifact.check()?;

@@ -75,7 +75,7 @@ fn margin(row: &[f64], beta: &[f64]) -> f64 {
 }
 
 /// log(1 + exp(z)) without overflow.
-fn softplus(z: f64) -> f64 {
+pub(crate) fn softplus(z: f64) -> f64 {
     if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
 }
 

@@ -13,13 +13,7 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     let show = sb.sluice(&["runs", "show", &run_id, "--json"]).ok().json();
     let step =
         |name: &str| show["steps"].as_array().unwrap().iter().find(|s| s["step"]["step"] == name).unwrap().clone();
-    let metric = |name: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == name)
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("no metric {name} in {all:?}"))
-    };
+    let metric = |name: &str| run_metric(&show, name, None);
     let trees = metric("trees");
     println!("trees {trees}, validation logloss {}", metric("validation_logloss"));
     assert!(trees > 20.0 && trees < 500.0, "early stopping should end well before 500 rounds: {trees}");
@@ -101,6 +95,15 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     assert!(again.ran().is_empty(), "{:?}", again.ran());
 }
 
+/// A metric of a `runs show --json` document, optionally of one step.
+fn run_metric(show: &serde_json::Value, key: &str, step: Option<&str>) -> f64 {
+    let all = show["metrics"].as_array().unwrap();
+    all.iter()
+        .find(|m| m["key"] == key && step.is_none_or(|s| m["step"] == s))
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or_else(|| panic!("no metric {key} (step {step:?}) in {all:?}"))
+}
+
 fn output_of(step: &serde_json::Value, name: &str) -> String {
     let o = step["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap();
     o["artifact"]["hash"].as_str().unwrap().to_string()
@@ -144,13 +147,7 @@ fn warm_start_continues_another_steps_model() {
     let events = sb.run_json(&dir.join("warm.yaml"), &[]);
     events.check_complete(&["train", "more", "evaluate"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
-    let trees = |step: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == "trees" && m["step"] == step)
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("no trees metric for {step} in {all:?}"))
-    };
+    let trees = |step: &str| run_metric(&show, "trees", Some(step));
     assert_eq!(trees("more"), trees("train") + 10.0);
     // A linear model cannot be warm-started.
     let out = sb
@@ -175,13 +172,7 @@ fn multiclass_pipeline_evaluates_predicts_and_serves_classes() {
     let events = sb.run_json(&dir.join("multi.yaml"), &[]);
     events.check_complete(&["train", "evaluate", "register"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
-    let metric = |name: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == name)
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("{name}: {all:?}"))
-    };
+    let metric = |name: &str| run_metric(&show, name, None);
     let (accuracy, f1) = (metric("accuracy"), metric("f1_macro"));
     println!("relationship: accuracy {accuracy:.4}, macro F1 {f1:.4}, log loss {:.4}", metric("log_loss"));
     assert!(accuracy > 0.7 && f1 > 0.4);
@@ -259,13 +250,7 @@ fn random_forest_model_kind_trains_and_registers() {
     let events = sb.run_json(&dir.join("rf.yaml"), &[]);
     events.check_complete(&["train", "evaluate", "register"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
-    let metric = |name: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == name)
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("{name}: {all:?}"))
-    };
+    let metric = |name: &str| run_metric(&show, name, None);
     println!("random forest: {} trees, test AUC {:.4}", metric("trees"), metric("roc_auc"));
     assert_eq!(metric("trees"), 20.0);
     assert!(metric("roc_auc") > 0.88);
@@ -283,13 +268,7 @@ fn cross_validation_reports_mean_and_spread_per_metric() {
     let events = sb.run_json(&spec, &["--set", "train.cv.folds=4", "--set", "train.cv.method=stratified"]);
     events.check_complete(&["train", "evaluate"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
-    let metric = |name: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == name)
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("{name}: {all:?}"))
-    };
+    let metric = |name: &str| run_metric(&show, name, None);
     let (mean, std, test) = (metric("cv_roc_auc_mean"), metric("cv_roc_auc_std"), metric("roc_auc"));
     println!("4-fold AUC {mean:.4} ± {std:.4}; held-out test {test:.4}");
     assert!((mean - test).abs() < 0.02 && std > 0.0 && std < 0.02);
@@ -315,13 +294,7 @@ fn ftrl_online_model_continues_on_new_data() {
     let events = sb.run_json(&dir.join("online.yaml"), &[]);
     events.check_complete(&["first", "train", "evaluate"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
-    let metric = |name: &str, step: &str| -> f64 {
-        let all = show["metrics"].as_array().unwrap();
-        all.iter()
-            .find(|m| m["key"] == name && (step.is_empty() || m["step"] == step))
-            .and_then(|m| m["value"].as_f64())
-            .unwrap_or_else(|| panic!("{name}: {all:?}"))
-    };
+    let metric = |name: &str, step: &str| run_metric(&show, name, (!step.is_empty()).then_some(step));
     // The continued model has seen both halves of the training split (split ~50/50).
     assert!(metric("train_rows", "train") > metric("train_rows", "first") * 1.9);
     let auc = metric("roc_auc", "");

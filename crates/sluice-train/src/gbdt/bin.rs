@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use sluice_model::DesignMatrix;
 
-use super::rng::SplitMix64;
+use sluice_core::rng::SplitMix64;
 
 /// How one feature's values map to bins.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,6 @@
 pub mod bin;
 pub mod hist;
 pub mod objective;
-pub(crate) mod rng;
 pub mod split;
 
 use std::ops::ControlFlow;
@@ -25,7 +24,7 @@ use crate::error::{Result, TrainError};
 use bin::{BinMapper, BinnedData};
 use hist::{BinStat, Histogram, Layout};
 pub use objective::Loss;
-use rng::SplitMix64;
+use sluice_core::rng::SplitMix64;
 use split::{Bounds, Node, SplitInfo, SplitParams};
 
 /// Metrics for early stopping and round reports.
@@ -813,32 +812,14 @@ impl<'a> Booster<'a> {
     }
 }
 
-/// Stable partition of rows by `left`: returns how many go left. Chunks are partitioned in
-/// parallel without branching on the outcome (a split sends rows either way unpredictably),
-/// then copied back in order.
+/// Stable partition of rows by `left`: returns how many go left. Each chunk is partitioned in
+/// place without branching on the outcome (a split sends rows either way unpredictably); large
+/// ranges partition their chunks in parallel, then gather the chunks' left and right parts.
 fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + Sync) -> usize {
     const CHUNK: usize = 32 * 1024;
-    // Every row is written to both sides; only the side it belongs to advances its cursor.
-    let split = |rows: &[u32]| -> (Vec<u32>, Vec<u32>) {
-        let n = rows.len();
-        let (mut lv, mut rv) = (vec![0u32; n], vec![0u32; n]);
-        let (mut l, mut r) = (0usize, 0usize);
-        for (k, &row) in rows.iter().enumerate() {
-            if let Some(&ahead) = rows.get(k + hist::PREFETCH) {
-                hist::prefetch(data, ahead as usize);
-            }
-            let go = left(&data[row as usize]) as usize;
-            lv[l] = row;
-            rv[r] = row;
-            l += go;
-            r += 1 - go;
-        }
-        lv.truncate(l);
-        rv.truncate(r);
-        (lv, rv)
-    };
-    if rows.len() <= CHUNK {
-        // In place: left rows are written over rows already read, right rows go to a buffer.
+    // Every row is written to both sides; only the side it belongs to advances its cursor. Left
+    // rows overwrite rows already read; right rows wait in a buffer.
+    let in_place = |rows: &mut [u32]| -> usize {
         let mut right = vec![0u32; rows.len()];
         let (mut l, mut r) = (0usize, 0usize);
         for k in 0..rows.len() {
@@ -853,24 +834,25 @@ fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + 
             r += 1 - go;
         }
         rows[l..].copy_from_slice(&right[..r]);
-        return l;
+        l
+    };
+    if rows.len() <= CHUNK {
+        return in_place(rows);
     }
-    let parts: Vec<(Vec<u32>, Vec<u32>)> = rows.par_chunks(CHUNK).map(split).collect();
-    let mut at = 0;
-    for (l, _) in &parts {
-        rows[at..at + l.len()].copy_from_slice(l);
-        at += l.len();
+    let lefts: Vec<usize> = rows.par_chunks_mut(CHUNK).map(in_place).collect();
+    let mut gathered = Vec::with_capacity(rows.len());
+    for (chunk, &l) in rows.chunks(CHUNK).zip(&lefts) {
+        gathered.extend_from_slice(&chunk[..l]);
     }
-    let left_len = at;
-    for (_, r) in &parts {
-        rows[at..at + r.len()].copy_from_slice(r);
-        at += r.len();
+    for (chunk, &l) in rows.chunks(CHUNK).zip(&lefts) {
+        gathered.extend_from_slice(&chunk[l..]);
     }
-    left_len
+    rows.copy_from_slice(&gathered);
+    lefts.iter().sum()
 }
 
-/// Add the tree's leaf values to the scores of binned rows.
-/// `score` holds `k` scores per row; the tree adds to score `class` of each row.
+/// Add the tree's leaf values to the scores of binned rows: `score` holds `k` scores per row and
+/// the tree adds to score `class` of each.
 fn add_tree(bin_tree: &BinTree, tree: &Tree, data: &BinnedData, score: &mut [f64], k: usize, class: usize) {
     const CHUNK: usize = 4096;
     score.par_chunks_mut(CHUNK * k).enumerate().for_each(|(c, chunk)| {

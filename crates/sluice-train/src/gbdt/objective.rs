@@ -4,6 +4,8 @@
 use rayon::prelude::*;
 use sluice_model::Link;
 
+use crate::linear::softplus;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
     /// Log loss on 0/1 labels; scores are log-odds.
@@ -170,10 +172,6 @@ impl Loss {
             .sum();
         total / sw
     }
-}
-
-fn softplus(z: f64) -> f64 {
-    if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
 }
 
 /// The weighted `alpha`-quantile of (value, weight) pairs: the smallest value whose cumulative

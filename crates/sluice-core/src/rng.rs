@@ -1,5 +1,15 @@
-//! A small seeded generator (SplitMix64): row and feature sampling must be reproducible from the
-//! seed alone, on every platform and across versions of any random-number crate.
+//! A small seeded generator (SplitMix64): sampling (rows, features, folds, shuffles, canary
+//! routing) must be reproducible from the seed alone, on every platform and across versions of
+//! any random-number crate.
+
+/// SplitMix64's output function: well-spread bits from any input (`mix(n)` for consecutive `n`
+/// is a good sequence of random numbers).
+pub fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 pub struct SplitMix64(u64);
 
@@ -9,11 +19,9 @@ impl SplitMix64 {
     }
 
     pub fn next_u64(&mut self) -> u64 {
+        let z = mix(self.0);
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     }
 
     /// Uniform in [0, 1).
