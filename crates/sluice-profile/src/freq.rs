@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(f.distinct(), Some(3));
 
         // 100k rows: one value is 20% of them, the rest are all distinct.
-        let mut parts = vec![FrequentItems::default(), FrequentItems::default()];
+        let mut parts = [FrequentItems::default(), FrequentItems::default()];
         for i in 0..100_000u64 {
             let v = if i % 5 == 0 { "heavy".to_string() } else { format!("v{i}") };
             parts[(i % 2) as usize].add(&v);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Profiles of real data checked against pandas/numpy (scripts/reference/profile.py).
 
 use std::io::Read;
