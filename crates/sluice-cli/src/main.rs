@@ -43,6 +43,9 @@ enum Command {
     Lineage(commands::lineage::Args),
     /// Serve registered models over HTTP (KServe V2 and MLflow scoring protocols).
     Serve(commands::serve::Args),
+    /// Look at a data file: its statistics profile, or expectations proposed from it.
+    #[command(subcommand)]
+    Data(commands::data::Command),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => commands::models::run(&cli.home, cmd),
         Command::Lineage(args) => commands::lineage::run(&cli.home, args),
         Command::Serve(args) => commands::serve::run(&cli.home, args),
+        Command::Data(cmd) => commands::data::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -53,6 +53,7 @@ impl Reporter for PlainReporter {
                 format!("{step:<16} {:<9} done      {}  {}", "", duration(*elapsed_ms), rows(*r))
             }
             Event::StepFailed { step, error, .. } => format!("{step:<16} {:<9} FAILED    {error}", ""),
+            Event::StepReport { text, .. } => text.trim_end().to_string(),
             Event::StepSkipped { step, reason } => format!("{step:<16} {:<9} skipped   {reason}", ""),
             Event::RunFinished { status, elapsed_ms, ran, cached, failed, .. } => {
                 format!("run {status} in {}: {ran} ran, {cached} cached, {failed} failed", duration(*elapsed_ms))
@@ -127,6 +128,9 @@ impl Reporter for LiveReporter {
                 bar.set_style(Self::style("✘ {prefix:.red} {msg}"));
                 bar.finish_with_message(format!("{kind:<9} FAILED   {error}"));
             }),
+            Event::StepReport { text, .. } => {
+                let _ = self.multi.println(text.trim_end());
+            }
             Event::StepSkipped { step, reason } => self.set(step, None, |bar, _| {
                 bar.set_style(Self::style("- {prefix:.yellow} {msg}"));
                 bar.finish_with_message(format!("skipped   {reason}"));

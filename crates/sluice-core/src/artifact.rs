@@ -12,15 +12,17 @@ pub enum ArtifactKind {
     Dataset,
     /// A model artifact (see `sluice-model`), stored as JSON.
     Model,
-    /// A metrics document, stored as JSON.
+    /// A metrics document (or a validation report), stored as JSON.
     Metrics,
+    /// A dataset profile (see `sluice-profile`), stored as JSON.
+    Profile,
 }
 
 impl ArtifactKind {
     pub fn extension(self) -> &'static str {
         match self {
             ArtifactKind::Dataset => "parquet",
-            ArtifactKind::Model | ArtifactKind::Metrics => "json",
+            ArtifactKind::Model | ArtifactKind::Metrics | ArtifactKind::Profile => "json",
         }
     }
 
@@ -29,6 +31,7 @@ impl ArtifactKind {
             ArtifactKind::Dataset => "dataset",
             ArtifactKind::Model => "model",
             ArtifactKind::Metrics => "metrics",
+            ArtifactKind::Profile => "profile",
         }
     }
 
@@ -37,6 +40,7 @@ impl ArtifactKind {
             "dataset" => Some(Self::Dataset),
             "model" => Some(Self::Model),
             "metrics" => Some(Self::Metrics),
+            "profile" => Some(Self::Profile),
             _ => None,
         }
     }

@@ -63,8 +63,9 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
         .collect()
 }
 
-/// A Parquet file being written under a temporary name, hashed as it goes.
-struct ParquetSink {
+/// A Parquet dataset file being written under a temporary name, hashed as it goes; the caller
+/// renames it into place after [`DatasetWriter::finish`].
+pub struct DatasetWriter {
     writer: ArrowWriter<HashingWriter<BufWriter<File>>>,
     chunks: Rechunker,
     schema: SchemaRef,
@@ -72,15 +73,15 @@ struct ParquetSink {
     path: std::path::PathBuf,
 }
 
-impl ParquetSink {
-    fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+impl DatasetWriter {
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
         let file = File::create(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
         let sink = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new(), written: 0 };
         let writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties()))?;
         Ok(Self { writer, chunks: Rechunker::new(schema.clone()), schema, rows: 0, path: path.to_path_buf() })
     }
 
-    fn write(&mut self, batch: RecordBatch) -> Result<()> {
+    pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         for chunk in self.chunks.push(batch)? {
             self.writer.write(&chunk)?;
@@ -88,8 +89,12 @@ impl ParquetSink {
         Ok(())
     }
 
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Flush, fsync, and return what was written. The caller renames the file into place.
-    fn finish(mut self) -> Result<WrittenDataset> {
+    pub fn finish(mut self) -> Result<WrittenDataset> {
         let io = |source| EngineError::Io { path: self.path.clone(), source };
         if let Some(rest) = std::mem::replace(&mut self.chunks, Rechunker::new(self.schema.clone())).finish()? {
             self.writer.write(&rest)?;
@@ -145,56 +150,63 @@ impl Rechunker {
     }
 }
 
-/// Write a DataFrame's result so that its bytes do not depend on scheduling: output partitions
-/// are written in partition order, not interleaved as they finish. Partition 0 streams straight
-/// into the file while the others are computed concurrently and buffered in memory, then
-/// appended in order. For scans, filters and projections the artifact is then identical whatever
-/// the number of partitions; plans that hash-repartition (aggregations, joins) need an
-/// `ORDER BY` for reproducible bytes.
-pub async fn write_dataframe(
+/// Hand a DataFrame's result batches to `f` in an order that does not depend on scheduling:
+/// output partitions in partition order, not interleaved as they finish. Partition 0 streams
+/// straight through while the others are computed concurrently and buffered in memory, then
+/// handed over in order. For scans, filters and projections the sequence is then identical
+/// whatever the number of partitions; plans that hash-repartition (aggregations, joins) need an
+/// `ORDER BY` for a reproducible order.
+pub async fn for_each_batch(
     df: datafusion::prelude::DataFrame,
-    path: &Path,
-    on_rows: &(dyn Fn(u64) + Send + Sync),
-) -> Result<WrittenDataset> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let mut sink = ParquetSink::create(path, schema)?;
+    mut f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let mut streams = df.execute_stream_partitioned().await?.into_iter();
-    let Some(mut first) = streams.next() else { return sink.finish() };
-    let buffered_rows = Arc::new(AtomicU64::new(0));
+    let Some(mut first) = streams.next() else { return Ok(()) };
     let mut rest = tokio::task::JoinSet::new();
     for (i, mut stream) in streams.enumerate() {
-        let counter = buffered_rows.clone();
         rest.spawn(async move {
             let mut batches = Vec::new();
             while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                counter.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                batches.push(batch);
+                batches.push(batch?);
             }
             Ok::<_, EngineError>((i, batches))
         });
     }
     while let Some(batch) = first.next().await {
-        sink.write(batch?)?;
-        on_rows(sink.rows + buffered_rows.load(Ordering::Relaxed));
+        f(batch?)?;
     }
     let mut parts = Vec::new();
     while let Some(joined) = rest.join_next().await {
         parts.push(joined.map_err(|e| EngineError::Invalid(format!("partition task failed: {e}")))??);
-        on_rows(sink.rows + buffered_rows.load(Ordering::Relaxed));
     }
     parts.sort_by_key(|(i, _)| *i);
     for batch in parts.into_iter().flat_map(|(_, b)| b) {
-        sink.write(batch)?;
+        f(batch)?;
     }
+    Ok(())
+}
+
+/// Write a DataFrame's result as a dataset whose bytes do not depend on scheduling (see
+/// [`for_each_batch`]).
+pub async fn write_dataframe(
+    df: datafusion::prelude::DataFrame,
+    path: &Path,
+    on_rows: &(dyn Fn(u64) + Send + Sync),
+) -> Result<WrittenDataset> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut sink = DatasetWriter::create(path, schema)?;
+    for_each_batch(df, |batch| {
+        sink.write(batch)?;
+        on_rows(sink.rows);
+        Ok(())
+    })
+    .await?;
     sink.finish()
 }
 
 /// Write batches that are already in memory.
 pub fn write_batches(batches: &[RecordBatch], schema: SchemaRef, path: &Path) -> Result<WrittenDataset> {
-    let mut sink = ParquetSink::create(path, schema)?;
+    let mut sink = DatasetWriter::create(path, schema)?;
     for b in batches {
         sink.write(b.clone())?;
     }

@@ -19,14 +19,17 @@ mod source;
 mod split;
 
 pub use datafusion::error::DataFusionError;
-pub use dataset::{WrittenDataset, read_dataset_batch, schema_meta, write_batches, write_dataframe};
+pub use datafusion::prelude::DataFrame;
+pub use dataset::{
+    DatasetWriter, WrittenDataset, for_each_batch, read_dataset_batch, schema_meta, write_batches, write_dataframe,
+};
 pub use error::{EngineError, Result};
 pub use split::{SplitSpec, split};
 
 use std::path::PathBuf;
 
 use datafusion::execution::context::SessionContext;
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 
 /// The query engine behind every data step.
 #[derive(Clone)]

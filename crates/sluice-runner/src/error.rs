@@ -16,6 +16,12 @@ pub enum StepError {
     Internal(String),
 }
 
+impl From<arrow::error::ArrowError> for StepError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        StepError::Engine(e.into())
+    }
+}
+
 impl From<datafusion::error::DataFusionError> for StepError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         StepError::Engine(e.into())

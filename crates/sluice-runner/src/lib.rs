@@ -24,6 +24,7 @@ mod plan;
 mod run;
 mod slices;
 mod steps;
+mod validate;
 mod workspace;
 
 pub use cache_key::{cache_key, semantics_version};
@@ -32,4 +33,5 @@ pub use event::{Event, NoReporter, Reporter};
 pub use gates::{GateResult, check_gates};
 pub use plan::{Decision, PlanEntry, plan};
 pub use run::{RunOptions, RunSummary, run};
+pub use validate::{FAILED_CHECKS, Report as ValidationReport, infer as infer_expectations};
 pub use workspace::Workspace;

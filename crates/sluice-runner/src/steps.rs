@@ -56,8 +56,13 @@ impl StepCtx {
         Ok((record.artifact.hash, ModelArtifact::from_json(&bytes)?))
     }
 
+    /// Show the person running the pipeline a multi-line message about this step.
+    pub(crate) fn report(&self, text: &str) {
+        self.reporter.event(&Event::StepReport { step: self.step.name.clone(), text: text.to_string() });
+    }
+
     /// Progress callback that reports at most every 200 ms.
-    fn progress(&self) -> impl Fn(u64) + Send + Sync + use<> {
+    pub(crate) fn progress(&self) -> impl Fn(u64) + Send + Sync + use<> {
         let reporter = self.reporter.clone();
         let step = self.step.name.clone();
         let last = Mutex::new(Instant::now() - Duration::from_secs(1));
@@ -84,7 +89,7 @@ impl StepCtx {
     }
 
     /// Move a written scratch file into the artifact store (or remove it if writing failed).
-    async fn store_dataset(
+    pub(crate) async fn store_dataset(
         &self,
         name: &str,
         tmp: &std::path::Path,
@@ -106,7 +111,12 @@ impl StepCtx {
         })
     }
 
-    async fn store_json(&self, name: &str, bytes: Vec<u8>, kind: ArtifactKind) -> Result<OutputRecord, StepError> {
+    pub(crate) async fn store_json(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        kind: ArtifactKind,
+    ) -> Result<OutputRecord, StepError> {
         let size = bytes.len() as u64;
         let hash = self.ws.artifacts.put_bytes(bytes, kind).await?;
         Ok(OutputRecord {
@@ -139,6 +149,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let out = ctx.store_dataframe("data", df).await?;
             Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
+        StepConfig::Validate(v) => crate::validate::execute(ctx, v).await,
         StepConfig::Split(split) => {
             let path = ctx.path_of(&ctx.input("input")?.artifact).await?;
             let split = split.clone();

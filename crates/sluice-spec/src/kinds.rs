@@ -49,6 +49,20 @@ pub struct SourceStep {
 }
 
 impl SourceStep {
+    /// A source for one file outside any spec (command-line tools): CSV with a header unless
+    /// told otherwise, format from the extension unless given.
+    pub fn for_file(path: &str, format: Option<FileFormat>, header: bool) -> Self {
+        Self {
+            path: Spanned::new(marked_yaml::Span::new_blank(), path.to_string()),
+            format,
+            header,
+            columns: None,
+            delimiter: None,
+            comment: None,
+            null_regex: None,
+        }
+    }
+
     /// The CSV delimiter to use: the one given, else tab for `.tsv` files, else comma.
     pub fn delimiter_byte(&self) -> u8 {
         match &self.delimiter {
@@ -476,6 +490,183 @@ pub struct EvaluateStep {
     pub importance: bool,
 }
 
+/// What happens when a check fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The step fails and prints the report; nothing is stored.
+    #[default]
+    Fail,
+    /// Reported; rows flow on unchanged.
+    Warn,
+    /// Offending rows go to the `quarantine` output with the checks they failed; the others
+    /// flow on. Row-level checks only (a dataset-level check under `quarantine` fails the step).
+    Quarantine,
+}
+
+/// A column's type family, as expectations name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// Any integer width, signed or not.
+    Integer,
+    /// Integers, floats or decimals.
+    Number,
+    String,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+/// Expectations on one column. Row-level checks: `nullable: false`, `min`, `max`, `allowed`,
+/// `regex`. Dataset-level checks: `type`, `unique`, `max_null_fraction`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnExpectation {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<ColumnType>,
+    /// `false`: every row must have a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nullable: Option<bool>,
+    /// Smallest allowed value (inclusive; numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest allowed value (inclusive; numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The only values allowed (compared as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<String>>,
+    /// Non-null values must be distinct.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
+    /// Non-null values must match this regular expression (Rust `regex` syntax; anchor it with
+    /// `^...$` to match whole values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Largest allowed fraction of missing values (nulls, and NaN in float columns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_null_fraction: Option<f64>,
+    /// Policy for this column's checks (default: the step's `policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// A row-level check written in SQL: rows where `check` is not true (false or null) fail it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowCheck {
+    pub name: String,
+    /// A DataFusion SQL boolean expression over the row's columns, e.g. `capital_loss <= capital_gain + 5000`.
+    pub check: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// Bounds on the number of rows that flow on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowCount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// The newest value of a date/timestamp column must be at most `max_age` old when the step runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Freshness {
+    pub column: String,
+    /// A duration: a number followed by `s`, `m`, `h`, `d` or `w` (`36h`, `7d`).
+    pub max_age: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+impl Freshness {
+    /// `max_age` in seconds, if it parses.
+    pub fn max_age_seconds(&self) -> Option<f64> {
+        parse_duration(&self.max_age)
+    }
+}
+
+/// `90s`, `30m`, `36h`, `7d`, `2w` → seconds.
+pub fn parse_duration(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let seconds = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        'd' => 86_400.0,
+        'w' => 604_800.0,
+        _ => return None,
+    };
+    let n: f64 = text[..text.len() - 1].trim().parse().ok()?;
+    (n.is_finite() && n >= 0.0).then_some(n * seconds)
+}
+
+/// Checks on the dataset as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetChecks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_count: Option<RowCount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+impl DatasetChecks {
+    pub fn is_empty(&self) -> bool {
+        self.row_count.is_none() && self.freshness.is_none()
+    }
+}
+
+/// A set of expectations: the body of an expectations file (what `sluice data infer-schema`
+/// writes) and of a validate step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub columns: IndexMap<String, ColumnExpectation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowCheck>,
+    #[serde(default, skip_serializing_if = "DatasetChecks::is_empty")]
+    pub dataset: DatasetChecks,
+}
+
+/// Check a dataset against expectations. Outputs: `data` (the rows that flow on), `quarantine`
+/// (rows that failed a `quarantine` check, with a `_failed_checks` column), `report` (every
+/// check with its counts and sample offending rows) and `profile` (statistics of `data`, the
+/// baseline drift monitoring compares with).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateStep {
+    #[schemars(with = "String")]
+    pub input: Ref,
+    /// An expectations file (YAML, as `sluice data infer-schema` writes it), relative to the
+    /// spec's folder. Its contents become part of the step's configuration (and cache key);
+    /// `columns` given inline replace the file's entry for that column, `rows` add to its list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub expectations: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub columns: IndexMap<String, ColumnExpectation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowCheck>,
+    #[serde(default, skip_serializing_if = "DatasetChecks::is_empty")]
+    pub dataset: DatasetChecks,
+    /// Policy of checks that do not set their own.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Offending rows kept per check in the report.
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+}
+
 /// Record a model in the registry as a new version of `name`, optionally moving an alias to it.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -559,6 +750,70 @@ fn default_cat_l2() -> f64 {
 fn default_min_data_per_group() -> u64 {
     100
 }
+fn default_samples() -> usize {
+    5
+}
 fn default_threshold() -> f64 {
     0.5
+}
+
+impl Expectations {
+    /// The document as YAML (block style; strings double-quoted), as an expectations file.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        // Plain data: serializing to a JSON value cannot fail.
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        write_yaml(&mut out, &value, 0);
+        out
+    }
+}
+
+fn write_yaml(out: &mut String, value: &serde_json::Value, indent: usize) {
+    use serde_json::Value;
+    let pad = "  ".repeat(indent);
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = serde_json::to_string(k).unwrap_or_default();
+                let key = if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.is_empty() {
+                    k.clone()
+                } else {
+                    key
+                };
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        write_yaml(out, v, indent + 1);
+                    }
+                    Value::Array(a) if a.iter().any(|x| x.is_object()) => {
+                        out.push_str(&format!("{pad}{key}:\n"));
+                        for item in a {
+                            let mut inner = String::new();
+                            write_yaml(&mut inner, item, indent + 2);
+                            let inner = inner.trim_start().to_string();
+                            out.push_str(&format!("{pad}  - {inner}"));
+                        }
+                    }
+                    _ => out.push_str(&format!("{pad}{key}: {}\n", flow(v))),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", flow(other))),
+    }
+}
+
+/// A value on one line: JSON is valid YAML flow style (with spaces after commas).
+fn flow(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", serde_json::to_string(k).unwrap_or_default(), flow(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        scalar => serde_json::to_string(scalar).unwrap_or_default(),
+    }
 }

@@ -12,8 +12,8 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
 use crate::kinds::{
-    FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind, SourceStep,
-    SplitMethod, TrainParams, TrainStep,
+    Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind,
+    Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
 
@@ -142,6 +142,13 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         raw.iter().map(|(n, _, c, _)| (n.as_str(), c.outputs())).collect();
     let mut steps = Vec::new();
     for (name, location, config, def) in &raw {
+        let mut config = config.clone();
+        if let StepConfig::Validate(v) = &mut config
+            && let Err(e) = merge_expectations_file(&origin, name, v, base_dir)
+        {
+            errors.push(e);
+        }
+        let config = &config;
         let mut inputs = Vec::new();
         for (role, reference, expected) in config.references() {
             match resolve(&origin, name, reference, &outputs) {
@@ -261,6 +268,7 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         "source" => marked_yaml::from_node(&body).map(StepConfig::Source),
         "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
         "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
+        "validate" => marked_yaml::from_node(&body).map(StepConfig::Validate),
         "train" => read_train(&body).map(StepConfig::Train),
         "evaluate" => marked_yaml::from_node(&body).map(StepConfig::Evaluate),
         "register" => marked_yaml::from_node(&body).map(StepConfig::Register),
@@ -465,6 +473,69 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 }
             }
         }
+        StepConfig::Validate(v) => {
+            for (column, e) in &v.columns {
+                let at = |key: &str| format!("columns.{column}.{key}");
+                if let (Some(lo), Some(hi)) = (e.min, e.max)
+                    && lo > hi
+                {
+                    return Err(invalid(&at("min"), format!("column `{column}`: `min` {lo} is above `max` {hi}")));
+                }
+                if let Some(f) = e.max_null_fraction
+                    && !(0.0..=1.0).contains(&f)
+                {
+                    return Err(invalid(
+                        &at("max_null_fraction"),
+                        format!("column `{column}`: `max_null_fraction` must be between 0 and 1, got {f}"),
+                    ));
+                }
+                if e.allowed.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(invalid(&at("allowed"), format!("column `{column}`: `allowed` is empty")));
+                }
+            }
+            let mut names = HashSet::new();
+            for r in &v.rows {
+                if !names.insert(r.name.as_str()) {
+                    return Err(invalid("rows", format!("two row checks are named `{}`", r.name)));
+                }
+                if r.check.trim().is_empty() {
+                    return Err(invalid("rows", format!("row check `{}` has an empty `check`", r.name)));
+                }
+            }
+            if let Some(rc) = &v.dataset.row_count {
+                if let (Some(lo), Some(hi)) = (rc.min, rc.max)
+                    && lo > hi
+                {
+                    return Err(invalid("dataset.row_count", format!("`row_count.min` {lo} is above `max` {hi}")));
+                }
+                if rc.policy == Some(Policy::Quarantine) {
+                    return Err(invalid(
+                        "dataset.row_count",
+                        "`quarantine` applies to row-level checks; `row_count` can `fail` or `warn`".into(),
+                    ));
+                }
+            }
+            if let Some(f) = &v.dataset.freshness {
+                if f.max_age_seconds().is_none() {
+                    return Err(invalid(
+                        "dataset.freshness.max_age",
+                        format!(
+                            "`max_age` must be a number and a unit (s, m, h, d, w), like `36h`; got `{}`",
+                            f.max_age
+                        ),
+                    ));
+                }
+                if f.policy == Some(Policy::Quarantine) {
+                    return Err(invalid(
+                        "dataset.freshness",
+                        "`quarantine` applies to row-level checks; `freshness` can `fail` or `warn`".into(),
+                    ));
+                }
+            }
+            if v.samples > 1000 {
+                return Err(invalid("samples", format!("`samples` must be at most 1000, got {}", v.samples)));
+            }
+        }
         StepConfig::Split(s) => {
             if s.fractions.len() < 2 {
                 return Err(invalid("fractions", "`fractions` needs at least two parts".into()));
@@ -666,6 +737,46 @@ fn check_gbdt(p: &GbdtParams, has_validation: bool) -> Result<(), (&'static str,
         ));
     }
     Ok(())
+}
+
+/// Read a validate step's `expectations` file and merge it under the inline expectations:
+/// inline `columns` replace the file's entry for the same column, `rows` are appended, and
+/// inline `dataset` checks replace the file's.
+fn merge_expectations_file(origin: &Origin, name: &str, v: &mut ValidateStep, base: &Path) -> Result<(), SpecError> {
+    let Some(path) = &v.expectations else { return Ok(()) };
+    let full = base.join(path.as_str());
+    let invalid = |message: String| SpecError::Invalid {
+        location: origin.span(path.span()),
+        context: format!("step `{name}`"),
+        message,
+    };
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| invalid(format!("cannot read expectations file `{}`: {e}", full.display())))?;
+    let mut file = parse_expectations(&text, &full.display().to_string())
+        .map_err(|errors| invalid(format!("in expectations file `{}`: {}", path.as_str(), errors)))?;
+    for (column, e) in std::mem::take(&mut v.columns) {
+        file.columns.insert(column, e);
+    }
+    file.rows.append(&mut v.rows);
+    let inline = std::mem::take(&mut v.dataset);
+    if inline.row_count.is_some() {
+        file.dataset.row_count = inline.row_count;
+    }
+    if inline.freshness.is_some() {
+        file.dataset.freshness = inline.freshness;
+    }
+    v.columns = file.columns;
+    v.rows = file.rows;
+    v.dataset = file.dataset;
+    Ok(())
+}
+
+/// Parse an expectations document (YAML); errors name the file, line and column.
+pub fn parse_expectations(text: &str, file: &str) -> Result<Expectations> {
+    let origin = Origin { file, overrides: &[] };
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(&origin, e))?;
+    marked_yaml::from_node(&root).map_err(|e| SpecErrors(vec![from_node_error(&origin, "expectations", &root, e)]))
 }
 
 /// The format implied by a path's extension, looking through a compression suffix.

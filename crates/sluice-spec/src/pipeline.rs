@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::Location;
-use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, TrainStep};
+use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, TrainStep, ValidateStep};
 
 /// What an output holds, so that references can be type-checked before anything runs.
 pub type OutputType = sluice_core::ArtifactKind;
@@ -19,13 +19,14 @@ pub enum StepConfig {
     Source(SourceStep),
     Sql(SqlStep),
     Split(SplitStep),
+    Validate(ValidateStep),
     Train(TrainStep),
     Evaluate(EvaluateStep),
     Register(RegisterStep),
 }
 
 /// The kinds a step can have, in the order `sluice schema` documents them.
-pub const KINDS: &[&str] = &["source", "sql", "split", "train", "evaluate", "register"];
+pub const KINDS: &[&str] = &["source", "sql", "split", "validate", "train", "evaluate", "register"];
 
 impl StepConfig {
     pub fn kind(&self) -> &'static str {
@@ -33,6 +34,7 @@ impl StepConfig {
             StepConfig::Source(_) => "source",
             StepConfig::Sql(_) => "sql",
             StepConfig::Split(_) => "split",
+            StepConfig::Validate(_) => "validate",
             StepConfig::Train(_) => "train",
             StepConfig::Evaluate(_) => "evaluate",
             StepConfig::Register(_) => "register",
@@ -46,6 +48,7 @@ impl StepConfig {
             StepConfig::Source(_) => vec![],
             StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
             StepConfig::Split(s) => vec![("input", &s.input, Dataset)],
+            StepConfig::Validate(s) => vec![("input", &s.input, Dataset)],
             StepConfig::Train(s) => {
                 let mut v = vec![("input", &s.input, Dataset)];
                 if let Some(r) = &s.validation {
@@ -73,6 +76,12 @@ impl StepConfig {
         match self {
             StepConfig::Source(_) | StepConfig::Sql(_) => vec![("data".into(), Dataset)],
             StepConfig::Split(s) => s.fractions.keys().map(|k| (k.clone(), Dataset)).collect(),
+            StepConfig::Validate(_) => vec![
+                ("data".into(), Dataset),
+                ("quarantine".into(), Dataset),
+                ("report".into(), Metrics),
+                ("profile".into(), Profile),
+            ],
             StepConfig::Train(_) => vec![("model".into(), Model)],
             StepConfig::Evaluate(_) => {
                 vec![("metrics".into(), Metrics), ("predictions".into(), Dataset)]

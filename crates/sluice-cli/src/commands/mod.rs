@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod data;
 pub mod lineage;
 pub mod models;
 pub mod plan;

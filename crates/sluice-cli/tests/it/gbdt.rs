@@ -8,7 +8,7 @@ fn gbdt_pipeline_early_stops_registers_and_predicts_like_evaluate() {
     let sb = Sandbox::new();
     let spec = adult_example().join("gbdt.yaml");
     let events = sb.run_json(&spec, &[]);
-    events.check_complete(&["adult", "clean", "split", "train", "evaluate", "register"]);
+    events.check_complete(&["adult", "clean", "check", "split", "train", "evaluate", "register"]);
     let run_id = events.run_id();
     let show = sb.sluice(&["runs", "show", &run_id, "--json"]).ok().json();
     let step =

@@ -16,3 +16,4 @@ mod serve;
 mod sources;
 mod spec_errors;
 mod support;
+mod validate;

@@ -70,13 +70,14 @@ impl Output {
 #[derive(Debug)]
 pub struct Events(pub Vec<Value>);
 
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 9] = [
     "run_started",
     "step_started",
     "step_progress",
     "step_cached",
     "step_finished",
     "step_failed",
+    "step_report",
     "step_skipped",
     "run_finished",
 ];
@@ -170,12 +171,14 @@ impl Sandbox {
         self.path().join("home")
     }
 
-    /// Copy `examples/adult` (spec and data) to `<tmp>/adult` and return the spec's path.
+    /// Copy `examples/adult` (spec, expectations and data) to `<tmp>/adult` and return the
+    /// spec's path.
     pub fn copy_adult(&self) -> PathBuf {
         let from = adult_example();
         let to = self.path().join("adult");
         std::fs::create_dir_all(to.join("data")).unwrap();
         std::fs::copy(from.join("pipeline.yaml"), to.join("pipeline.yaml")).unwrap();
+        std::fs::copy(from.join("expectations.yaml"), to.join("expectations.yaml")).unwrap();
         for entry in std::fs::read_dir(from.join("data")).unwrap() {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), to.join("data").join(entry.file_name())).unwrap();
