@@ -2,6 +2,8 @@
 # Installs what building and testing sluice needs beyond a Rust toolchain. Idempotent; run as
 # root (or with sudo) on Debian/Ubuntu for the system packages.
 #   promtool  — `prometheus` package: the server test checks /metrics with `promtool check metrics`
+#   moto_server — PyPI `moto[server]`: an S3-compatible server the object-store tests start on
+#                 127.0.0.1 (pure Python, so pip installs it anywhere; MinIO ships no registry package)
 # The embedded stores (SQLite, bundled) and DataFusion build from crates and need nothing here.
 set -euo pipefail
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
@@ -24,3 +26,9 @@ if ! command -v promtool >/dev/null; then
   pkill -x prometheus >/dev/null 2>&1 || true
 fi
 echo "promtool: $(promtool --version 2>&1 | head -1)"
+
+if ! command -v moto_server >/dev/null; then
+  echo "installing moto_server (PyPI moto[server])"
+  python3 -m pip install --quiet "moto[server]==5.2.1"
+fi
+echo "moto_server: $(python3 -c 'import moto; print(moto.__version__)')"

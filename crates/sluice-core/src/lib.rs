@@ -21,3 +21,10 @@ pub use hash::{ContentHash, HashError, Hasher};
 /// The engine version that enters every cache key: results produced by one version of sluice are
 /// never silently reused by another.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether a location is a URL (`s3://bucket/key`, `https://...`) rather than a local path.
+pub fn is_url(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+    })
+}

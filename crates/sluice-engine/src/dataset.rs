@@ -150,10 +150,14 @@ impl Rechunker {
     }
 }
 
+/// Batches each later partition may compute ahead of the consumer.
+const READ_AHEAD_BATCHES: usize = 8;
+
 /// Hand a DataFrame's result batches to `f` in an order that does not depend on scheduling:
 /// output partitions in partition order, not interleaved as they finish. Partition 0 streams
-/// straight through while the others are computed concurrently and buffered in memory, then
-/// handed over in order. For scans, filters and projections the sequence is then identical
+/// straight through while the others run concurrently, each into a bounded queue of
+/// `READ_AHEAD_BATCHES` (then it waits), and are handed over in order — so memory stays bounded
+/// whatever the data size. For scans, filters and projections the sequence is then identical
 /// whatever the number of partitions; plans that hash-repartition (aggregations, joins) need an
 /// `ORDER BY` for a reproducible order.
 pub async fn for_each_batch(
@@ -162,26 +166,31 @@ pub async fn for_each_batch(
 ) -> Result<()> {
     let mut streams = df.execute_stream_partitioned().await?.into_iter();
     let Some(mut first) = streams.next() else { return Ok(()) };
-    let mut rest = tokio::task::JoinSet::new();
-    for (i, mut stream) in streams.enumerate() {
-        rest.spawn(async move {
-            let mut batches = Vec::new();
+    let mut queues = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+        queues.push(rx);
+        tasks.spawn(async move {
             while let Some(batch) = stream.next().await {
-                batches.push(batch?);
+                let failed = batch.is_err();
+                // A closed queue means the consumer stopped (it failed): stop too.
+                if tx.send(batch.map_err(EngineError::from)).await.is_err() || failed {
+                    break;
+                }
             }
-            Ok::<_, EngineError>((i, batches))
         });
     }
     while let Some(batch) = first.next().await {
         f(batch?)?;
     }
-    let mut parts = Vec::new();
-    while let Some(joined) = rest.join_next().await {
-        parts.push(joined.map_err(|e| EngineError::Invalid(format!("partition task failed: {e}")))??);
+    for mut queue in queues {
+        while let Some(batch) = queue.recv().await {
+            f(batch?)?;
+        }
     }
-    parts.sort_by_key(|(i, _)| *i);
-    for batch in parts.into_iter().flat_map(|(_, b)| b) {
-        f(batch)?;
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| EngineError::Invalid(format!("partition task failed: {e}")))?;
     }
     Ok(())
 }

@@ -1,19 +1,22 @@
-//! Reading source files (CSV, Parquet, NDJSON; optionally compressed) into a DataFrame.
+//! Reading source files (CSV, Parquet, NDJSON, Arrow IPC; optionally compressed; hive-partitioned
+//! directories) into a DataFrame.
 
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::execution::context::SessionContext;
-use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, col};
+use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, col, lit};
+use datafusion::scalar::ScalarValue;
 use sluice_spec::infer_format;
 use sluice_spec::kinds::{FileFormat, SourceStep};
 
 use crate::Engine;
 use crate::error::{EngineError, Result};
 
-fn compression_of(path: &Path) -> FileCompressionType {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+fn compression_of(path: &str) -> FileCompressionType {
+    match Path::new(path).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("gz") => FileCompressionType::GZIP,
         Some("zst") => FileCompressionType::ZSTD,
         Some("bz2") => FileCompressionType::BZIP2,
@@ -22,65 +25,157 @@ fn compression_of(path: &Path) -> FileCompressionType {
     }
 }
 
+/// `key=value` directories on a path or URL (hive partitioning), outermost first.
+fn hive_segments(path: &str) -> Vec<(String, String)> {
+    let mut segments: Vec<&str> = path.split(['/', '\\']).collect();
+    segments.pop(); // the file name
+    segments
+        .into_iter()
+        .filter_map(|segment| {
+            let (key, value) = segment.split_once('=')?;
+            let valid = !key.is_empty()
+                && key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            valid.then(|| (key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Partition columns shared by every file: names, and per file the values (None = missing,
+/// Hive's `__HIVE_DEFAULT_PARTITION__`), typed Int64 when every value is an integer.
+struct Partitions {
+    keys: Vec<String>,
+    values: Vec<Vec<Option<String>>>,
+    integer: Vec<bool>,
+}
+
+impl Partitions {
+    fn of(files: &[String]) -> Option<Self> {
+        let per_file: Vec<Vec<(String, String)>> = files.iter().map(|f| hive_segments(f)).collect();
+        let keys: Vec<String> = per_file.first()?.iter().map(|(k, _)| k.clone()).collect();
+        let same = per_file.iter().all(|p| p.iter().map(|(k, _)| k).eq(keys.iter()));
+        if keys.is_empty() || !same {
+            return None;
+        }
+        let values: Vec<Vec<Option<String>>> = per_file
+            .into_iter()
+            .map(|p| p.into_iter().map(|(_, v)| (v != "__HIVE_DEFAULT_PARTITION__").then_some(v)).collect())
+            .collect();
+        let integer = (0..keys.len())
+            .map(|k| values.iter().all(|v| v[k].as_ref().is_none_or(|x| x.parse::<i64>().is_ok())))
+            .collect();
+        Some(Self { keys, values, integer })
+    }
+
+    fn add(&self, df: DataFrame, file: usize) -> Result<DataFrame> {
+        let mut exprs: Vec<datafusion::prelude::Expr> =
+            df.schema().fields().iter().map(|f| col(format!("\"{}\"", f.name()))).collect();
+        for (k, key) in self.keys.iter().enumerate() {
+            if df.schema().fields().iter().any(|f| f.name() == key) {
+                return Err(EngineError::Invalid(format!(
+                    "partition directory `{key}=...` names a column the files already have"
+                )));
+            }
+            let value = &self.values[file][k];
+            let literal = match (self.integer[k], value) {
+                (true, Some(v)) => lit(v.parse::<i64>().unwrap_or_default()),
+                (true, None) => lit(ScalarValue::Int64(None)),
+                (false, Some(v)) => lit(v.clone()),
+                (false, None) => lit(ScalarValue::Utf8(None)),
+            };
+            exprs.push(literal.alias(key));
+        }
+        Ok(df.select(exprs)?)
+    }
+}
+
 impl Engine {
     /// Read a source's files. Column names from `columns` replace the file's (or the generated
-    /// `column_N` ones of a header-less CSV), after checking the count matches.
+    /// `column_N` ones of a header-less CSV), after checking the count matches; `key=value`
+    /// directories on the files' paths become columns after the files' own.
     pub async fn read_source(&self, source: &SourceStep, files: &[PathBuf]) -> Result<DataFrame> {
-        let first = files.first().ok_or_else(|| EngineError::Invalid("no files to read".into()))?;
-        let compression = compression_of(first);
-        if let Some(other) = files.iter().find(|f| compression_of(f) != compression) {
-            return Err(EngineError::MixedCompression { first: first.clone(), other: other.clone() });
-        }
         let paths = files
             .iter()
             .map(|p| p.to_str().map(str::to_string).ok_or_else(|| EngineError::Path(p.clone())))
             .collect::<Result<Vec<_>>>()?;
+        self.read_locations(source, paths, None).await
+    }
+
+    /// Read a source whose `path` is an object store URL (a single object, a glob or a
+    /// "directory" ending in `/`), listing the matching objects now.
+    pub async fn read_remote_source(&self, source: &SourceStep) -> Result<DataFrame> {
+        let (store, root, objects) =
+            sluice_store::remote::list(source.path.as_str()).await.map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let urls = objects.into_iter().map(|o| o.url).collect();
+        self.read_locations(source, urls, Some((root, store))).await
+    }
+
+    async fn read_locations(
+        &self,
+        source: &SourceStep,
+        paths: Vec<String>,
+        store: Option<(url::Url, std::sync::Arc<dyn object_store::ObjectStore>)>,
+    ) -> Result<DataFrame> {
+        let first = paths.first().ok_or_else(|| EngineError::Invalid("no files to read".into()))?;
+        let compression = compression_of(first);
+        if let Some(other) = paths.iter().find(|f| compression_of(f) != compression) {
+            return Err(EngineError::MixedCompression { first: first.into(), other: other.into() });
+        }
         let format = source
             .format
             .or_else(|| infer_format(&source.path))
             .ok_or_else(|| EngineError::Invalid(format!("cannot tell the format of `{}`", *source.path)))?;
+        let partitions = Partitions::of(&paths);
         let ctx = self.context();
-        let mut df = read(&ctx, source, format, compression, paths.clone(), None).await?;
-        if paths.len() > 1 {
-            // One scan over many files orders them by how it groups them into partitions, which
-            // depends on the partition count. Reading file by file (sorted) and concatenating
-            // keeps the row order — and the artifact's bytes — the same whatever the
-            // parallelism. Each file's types are inferred from that file, then widened to one
-            // schema (a column that is text in any file is text).
-            let mut schema: Option<Schema> = None;
-            for p in &paths {
-                let one = read(&ctx, source, format, compression, vec![p.clone()], None).await?;
-                let this = one.schema().as_arrow().clone();
-                schema = Some(match schema {
-                    None => this,
-                    Some(so_far) => widen(&so_far, &this, &paths[0], p)?,
-                });
-            }
-            let schema = schema.unwrap_or_else(|| df.schema().as_arrow().clone());
-            let mut union: Option<DataFrame> = None;
-            for p in paths {
-                let one = read(&ctx, source, format, compression, vec![p], Some(&schema)).await?;
-                union = Some(match union {
-                    None => one,
-                    Some(u) => u.union(one)?,
-                });
-            }
-            if let Some(u) = union {
-                df = u;
-            }
+        if let Some((root, store)) = store {
+            ctx.register_object_store(&root, store);
         }
-        match &source.columns {
-            None => Ok(df),
-            Some(names) => {
-                let found: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-                if found.len() != names.len() {
-                    return Err(EngineError::ColumnCount { given: names.len(), found: found.len() });
-                }
-                let exprs = found.iter().zip(names).map(|(old, new)| col(format!("\"{old}\"")).alias(new));
-                Ok(df.select(exprs.collect::<Vec<_>>())?)
+        let finish = |df: DataFrame, file: usize| -> Result<DataFrame> {
+            let df = rename(df, source.columns.as_deref())?;
+            match &partitions {
+                Some(p) => p.add(df, file),
+                None => Ok(df),
             }
+        };
+        if paths.len() == 1 {
+            let df = read(&ctx, source, format, compression, paths.clone(), None).await?;
+            return finish(df, 0);
         }
+        // One scan over many files orders them by how it groups them into partitions, which
+        // depends on the partition count. Reading file by file (sorted) and concatenating keeps
+        // the row order — and the artifact's bytes — the same whatever the parallelism. Each
+        // file's types are inferred from that file, then widened to one schema (a column that
+        // is text in any file is text).
+        let mut schema: Option<Schema> = None;
+        for p in &paths {
+            let one = read(&ctx, source, format, compression, vec![p.clone()], None).await?;
+            let this = one.schema().as_arrow().clone();
+            schema = Some(match schema {
+                None => this,
+                Some(so_far) => widen(&so_far, &this, &paths[0], p)?,
+            });
+        }
+        let mut union: Option<DataFrame> = None;
+        for (i, p) in paths.into_iter().enumerate() {
+            let one = finish(read(&ctx, source, format, compression, vec![p], schema.as_ref()).await?, i)?;
+            union = Some(match union {
+                None => one,
+                Some(u) => u.union(one)?,
+            });
+        }
+        union.ok_or_else(|| EngineError::Invalid("no files to read".into()))
     }
+}
+
+/// Replace a DataFrame's column names with `names`, which must be as many.
+fn rename(df: DataFrame, names: Option<&[String]>) -> Result<DataFrame> {
+    let Some(names) = names else { return Ok(df) };
+    let found: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    if found.len() != names.len() {
+        return Err(EngineError::ColumnCount { given: names.len(), found: found.len() });
+    }
+    let exprs = found.iter().zip(names).map(|(old, new)| col(format!("\"{old}\"")).alias(new));
+    Ok(df.select(exprs.collect::<Vec<_>>())?)
 }
 
 async fn read(
@@ -124,6 +219,10 @@ async fn read(
                 options = options.schema(s);
             }
             ctx.read_json(paths, options).await?
+        }
+        FileFormat::Arrow => {
+            let options = ArrowReadOptions { schema, file_extension: "", table_partition_cols: vec![] };
+            ctx.read_arrow(paths, options).await?
         }
     })
 }

@@ -100,12 +100,27 @@ pub(crate) fn file_hash(ws: &Workspace, path: &std::path::Path) -> std::result::
 }
 
 /// The inputs of a step's cache key: source files' hashes, or upstream artifacts' hashes.
-pub(crate) fn key_inputs(
+pub(crate) async fn key_inputs(
     ws: &Workspace,
     base_dir: &std::path::Path,
     step: &Step,
     resolved: &[(sluice_spec::Input, OutputRecord)],
 ) -> std::result::Result<Vec<KeyInput>, StepError> {
+    // Objects in a store are known by their listing: URL, size, ETag and modification time.
+    if let sluice_spec::StepConfig::Source(source) = &step.config
+        && sluice_core::is_url(source.path.as_str())
+    {
+        let (_, _, objects) = sluice_store::remote::list(source.path.as_str())
+            .await
+            .map_err(|e| StepError::Invalid(format!("source `{}`: {}", step.name, chain(&e))))?;
+        return Ok(objects
+            .iter()
+            .map(|o| KeyInput {
+                name: format!("object:{}", o.url),
+                hash: ContentHash::of_bytes(o.fingerprint().as_bytes()),
+            })
+            .collect());
+    }
     if !step.files.is_empty() {
         return step
             .files
@@ -260,7 +275,7 @@ async fn step_task(ctx: StepCtx, base_dir: std::path::PathBuf, force: bool) -> F
     let name = ctx.step.name.clone();
     let mut keyed = None;
     let outcome = async {
-        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs)?;
+        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs).await?;
         let key = cache_key(&ctx.step, &inputs);
         keyed = Some((key, inputs.clone()));
         if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {

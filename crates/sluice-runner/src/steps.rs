@@ -136,7 +136,11 @@ async fn blocking<T: Send + 'static>(
 pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     match &ctx.step.config {
         StepConfig::Source(source) => {
-            let df = ctx.engine.read_source(source, &ctx.step.files).await?;
+            let df = if sluice_core::is_url(source.path.as_str()) {
+                ctx.engine.read_remote_source(source).await?
+            } else {
+                ctx.engine.read_source(source, &ctx.step.files).await?
+            };
             let out = ctx.store_dataframe("data", df).await?;
             Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }

@@ -14,10 +14,15 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Open (creating if needed) `home/metadata.db` and `home/artifacts/`.
+    /// Open (creating if needed) `home/metadata.db` and the artifact store: `home/artifacts/`,
+    /// or the URL in `SLUICE_ARTIFACT_STORE` (`s3://bucket/prefix`, `gs://...`, `az://...`),
+    /// cached locally under `home/artifacts/cache/`.
     pub fn open(home: &Path) -> Result<Self> {
         let meta = SqliteStore::open(&home.join("metadata.db"))?;
-        let artifacts = ArtifactStore::local(&home.join("artifacts"))?;
+        let artifacts = match std::env::var("SLUICE_ARTIFACT_STORE") {
+            Ok(url) if !url.trim().is_empty() => ArtifactStore::open(url.trim(), &home.join("artifacts/cache"))?,
+            _ => ArtifactStore::local(&home.join("artifacts"))?,
+        };
         Ok(Self { home: home.to_path_buf(), meta: Arc::new(meta), artifacts })
     }
 }

@@ -19,13 +19,18 @@ pub enum FileFormat {
     Csv,
     Parquet,
     Ndjson,
+    /// Arrow IPC files (`.arrow`, `.feather`, `.ipc`).
+    Arrow,
 }
 
-/// Read files (a path or a glob, relative to the spec's folder) into a dataset.
+/// Read files (a path, a glob or a directory, relative to the spec's folder) into a dataset.
+/// Directories named `key=value` on a file's path (hive partitioning, as Spark and Polars
+/// write them) become columns: integers when every value is one, else text.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceStep {
-    /// File path or glob (`data/*.csv.gz`), relative to the spec file's folder.
+    /// File path, glob (`data/*.csv.gz`, `data/**/*.parquet`) or directory (every file below
+    /// it but hidden ones and `_`-prefixed markers), relative to the spec file's folder.
     #[schemars(with = "String")]
     pub path: Spanned<String>,
     /// File format; inferred from the extension when omitted.

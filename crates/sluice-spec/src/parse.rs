@@ -444,7 +444,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 return Err(invalid(
                     "path",
                     format!(
-                        "cannot tell the format of `{}` from its extension; set `format` (csv, parquet or ndjson)",
+                        "cannot tell the format of `{}` from its extension; set `format` (csv, parquet, ndjson or arrow)",
                         *s.path
                     ),
                 ));
@@ -789,12 +789,18 @@ pub fn infer_format(path: &str) -> Option<FileFormat> {
         Some(FileFormat::Parquet)
     } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") || stem.ends_with(".json") {
         Some(FileFormat::Ndjson)
+    } else if stem.ends_with(".arrow") || stem.ends_with(".feather") || stem.ends_with(".ipc") {
+        Some(FileFormat::Arrow)
     } else {
         None
     }
 }
 
 fn resolve_files(origin: &Origin, name: &str, s: &SourceStep, base: &Path) -> Result<Vec<PathBuf>, SpecError> {
+    // Object store URLs are listed when the step runs (and when its cache key is computed).
+    if sluice_core::is_url(s.path.as_str()) {
+        return Ok(Vec::new());
+    }
     let pattern = if Path::new(s.path.as_str()).is_absolute() {
         s.path.to_string()
     } else {
@@ -805,11 +811,15 @@ fn resolve_files(origin: &Origin, name: &str, s: &SourceStep, base: &Path) -> Re
         context: format!("source `{name}`"),
         message,
     };
+    // A directory means every file below it (hive-partitioned layouts).
+    let directory = Path::new(&pattern).is_dir();
+    let pattern = if directory { format!("{}/**/*", pattern.trim_end_matches('/')) } else { pattern };
     let paths = glob::glob(&pattern).map_err(|e| invalid(format!("bad glob `{}`: {e}", *s.path)))?;
     let mut files = Vec::new();
     for p in paths {
         let p = p.map_err(|e| invalid(format!("cannot read `{}`: {e}", e.path().display())))?;
-        if p.is_file() {
+        let marker = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'));
+        if p.is_file() && !(directory && marker) {
             files.push(p);
         }
     }

@@ -39,6 +39,20 @@ impl ArtifactStore {
         Ok(Self { store: Arc::new(store), url: format!("file://{}", root.display()), root: Some(root), scratch })
     }
 
+    /// A store at a URL (`s3://bucket/prefix`, `gs://...`, `az://...`, `file:///...`) or, for a
+    /// plain path, a local directory. Remote artifacts are read through a local cache in
+    /// `scratch` (content-addressed, so a cached copy never goes stale).
+    pub fn open(location: &str, scratch: &Path) -> Result<Self> {
+        if !crate::remote::is_url(location) || location.starts_with("file://") {
+            let local = location.strip_prefix("file://").unwrap_or(location);
+            return Self::local(Path::new(local));
+        }
+        let (store, _, prefix) = crate::remote::store_for(location)?;
+        std::fs::create_dir_all(scratch).map_err(io(scratch))?;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(store, prefix));
+        Ok(Self { store, root: None, scratch: scratch.to_path_buf(), url: location.trim_end_matches('/').to_string() })
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -20,6 +20,8 @@ pub enum StoreError {
     NotFound { what: &'static str, name: String, hint: String },
     #[error("`{0}` is ambiguous: it matches more than one {1}; give more characters")]
     Ambiguous(String, &'static str),
+    #[error("`{url}`: {message}")]
+    Remote { url: String, message: String },
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

@@ -3,7 +3,8 @@
 //!
 //! [`MetadataStore`] is the interface; [`SqliteStore`] is the embedded default (WAL, migrations,
 //! one transaction per recorded step). [`ArtifactStore`] keeps bytes under
-//! `objects/<2 hex>/<hash>.<ext>` in any `object_store` backend, a local directory by default;
+//! `objects/<2 hex>/<hash>.<ext>` in any `object_store` backend (a local directory by default, or
+//! a URL: [`ArtifactStore::open`]); [`remote`] opens object stores by URL for sources too;
 //! every write lands under a temporary name and is renamed into place, so a killed process never
 //! leaves a partial artifact under its final name.
 //!
@@ -19,6 +20,7 @@ mod artifacts;
 mod error;
 mod metadata;
 mod records;
+pub mod remote;
 mod sqlite;
 
 pub use artifacts::ArtifactStore;

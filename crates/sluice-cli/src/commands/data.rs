@@ -13,7 +13,7 @@ use crate::output::{json, table};
 
 #[derive(clap::Args)]
 pub struct FileArgs {
-    /// A data file (CSV, Parquet, NDJSON; optionally .gz/.zst/.bz2/.xz).
+    /// A data file (CSV, Parquet, NDJSON, Arrow IPC; optionally .gz/.zst/.bz2/.xz).
     pub input: PathBuf,
     /// The file's format, when its extension does not tell.
     #[arg(long, value_enum)]
@@ -28,6 +28,7 @@ pub enum Format {
     Csv,
     Parquet,
     Ndjson,
+    Arrow,
 }
 
 #[derive(clap::Subcommand)]
@@ -58,10 +59,11 @@ async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> anyhow::Result
         Format::Csv => FileFormat::Csv,
         Format::Parquet => FileFormat::Parquet,
         Format::Ndjson => FileFormat::Ndjson,
+        Format::Arrow => FileFormat::Arrow,
     });
     if format.is_none() && sluice_spec::infer_format(text).is_none() {
         bail!(
-            "cannot tell the format of `{}` from its extension; pass --format csv|parquet|ndjson",
+            "cannot tell the format of `{}` from its extension; pass --format csv|parquet|ndjson|arrow",
             args.input.display()
         );
     }
@@ -136,9 +138,9 @@ fn print_profile(p: &Profile) {
         let distinct = if c.distinct_exact { c.distinct.to_string() } else { format!("~{}", c.distinct) };
         let (min, median, max, mean, std) = match &c.numeric {
             Some(n) => {
-                let median = n.quantiles.iter().find(|q| q.q == 0.5).map(|q| number(q.value)).unwrap_or_default();
                 let time = c.kind == ColumnKind::Temporal;
                 let show = |x: f64| if time { seconds_as_time(x) } else { number(x) };
+                let median = n.quantiles.iter().find(|q| q.q == 0.5).map(|q| show(q.value)).unwrap_or_default();
                 (show(n.min), median, show(n.max), number(n.mean), n.std.map(number).unwrap_or_default())
             }
             None => Default::default(),

@@ -7,6 +7,7 @@ mod cache;
 mod failure;
 mod gbdt;
 mod kill;
+mod object_store;
 mod predict;
 mod quickstart;
 mod registry;

@@ -39,3 +39,53 @@ fn tsv_files_default_to_tab_delimiters() {
     assert_eq!(schema.as_array().unwrap().len(), 2, "two columns, not one named `a\\tb`: {schema}");
     assert_eq!(schema[1]["name"], "b");
 }
+
+#[test]
+fn hive_partitioned_directory_of_arrow_ipc_files() {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let sb = Sandbox::new();
+    let dir = sb.path().join("h");
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    for (part, values) in [
+        ("year=2023/region=eu", vec![1, 2]),
+        ("year=2024/region=us", vec![3, 4, 5]),
+        ("year=2024/region=__HIVE_DEFAULT_PARTITION__", vec![6]),
+    ] {
+        let folder = dir.join("lake").join(part);
+        std::fs::create_dir_all(&folder).unwrap();
+        let file = std::fs::File::create(folder.join("part-0.arrow")).unwrap();
+        let mut w = arrow::ipc::writer::FileWriter::try_new(file, &schema).unwrap();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+    }
+    // Markers that writers leave next to the data are not data.
+    std::fs::write(dir.join("lake/_SUCCESS"), "").unwrap();
+    std::fs::write(dir.join("lake/year=2023/.part-0.arrow.crc"), "x").unwrap();
+    std::fs::write(
+        dir.join("pipeline.yaml"),
+        "name: h\nsources:\n  lake: {path: lake, format: arrow}\nsteps:\n  by_part:\n    kind: sql\n    inputs: [lake]\n    query: SELECT year, coalesce(region, '?') AS region, count(*) AS n, sum(x) AS total FROM lake GROUP BY 1, 2 ORDER BY 1, 2\n",
+    )
+    .unwrap();
+    let events = sb.run_json(&dir.join("pipeline.yaml"), &[]);
+    let run = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let schema = &run["steps"][0]["outputs"][0]["artifact"]["schema"];
+    let columns: Vec<(String, String)> = schema
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["data_type"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![("x".into(), "Int64".into()), ("year".into(), "Int64".into()), ("region".into(), "Utf8".into())]
+    );
+    assert_eq!(run["steps"][0]["outputs"][0]["artifact"]["rows"], 6);
+    let out = crate::support::object_path(&sb.home(), &events.outputs("by_part")[0].1, "parquet");
+    let totals = crate::support::parquet_f64_column(&out, "total");
+    assert_eq!(totals, vec![3.0, 6.0, 12.0], "2023/eu, 2024/? (the default partition), 2024/us");
+}

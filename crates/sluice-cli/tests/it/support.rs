@@ -250,7 +250,7 @@ pub fn check_objects_match_their_names(home: &Path) -> usize {
     files.len()
 }
 
-/// Read a Parquet file's `column` as f64 values, in row order.
+/// Read a Parquet file's numeric `column` as f64 values, in row order.
 pub fn parquet_f64_column(path: &Path, column: &str) -> Vec<f64> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Float64Type;
@@ -260,6 +260,7 @@ pub fn parquet_f64_column(path: &Path, column: &str) -> Vec<f64> {
     for batch in reader {
         let batch = batch.unwrap();
         let col = batch.column_by_name(column).unwrap_or_else(|| panic!("no column `{column}` in {}", path.display()));
+        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64).unwrap();
         let col = col.as_primitive_opt::<Float64Type>().unwrap_or_else(|| panic!("`{column}` is {}", col.data_type()));
         assert_eq!(col.null_count(), 0, "`{column}` has nulls");
         values.extend(col.values().iter().copied());
