@@ -28,10 +28,15 @@ impl FrequentItems {
     }
 
     pub fn add(&mut self, value: &str) {
+        self.add_count(value, 1);
+    }
+
+    /// Add `n` occurrences of a value.
+    pub fn add_count(&mut self, value: &str, n: u64) {
         match self.counts.get_mut(value) {
-            Some(c) => *c += 1,
+            Some(c) => *c += n,
             None => {
-                self.counts.insert(value.to_string(), 1);
+                self.counts.insert(value.to_string(), n);
                 if self.counts.len() > 2 * CAPACITY {
                     self.prune();
                 }

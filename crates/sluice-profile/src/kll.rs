@@ -10,6 +10,22 @@ use serde::{Deserialize, Serialize};
 pub const K: usize = 256;
 /// Smallest level capacity.
 const MIN_CAPACITY: usize = 8;
+/// Capacity of a level `d` levels below the top: max(MIN_CAPACITY, ceil(K * (2/3)^d)).
+const CAPACITY_BY_DEPTH: [usize; 64] = capacities();
+
+const fn capacities() -> [usize; 64] {
+    let mut caps = [0; 64];
+    let mut f = K as f64;
+    let mut d = 0;
+    while d < 64 {
+        let whole = f as usize;
+        let ceil = if (whole as f64) < f { whole + 1 } else { whole };
+        caps[d] = if ceil > MIN_CAPACITY { ceil } else { MIN_CAPACITY };
+        f = f * 2.0 / 3.0;
+        d += 1;
+    }
+    caps
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Kll {
@@ -37,8 +53,7 @@ impl Kll {
     }
 
     fn capacity(&self, level: usize) -> usize {
-        let depth = (self.levels.len() - 1 - level) as i32;
-        ((K as f64 * (2.0f64 / 3.0).powi(depth)).ceil() as usize).max(MIN_CAPACITY)
+        CAPACITY_BY_DEPTH[(self.levels.len() - 1 - level).min(63)]
     }
 
     fn size(&self) -> usize {
@@ -91,17 +106,18 @@ impl Kll {
             if h + 1 == self.levels.len() {
                 self.levels.push(Vec::new());
             }
-            let mut items = std::mem::take(&mut self.levels[h]);
-            items.sort_by(f64::total_cmp);
-            // An odd item out stays at this level so total weight is preserved.
-            if items.len() % 2 == 1 {
-                let last = items.pop();
-                self.levels[h].extend(last);
-            }
             let offset = ((self.parity >> h) & 1) as usize;
             self.parity ^= 1 << h;
-            let promoted: Vec<f64> = items.iter().skip(offset).step_by(2).copied().collect();
-            self.levels[h + 1].extend(promoted);
+            // In place: sort, promote every other item, keep an odd item out at this level (so
+            // total weight is preserved); the vectors keep their allocations.
+            let (lower, upper) = self.levels.split_at_mut(h + 1);
+            let items = &mut lower[h];
+            items.sort_unstable_by(f64::total_cmp);
+            let odd = (items.len() % 2 == 1).then(|| items[items.len() - 1]);
+            let paired = items.len() - usize::from(odd.is_some());
+            upper[0].extend(items[..paired].iter().skip(offset).step_by(2));
+            items.clear();
+            items.extend(odd);
         }
     }
 

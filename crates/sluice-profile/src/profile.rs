@@ -1,6 +1,8 @@
 //! The profile of a dataset: per-column sketches updated batch by batch, and the summary read
 //! off them.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
@@ -122,12 +124,24 @@ impl ColumnState {
             }
             ColumnKind::Categorical => {
                 self.nulls += array.logical_null_count() as u64;
+                // Count the batch's values first (borrowed keys, a fast hash), then add each
+                // distinct value once: text columns usually repeat a few values many times.
+                let decoded;
+                let array = if matches!(array.data_type(), DataType::Dictionary(_, _)) {
+                    decoded = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+                    &decoded
+                } else {
+                    array
+                };
+                let mut local: HashMap<&str, u64, BuildHasherDefault<FxHasher>> = HashMap::default();
+                for_each_str(array, |s| *local.entry(s).or_default() += 1)?;
+                let mut distinct: Vec<(&str, u64)> = local.into_iter().collect();
+                distinct.sort_unstable();
                 let freq = self.freq.get_or_insert_with(FrequentItems::default);
-                let hll = &mut self.hll;
-                for_each_str(array, |s| {
-                    freq.add(s);
-                    hll.add_hash(twox_hash::XxHash64::oneshot(0, s.as_bytes()));
-                })?;
+                for (s, n) in distinct {
+                    freq.add_count(s, n);
+                    self.hll.add_hash(twox_hash::XxHash64::oneshot(0, s.as_bytes()));
+                }
             }
             ColumnKind::Boolean => {
                 let b: &BooleanArray = array.as_boolean();
@@ -163,17 +177,38 @@ fn to_f64(array: &ArrayRef, kind: ColumnKind) -> Result<Float64Array, String> {
     Ok(ints.as_primitive::<Int64Type>().unary(|v| v as f64 * seconds_per_unit))
 }
 
-fn for_each_str(array: &ArrayRef, mut f: impl FnMut(&str)) -> Result<(), String> {
+/// Every non-null value of a text column (decode dictionary-encoded ones first).
+fn for_each_str<'a>(array: &'a ArrayRef, f: impl FnMut(&'a str)) -> Result<(), String> {
     match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().flatten().for_each(f),
         DataType::LargeUtf8 => array.as_string::<i64>().iter().flatten().for_each(f),
         DataType::Utf8View => array.as_string_view().iter().flatten().for_each(f),
-        _ => {
-            let s = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
-            s.as_string::<i32>().iter().flatten().for_each(&mut f);
-        }
+        other => return Err(format!("cannot read {other} as text")),
     }
     Ok(())
+}
+
+/// FxHash (rustc's hasher): fast for short keys, deterministic; keys here are data values
+/// counted within one batch, not attacker-chosen table sizes that matter.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
