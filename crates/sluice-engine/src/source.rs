@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::execution::context::SessionContext;
-use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, col, lit};
+use datafusion::functions::expr_fn::regexp_like;
+use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, cast, col, lit, when};
 use datafusion::scalar::ScalarValue;
 use sluice_spec::infer_format;
 use sluice_spec::kinds::{FileFormat, SourceStep};
@@ -198,13 +200,32 @@ async fn read(
             if let Some(c) = &source.comment {
                 options = options.comment(c.as_bytes()[0]);
             }
-            if let Some(r) = &source.null_regex {
-                options = options.null_regex(Some(r.clone()));
-            }
             if let Some(s) = schema {
                 options = options.schema(s);
             }
-            ctx.read_csv(paths, options).await?
+            let Some(r) = &source.null_regex else { return Ok(ctx.read_csv(paths, options).await?) };
+            // DataFusion 55 uses `null_regex` to infer types but not when parsing values (its
+            // CSV reader never receives it), so `NA` in an integer column fails to parse. Read
+            // every column as text and turn matches into nulls, then cast to the inferred types.
+            let inferred = match schema {
+                Some(s) => s.clone(),
+                None => {
+                    let with_regex = options.clone().null_regex(Some(r.clone()));
+                    ctx.read_csv(paths.clone(), with_regex).await?.schema().as_arrow().clone()
+                }
+            };
+            let text = Schema::new(
+                inferred.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
+            );
+            let df = ctx.read_csv(paths, options.schema(&text)).await?;
+            let exprs = inferred.fields().iter().map(|f| {
+                let c = col(format!("\"{}\"", f.name()));
+                let nulled =
+                    when(regexp_like(c.clone(), lit(r.clone()), None), lit(ScalarValue::Utf8(None))).otherwise(c);
+                nulled.map(|e| cast(e, f.data_type().clone()).alias(f.name()))
+            });
+            let exprs = exprs.collect::<std::result::Result<Vec<_>, _>>()?;
+            df.select(exprs)?
         }
         FileFormat::Parquet => {
             let mut options = ParquetReadOptions::default().file_extension("");

@@ -109,6 +109,9 @@ pub async fn plan(ws: &Workspace, pipeline: &Pipeline, force: &[String]) -> Resu
         let cached = cache_hit(ws, step, &resolved, &key).await.ok().flatten();
         let decision = match cached {
             _ if force.contains(&step.name) => Decision::Run("forced".into()),
+            _ if step.config.always_runs() => {
+                Decision::Run(format!("reads a {} (runs every time; what follows is cached by content)", step.kind()))
+            }
             Some(outputs) => {
                 known.insert(step.name.clone(), outputs);
                 Decision::Cached

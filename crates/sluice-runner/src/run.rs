@@ -106,6 +106,12 @@ pub(crate) async fn key_inputs(
     step: &Step,
     resolved: &[(sluice_spec::Input, OutputRecord)],
 ) -> std::result::Result<Vec<KeyInput>, StepError> {
+    // A database or a stream can change without sluice seeing it: such sources run every time
+    // (steps after them are still cached by the content of what they read).
+    if step.config.always_runs() {
+        let nonce = format!("{}:{}", uuid::Uuid::new_v4(), now());
+        return Ok(vec![KeyInput { name: "read-at".into(), hash: ContentHash::of_bytes(nonce.as_bytes()) }]);
+    }
     // Objects in a store are known by their listing: URL, size, ETag and modification time.
     if let sluice_spec::StepConfig::Source(source) = &step.config
         && sluice_core::is_url(source.path.as_str())
@@ -183,6 +189,7 @@ enum Outcome {
         rows: Option<u64>,
         metrics: Vec<(String, f64)>,
         inputs: Vec<KeyInput>,
+        after_commit: Option<crate::steps::AfterCommit>,
     },
 }
 
@@ -283,7 +290,14 @@ async fn step_task(ctx: StepCtx, base_dir: std::path::PathBuf, force: bool) -> F
         }
         ctx.reporter.event(&Event::StepStarted { step: name.clone(), kind: ctx.step.kind().into(), key: key.short() });
         let executed = execute(&ctx).await?;
-        Ok(Outcome::Ran { key, outputs: executed.outputs, rows: executed.rows, metrics: executed.metrics, inputs })
+        Ok(Outcome::Ran {
+            key,
+            outputs: executed.outputs,
+            rows: executed.rows,
+            metrics: executed.metrics,
+            inputs,
+            after_commit: executed.after_commit,
+        })
     }
     .await;
     Finished { name, t0, started_at, outcome: outcome.map_err(|e: StepError| (keyed, e)) }
@@ -381,6 +395,7 @@ async fn schedule(
                 step: step.clone(),
                 inputs: resolved,
                 reporter: reporter.clone(),
+                base_dir: pipeline.base_dir.clone(),
             };
             let handle = tasks.spawn(step_task(ctx, pipeline.base_dir.clone(), forced.contains(step.name.as_str())));
             task_names.insert(handle.id(), step.name.clone());
@@ -425,12 +440,22 @@ async fn schedule(
                 outputs.insert(name.clone(), outs);
                 done.insert(name);
             }
-            Ok(Outcome::Ran { key, outputs: outs, rows, metrics, inputs }) => {
+            Ok(Outcome::Ran { key, outputs: outs, rows, metrics, inputs, after_commit }) => {
                 ws.meta.record_step(&StepCompletion {
                     step: record(step, StepStatus::Ran, started_at, elapsed_ms, Some((key, inputs)), rows, None),
                     outputs: outs.clone(),
                     metrics,
                 })?;
+                if let Some(commit) = after_commit
+                    && let Err(e) = commit.await
+                {
+                    reporter.event(&Event::StepReport {
+                        step: name.clone(),
+                        text: format!(
+                            "{name}: stored, but acknowledging its messages failed ({e}); they will be delivered again"
+                        ),
+                    });
+                }
                 reporter.event(&Event::StepFinished {
                     step: name.clone(),
                     rows,

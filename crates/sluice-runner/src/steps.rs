@@ -29,12 +29,19 @@ pub(crate) struct StepCtx {
     /// Each input with the artifact it resolved to, in the step's reference order.
     pub inputs: Vec<(Input, OutputRecord)>,
     pub reporter: Arc<dyn Reporter>,
+    /// The spec's folder (relative SQLite paths).
+    pub base_dir: std::path::PathBuf,
 }
+
+/// Work to do once the step's outputs and run record are committed (acknowledging a stream's
+/// messages).
+pub(crate) type AfterCommit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 pub(crate) struct Executed {
     pub outputs: Vec<OutputRecord>,
     pub rows: Option<u64>,
     pub metrics: Vec<(String, f64)>,
+    pub after_commit: Option<AfterCommit>,
 }
 
 impl StepCtx {
@@ -142,7 +149,58 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 ctx.engine.read_source(source, &ctx.step.files).await?
             };
             let out = ctx.store_dataframe("data", df).await?;
-            Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+            Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+        }
+        StepConfig::Database(db) => {
+            let tmp = ctx.ws.artifacts.scratch_path("parquet");
+            let progress = ctx.progress();
+            let mut writer: Option<sluice_engine::DatasetWriter> = None;
+            let mut sink = |chunk: sluice_engine::Chunk| -> sluice_engine::Result<()> {
+                match chunk {
+                    sluice_engine::Chunk::Schema(schema) => {
+                        writer = Some(sluice_engine::DatasetWriter::create(&tmp, schema)?)
+                    }
+                    sluice_engine::Chunk::Batch(batch) => {
+                        let w = writer
+                            .as_mut()
+                            .ok_or_else(|| sluice_engine::EngineError::Invalid("rows before a schema".into()))?;
+                        w.write(batch)?;
+                        progress(w.rows());
+                    }
+                }
+                Ok(())
+            };
+            let read = sluice_engine::read_database(db, &ctx.base_dir, &mut sink).await;
+            let written = match (read, writer) {
+                (Ok(()), Some(w)) => w.finish(),
+                (Ok(()), None) => Err(sluice_engine::EngineError::Invalid("the database returned no schema".into())),
+                (Err(e), _) => Err(e),
+            }
+            .map_err(|e| sluice_engine::EngineError::Invalid(format!("source `{}`: {e}", ctx.step.name)));
+            let out = ctx.store_dataset("data", &tmp, written).await?;
+            Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+        }
+        StepConfig::Stream(st) => {
+            let received = sluice_engine::read_stream(st)
+                .await
+                .map_err(|e| StepError::Invalid(format!("source `{}`: {e}", ctx.step.name)))?;
+            let tmp = ctx.ws.artifacts.scratch_path("parquet");
+            let written = write_batches(&received.batches, received.schema.clone(), &tmp);
+            let messages = received.messages() as f64;
+            match ctx.store_dataset("data", &tmp, written).await {
+                Ok(out) => Ok(Executed {
+                    rows: out.artifact.rows,
+                    outputs: vec![out],
+                    metrics: vec![("messages".into(), messages)],
+                    after_commit: Some(Box::pin(
+                        async move { received.acknowledge().await.map_err(|e| e.to_string()) },
+                    )),
+                }),
+                Err(e) => {
+                    received.give_back().await;
+                    Err(e)
+                }
+            }
         }
         StepConfig::Sql(sql) => {
             let mut tables = Vec::new();
@@ -151,7 +209,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             }
             let df = ctx.engine.sql(&tables, &sql.query).await?;
             let out = ctx.store_dataframe("data", df).await?;
-            Ok(Executed { rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+            Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Validate(v) => crate::validate::execute(ctx, v).await,
         StepConfig::Split(split) => {
@@ -175,7 +233,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 rows += batch.num_rows() as u64;
                 outputs.push(ctx.store_dataset_batch(&name, batch).await?);
             }
-            Ok(Executed { outputs, rows: Some(rows), metrics: vec![] })
+            Ok(Executed { after_commit: None, outputs, rows: Some(rows), metrics: vec![] })
         }
         StepConfig::Train(train) => {
             let data = ctx.input("input")?.artifact.clone();
@@ -225,7 +283,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             metrics.extend(extra);
             let rows = model.training.rows;
             let out = ctx.store_json("model", model.to_json(), ArtifactKind::Model).await?;
-            Ok(Executed { outputs: vec![out], rows: Some(rows), metrics })
+            Ok(Executed { after_commit: None, outputs: vec![out], rows: Some(rows), metrics })
         }
         StepConfig::Evaluate(eval) => {
             let (model_hash, model) = ctx.load_model("model").await?;
@@ -280,6 +338,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 .await?;
             let predictions = ctx.store_dataset_batch("predictions", scored).await?;
             Ok(Executed {
+                after_commit: None,
                 outputs: vec![metrics_out, predictions],
                 rows: Some(rows),
                 metrics: metrics.into_iter().collect(),
@@ -314,6 +373,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             if reg.gates.is_empty() {
                 let version = ctx.ws.meta.register_model(&new, reg.alias.as_deref())?;
                 return Ok(Executed {
+                    after_commit: None,
                     outputs: vec![],
                     rows: None,
                     metrics: vec![("version".into(), version.version as f64)],
@@ -343,7 +403,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             }
             let mut recorded = vec![("version".to_string(), version.version as f64)];
             recorded.push(("gates_passed".to_string(), results.len() as f64));
-            Ok(Executed { outputs: vec![], rows: None, metrics: recorded })
+            Ok(Executed { after_commit: None, outputs: vec![], rows: None, metrics: recorded })
         }
     }
 }

@@ -451,6 +451,7 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
     let report_out = ctx.store_json("report", report_bytes, ArtifactKind::Metrics).await?;
     let profile_out = ctx.store_json("profile", profile.to_json(), ArtifactKind::Profile).await?;
     Ok(Executed {
+        after_commit: None,
         rows: data.artifact.rows,
         outputs: vec![data, quarantine, report_out, profile_out],
         metrics: vec![("rows_quarantined".into(), quarantined as f64), ("checks_warned".into(), warned as f64)],

@@ -78,6 +78,68 @@ impl SourceStep {
     }
 }
 
+/// Read the result of a query (or a whole table) from PostgreSQL, MySQL/MariaDB or SQLite. The
+/// query runs in the database, so its `WHERE` and column list are pushed down by construction.
+/// A database source runs every time (the database may have changed); steps after it are
+/// cached by the content of what it read.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseStep {
+    /// `postgres://user[:password]@host[:port]/database`, `mysql://...` (MariaDB too), or
+    /// `sqlite://path/to/file.db` (relative to the spec's folder). `${VAR}` is replaced from the
+    /// environment when the step runs, to keep passwords out of specs (and out of cache keys).
+    pub url: String,
+    /// SQL for the database to run; placeholders are `$1`, `$2`... (PostgreSQL) or `?`
+    /// (MySQL, SQLite). Give `query` or `table`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// A table to read whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Values for the placeholders, in order. PostgreSQL converts each to the type the
+    /// placeholder needs (numbers, booleans, text; cast others in SQL, e.g. `$1::text::date`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// Rows per record batch read from the database.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+impl DatabaseStep {
+    /// The SQL to run.
+    pub fn sql(&self) -> String {
+        match (&self.query, &self.table) {
+            (Some(q), _) => q.clone(),
+            (None, Some(t)) => format!("SELECT * FROM {t}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Consume a NATS JetStream subject as micro-batches: each run reads what has arrived (up to
+/// `max_messages`, or until nothing more comes within `max_wait`), stores it as a dataset, and
+/// only then acknowledges the messages — a crash before that means they are delivered again.
+/// Message payloads are JSON objects, one row each. Like a database source it runs every time.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamStep {
+    /// The NATS server, `nats://host:port` (`${VAR}` is replaced from the environment).
+    pub nats: String,
+    /// The JetStream stream that holds the subject.
+    pub stream: String,
+    /// Subject filter, e.g. `events.>`; the whole stream when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Durable consumer name: where this source's position is kept between runs.
+    pub consumer: String,
+    /// Most messages per run (the batch size bound).
+    #[serde(default = "default_max_messages")]
+    pub max_messages: usize,
+    /// Stop waiting for more messages after this long without one (`2s`, `500ms`).
+    #[serde(default = "default_max_wait")]
+    pub max_wait: String,
+}
+
 /// Run DataFusion SQL over named inputs; each input is a table named after the step it comes from
 /// (`split.train` becomes table `split_train`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -598,9 +660,13 @@ impl Freshness {
     }
 }
 
-/// `90s`, `30m`, `36h`, `7d`, `2w` → seconds.
+/// `500ms`, `90s`, `30m`, `36h`, `7d`, `2w` → seconds.
 pub fn parse_duration(text: &str) -> Option<f64> {
     let text = text.trim();
+    if let Some(ms) = text.strip_suffix("ms") {
+        let n: f64 = ms.trim().parse().ok()?;
+        return (n.is_finite() && n >= 0.0).then_some(n / 1000.0);
+    }
     let unit = text.chars().last()?;
     let seconds = match unit {
         's' => 1.0,
@@ -754,6 +820,15 @@ fn default_cat_l2() -> f64 {
 }
 fn default_min_data_per_group() -> u64 {
     100
+}
+fn default_batch_rows() -> usize {
+    8192
+}
+fn default_max_messages() -> usize {
+    10_000
+}
+fn default_max_wait() -> String {
+    "2s".into()
 }
 fn default_samples() -> usize {
     5

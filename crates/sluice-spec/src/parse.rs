@@ -15,7 +15,7 @@ use crate::kinds::{
     Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind,
     Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
 };
-use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, Step, StepConfig};
+use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
 
 const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "sources", "steps"];
 
@@ -236,12 +236,13 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
     let mut body = map.clone();
     let kind_node = body.remove("kind");
     let kind = match (&kind_node, implied_kind) {
-        (Some(Node::Scalar(k)), Some(implied)) if k.as_str() != implied => {
+        (Some(Node::Scalar(k)), Some(_)) if !SOURCE_KINDS.contains(&k.as_str()) => {
             return Err(SpecError::Invalid {
                 location: origin.span(k.span()),
                 context,
                 message: format!(
-                    "entries under `sources` are of kind `{implied}`; move a `{}` step to `steps`",
+                    "entries under `sources` are of kind {}; move a `{}` step to `steps`",
+                    SOURCE_KINDS.join(", "),
                     k.as_str()
                 ),
             });
@@ -266,6 +267,8 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
     let body = Node::Mapping(body);
     let parsed = match kind.as_str() {
         "source" => marked_yaml::from_node(&body).map(StepConfig::Source),
+        "database" => marked_yaml::from_node(&body).map(StepConfig::Database),
+        "stream" => marked_yaml::from_node(&body).map(StepConfig::Stream),
         "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
         "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
         "validate" => marked_yaml::from_node(&body).map(StepConfig::Validate),
@@ -471,6 +474,38 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                         },
                     });
                 }
+            }
+        }
+        StepConfig::Database(d) => {
+            let scheme = d.url.split_once("://").map(|(s, _)| s).unwrap_or("");
+            if !["postgres", "postgresql", "mysql", "mariadb", "sqlite"].contains(&scheme) {
+                return Err(invalid(
+                    "url",
+                    format!("`url` must start with postgres://, mysql://, mariadb:// or sqlite://, got `{}`", d.url),
+                ));
+            }
+            match (&d.query, &d.table) {
+                (Some(_), Some(_)) => return Err(invalid("table", "give `query` or `table`, not both".into())),
+                (None, None) => return Err(invalid("url", "give `query` (SQL) or `table`".into())),
+                (Some(q), None) if q.trim().is_empty() => return Err(invalid("query", "`query` is empty".into())),
+                _ => {}
+            }
+            if d.batch_rows == 0 {
+                return Err(invalid("batch_rows", "`batch_rows` must be at least 1".into()));
+            }
+        }
+        StepConfig::Stream(st) => {
+            if !st.nats.starts_with("nats://") && !st.nats.starts_with("${") {
+                return Err(invalid("nats", format!("`nats` must be a nats://host:port URL, got `{}`", st.nats)));
+            }
+            if crate::kinds::parse_duration(&st.max_wait).is_none() {
+                return Err(invalid(
+                    "max_wait",
+                    format!("`max_wait` must be a number and a unit (ms, s, m), like `2s`; got `{}`", st.max_wait),
+                ));
+            }
+            if st.max_messages == 0 {
+                return Err(invalid("max_messages", "`max_messages` must be at least 1".into()));
             }
         }
         StepConfig::Validate(v) => {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::Location;
-use crate::kinds::{EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, TrainStep, ValidateStep};
+use crate::kinds::{
+    DatabaseStep, EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, StreamStep, TrainStep, ValidateStep,
+};
 
 /// What an output holds, so that references can be type-checked before anything runs.
 pub type OutputType = sluice_core::ArtifactKind;
@@ -17,6 +19,8 @@ pub type OutputType = sluice_core::ArtifactKind;
 #[allow(clippy::large_enum_variant)]
 pub enum StepConfig {
     Source(SourceStep),
+    Database(DatabaseStep),
+    Stream(StreamStep),
     Sql(SqlStep),
     Split(SplitStep),
     Validate(ValidateStep),
@@ -26,12 +30,18 @@ pub enum StepConfig {
 }
 
 /// The kinds a step can have, in the order `sluice schema` documents them.
-pub const KINDS: &[&str] = &["source", "sql", "split", "validate", "train", "evaluate", "register"];
+pub const KINDS: &[&str] =
+    &["source", "database", "stream", "sql", "split", "validate", "train", "evaluate", "register"];
+
+/// The kinds that may be declared under `sources:` (they read from outside the pipeline).
+pub const SOURCE_KINDS: &[&str] = &["source", "database", "stream"];
 
 impl StepConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StepConfig::Source(_) => "source",
+            StepConfig::Database(_) => "database",
+            StepConfig::Stream(_) => "stream",
             StepConfig::Sql(_) => "sql",
             StepConfig::Split(_) => "split",
             StepConfig::Validate(_) => "validate",
@@ -45,7 +55,7 @@ impl StepConfig {
     pub fn references(&self) -> Vec<(&'static str, &marked_yaml::Spanned<String>, OutputType)> {
         use sluice_core::ArtifactKind::*;
         match self {
-            StepConfig::Source(_) => vec![],
+            StepConfig::Source(_) | StepConfig::Database(_) | StepConfig::Stream(_) => vec![],
             StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
             StepConfig::Split(s) => vec![("input", &s.input, Dataset)],
             StepConfig::Validate(s) => vec![("input", &s.input, Dataset)],
@@ -74,7 +84,9 @@ impl StepConfig {
     pub fn outputs(&self) -> Vec<(String, OutputType)> {
         use sluice_core::ArtifactKind::*;
         match self {
-            StepConfig::Source(_) | StepConfig::Sql(_) => vec![("data".into(), Dataset)],
+            StepConfig::Source(_) | StepConfig::Database(_) | StepConfig::Stream(_) | StepConfig::Sql(_) => {
+                vec![("data".into(), Dataset)]
+            }
             StepConfig::Split(s) => s.fractions.keys().map(|k| (k.clone(), Dataset)).collect(),
             StepConfig::Validate(_) => vec![
                 ("data".into(), Dataset),
@@ -88,6 +100,12 @@ impl StepConfig {
             }
             StepConfig::Register(_) => vec![],
         }
+    }
+
+    /// Whether the step reads something outside sluice that can change without any file or
+    /// artifact changing (a database, a stream): it runs every time.
+    pub fn always_runs(&self) -> bool {
+        matches!(self, StepConfig::Database(_) | StepConfig::Stream(_))
     }
 
     /// The resolved configuration (defaults filled in), as it enters cache keys and run records.

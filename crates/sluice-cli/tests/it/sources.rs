@@ -89,3 +89,31 @@ fn hive_partitioned_directory_of_arrow_ipc_files() {
     let totals = crate::support::parquet_f64_column(&out, "total");
     assert_eq!(totals, vec![3.0, 6.0, 12.0], "2023/eu, 2024/? (the default partition), 2024/us");
 }
+
+/// examples/nycflights: three CSV sources (with `NA` for missing values) joined in one SQL step
+/// with window features, validated, split by time, trained and evaluated. The data comes from
+/// scripts/fetch-nycflights.sh (run by scripts/setup.sh).
+#[test]
+fn nycflights_example_joins_three_sources_and_trains() {
+    let example = crate::support::adult_example().parent().unwrap().join("nycflights");
+    assert!(example.join("data/flights.csv").exists(), "run scripts/fetch-nycflights.sh (scripts/setup.sh does)");
+    let sb = Sandbox::new();
+    let events = sb.run_json(&example.join("pipeline.yaml"), &[]);
+    let finished = |step: &str| events.of_type("step_finished").find(|e| e["step"] == step).unwrap().clone();
+    assert_eq!(finished("flights")["rows"], 336_776);
+    assert_eq!(finished("features")["rows"], 327_346, "flights with an arrival delay, one row each after the joins");
+    let run = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric =
+        |k: &str| run["metrics"].as_array().unwrap().iter().find(|m| m["key"] == k).unwrap()["value"].as_f64().unwrap();
+    let auc = metric("roc_auc");
+    println!("nycflights late-arrival test AUC {auc:.4}");
+    assert!(auc > 0.85, "{auc}");
+    let features = run["steps"].as_array().unwrap().iter().find(|s| s["step"]["step"] == "features").unwrap();
+    let schema = features["outputs"][0]["artifact"]["schema"].to_string();
+    for (name, ty) in [("temp", "Float64"), ("seats", "Int64"), ("origin_recent_delay", "Float64"), ("late", "Boolean")]
+    {
+        assert!(schema.contains(&format!("\"name\":\"{name}\",\"data_type\":\"{ty}\"")), "{name}: {schema}");
+    }
+    let again = sb.run_json(&example.join("pipeline.yaml"), &[]);
+    assert!(again.ran().is_empty(), "re-run is fully cached: {:?}", again.ran());
+}
