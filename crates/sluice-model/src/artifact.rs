@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::features::FeaturePipeline;
 use crate::gbdt::GbdtModel;
 use crate::linear::LinearModel;
 use crate::transform::Transform;
@@ -77,6 +78,9 @@ pub struct ModelArtifact {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
     pub inputs: Vec<InputColumn>,
+    /// Feature engineering applied to the inputs before `transforms` (empty: none).
+    #[serde(default, skip_serializing_if = "FeaturePipeline::is_empty")]
+    pub features: FeaturePipeline,
     pub transforms: Vec<Transform>,
     /// Names of the design-matrix columns the transforms produce, in order.
     pub feature_names: Vec<String>,
@@ -108,7 +112,15 @@ impl ModelArtifact {
     /// Whether the model reads `column` as text (it one-hot encodes it) rather than as a number.
     /// This — not the type the training data happened to have — is what request parsers follow.
     pub fn reads_text(&self, column: &str) -> bool {
-        self.transforms.iter().any(|t| t.column() == column && t.reads_text())
+        if self.transforms.iter().any(|t| t.column() == column && t.reads_text()) {
+            return true;
+        }
+        // Inputs that feature engineering reads first are what they were in training.
+        !self.features.is_empty()
+            && self.inputs.iter().any(|i| {
+                i.name == column
+                    && matches!(i.data_type.as_str(), "Utf8" | "Utf8View" | "LargeUtf8" | "Dictionary(Int32, Utf8)")
+            })
     }
 
     /// Structural checks that a hand-edited or truncated artifact would fail.

@@ -17,6 +17,7 @@
 mod artifact;
 mod error;
 mod explain;
+pub mod features;
 mod gbdt;
 mod linear;
 mod predict;
@@ -24,6 +25,7 @@ mod transform;
 
 pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, Task, TrainingSummary};
 pub use error::{ModelError, Result};
+pub use features::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
 pub use gbdt::{GbdtModel, Link, Tree, softmax};
 pub use linear::{FtrlState, LinearModel, sigmoid};
 pub use predict::{Explanation, Predictions, Predictor};

@@ -113,8 +113,17 @@ impl Predictor {
         &self.artifact
     }
 
+    /// The batch after the model's feature engineering (the batch itself when there is none).
+    fn engineered<'b>(&self, batch: &'b RecordBatch) -> Result<std::borrow::Cow<'b, RecordBatch>> {
+        if self.artifact.features.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(batch));
+        }
+        Ok(std::borrow::Cow::Owned(self.artifact.features.apply(batch)?))
+    }
+
     pub fn predict(&self, batch: &RecordBatch) -> Result<Predictions> {
-        let x = self.prepared.matrix(batch)?;
+        let batch = self.engineered(batch)?;
+        let x = self.prepared.matrix(&batch)?;
         let scores = match &self.artifact.model {
             Model::Linear(m) => {
                 let margins = m.margins(&x);
@@ -146,7 +155,8 @@ impl Predictor {
         if self.artifact.task == Task::MulticlassClassification {
             return Err(crate::error::ModelError::Unsupported("explanations of multiclass models".into()));
         }
-        let x = self.prepared.matrix(batch)?;
+        let batch = self.engineered(batch)?;
+        let x = self.prepared.matrix(&batch)?;
         let per_feature = match &self.artifact.model {
             Model::Linear(m) => m.contributions(&x),
             Model::Gbdt(m) => m.contributions(&x),

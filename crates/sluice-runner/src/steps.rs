@@ -269,7 +269,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 if let Some(cv) = &train.cv {
                     cv_metrics = cross_validate(&train, cv, &batch, valid.as_ref(), &features, init.as_ref())?;
                 }
-                let (mut model, mut extra) = fit_model(&train, &batch, valid.as_ref(), &features, init.as_ref())?;
+                let (mut model, mut extra) =
+                    fit_with_features(&train, &batch, valid.as_ref(), &features, init.as_ref())?;
                 extra.extend(cv_metrics);
                 model.lineage = lineage;
                 Ok((model, extra))
@@ -526,6 +527,116 @@ fn gbdt_request<'a>(p: &GbdtParams, label: &'a str, features: &'a [String], max_
 }
 
 /// Train the step's model on `batch` (the train step's body, also run once per CV fold).
+/// The train step's `transforms`, one fitted operation per column (a cross reads several).
+fn feature_specs(train: &sluice_spec::kinds::TrainStep) -> Vec<sluice_train::FeatureSpec> {
+    use sluice_model::{DatePart, Unseen};
+    use sluice_spec::kinds::{DatePartName, ImputeStrategy, TransformOp as Op, UnseenPolicy};
+    use sluice_train::{FeatureSpec as F, Impute};
+    let mut out = Vec::new();
+    for t in &train.transforms {
+        let unseen = match t.unseen {
+            Some(UnseenPolicy::Error) => Unseen::Error,
+            _ => Unseen::Ignore,
+        };
+        if t.op == Op::Cross {
+            out.push(F::Cross { columns: t.columns.clone() });
+            continue;
+        }
+        for c in &t.columns {
+            let column = c.clone();
+            out.push(match t.op {
+                Op::Impute => F::Impute {
+                    column,
+                    strategy: match t.strategy {
+                        Some(ImputeStrategy::Mean) => Impute::Mean,
+                        Some(ImputeStrategy::Median) | None => Impute::Median,
+                        Some(ImputeStrategy::MostFrequent) => Impute::MostFrequent,
+                        Some(ImputeStrategy::Constant) => Impute::Constant(t.value.clone().unwrap_or_default()),
+                    },
+                },
+                Op::Standardize => F::Standardize { column },
+                Op::Minmax => F::MinMax { column },
+                Op::Robust => F::Robust { column },
+                Op::Log1p => F::Log1p { column },
+                Op::Clip => F::Clip { column, min: t.min, max: t.max },
+                Op::Bucketize => F::Bucketize { column, quantiles: t.quantiles, bins: t.bins.clone() },
+                Op::Onehot => F::OneHot { column, max_categories: t.max_categories.unwrap_or(100), unseen },
+                Op::Ordinal => F::Ordinal { column, max_categories: t.max_categories.unwrap_or(usize::MAX), unseen },
+                Op::Frequency => F::Frequency { column },
+                Op::Target => F::Target { column, folds: t.folds.unwrap_or(5), smoothing: t.smoothing.unwrap_or(10.0) },
+                Op::Hash => F::Hash { column, buckets: t.buckets.unwrap_or(32) },
+                Op::Datetime => F::DateParts {
+                    column,
+                    parts: t
+                        .parts
+                        .clone()
+                        .unwrap_or_else(|| {
+                            vec![
+                                DatePartName::Year,
+                                DatePartName::Month,
+                                DatePartName::Day,
+                                DatePartName::Dayofweek,
+                                DatePartName::Hour,
+                            ]
+                        })
+                        .into_iter()
+                        .map(|p| match p {
+                            DatePartName::Year => DatePart::Year,
+                            DatePartName::Month => DatePart::Month,
+                            DatePartName::Day => DatePart::Day,
+                            DatePartName::Hour => DatePart::Hour,
+                            DatePartName::Minute => DatePart::Minute,
+                            DatePartName::Dayofweek => DatePart::Dayofweek,
+                            DatePartName::Dayofyear => DatePart::Dayofyear,
+                        })
+                        .collect(),
+                },
+                Op::Counts | Op::Tfidf => {
+                    F::Tokens { column, max_features: t.max_features.unwrap_or(100), idf: t.op == Op::Tfidf }
+                }
+                Op::Cross => unreachable!("handled above"),
+            });
+        }
+    }
+    out
+}
+
+/// Fit the step's feature engineering on `batch` (when it has any), train the model on the
+/// result, and ship the fitted pipeline inside the model: its inputs are the raw columns.
+fn fit_with_features(
+    train: &sluice_spec::kinds::TrainStep,
+    batch: &RecordBatch,
+    valid: Option<&RecordBatch>,
+    features: &[String],
+    init: Option<&ModelArtifact>,
+) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
+    if train.transforms.is_empty() {
+        return fit_model(train, batch, valid, features, init);
+    }
+    let mut keep: Vec<usize> = Vec::new();
+    for name in features.iter().chain(std::iter::once(&train.label)) {
+        let i = batch.schema().index_of(name).map_err(|_| sluice_train::TrainError::MissingColumn(name.clone()))?;
+        keep.push(i);
+    }
+    let raw = batch.project(&keep)?;
+    let seed = match &train.params {
+        TrainParams::Gbdt(p) => p.seed,
+        _ => 42,
+    };
+    let fitted = sluice_train::fit_pipeline(&feature_specs(train), &raw, &train.label, seed)?;
+    let engineered: Vec<String> =
+        fitted.train.schema().fields().iter().map(|f| f.name().clone()).filter(|n| *n != train.label).collect();
+    let valid = valid.map(|v| fitted.pipeline.apply(v)).transpose().map_err(sluice_train::TrainError::from)?;
+    let (mut model, extra) = fit_model(train, &fitted.train, valid.as_ref(), &engineered, init)?;
+    model.inputs = features
+        .iter()
+        .filter_map(|f| raw.schema().field_with_name(f).ok().cloned())
+        .map(|f| sluice_model::InputColumn { name: f.name().clone(), data_type: f.data_type().to_string() })
+        .collect();
+    model.features = fitted.pipeline;
+    Ok((model, extra))
+}
+
 fn fit_model(
     train: &sluice_spec::kinds::TrainStep,
     batch: &RecordBatch,
@@ -609,7 +720,7 @@ fn cross_validate(
                 .map_err(|e| StepError::Internal(format!("selecting fold rows: {e}")))
         };
         let (fold_train, fold_test) = (pick(&train_rows)?, pick(&test_rows)?);
-        let (model, _) = fit_model(train, &fold_train, valid, features, init)?;
+        let (model, _) = fit_with_features(train, &fold_train, valid, features, init)?;
         for (k, v) in crate::gates::score(model, &fold_test, 0.5)?.metrics {
             per_metric.entry(k).or_default().push(v);
         }

@@ -499,6 +499,151 @@ impl Default for FeatureOptions {
     }
 }
 
+/// A feature-engineering operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformOp {
+    /// Fill missing values: `strategy: mean | median | most_frequent | constant` (with `value`).
+    Impute,
+    /// `(x - mean) / std` (population std, as scikit-learn's StandardScaler).
+    Standardize,
+    /// `(x - min) / (max - min)`.
+    Minmax,
+    /// `(x - median) / IQR`.
+    Robust,
+    /// `ln(1 + x)`.
+    Log1p,
+    /// Limit to `min` / `max`.
+    Clip,
+    /// Bucket index: `quantiles: k` equal-frequency buckets or explicit `bins: [edges]`.
+    Bucketize,
+    /// One 0/1 column `col=value` per category (`max_categories`, `unseen: ignore | error`).
+    Onehot,
+    /// The category's index (sorted order; `unseen` → -1 or an error).
+    Ordinal,
+    /// The category's share of the training rows.
+    Frequency,
+    /// The category's smoothed label mean, fitted out of fold on the training rows
+    /// (`folds`, `smoothing`).
+    Target,
+    /// Hashing trick: `buckets` 0/1 columns `col#k`.
+    Hash,
+    /// Date/time parts (`parts: [year, month, day, hour, minute, dayofweek, dayofyear]`).
+    Datetime,
+    /// A new text column `a_x_b` of the `columns`' values.
+    Cross,
+    /// Token counts over the `max_features` most common tokens, columns `col:token`.
+    Counts,
+    /// TF-IDF weights (scikit-learn's TfidfVectorizer defaults), columns `col:token`.
+    Tfidf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImputeStrategy {
+    Mean,
+    Median,
+    MostFrequent,
+    Constant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnseenPolicy {
+    Ignore,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatePartName {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Dayofweek,
+    Dayofyear,
+}
+
+/// One feature-engineering step of a train step's `transforms`, applied to each of `columns`
+/// (a `cross` combines them). Fitted on the training rows only; the fitted state ships in the
+/// model and runs unchanged in batch scoring and serving.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    pub op: TransformOp,
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<ImputeStrategy>,
+    /// `impute` with `strategy: constant`: the fill value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_categories: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<UnseenPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoothing: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<DatePartName>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_features: Option<usize>,
+}
+
+impl TransformSpec {
+    /// The options this op reads (others are rejected when the spec is loaded).
+    pub fn allowed_options(&self) -> &'static [&'static str] {
+        match self.op {
+            TransformOp::Impute => &["strategy", "value"],
+            TransformOp::Clip => &["min", "max"],
+            TransformOp::Bucketize => &["quantiles", "bins"],
+            TransformOp::Onehot | TransformOp::Ordinal => &["max_categories", "unseen"],
+            TransformOp::Target => &["folds", "smoothing"],
+            TransformOp::Hash => &["buckets"],
+            TransformOp::Datetime => &["parts"],
+            TransformOp::Counts | TransformOp::Tfidf => &["max_features"],
+            _ => &[],
+        }
+    }
+
+    /// The options that are set.
+    pub fn given_options(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |set: bool, name| {
+            if set {
+                v.push(name)
+            }
+        };
+        add(self.strategy.is_some(), "strategy");
+        add(self.value.is_some(), "value");
+        add(self.min.is_some(), "min");
+        add(self.max.is_some(), "max");
+        add(self.quantiles.is_some(), "quantiles");
+        add(self.bins.is_some(), "bins");
+        add(self.max_categories.is_some(), "max_categories");
+        add(self.unseen.is_some(), "unseen");
+        add(self.folds.is_some(), "folds");
+        add(self.smoothing.is_some(), "smoothing");
+        add(self.buckets.is_some(), "buckets");
+        add(self.parts.is_some(), "parts");
+        add(self.max_features.is_some(), "max_features");
+        v
+    }
+}
+
 /// Train a model on a dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -531,6 +676,9 @@ pub struct TrainStep {
     pub params: TrainParams,
     #[serde(default)]
     pub preprocessing: FeatureOptions,
+    /// Feature engineering before the model, in order (see `TransformSpec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<TransformSpec>,
 }
 
 /// Score a model on a dataset that has the label; produces metrics and predictions.

@@ -594,6 +594,54 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             }
         }
         StepConfig::Train(t) => {
+            if !t.transforms.is_empty() && t.init_model.is_some() {
+                return Err(invalid(
+                    "transforms",
+                    "`transforms` cannot be combined with `init_model` (the model continued keeps its own features)"
+                        .into(),
+                ));
+            }
+            for (i, tr) in t.transforms.iter().enumerate() {
+                let at = format!("transforms.{i}");
+                let op =
+                    serde_json::to_value(tr.op).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                if tr.columns.is_empty() {
+                    return Err(invalid(&at, format!("`{op}` needs `columns`")));
+                }
+                let allowed = tr.allowed_options();
+                if let Some(extra) = tr.given_options().into_iter().find(|o| !allowed.contains(o)) {
+                    let takes = if allowed.is_empty() { "no options".to_string() } else { allowed.join(", ") };
+                    return Err(invalid(&at, format!("`{op}` does not take `{extra}` (it takes {takes})")));
+                }
+                use crate::kinds::{ImputeStrategy, TransformOp};
+                let problem = match tr.op {
+                    TransformOp::Impute if tr.strategy.is_none() => {
+                        Some("`impute` needs `strategy` (mean, median, most_frequent or constant)")
+                    }
+                    TransformOp::Impute if (tr.strategy == Some(ImputeStrategy::Constant)) != tr.value.is_some() => {
+                        Some("`value` goes with `strategy: constant` (and only with it)")
+                    }
+                    TransformOp::Clip if tr.min.is_none() && tr.max.is_none() => Some("`clip` needs `min` or `max`"),
+                    TransformOp::Bucketize if tr.quantiles.is_some() == tr.bins.is_some() => {
+                        Some("`bucketize` needs either `quantiles` or `bins`")
+                    }
+                    TransformOp::Bucketize if tr.quantiles.is_some_and(|q| q < 2) => {
+                        Some("`quantiles` must be at least 2")
+                    }
+                    TransformOp::Bucketize
+                        if tr.bins.as_ref().is_some_and(|b| b.is_empty() || b.windows(2).any(|w| w[0] >= w[1])) =>
+                    {
+                        Some("`bins` must be increasing edges")
+                    }
+                    TransformOp::Cross if tr.columns.len() < 2 => Some("`cross` needs at least two `columns`"),
+                    TransformOp::Target if tr.folds.is_some_and(|f| f < 2) => Some("`folds` must be at least 2"),
+                    TransformOp::Hash if tr.buckets == Some(0) => Some("`buckets` must be at least 1"),
+                    _ => None,
+                };
+                if let Some(p) = problem {
+                    return Err(invalid(&at, p.to_string()));
+                }
+            }
             match &t.params {
                 TrainParams::Linear(p) => {
                     if !(p.l2 >= 0.0 && p.l2.is_finite()) {

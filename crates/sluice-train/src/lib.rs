@@ -20,6 +20,7 @@ mod features;
 pub mod ftrl;
 pub mod gbdt;
 mod linear;
+pub mod pipeline;
 
 pub use cv::{CvMethod, CvSpec, cv_folds};
 pub use error::{Result, TrainError};
@@ -27,6 +28,7 @@ pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
 pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
+pub use pipeline::{FeatureSpec, Fitted, Impute, fit_pipeline};
 
 use arrow_array::RecordBatch;
 use sluice_model::{InputColumn, Lineage, LinearModel, Model, ModelArtifact, Task, TrainingSummary, design_matrix};
@@ -271,6 +273,7 @@ fn artifact(
         label: label.to_string(),
         classes,
         inputs,
+        features: Default::default(),
         feature_names: transforms.iter().flat_map(|t| t.feature_names()).collect(),
         transforms,
         model,

@@ -18,4 +18,5 @@ mod serve;
 mod sources;
 mod spec_errors;
 mod support;
+mod transforms;
 mod validate;

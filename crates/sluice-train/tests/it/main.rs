@@ -8,3 +8,4 @@ mod gbdt;
 mod metrics;
 mod sklearn;
 mod support;
+mod transforms;
