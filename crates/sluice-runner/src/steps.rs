@@ -212,6 +212,65 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Validate(v) => crate::validate::execute(ctx, v).await,
+        StepConfig::FitTransform(ft) => {
+            let input = ctx.path_of(&ctx.input("input")?.artifact).await?;
+            let fit_path = match ctx.inputs.iter().find(|(i, _)| i.role == "fit") {
+                Some((_, o)) => ctx.path_of(&o.artifact).await?,
+                None => input.clone(),
+            };
+            // Fit on the columns the transforms read (only those are held in memory)...
+            let mut wanted: Vec<String> = ft.transforms.iter().flat_map(|t| t.columns.iter().cloned()).collect();
+            wanted.extend(ft.label.clone());
+            let specs = feature_specs(&ft.transforms);
+            let label = ft.label.clone().unwrap_or_default();
+            let pipeline = blocking(move || {
+                let batch = sluice_engine::read_dataset_columns(&fit_path, &wanted)?;
+                Ok(sluice_train::fit_pipeline(&specs, &batch, &label, 42)?.pipeline)
+            })
+            .await?;
+            // ...then transform the input as it streams.
+            let df = ctx.engine.sql(&[("input".into(), input)], "SELECT * FROM input").await?;
+            let input_schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+            let tmp = ctx.ws.artifacts.scratch_path("parquet");
+            let progress = ctx.progress();
+            let mut writer: Option<sluice_engine::DatasetWriter> = None;
+            let mut failure: Option<StepError> = None;
+            let streamed = sluice_engine::for_each_batch(df, |batch| {
+                let out = match pipeline.apply(&batch) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        failure = Some(sluice_train::TrainError::from(e).into());
+                        return Err(sluice_engine::EngineError::Invalid("transform failed".into()));
+                    }
+                };
+                if writer.is_none() {
+                    writer = Some(sluice_engine::DatasetWriter::create(&tmp, out.schema())?);
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(out)?;
+                    progress(w.rows());
+                }
+                Ok(())
+            })
+            .await;
+            if let Some(e) = failure {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            let written = match (streamed, writer) {
+                (Ok(()), Some(w)) => w.finish(),
+                (Ok(()), None) => {
+                    // No rows: the output has the transformed schema of an empty batch.
+                    let empty = pipeline
+                        .apply(&RecordBatch::new_empty(input_schema))
+                        .map_err(sluice_train::TrainError::from)?;
+                    write_batches(&[], empty.schema(), &tmp)
+                }
+                (Err(e), _) => Err(e),
+            };
+            let out = ctx.store_dataset("data", &tmp, written).await?;
+            Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
+        }
         StepConfig::Split(split) => {
             let path = ctx.path_of(&ctx.input("input")?.artifact).await?;
             let split = split.clone();
@@ -527,13 +586,13 @@ fn gbdt_request<'a>(p: &GbdtParams, label: &'a str, features: &'a [String], max_
 }
 
 /// Train the step's model on `batch` (the train step's body, also run once per CV fold).
-/// The train step's `transforms`, one fitted operation per column (a cross reads several).
-fn feature_specs(train: &sluice_spec::kinds::TrainStep) -> Vec<sluice_train::FeatureSpec> {
+/// `transforms` as fitted operations, one per column (a cross reads several).
+fn feature_specs(transforms: &[sluice_spec::kinds::TransformSpec]) -> Vec<sluice_train::FeatureSpec> {
     use sluice_model::{DatePart, Unseen};
     use sluice_spec::kinds::{DatePartName, ImputeStrategy, TransformOp as Op, UnseenPolicy};
     use sluice_train::{FeatureSpec as F, Impute};
     let mut out = Vec::new();
-    for t in &train.transforms {
+    for t in transforms {
         let unseen = match t.unseen {
             Some(UnseenPolicy::Error) => Unseen::Error,
             _ => Unseen::Ignore,
@@ -623,7 +682,7 @@ fn fit_with_features(
         TrainParams::Gbdt(p) => p.seed,
         _ => 42,
     };
-    let fitted = sluice_train::fit_pipeline(&feature_specs(train), &raw, &train.label, seed)?;
+    let fitted = sluice_train::fit_pipeline(&feature_specs(&train.transforms), &raw, &train.label, seed)?;
     let engineered: Vec<String> =
         fitted.train.schema().fields().iter().map(|f| f.name().clone()).filter(|n| *n != train.label).collect();
     let valid = valid.map(|v| fitted.pipeline.apply(v)).transpose().map_err(sluice_train::TrainError::from)?;

@@ -644,6 +644,23 @@ impl TransformSpec {
     }
 }
 
+/// Fit feature transforms on one dataset (`fit`, default `input`) and write `input` transformed
+/// (streamed batch by batch). For leakage-free target encoding inside training use a train
+/// step's `transforms`: this step applies the encodings fitted on all of `fit`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FitTransformStep {
+    #[schemars(with = "String")]
+    pub input: Ref,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub fit: Option<Ref>,
+    /// The label column, for `target` encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub transforms: Vec<TransformSpec>,
+}
+
 /// Train a model on a dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -271,6 +271,7 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         "stream" => marked_yaml::from_node(&body).map(StepConfig::Stream),
         "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
         "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
+        "fit_transform" => marked_yaml::from_node(&body).map(StepConfig::FitTransform),
         "validate" => marked_yaml::from_node(&body).map(StepConfig::Validate),
         "train" => read_train(&body).map(StepConfig::Train),
         "evaluate" => marked_yaml::from_node(&body).map(StepConfig::Evaluate),
@@ -571,6 +572,16 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 return Err(invalid("samples", format!("`samples` must be at most 1000, got {}", v.samples)));
             }
         }
+        StepConfig::FitTransform(f) => {
+            if f.transforms.is_empty() {
+                return Err(invalid("transforms", "`transforms` is empty".into()));
+            }
+            check_transforms(&f.transforms).map_err(|(field, message)| invalid(&field, message))?;
+            let target = f.transforms.iter().any(|t| t.op == crate::kinds::TransformOp::Target);
+            if target && f.label.is_none() {
+                return Err(invalid("label", "`target` encoding needs `label`".into()));
+            }
+        }
         StepConfig::Split(s) => {
             if s.fractions.len() < 2 {
                 return Err(invalid("fractions", "`fractions` needs at least two parts".into()));
@@ -601,47 +612,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                         .into(),
                 ));
             }
-            for (i, tr) in t.transforms.iter().enumerate() {
-                let at = format!("transforms.{i}");
-                let op =
-                    serde_json::to_value(tr.op).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                if tr.columns.is_empty() {
-                    return Err(invalid(&at, format!("`{op}` needs `columns`")));
-                }
-                let allowed = tr.allowed_options();
-                if let Some(extra) = tr.given_options().into_iter().find(|o| !allowed.contains(o)) {
-                    let takes = if allowed.is_empty() { "no options".to_string() } else { allowed.join(", ") };
-                    return Err(invalid(&at, format!("`{op}` does not take `{extra}` (it takes {takes})")));
-                }
-                use crate::kinds::{ImputeStrategy, TransformOp};
-                let problem = match tr.op {
-                    TransformOp::Impute if tr.strategy.is_none() => {
-                        Some("`impute` needs `strategy` (mean, median, most_frequent or constant)")
-                    }
-                    TransformOp::Impute if (tr.strategy == Some(ImputeStrategy::Constant)) != tr.value.is_some() => {
-                        Some("`value` goes with `strategy: constant` (and only with it)")
-                    }
-                    TransformOp::Clip if tr.min.is_none() && tr.max.is_none() => Some("`clip` needs `min` or `max`"),
-                    TransformOp::Bucketize if tr.quantiles.is_some() == tr.bins.is_some() => {
-                        Some("`bucketize` needs either `quantiles` or `bins`")
-                    }
-                    TransformOp::Bucketize if tr.quantiles.is_some_and(|q| q < 2) => {
-                        Some("`quantiles` must be at least 2")
-                    }
-                    TransformOp::Bucketize
-                        if tr.bins.as_ref().is_some_and(|b| b.is_empty() || b.windows(2).any(|w| w[0] >= w[1])) =>
-                    {
-                        Some("`bins` must be increasing edges")
-                    }
-                    TransformOp::Cross if tr.columns.len() < 2 => Some("`cross` needs at least two `columns`"),
-                    TransformOp::Target if tr.folds.is_some_and(|f| f < 2) => Some("`folds` must be at least 2"),
-                    TransformOp::Hash if tr.buckets == Some(0) => Some("`buckets` must be at least 1"),
-                    _ => None,
-                };
-                if let Some(p) = problem {
-                    return Err(invalid(&at, p.to_string()));
-                }
-            }
+            check_transforms(&t.transforms).map_err(|(field, message)| invalid(&field, message))?;
             match &t.params {
                 TrainParams::Linear(p) => {
                     if !(p.l2 >= 0.0 && p.l2.is_finite()) {
@@ -744,6 +715,49 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
 }
 
 /// Range checks of GBDT settings: the field (under `params`) and the message.
+/// Checks of feature-engineering steps: columns given, options that fit the operation.
+fn check_transforms(transforms: &[crate::kinds::TransformSpec]) -> Result<(), (String, String)> {
+    for (i, tr) in transforms.iter().enumerate() {
+        let at = format!("transforms.{i}");
+        let op = serde_json::to_value(tr.op).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        if tr.columns.is_empty() {
+            return Err((at, format!("`{op}` needs `columns`")));
+        }
+        let allowed = tr.allowed_options();
+        if let Some(extra) = tr.given_options().into_iter().find(|o| !allowed.contains(o)) {
+            let takes = if allowed.is_empty() { "no options".to_string() } else { allowed.join(", ") };
+            return Err((at, format!("`{op}` does not take `{extra}` (it takes {takes})")));
+        }
+        use crate::kinds::{ImputeStrategy, TransformOp};
+        let problem = match tr.op {
+            TransformOp::Impute if tr.strategy.is_none() => {
+                Some("`impute` needs `strategy` (mean, median, most_frequent or constant)")
+            }
+            TransformOp::Impute if (tr.strategy == Some(ImputeStrategy::Constant)) != tr.value.is_some() => {
+                Some("`value` goes with `strategy: constant` (and only with it)")
+            }
+            TransformOp::Clip if tr.min.is_none() && tr.max.is_none() => Some("`clip` needs `min` or `max`"),
+            TransformOp::Bucketize if tr.quantiles.is_some() == tr.bins.is_some() => {
+                Some("`bucketize` needs either `quantiles` or `bins`")
+            }
+            TransformOp::Bucketize if tr.quantiles.is_some_and(|q| q < 2) => Some("`quantiles` must be at least 2"),
+            TransformOp::Bucketize
+                if tr.bins.as_ref().is_some_and(|b| b.is_empty() || b.windows(2).any(|w| w[0] >= w[1])) =>
+            {
+                Some("`bins` must be increasing edges")
+            }
+            TransformOp::Cross if tr.columns.len() < 2 => Some("`cross` needs at least two `columns`"),
+            TransformOp::Target if tr.folds.is_some_and(|f| f < 2) => Some("`folds` must be at least 2"),
+            TransformOp::Hash if tr.buckets == Some(0) => Some("`buckets` must be at least 1"),
+            _ => None,
+        };
+        if let Some(p) = problem {
+            return Err((at, p.to_string()));
+        }
+    }
+    Ok(())
+}
+
 fn check_gbdt(p: &GbdtParams, has_validation: bool) -> Result<(), (&'static str, String)> {
     let positive = |v: f64| v > 0.0 && v.is_finite();
     let fraction = |v: f64| v > 0.0 && v <= 1.0;

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::error::Location;
 use crate::kinds::{
-    DatabaseStep, EvaluateStep, RegisterStep, SourceStep, SplitStep, SqlStep, StreamStep, TrainStep, ValidateStep,
+    DatabaseStep, EvaluateStep, FitTransformStep, RegisterStep, SourceStep, SplitStep, SqlStep, StreamStep, TrainStep,
+    ValidateStep,
 };
 
 /// What an output holds, so that references can be type-checked before anything runs.
@@ -24,6 +25,7 @@ pub enum StepConfig {
     Sql(SqlStep),
     Split(SplitStep),
     Validate(ValidateStep),
+    FitTransform(FitTransformStep),
     Train(TrainStep),
     Evaluate(EvaluateStep),
     Register(RegisterStep),
@@ -31,7 +33,7 @@ pub enum StepConfig {
 
 /// The kinds a step can have, in the order `sluice schema` documents them.
 pub const KINDS: &[&str] =
-    &["source", "database", "stream", "sql", "split", "validate", "train", "evaluate", "register"];
+    &["source", "database", "stream", "sql", "split", "validate", "fit_transform", "train", "evaluate", "register"];
 
 /// The kinds that may be declared under `sources:` (they read from outside the pipeline).
 pub const SOURCE_KINDS: &[&str] = &["source", "database", "stream"];
@@ -45,6 +47,7 @@ impl StepConfig {
             StepConfig::Sql(_) => "sql",
             StepConfig::Split(_) => "split",
             StepConfig::Validate(_) => "validate",
+            StepConfig::FitTransform(_) => "fit_transform",
             StepConfig::Train(_) => "train",
             StepConfig::Evaluate(_) => "evaluate",
             StepConfig::Register(_) => "register",
@@ -59,6 +62,13 @@ impl StepConfig {
             StepConfig::Sql(s) => s.inputs.iter().map(|r| ("inputs", r, Dataset)).collect(),
             StepConfig::Split(s) => vec![("input", &s.input, Dataset)],
             StepConfig::Validate(s) => vec![("input", &s.input, Dataset)],
+            StepConfig::FitTransform(s) => {
+                let mut v = vec![("input", &s.input, Dataset)];
+                if let Some(f) = &s.fit {
+                    v.push(("fit", f, Dataset));
+                }
+                v
+            }
             StepConfig::Train(s) => {
                 let mut v = vec![("input", &s.input, Dataset)];
                 if let Some(r) = &s.validation {
@@ -84,9 +94,11 @@ impl StepConfig {
     pub fn outputs(&self) -> Vec<(String, OutputType)> {
         use sluice_core::ArtifactKind::*;
         match self {
-            StepConfig::Source(_) | StepConfig::Database(_) | StepConfig::Stream(_) | StepConfig::Sql(_) => {
-                vec![("data".into(), Dataset)]
-            }
+            StepConfig::Source(_)
+            | StepConfig::Database(_)
+            | StepConfig::Stream(_)
+            | StepConfig::Sql(_)
+            | StepConfig::FitTransform(_) => vec![("data".into(), Dataset)],
             StepConfig::Split(s) => s.fractions.keys().map(|k| (k.clone(), Dataset)).collect(),
             StepConfig::Validate(_) => vec![
                 ("data".into(), Dataset),

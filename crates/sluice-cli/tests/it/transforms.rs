@@ -114,3 +114,35 @@ fn transform_options_are_checked_per_operation() {
         assert!(out.stderr.contains(message) && out.stderr.contains("train"), "{bad}: {}", out.stderr);
     }
 }
+
+#[test]
+fn fit_transform_step_writes_the_transformed_dataset() {
+    let sb = Sandbox::new();
+    let mut csv = String::from("x,cat,ts\n");
+    for i in 0..1000 {
+        let x = if i % 10 == 0 { String::new() } else { format!("{}", (i * 37 % 101) as f64 / 4.0) };
+        csv.push_str(&format!("{x},{},2013-0{}-1{}T0{}:00:00Z\n", ["a", "b", "c"][i % 3], 1 + i % 9, i % 10, i % 10));
+    }
+    std::fs::write(sb.path().join("d.csv"), csv).unwrap();
+    std::fs::write(
+        sb.path().join("ft.yaml"),
+        "name: ft\nsources:\n  d: {path: d.csv}\nsteps:\n  split: {kind: split, input: d, fractions: {train: 0.5, test: 0.5}}\n  \
+         features:\n    kind: fit_transform\n    input: d\n    transforms:\n      - {op: impute, columns: [x], strategy: median}\n      \
+         - {op: standardize, columns: [x]}\n      - {op: onehot, columns: [cat]}\n      - {op: datetime, columns: [ts], parts: [month, hour]}\n  \
+         later:\n    kind: fit_transform\n    input: split.test\n    fit: split.train\n    transforms:\n      - {op: impute, columns: [x], strategy: mean}\n      - {op: bucketize, columns: [x], bins: [5, 10, 20]}\n",
+    )
+    .unwrap();
+    let events = sb.run_json(&sb.path().join("ft.yaml"), &[]);
+    let out = object_path(&sb.home(), &events.outputs("features")[0].1, "parquet");
+    let x = parquet_f64_column(&out, "x");
+    assert_eq!(x.len(), 1000);
+    let mean = x.iter().sum::<f64>() / 1000.0;
+    let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 1000.0).sqrt();
+    assert!(mean.abs() < 1e-12 && (std - 1.0).abs() < 1e-12, "imputed then standardized: mean {mean}, std {std}");
+    assert_eq!(parquet_f64_column(&out, "cat=b").iter().sum::<f64>(), 333.0);
+    let months = parquet_f64_column(&out, "ts_month");
+    assert_eq!((months[0], months[8], months[9]), (1.0, 9.0, 1.0));
+    let later = object_path(&sb.home(), &events.outputs("later")[0].1, "parquet");
+    let buckets = parquet_f64_column(&later, "x");
+    assert!(buckets.iter().all(|b| (0.0..=3.0).contains(b)) && buckets.len() < 1000, "{buckets:?}");
+}
