@@ -196,44 +196,29 @@ def measure(cmd):
     return wall, usage.ru_maxrss / 1024, stdout
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="3m,10m")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--bin", default=str(TARGET / "release" / "sluice"))
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--input", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        worker(args.worker, args.input, args.out)
-        return
-    import pandas
-    import polars
-
-    print(f"pandas {pandas.__version__}, polars {polars.__version__}, sluice {args.bin}")
+def compare(args, script, sluice_steps, peers, sluice_note):
+    """Run sluice (a pipeline reading the data then `sluice_steps`) and each peer worker of
+    `script` on every size in `args.rows`, `args.runs` times each, and print medians, peak
+    memory and ratios to sluice."""
     sources = {"3m": flights_3m, "10m": flights_10m}
+    DATA.mkdir(parents=True, exist_ok=True)
     for size in args.rows.split(","):
         src = sources[size]()
         results = {}
-        for tool in ["sluice", "polars", "pandas"]:
+        for tool in ["sluice", *peers]:
             walls, peaks, note = [], [], ""
             for _ in range(args.runs):
                 with tempfile.TemporaryDirectory(dir=DATA) as tmp:
                     out = Path(tmp)
                     if tool == "sluice":
                         spec = out / "pipeline.yaml"
-                        spec.write_text(
-                            f"name: bench\nsources:\n  flights: {{path: '{src}'}}\nsteps:\n  check:\n"
-                            f"    kind: validate\n    input: flights\n{CHECKS}"
-                        )
+                        spec.write_text(f"name: bench\nsources:\n  flights: {{path: '{src}'}}\nsteps:\n{sluice_steps}")
                         cmd = [args.bin, "--home", str(out / "home"), "run", str(spec), "--json"]
                     else:
-                        cmd = [sys.executable, __file__, "--worker", tool, "--input", str(src), "--out", str(out)]
+                        cmd = [sys.executable, script, "--worker", tool, "--input", str(src), "--out", str(out)]
                     wall, peak, stdout = measure(cmd)
                     if tool == "sluice":
-                        events = [json.loads(line) for line in stdout.splitlines()]
-                        note = next(e["text"] for e in events if e["event"] == "step_report").splitlines()[0]
+                        note = sluice_note([json.loads(line) for line in stdout.splitlines()])
                     else:
                         note = stdout.strip()
                     walls.append(wall)
@@ -244,6 +229,31 @@ def main():
         base = results["sluice"][0]
         for tool, (wall, peak, note) in results.items():
             print(f"{tool:<8} {wall:>8.2f} {peak:>9.0f} {wall / base:>9.2f}x  {note}")
+
+
+def arguments():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default="3m,10m")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bin", default=str(TARGET / "release" / "sluice"))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--input", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    return ap.parse_args()
+
+
+def main():
+    args = arguments()
+    if args.worker:
+        worker(args.worker, args.input, args.out)
+        return
+    import pandas
+    import polars
+
+    print(f"pandas {pandas.__version__}, polars {polars.__version__}, sluice {args.bin}")
+    steps = f"  check:\n    kind: validate\n    input: flights\n{CHECKS}"
+    report = lambda events: next(e["text"] for e in events if e["event"] == "step_report").splitlines()[0]  # noqa: E731
+    compare(args, __file__, steps, ["polars", "pandas"], report)
 
 
 if __name__ == "__main__":

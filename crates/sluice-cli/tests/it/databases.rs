@@ -6,7 +6,7 @@ use std::process::Command;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 
-use crate::support::{Sandbox, object_path};
+use crate::support::{Sandbox, object_path, read_parquet};
 
 fn psql(sql: &str) {
     let out = Command::new("psql")
@@ -20,16 +20,6 @@ fn mariadb(sql: &str) {
     let out =
         Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "test", "-e", sql]).output().expect("mariadb");
     assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn read(path: &std::path::Path) -> Vec<arrow::array::RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
 }
 
 /// The `data` output of `step` in a run, and the column types recorded for it.
@@ -47,7 +37,7 @@ fn output(
         .iter()
         .map(|c| (c["name"].as_str().unwrap().to_string(), c["data_type"].as_str().unwrap().to_string()))
         .collect();
-    (read(&object_path(&sb.home(), hash, "parquet")), types)
+    (read_parquet(&object_path(&sb.home(), hash, "parquet")), types)
 }
 
 #[test]

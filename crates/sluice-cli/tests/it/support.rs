@@ -267,3 +267,14 @@ pub fn parquet_f64_column(path: &Path, column: &str) -> Vec<f64> {
     }
     values
 }
+
+/// Every batch of a Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<arrow::array::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::AsArray;
 use serde_json::Value;
 
-use crate::support::{Sandbox, object_path};
+use crate::support::{Sandbox, object_path, read_parquet};
 
 /// 1,000 people; `dirty` breaks four rows: id 10 too young, id 20 an unknown city, id 30 a bad
 /// email, id 40 no age.
@@ -211,12 +211,38 @@ fn unknown_columns_bad_sql_and_bad_settings_are_clear_errors() {
     );
 }
 
-fn read_parquet(path: &Path) -> Vec<arrow::array::RecordBatch> {
-    let file = std::fs::File::open(path).unwrap();
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
+#[test]
+fn freshness_and_null_fraction_are_dataset_checks() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("f");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("ts,v\n");
+    for i in 0..100 {
+        let v = if i % 4 == 0 { String::new() } else { i.to_string() };
+        csv.push_str(&format!("2013-01-0{}T10:00:00Z,{v}\n", 1 + i % 9));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    let spec = "name: f\nsources:\n  d: {path: d.csv}\nsteps:\n  check:\n    kind: validate\n    input: d\n    \
+                columns:\n      v: {max_null_fraction: 0.3}\n    dataset:\n      freshness: {column: ts, max_age: 7d, policy: warn}\n";
+    std::fs::write(dir.join("p.yaml"), spec).unwrap();
+    let events = sb.run_json(&dir.join("p.yaml"), &[]);
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(object_path(
+            &sb.home(),
+            &events.outputs("check").iter().find(|(n, _)| n == "report").unwrap().1,
+            "json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let check = |name: &str| report["checks"].as_array().unwrap().iter().find(|c| c["check"] == name).unwrap().clone();
+    assert_eq!(check("v.max_null_fraction")["status"], "passed");
+    assert_eq!(check("v.max_null_fraction")["observed"], "25.00% missing");
+    let fresh = check("dataset.freshness");
+    assert_eq!(fresh["status"], "warned", "{fresh}");
+    assert!(fresh["observed"].as_str().unwrap().starts_with("newest is "), "{fresh}");
+    // The same checks with `fail` stop the step.
+    std::fs::write(dir.join("p.yaml"), spec.replace("policy: warn", "policy: fail").replace("0.3", "0.2")).unwrap();
+    let out = sb.sluice(&["run", dir.join("p.yaml").to_str().unwrap()]).expect_code(1);
+    assert!(out.stderr.contains("dataset.freshness") && out.stderr.contains("v.max_null_fraction"), "{}", out.stderr);
 }
