@@ -245,8 +245,9 @@ pub fn numbers(name: &str, array: &ArrayRef) -> Result<Vec<f64>> {
     Ok((0..f.len()).map(|i| if f.is_null(i) { f64::NAN } else { f.value(i) }).collect())
 }
 
-/// A column's values as text, None when missing (numbers print as Rust prints them: `3`, `2.5`).
-pub fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>> {
+/// A column's values as a text array, null when missing (numbers print as Rust prints them:
+/// `3`, `2.5`). Iterate it for `Option<&str>` without allocating a string per value.
+pub fn texts(name: &str, array: &ArrayRef) -> Result<StringArray> {
     let err = || ModelError::ColumnType {
         column: name.to_string(),
         found: array.data_type().to_string(),
@@ -258,8 +259,30 @@ pub fn texts(name: &str, array: &ArrayRef) -> Result<Vec<Option<String>>> {
     }
     let options = CastOptions { safe: false, ..Default::default() };
     let s = cast_with_options(array, &DataType::Utf8, &options).map_err(|_| err())?;
-    Ok(s.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect())
+    Ok(s.as_string::<i32>().clone())
 }
+
+/// FNV-1a as a `Hasher`: category lookups hash short strings millions of times.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map from category to index with the fast hash.
+pub type Index<'a, V> = HashMap<&'a str, V, std::hash::BuildHasherDefault<Fnv>>;
 
 fn float_column(values: Vec<f64>) -> ArrayRef {
     Arc::new(values.into_iter().map(|v| (!v.is_nan()).then_some(v)).collect::<Float64Array>())
@@ -379,12 +402,9 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
                 Fill::Number(v) => float_column(
                     numbers(column, &array)?.into_iter().map(|x| if x.is_nan() { *v } else { x }).collect(),
                 ),
-                Fill::Text(v) => Arc::new(
-                    texts(column, &array)?
-                        .into_iter()
-                        .map(|x| Some(x.unwrap_or_else(|| v.clone())))
-                        .collect::<StringArray>(),
-                ),
+                Fill::Text(v) => {
+                    Arc::new(texts(column, &array)?.iter().map(|x| Some(x.unwrap_or(v))).collect::<StringArray>())
+                }
             };
             t.replace(column, vec![(column.clone(), out)])
         }
@@ -415,10 +435,10 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
         }
         Feature::OneHot { column, categories, unseen } => {
             let values = texts(column, t.get(column)?)?;
-            let index: HashMap<&str, usize> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+            let index: Index<usize> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
             let mut cols = vec![vec![0.0; values.len()]; categories.len()];
             for (r, v) in values.iter().enumerate() {
-                match v.as_deref().map(|s| (s, index.get(s))) {
+                match v.map(|s| (s, index.get(s))) {
                     Some((_, Some(&i))) => cols[i][r] = 1.0,
                     Some((s, None)) if *unseen == Unseen::Error => return Err(unseen_error(column, s)),
                     _ => {}
@@ -433,11 +453,10 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
         }
         Feature::Ordinal { column, categories, unseen } => {
             let values = texts(column, t.get(column)?)?;
-            let index: HashMap<&str, i64> =
-                categories.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
+            let index: Index<i64> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i as i64)).collect();
             let mut out = Vec::with_capacity(values.len());
-            for v in &values {
-                out.push(match v.as_deref() {
+            for v in values.iter() {
+                out.push(match v {
                     None => None,
                     Some(s) => match (index.get(s), unseen) {
                         (Some(i), _) => Some(*i),
@@ -450,14 +469,12 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
         }
         Feature::Frequency { column, shares } => {
             let values = texts(column, t.get(column)?)?;
-            let out =
-                values.iter().map(|v| v.as_deref().map_or(0.0, |s| shares.get(s).copied().unwrap_or(0.0))).collect();
+            let out = values.iter().map(|v| v.map_or(0.0, |s| shares.get(s).copied().unwrap_or(0.0))).collect();
             t.replace(column, vec![(column.clone(), float_column(out))])
         }
         Feature::Target { column, means, prior } => {
             let values = texts(column, t.get(column)?)?;
-            let out =
-                values.iter().map(|v| v.as_deref().and_then(|s| means.get(s).copied()).unwrap_or(*prior)).collect();
+            let out = values.iter().map(|v| v.and_then(|s| means.get(s).copied()).unwrap_or(*prior)).collect();
             t.replace(column, vec![(column.clone(), float_column(out))])
         }
         Feature::Hash { column, buckets } => {
@@ -492,7 +509,13 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
                 parts.push(texts(c, t.get(c)?)?);
             }
             let out: StringArray = (0..t.rows)
-                .map(|r| parts.iter().map(|p| p[r].as_deref()).collect::<Option<Vec<&str>>>().map(|v| v.join("|")))
+                .map(|r| {
+                    parts
+                        .iter()
+                        .map(|p| (!p.is_null(r)).then(|| p.value(r)))
+                        .collect::<Option<Vec<&str>>>()
+                        .map(|v| v.join("|"))
+                })
                 .collect();
             let last =
                 columns.iter().map(|c| t.position(c)).collect::<Result<Vec<_>>>()?.into_iter().max().unwrap_or(0);
@@ -501,10 +524,10 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
         }
         Feature::Tokens { column, vocabulary, idf } => {
             let values = texts(column, t.get(column)?)?;
-            let index: HashMap<&str, usize> = vocabulary.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
+            let index: Index<usize> = vocabulary.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
             let mut cols = vec![vec![0.0; values.len()]; vocabulary.len()];
             for (r, v) in values.iter().enumerate() {
-                for token in v.as_deref().map(tokenize).unwrap_or_default() {
+                for token in v.map(tokenize).unwrap_or_default() {
                     if let Some(&i) = index.get(token.as_str()) {
                         cols[i][r] += 1.0;
                     }

@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use sluice_core::rng::SplitMix64;
-use sluice_model::features::{Table, apply_one, numbers, texts, tokenize};
+use sluice_model::features::{Index, Table, apply_one, numbers, texts, tokenize};
 use sluice_model::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
 
 use crate::error::{Result, TrainError};
@@ -115,8 +115,8 @@ fn present(values: &[f64]) -> Vec<f64> {
 }
 
 /// Categories by count (most frequent first, ties by value), at most `max`; then sorted by value.
-fn top_categories(values: &[Option<String>], max: usize) -> Vec<String> {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
+fn top_categories(values: &StringArray, max: usize) -> Vec<String> {
+    let mut counts: Index<u64> = Index::default();
     for v in values.iter().flatten() {
         *counts.entry(v).or_default() += 1;
     }
@@ -128,17 +128,11 @@ fn top_categories(values: &[Option<String>], max: usize) -> Vec<String> {
 }
 
 /// Per-category smoothed label means: (sum + smoothing * prior) / (n + smoothing).
-fn target_means(
-    values: &[Option<String>],
-    y: &[f64],
-    rows: &[usize],
-    prior: f64,
-    smoothing: f64,
-) -> BTreeMap<String, f64> {
-    let mut acc: HashMap<&str, (f64, f64)> = HashMap::new();
+fn target_means(values: &StringArray, y: &[f64], rows: &[usize], prior: f64, smoothing: f64) -> BTreeMap<String, f64> {
+    let mut acc: Index<(f64, f64)> = Index::default();
     for &r in rows {
-        if let Some(v) = &values[r] {
-            let e = acc.entry(v).or_default();
+        if !values.is_null(r) {
+            let e = acc.entry(values.value(r)).or_default();
             e.0 += y[r];
             e.1 += 1.0;
         }
@@ -172,7 +166,7 @@ type OutOfFold = Option<(String, Vec<f64>)>;
 /// One step: the fitted feature, and for target encoding the out-of-fold training values.
 fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Feature, OutOfFold)> {
     let nums = |c: &str| -> Result<Vec<f64>> { Ok(numbers(c, t.get(c)?)?) };
-    let strs = |c: &str| -> Result<Vec<Option<String>>> { Ok(texts(c, t.get(c)?)?) };
+    let strs = |c: &str| -> Result<StringArray> { Ok(texts(c, t.get(c)?)?) };
     let scale = |column: &String, center: f64, scale: f64| Feature::Scale {
         column: column.clone(),
         center: if center.is_finite() { center } else { 0.0 },
@@ -266,11 +260,11 @@ fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Fea
             FeatureSpec::Frequency { column } => {
                 let values = strs(column)?;
                 let n = values.len().max(1) as f64;
-                let mut counts: BTreeMap<String, f64> = BTreeMap::new();
-                for v in values.into_iter().flatten() {
-                    *counts.entry(v).or_default() += 1.0;
+                let mut local: Index<f64> = Index::default();
+                for v in values.iter().flatten() {
+                    *local.entry(v).or_default() += 1.0;
                 }
-                counts.values_mut().for_each(|c| *c /= n);
+                let counts: BTreeMap<String, f64> = local.into_iter().map(|(k, c)| (k.to_string(), c / n)).collect();
                 Feature::Frequency { column: column.clone(), shares: counts }
             }
             FeatureSpec::Target { column, folds, smoothing } => {
@@ -295,7 +289,8 @@ fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Fea
                     let p = others.iter().map(|&r| y[r]).sum::<f64>() / others.len().max(1) as f64;
                     let m = target_means(&values, &y, &others, p, *smoothing);
                     for r in (0..y.len()).filter(|&r| fold[r] == f) {
-                        oof[r] = values[r].as_deref().and_then(|v| m.get(v).copied()).unwrap_or(p);
+                        let v = (!values.is_null(r)).then(|| values.value(r));
+                        oof[r] = v.and_then(|v| m.get(v).copied()).unwrap_or(p);
                     }
                 }
                 return Ok((Feature::Target { column: column.clone(), means, prior }, Some((column.clone(), oof))));
@@ -316,7 +311,7 @@ fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Fea
             }
             FeatureSpec::Tokens { column, max_features, idf } => {
                 let docs: Vec<Vec<String>> =
-                    strs(column)?.into_iter().map(|v| v.as_deref().map(tokenize).unwrap_or_default()).collect();
+                    strs(column)?.iter().map(|v| v.map(tokenize).unwrap_or_default()).collect();
                 // Document and total counts per token; the vocabulary is the `max_features` most
                 // frequent tokens over all documents (scikit-learn's rule), ties by token.
                 let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
