@@ -117,3 +117,42 @@ fn nycflights_example_joins_three_sources_and_trains() {
     let again = sb.run_json(&example.join("pipeline.yaml"), &[]);
     assert!(again.ran().is_empty(), "re-run is fully cached: {:?}", again.ran());
 }
+
+/// Sorts spill to disk under `SLUICE_MEMORY_LIMIT`: ~90 MB of rows sorted within 32 MB, and the
+/// limit is real (1 MB is too little even to merge spill files, and says so).
+#[test]
+fn sorts_spill_to_disk_under_a_memory_limit() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("spill");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::with_capacity(80 << 20);
+    csv.push_str("id,key,tag\n");
+    for i in 0..1_500_000u64 {
+        csv.push_str(&format!("{i},{},{:040}\n", (i * 7919 % 1_500_007) as f64 / 3.0, i * 31 % 999_983));
+    }
+    std::fs::write(dir.join("big.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("p.yaml"),
+        "name: spill\nsources:\n  big: {path: big.csv}\nsteps:\n  sorted:\n    kind: sql\n    inputs: [big]\n    query: SELECT * FROM big ORDER BY key DESC\n",
+    )
+    .unwrap();
+    let run = |limit: &str| {
+        sb.command(&["run", dir.join("p.yaml").to_str().unwrap(), "--jobs", "1", "--json"])
+            .env("SLUICE_MEMORY_LIMIT", limit)
+            .output()
+            .unwrap()
+    };
+    let tight = run("1M");
+    assert!(!tight.status.success());
+    let stderr = String::from_utf8_lossy(&tight.stderr);
+    assert!(stderr.contains("memory"), "{stderr}");
+    let out = run("32M");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = crate::support::Events(
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
+    );
+    let sorted = crate::support::object_path(&sb.home(), &events.outputs("sorted")[0].1, "parquet");
+    let keys = crate::support::parquet_f64_column(&sorted, "key");
+    assert_eq!(keys.len(), 1_500_000);
+    assert!(keys.windows(2).all(|w| w[0] >= w[1]), "sorted descending");
+}
