@@ -230,22 +230,3 @@ pub fn read_dataset_batch(path: &Path) -> Result<RecordBatch> {
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(concat_batches(&Arc::clone(&schema), &batches)?)
 }
-
-/// Read some columns of a Parquet dataset into one batch (names not in the file are skipped).
-pub fn read_dataset_columns(path: &Path, columns: &[String]) -> Result<RecordBatch> {
-    let file = File::open(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let schema = builder.schema().clone();
-    let indices: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| columns.iter().any(|c| c == f.name()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
-    let reader = builder.with_projection(mask).with_batch_size(65_536).build()?;
-    let schema = reader.schema();
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(concat_batches(&Arc::clone(&schema), &batches)?)
-}

@@ -218,16 +218,48 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 Some((_, o)) => ctx.path_of(&o.artifact).await?,
                 None => input.clone(),
             };
-            // Fit on the columns the transforms read (only those are held in memory)...
-            let mut wanted: Vec<String> = ft.transforms.iter().flat_map(|t| t.columns.iter().cloned()).collect();
-            wanted.extend(ft.label.clone());
+            // Fit in streaming passes over the columns the transforms read (one pass per group
+            // of steps that do not read each other's output): memory does not grow with rows.
             let specs = feature_specs(&ft.transforms);
             let label = ft.label.clone().unwrap_or_default();
-            let pipeline = blocking(move || {
-                let batch = sluice_engine::read_dataset_columns(&fit_path, &wanted)?;
-                Ok(sluice_train::fit_pipeline(&specs, &batch, &label, 42)?.pipeline)
-            })
-            .await?;
+            let fit_schema = ctx.engine.sql(&[("fit".into(), fit_path.clone())], "SELECT * FROM fit").await?;
+            let wanted: Vec<String> = fit_schema
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| *n == label || ft.transforms.iter().any(|t| t.columns.contains(n)))
+                .collect();
+            let projection =
+                wanted.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
+            let mut pipeline = sluice_model::FeaturePipeline::default();
+            for stage in sluice_train::stages(&specs) {
+                let mut accumulators: Vec<sluice_train::Accumulator> =
+                    stage.iter().map(|&i| sluice_train::Accumulator::new(specs[i].clone())).collect();
+                let df = ctx
+                    .engine
+                    .sql(&[("fit".into(), fit_path.clone())], &format!("SELECT {projection} FROM fit"))
+                    .await?;
+                let mut failure: Option<StepError> = None;
+                let streamed = sluice_engine::for_each_batch(df, |batch| {
+                    let step = pipeline.apply(&batch).map_err(sluice_train::TrainError::from).and_then(|b| {
+                        let table = sluice_model::features::Table::from(&b);
+                        accumulators.iter_mut().try_for_each(|a| a.update(&table, &label))
+                    });
+                    step.map_err(|e| {
+                        failure = Some(e.into());
+                        sluice_engine::EngineError::Invalid("fitting failed".into())
+                    })
+                })
+                .await;
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                streamed?;
+                for a in accumulators {
+                    pipeline.steps.push(a.finish()?);
+                }
+            }
             // ...then transform the input as it streams.
             let df = ctx.engine.sql(&[("input".into(), input)], "SELECT * FROM input").await?;
             let input_schema = std::sync::Arc::new(df.schema().as_arrow().clone());

@@ -28,7 +28,7 @@ pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
 pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
-pub use pipeline::{FeatureSpec, Fitted, Impute, fit_pipeline};
+pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
 
 use arrow_array::RecordBatch;
 use sluice_model::{InputColumn, Lineage, LinearModel, Model, ModelArtifact, Task, TrainingSummary, design_matrix};

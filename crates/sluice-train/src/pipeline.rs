@@ -344,3 +344,248 @@ fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Fea
         None,
     ))
 }
+
+/// Groups of consecutive specs that can be fitted in one pass: a spec that reads a column an
+/// earlier spec of the group writes starts a new group (it must see that spec's output).
+pub fn stages(specs: &[FeatureSpec]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut written: Vec<String> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (reads, writes) = match spec {
+            FeatureSpec::Cross { columns } => (columns.clone(), vec![columns.join("_x_")]),
+            other => {
+                let c = spec_column(other).to_string();
+                (vec![c.clone()], vec![c])
+            }
+        };
+        if out.is_empty() || reads.iter().any(|r| written.contains(r)) {
+            out.push(Vec::new());
+            written.clear();
+        }
+        if let Some(stage) = out.last_mut() {
+            stage.push(i);
+        }
+        written.extend(writes);
+    }
+    out
+}
+
+fn spec_column(spec: &FeatureSpec) -> &str {
+    match spec {
+        FeatureSpec::Cross { columns } => columns.first().map_or("", String::as_str),
+        FeatureSpec::Impute { column, .. }
+        | FeatureSpec::Standardize { column }
+        | FeatureSpec::MinMax { column }
+        | FeatureSpec::Robust { column }
+        | FeatureSpec::Log1p { column }
+        | FeatureSpec::Clip { column, .. }
+        | FeatureSpec::Bucketize { column, .. }
+        | FeatureSpec::OneHot { column, .. }
+        | FeatureSpec::Ordinal { column, .. }
+        | FeatureSpec::Frequency { column }
+        | FeatureSpec::Target { column, .. }
+        | FeatureSpec::Hash { column, .. }
+        | FeatureSpec::DateParts { column, .. }
+        | FeatureSpec::Tokens { column, .. } => column,
+    }
+}
+
+/// What one spec needs to see of the data, gathered batch by batch: exact moments and counts,
+/// and a KLL sketch for medians and quantiles (within about 1% of rank).
+pub struct Accumulator {
+    spec: FeatureSpec,
+    moments: sluice_profile::Moments,
+    kll: sluice_profile::Kll,
+    counts: HashMap<String, f64>,
+    /// Target encoding: per category (sum of labels, rows); and over all rows.
+    target: HashMap<String, (f64, f64)>,
+    label_sum: f64,
+    label_rows: f64,
+    /// Token counts: per token (documents, occurrences); and documents.
+    tokens: HashMap<String, (usize, usize)>,
+    docs: usize,
+    rows: usize,
+    text: bool,
+}
+
+impl Accumulator {
+    pub fn new(spec: FeatureSpec) -> Self {
+        Self {
+            spec,
+            moments: Default::default(),
+            kll: Default::default(),
+            counts: HashMap::new(),
+            target: HashMap::new(),
+            label_sum: 0.0,
+            label_rows: 0.0,
+            tokens: HashMap::new(),
+            docs: 0,
+            rows: 0,
+            text: false,
+        }
+    }
+
+    /// Add one (already transformed by earlier stages) batch.
+    pub fn update(&mut self, t: &Table, label: &str) -> Result<()> {
+        let column = spec_column(&self.spec).to_string();
+        self.rows += t.rows;
+        let numeric = |t: &Table| -> Result<Vec<f64>> {
+            Ok(numbers(&column, t.get(&column)?)?.into_iter().filter(|x| !x.is_nan()).collect())
+        };
+        match &self.spec {
+            FeatureSpec::Impute { strategy, .. } => {
+                self.text = !t.get(&column)?.data_type().is_numeric();
+                match (strategy, self.text) {
+                    (Impute::Mean, false) => self.moments.add_values(&numeric(t)?),
+                    (Impute::Median, false) => self.kll.add_values(&numeric(t)?),
+                    (Impute::MostFrequent, _) => {
+                        for v in texts(&column, t.get(&column)?)?.iter().flatten() {
+                            *self.counts.entry(v.to_string()).or_default() += 1.0;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            FeatureSpec::Standardize { .. } | FeatureSpec::MinMax { .. } => self.moments.add_values(&numeric(t)?),
+            FeatureSpec::Robust { .. } | FeatureSpec::Bucketize { .. } => self.kll.add_values(&numeric(t)?),
+            FeatureSpec::OneHot { .. } | FeatureSpec::Ordinal { .. } | FeatureSpec::Frequency { .. } => {
+                let mut local: Index<f64> = Index::default();
+                let values = texts(&column, t.get(&column)?)?;
+                for v in values.iter().flatten() {
+                    *local.entry(v).or_default() += 1.0;
+                }
+                for (k, n) in local {
+                    *self.counts.entry(k.to_string()).or_default() += n;
+                }
+            }
+            FeatureSpec::Target { .. } => {
+                let values = texts(&column, t.get(&column)?)?;
+                let y = numbers(label, t.get(label)?)?;
+                for (r, y) in y.iter().enumerate() {
+                    if y.is_nan() {
+                        continue;
+                    }
+                    self.label_sum += y;
+                    self.label_rows += 1.0;
+                    if !values.is_null(r) {
+                        let e = self.target.entry(values.value(r).to_string()).or_default();
+                        e.0 += y;
+                        e.1 += 1.0;
+                    }
+                }
+            }
+            FeatureSpec::Tokens { .. } => {
+                for v in texts(&column, t.get(&column)?)?.iter() {
+                    self.docs += 1;
+                    let mut doc = v.map(tokenize).unwrap_or_default();
+                    for w in &doc {
+                        self.tokens.entry(w.clone()).or_default().1 += 1;
+                    }
+                    doc.sort_unstable();
+                    doc.dedup();
+                    for w in doc {
+                        self.tokens.entry(w).or_default().0 += 1;
+                    }
+                }
+            }
+            // Nothing to learn, but the column must be readable.
+            FeatureSpec::Log1p { .. } | FeatureSpec::Clip { .. } => {
+                numbers(&column, t.get(&column)?)?;
+            }
+            FeatureSpec::Hash { .. } | FeatureSpec::DateParts { .. } | FeatureSpec::Cross { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The fitted feature.
+    pub fn finish(self) -> Result<Feature> {
+        let column = spec_column(&self.spec).to_string();
+        let m = &self.moments;
+        let scale = |center: f64, scale: f64| Feature::Scale {
+            column: column.clone(),
+            center: if center.is_finite() { center } else { 0.0 },
+            scale: if scale.is_finite() && scale > 0.0 { scale } else { 1.0 },
+        };
+        let q = |p: f64| self.kll.quantile(p).unwrap_or(0.0);
+        let ranked = |max: usize| {
+            let mut r: Vec<(&String, &f64)> = self.counts.iter().collect();
+            r.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let mut keep: Vec<String> = r.into_iter().take(max).map(|(k, _)| k.clone()).collect();
+            keep.sort();
+            keep
+        };
+        Ok(match &self.spec {
+            FeatureSpec::Impute { strategy, .. } => Feature::Impute {
+                column: column.clone(),
+                fill: match (strategy, self.text) {
+                    (Impute::Mean, false) => Fill::Number(if m.count == 0 { 0.0 } else { m.mean }),
+                    (Impute::Median, false) => Fill::Number(q(0.5)),
+                    (Impute::MostFrequent, true) => Fill::Text(ranked(1).pop().unwrap_or_default()),
+                    (Impute::MostFrequent, false) => {
+                        Fill::Number(ranked(1).pop().and_then(|v| v.parse().ok()).unwrap_or(0.0))
+                    }
+                    (Impute::Constant(v), true) => Fill::Text(v.clone()),
+                    (Impute::Constant(v), false) => {
+                        Fill::Number(v.parse().map_err(|_| invalid(&column, format!("`value: {v}` is not a number")))?)
+                    }
+                    (Impute::Mean | Impute::Median, true) => {
+                        return Err(invalid(&column, "`mean`/`median` need a numeric column"));
+                    }
+                },
+            },
+            FeatureSpec::Standardize { .. } => scale(m.mean, (m.m2 / m.count.max(1) as f64).sqrt()),
+            FeatureSpec::MinMax { .. } => {
+                let (lo, hi) = (m.min.unwrap_or(0.0), m.max.unwrap_or(1.0));
+                scale(lo, hi - lo)
+            }
+            FeatureSpec::Robust { .. } => scale(q(0.5), q(0.75) - q(0.25)),
+            FeatureSpec::Log1p { .. } => Feature::Log1p { column },
+            FeatureSpec::Clip { min, max, .. } => Feature::Clip { column, min: *min, max: *max },
+            FeatureSpec::Bucketize { quantiles, bins, .. } => {
+                let mut edges = match (quantiles, bins) {
+                    (_, Some(b)) => b.clone(),
+                    (Some(k), None) => (1..*k).map(|i| q(i as f64 / *k as f64)).collect(),
+                    (None, None) => return Err(invalid(&column, "bucketize needs `quantiles` or `bins`")),
+                };
+                edges.dedup();
+                Feature::Bucketize { column, edges }
+            }
+            FeatureSpec::OneHot { max_categories, unseen, .. } => {
+                Feature::OneHot { column: column.clone(), categories: ranked(*max_categories), unseen: *unseen }
+            }
+            FeatureSpec::Ordinal { max_categories, unseen, .. } => {
+                Feature::Ordinal { column: column.clone(), categories: ranked(*max_categories), unseen: *unseen }
+            }
+            FeatureSpec::Frequency { .. } => {
+                let n = self.rows.max(1) as f64;
+                Feature::Frequency { column, shares: self.counts.iter().map(|(k, c)| (k.clone(), c / n)).collect() }
+            }
+            FeatureSpec::Target { smoothing, .. } => {
+                let prior = self.label_sum / self.label_rows.max(1.0);
+                let means = self
+                    .target
+                    .iter()
+                    .map(|(k, (sum, n))| (k.clone(), (sum + smoothing * prior) / (n + smoothing)))
+                    .collect();
+                Feature::Target { column, means, prior }
+            }
+            FeatureSpec::Hash { buckets, .. } => Feature::Hash { column, buckets: (*buckets).max(1) },
+            FeatureSpec::DateParts { parts, .. } => Feature::DateParts { column, parts: parts.clone() },
+            FeatureSpec::Cross { columns } => Feature::Cross { columns: columns.clone() },
+            FeatureSpec::Tokens { max_features, idf, .. } => {
+                let mut ranked: Vec<(&String, &(usize, usize))> = self.tokens.iter().collect();
+                ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(b.0)));
+                ranked.truncate(*max_features);
+                ranked.sort_by(|a, b| a.0.cmp(b.0));
+                let n = self.docs as f64;
+                let weights =
+                    idf.then(|| ranked.iter().map(|(_, (d, _))| ((1.0 + n) / (1.0 + *d as f64)).ln() + 1.0).collect());
+                Feature::Tokens {
+                    column,
+                    vocabulary: ranked.into_iter().map(|(w, _)| w.clone()).collect(),
+                    idf: weights,
+                }
+            }
+        })
+    }
+}

@@ -167,3 +167,59 @@ proptest! {
         prop_assert_eq!(loaded.apply(&batch).unwrap(), scored);
     }
 }
+
+/// Streaming fits (batch by batch, as the `fit_transform` step does) equal the in-memory fit
+/// where their statistics are exact (moments, counts), and medians/quantiles come within the
+/// KLL sketch's rank error.
+#[test]
+fn streaming_fit_matches_the_in_memory_fit() {
+    use sluice_model::features::Table;
+    use sluice_train::{Accumulator, stages};
+    let (batch, _) = input();
+    let specs = vec![
+        F::Standardize { column: "y".into() },
+        F::OneHot { column: "cat".into(), max_categories: 3, unseen: Unseen::Ignore },
+        F::Frequency { column: "text".into() },
+        F::Target { column: "cat".into(), folds: 5, smoothing: 10.0 },
+        F::Impute { column: "x".into(), strategy: Impute::Median },
+        F::MinMax { column: "x".into() },
+    ];
+    // `cat` is read again after one-hot wrote it, and `x` after impute: three passes.
+    assert_eq!(stages(&specs), vec![vec![0, 1, 2], vec![3, 4], vec![5]]);
+    let target_specs = [F::Target { column: "cat".into(), folds: 5, smoothing: 10.0 }];
+    let in_memory = fit_pipeline(&specs[..3], &batch, "y", 1).unwrap().pipeline;
+    let target_memory = fit_pipeline(&target_specs, &batch, "y", 1).unwrap().pipeline;
+    let mut fitted = Vec::new();
+    for spec in specs[..3].iter().chain(&target_specs) {
+        let mut acc = Accumulator::new(spec.clone());
+        for start in (0..batch.num_rows()).step_by(64) {
+            let part = batch.slice(start, 64.min(batch.num_rows() - start));
+            acc.update(&Table::from(&part), "y").unwrap();
+        }
+        fitted.push(acc.finish().unwrap());
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+    match (&fitted[0], &in_memory.steps[0]) {
+        (Feature::Scale { center: a, scale: b, .. }, Feature::Scale { center: c, scale: d, .. }) => {
+            assert!(close(*a, *c) && close(*b, *d), "{a} {b} vs {c} {d}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fitted[1], in_memory.steps[1], "one-hot categories");
+    assert_eq!(fitted[2], in_memory.steps[2], "frequencies");
+    match (&fitted[3], &target_memory.steps[0]) {
+        (Feature::Target { means: a, prior: p, .. }, Feature::Target { means: b, prior: q, .. }) => {
+            assert!(close(*p, *q));
+            assert!(a.keys().eq(b.keys()) && a.iter().zip(b).all(|((_, x), (_, y))| close(*x, *y)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The median from the sketch is a value whose rank is within 1% of the middle.
+    let mut acc = Accumulator::new(F::Impute { column: "x".into(), strategy: Impute::Median });
+    acc.update(&Table::from(&batch), "y").unwrap();
+    let Feature::Impute { fill: sluice_model::Fill::Number(m), .. } = acc.finish().unwrap() else { panic!() };
+    let mut xs: Vec<f64> = column(&batch, "x").into_iter().filter(|v| !v.is_nan()).collect();
+    xs.sort_by(f64::total_cmp);
+    let rank = xs.partition_point(|v| *v < m) as f64 / xs.len() as f64;
+    assert!((rank - 0.5).abs() <= 0.01, "median {m} has rank {rank}");
+}
