@@ -8,17 +8,24 @@ use arrow::datatypes::{Date32Type, Float64Type, Int64Type};
 
 use crate::support::{Sandbox, object_path, read_parquet};
 
+/// A table name of this test process's own, so concurrent runs do not collide.
+fn table() -> String {
+    format!("sluice_it_flights_{}", std::process::id())
+}
+
 fn psql(sql: &str) {
+    let sql = sql.replace("sluice_it_flights", &table());
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
         .output()
         .expect("psql");
     assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn mariadb(sql: &str) {
+    let sql = sql.replace("sluice_it_flights", &table());
     let out =
-        Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "test", "-e", sql]).output().expect("mariadb");
+        Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "test", "-e", &sql]).output().expect("mariadb");
     assert!(out.status.success(), "mariadb: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -57,7 +64,8 @@ fn postgres_query_with_parameters_types_and_always_fresh_reads() {
         sb.path().join("pg.yaml"),
         "name: pg\nsources:\n  flights:\n    kind: database\n    url: postgres://${SLUICE_IT_PG_USER}@127.0.0.1:5432/test\n    \
          query: SELECT * FROM sluice_it_flights WHERE dist >= $1 AND carrier <> $2 ORDER BY id\n    params: ['500', 'XX']\n    batch_rows: 1\n\
-         steps:\n  total:\n    kind: sql\n    inputs: [flights]\n    query: SELECT count(*) AS n, sum(dist) AS dist FROM flights\n",
+         steps:\n  total:\n    kind: sql\n    inputs: [flights]\n    query: SELECT count(*) AS n, sum(dist) AS dist FROM flights\n"
+            .replace("sluice_it_flights", &table()),
     )
     .unwrap();
     let run = |extra: &[&str]| {
@@ -151,7 +159,8 @@ fn mariadb_text_and_binary_protocols_agree() {
     std::fs::write(
         sb.path().join("my.yaml"),
         "name: my\nsources:\n  text_protocol: {kind: database, url: 'mariadb://root@127.0.0.1:3306/test', query: 'SELECT * FROM sluice_it_flights WHERE id <> 2 ORDER BY id'}\n  \
-         binary_protocol: {kind: database, url: 'mysql://root@127.0.0.1:3306/test', query: 'SELECT * FROM sluice_it_flights WHERE id <> ? ORDER BY id', params: ['2']}\n",
+         binary_protocol: {kind: database, url: 'mysql://root@127.0.0.1:3306/test', query: 'SELECT * FROM sluice_it_flights WHERE id <> ? ORDER BY id', params: ['2']}\n"
+            .replace("sluice_it_flights", &table()),
     )
     .unwrap();
     let events = sb.run_json(&sb.path().join("my.yaml"), &[]);
