@@ -12,6 +12,7 @@
 //! ```
 
 mod artifact;
+pub mod fnv;
 mod hash;
 pub mod rng;
 

@@ -155,16 +155,24 @@ impl Column {
     }
 }
 
+/// Rows being gathered into a batch of at most `limit` rows.
 struct Batcher {
     schema: SchemaRef,
     columns: Vec<Column>,
     rows: usize,
+    limit: usize,
 }
 
 impl Batcher {
-    fn new(schema: SchemaRef) -> Self {
+    fn new(schema: SchemaRef, limit: usize) -> Self {
         let columns = schema.fields().iter().map(|f| Column::new(f.data_type())).collect();
-        Self { schema, columns, rows: 0 }
+        Self { schema, columns, rows: 0, limit: limit.max(1) }
+    }
+
+    /// A row's values are appended: hand the batch over when it is full.
+    fn row_done(&mut self, sink: &mut (dyn FnMut(Chunk) -> Result<()> + Send)) -> Result<()> {
+        self.rows += 1;
+        if self.rows == self.limit { self.flush(sink) } else { Ok(()) }
     }
 
     fn flush(&mut self, sink: &mut (dyn FnMut(Chunk) -> Result<()> + Send)) -> Result<()> {
@@ -374,17 +382,14 @@ async fn postgres(
         .await
         .map_err(|e| pg_error(url, e))?;
     let mut rows = std::pin::pin!(rows);
-    let mut batch = Batcher::new(schema);
+    let mut batch = Batcher::new(schema, batch_rows);
     while let Some(row) = rows.next().await {
         let row = row.map_err(|e| pg_error(url, e))?;
         for (i, (col, ty)) in batch.columns.iter_mut().zip(&types).enumerate() {
             let raw: Raw = row.try_get(i).map_err(|e| pg_error(url, e))?;
             pg_append(col, ty, raw.0).ok_or_else(|| db_error(url, format!("cannot decode a `{ty}` value")))?;
         }
-        batch.rows += 1;
-        if batch.rows == batch_rows {
-            batch.flush(sink)?;
-        }
+        batch.row_done(sink)?;
     }
     batch.flush(sink)?;
     drop(client);
@@ -479,7 +484,7 @@ async fn mysql_rows<P: mysql_async::prelude::Protocol>(
         columns.iter().map(|c| Field::new(c.name_str(), mysql_arrow_type(c), true)).collect::<Vec<_>>(),
     ));
     sink(Chunk::Schema(schema.clone()))?;
-    let mut batch = Batcher::new(schema.clone());
+    let mut batch = Batcher::new(schema.clone(), batch_rows);
     while let Some(row) = result.next().await.map_err(|e| db_error(url, e))? {
         for (i, col) in batch.columns.iter_mut().enumerate() {
             let value = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
@@ -488,10 +493,7 @@ async fn mysql_rows<P: mysql_async::prelude::Protocol>(
                 db_error(url, format!("column `{}`: cannot read {value:?} as {}", f.name(), f.data_type()))
             })?;
         }
-        batch.rows += 1;
-        if batch.rows == batch_rows {
-            batch.flush(sink)?;
-        }
+        batch.row_done(sink)?;
     }
     batch.flush(sink)
 }
@@ -613,7 +615,7 @@ fn sqlite_blocking(
         tx.blocking_send(Ok(chunk)).map_err(|_| EngineError::Invalid("the reader stopped".into()))
     };
     send(Chunk::Schema(schema.clone()))?;
-    let mut batch = Batcher::new(schema.clone());
+    let mut batch = Batcher::new(schema.clone(), batch_rows);
     let mut sink = |chunk: Chunk| send(chunk);
     let append = |batch: &mut Batcher, row: &rusqlite::Row<'_>, number: usize| -> Result<()> {
         for (i, col) in batch.columns.iter_mut().enumerate() {
@@ -630,19 +632,17 @@ fn sqlite_blocking(
                 )
             })?;
         }
-        batch.rows += 1;
         Ok(())
     };
     if let Some(row) = first {
         append(&mut batch, row, 1)?;
+        batch.row_done(&mut sink)?;
     }
     let mut number = 1;
     while let Some(row) = rows.next().map_err(|e| db_error(&name, e))? {
         number += 1;
         append(&mut batch, row, number)?;
-        if batch.rows == batch_rows {
-            batch.flush(&mut sink)?;
-        }
+        batch.row_done(&mut sink)?;
     }
     batch.flush(&mut sink)?;
     Ok(())

@@ -105,9 +105,21 @@ impl Engine {
 
     /// Read a source whose `path` is an object store URL (a single object, a glob or a
     /// "directory" ending in `/`), listing the matching objects now.
-    pub async fn read_remote_source(&self, source: &SourceStep) -> Result<DataFrame> {
-        let (store, root, objects) =
-            sluice_store::remote::list(source.path.as_str()).await.map_err(|e| EngineError::Invalid(e.to_string()))?;
+    /// `listed`: the objects the cache key was computed from, so exactly those are read (and
+    /// the store is not listed twice); listed now when absent.
+    pub async fn read_remote_source(
+        &self,
+        source: &SourceStep,
+        listed: Option<&[sluice_store::remote::RemoteObject]>,
+    ) -> Result<DataFrame> {
+        let err = |e: sluice_store::StoreError| EngineError::Invalid(e.to_string());
+        let (store, root, objects) = match listed {
+            Some(objects) => {
+                let (store, root, _) = sluice_store::remote::store_for(source.path.as_str()).map_err(err)?;
+                (store, root, objects.to_vec())
+            }
+            None => sluice_store::remote::list(source.path.as_str()).await.map_err(err)?,
+        };
         let urls = objects.into_iter().map(|o| o.url).collect();
         self.read_locations(source, urls, Some((root, store))).await
     }

@@ -2,6 +2,8 @@
 pub enum ModelError {
     #[error("model input is missing column `{column}` (the model needs: {needed})")]
     MissingColumn { column: String, needed: String },
+    #[error("a feature step reads column `{column}`, which the data does not have (its columns: {available})")]
+    FeatureColumn { column: String, available: String },
     #[error("column `{column}` has type {found}, which cannot be read as {expected}")]
     ColumnType { column: String, found: String, expected: String },
     #[error("cannot read model artifact: {0}")]

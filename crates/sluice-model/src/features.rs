@@ -202,9 +202,9 @@ impl From<&RecordBatch> for Table {
 
 impl Table {
     pub fn position(&self, name: &str) -> Result<usize> {
-        self.columns.iter().position(|(n, _)| n == name).ok_or_else(|| ModelError::MissingColumn {
+        self.columns.iter().position(|(n, _)| n == name).ok_or_else(|| ModelError::FeatureColumn {
             column: name.to_string(),
-            needed: format!("a feature step reads `{name}`"),
+            available: self.columns.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", "),
         })
     }
 
@@ -262,40 +262,11 @@ pub fn texts(name: &str, array: &ArrayRef) -> Result<StringArray> {
     Ok(s.as_string::<i32>().clone())
 }
 
-/// FNV-1a as a `Hasher`: category lookups hash short strings millions of times.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A map from category to index with the fast hash.
-pub type Index<'a, V> = HashMap<&'a str, V, std::hash::BuildHasherDefault<Fnv>>;
+/// A map from category to something, with the fast FNV hash.
+pub type Index<'a, V> = HashMap<&'a str, V, sluice_core::fnv::FnvBuild>;
 
 fn float_column(values: Vec<f64>) -> ArrayRef {
     Arc::new(values.into_iter().map(|v| (!v.is_nan()).then_some(v)).collect::<Float64Array>())
-}
-
-/// FNV-1a, 64-bit: a stable hash for the hashing trick (the same bucket on every platform).
-pub fn fnv1a(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// Lowercased runs of letters and digits (two characters or more, as scikit-learn's default
@@ -482,7 +453,7 @@ pub fn apply_one(step: &Feature, t: &mut Table) -> Result<()> {
             let mut cols = vec![vec![0.0; values.len()]; *buckets];
             for (r, v) in values.iter().enumerate() {
                 if let Some(s) = v {
-                    cols[(fnv1a(s) % *buckets as u64) as usize][r] = 1.0;
+                    cols[(sluice_core::fnv::fnv1a(s.as_bytes()) % *buckets as u64) as usize][r] = 1.0;
                 }
             }
             let outs = cols

@@ -2,7 +2,6 @@
 //! off them.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
@@ -133,7 +132,7 @@ impl ColumnState {
                 } else {
                     array
                 };
-                let mut local: HashMap<&str, u64, BuildHasherDefault<FxHasher>> = HashMap::default();
+                let mut local: HashMap<&str, u64, sluice_core::fnv::FnvBuild> = HashMap::default();
                 for_each_str(array, |s| *local.entry(s).or_default() += 1)?;
                 let mut distinct: Vec<(&str, u64)> = local.into_iter().collect();
                 distinct.sort_unstable();
@@ -186,29 +185,6 @@ fn for_each_str<'a>(array: &'a ArrayRef, f: impl FnMut(&'a str)) -> Result<(), S
         other => return Err(format!("cannot read {other} as text")),
     }
     Ok(())
-}
-
-/// FxHash (rustc's hasher): fast for short keys, deterministic; keys here are data values
-/// counted within one batch, not attacker-chosen table sizes that matter.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(SEED);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

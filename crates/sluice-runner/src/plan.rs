@@ -98,7 +98,7 @@ pub async fn plan(ws: &Workspace, pipeline: &Pipeline, force: &[String]) -> Resu
                     .map(|o| (i.clone(), o.clone()))
             })
             .collect();
-        let inputs = match key_inputs(ws, &pipeline.base_dir, step, &resolved).await {
+        let inputs = match key_inputs(ws, &pipeline.base_dir, step, &resolved, None).await {
             Ok(i) => i,
             Err(e) => {
                 entries.push(entry(None, Decision::Run(format!("cannot compute key: {}", chain(&e)))));

@@ -105,6 +105,7 @@ pub(crate) async fn key_inputs(
     base_dir: &std::path::Path,
     step: &Step,
     resolved: &[(sluice_spec::Input, OutputRecord)],
+    listed: Option<&std::sync::OnceLock<Vec<sluice_store::remote::RemoteObject>>>,
 ) -> std::result::Result<Vec<KeyInput>, StepError> {
     // A database or a stream can change without sluice seeing it: such sources run every time
     // (steps after them are still cached by the content of what they read).
@@ -119,13 +120,18 @@ pub(crate) async fn key_inputs(
         let (_, _, objects) = sluice_store::remote::list(source.path.as_str())
             .await
             .map_err(|e| StepError::Invalid(format!("source `{}`: {}", step.name, chain(&e))))?;
-        return Ok(objects
+        let inputs = objects
             .iter()
             .map(|o| KeyInput {
                 name: format!("object:{}", o.url),
                 hash: ContentHash::of_bytes(o.fingerprint().as_bytes()),
             })
-            .collect());
+            .collect();
+        // The step reads exactly the objects its key covers.
+        if let Some(slot) = listed {
+            let _ = slot.set(objects);
+        }
+        return Ok(inputs);
     }
     if !step.files.is_empty() {
         return step
@@ -282,7 +288,7 @@ async fn step_task(ctx: StepCtx, base_dir: std::path::PathBuf, force: bool) -> F
     let name = ctx.step.name.clone();
     let mut keyed = None;
     let outcome = async {
-        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs).await?;
+        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs, Some(&ctx.listed)).await?;
         let key = cache_key(&ctx.step, &inputs);
         keyed = Some((key, inputs.clone()));
         if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {
@@ -396,6 +402,7 @@ async fn schedule(
                 inputs: resolved,
                 reporter: reporter.clone(),
                 base_dir: pipeline.base_dir.clone(),
+                listed: Default::default(),
             };
             let handle = tasks.spawn(step_task(ctx, pipeline.base_dir.clone(), forced.contains(step.name.as_str())));
             task_names.insert(handle.id(), step.name.clone());

@@ -31,6 +31,8 @@ pub(crate) struct StepCtx {
     pub reporter: Arc<dyn Reporter>,
     /// The spec's folder (relative SQLite paths).
     pub base_dir: std::path::PathBuf,
+    /// An object-store source's objects, as listed for its cache key.
+    pub listed: std::sync::OnceLock<Vec<sluice_store::remote::RemoteObject>>,
 }
 
 /// Work to do once the step's outputs and run record are committed (acknowledging a stream's
@@ -144,7 +146,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     match &ctx.step.config {
         StepConfig::Source(source) => {
             let df = if sluice_core::is_url(source.path.as_str()) {
-                ctx.engine.read_remote_source(source).await?
+                ctx.engine.read_remote_source(source, ctx.listed.get().map(Vec::as_slice)).await?
             } else {
                 ctx.engine.read_source(source, &ctx.step.files).await?
             };
@@ -232,6 +234,22 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 .collect();
             let projection =
                 wanted.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
+            // A column no step produces and the data lacks: say so with the data's columns
+            // (the fit reads only the columns the transforms name).
+            let data_columns: Vec<String> = fit_schema.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let unknown = |e: StepError| match &e {
+                StepError::Train(sluice_train::TrainError::Model(sluice_model::ModelError::FeatureColumn {
+                    column,
+                    ..
+                })) if !data_columns.contains(column) => StepError::Invalid(format!(
+                    "step `{}`: `transforms` reads column `{column}`, which `{}` does not have{}; its columns are {}",
+                    ctx.step.name,
+                    ft.fit.as_ref().unwrap_or(&ft.input).as_str(),
+                    sluice_spec::Suggestion::closest(column, data_columns.iter().map(String::as_str)),
+                    data_columns.join(", ")
+                )),
+                _ => e,
+            };
             let mut pipeline = sluice_model::FeaturePipeline::default();
             for stage in sluice_train::stages(&specs) {
                 let mut accumulators: Vec<sluice_train::Accumulator> =
@@ -253,11 +271,11 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 })
                 .await;
                 if let Some(e) = failure {
-                    return Err(e);
+                    return Err(unknown(e));
                 }
                 streamed?;
                 for a in accumulators {
-                    pipeline.steps.push(a.finish()?);
+                    pipeline.steps.push(a.finish().map_err(|e| unknown(e.into()))?);
                 }
             }
             // ...then transform the input as it streams.

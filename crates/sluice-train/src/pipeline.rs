@@ -4,7 +4,7 @@
 //! training rows get out-of-fold encodings (each row's value fitted on the other folds) so the
 //! model never sees a label through its own feature; the stored encoding uses all rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use sluice_core::rng::SplitMix64;
@@ -108,38 +108,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn present(values: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
-/// Categories by count (most frequent first, ties by value), at most `max`; then sorted by value.
-fn top_categories(values: &StringArray, max: usize) -> Vec<String> {
-    let mut counts: Index<u64> = Index::default();
-    for v in values.iter().flatten() {
-        *counts.entry(v).or_default() += 1;
-    }
-    let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let mut keep: Vec<String> = ranked.into_iter().take(max).map(|(v, _)| v.to_string()).collect();
-    keep.sort();
-    keep
-}
-
-/// Per-category smoothed label means: (sum + smoothing * prior) / (n + smoothing).
-fn target_means(values: &StringArray, y: &[f64], rows: &[usize], prior: f64, smoothing: f64) -> BTreeMap<String, f64> {
-    let mut acc: Index<(f64, f64)> = Index::default();
-    for &r in rows {
-        if !values.is_null(r) {
-            let e = acc.entry(values.value(r)).or_default();
-            e.0 += y[r];
-            e.1 += 1.0;
-        }
-    }
-    acc.into_iter().map(|(k, (sum, n))| (k.to_string(), (sum + smoothing * prior) / (n + smoothing))).collect()
-}
-
 /// Fit `specs` in order on `batch`; `label` is needed by target encoding.
 pub fn fit_pipeline(specs: &[FeatureSpec], batch: &RecordBatch, label: &str, seed: u64) -> Result<Fitted> {
     let mut table = Table::from(batch);
@@ -163,186 +131,30 @@ pub fn fit_pipeline(specs: &[FeatureSpec], batch: &RecordBatch, label: &str, see
 /// A column's out-of-fold training values (target encoding).
 type OutOfFold = Option<(String, Vec<f64>)>;
 
-/// One step: the fitted feature, and for target encoding the out-of-fold training values.
+/// One step, fitted exactly on the whole table (the accumulator's exact mode); for target
+/// encoding also the out-of-fold training values.
 fn fit_one(spec: &FeatureSpec, t: &Table, label: &str, seed: u64) -> Result<(Feature, OutOfFold)> {
-    let nums = |c: &str| -> Result<Vec<f64>> { Ok(numbers(c, t.get(c)?)?) };
-    let strs = |c: &str| -> Result<StringArray> { Ok(texts(c, t.get(c)?)?) };
-    let scale = |column: &String, center: f64, scale: f64| Feature::Scale {
-        column: column.clone(),
-        center: if center.is_finite() { center } else { 0.0 },
-        scale: if scale.is_finite() && scale > 0.0 { scale } else { 1.0 },
-    };
-    Ok((
-        match spec {
-            FeatureSpec::Impute { column, strategy } => {
-                let text = !matches!(t.get(column)?.data_type(), dt if dt.is_numeric());
-                let fill = match strategy {
-                    Impute::Mean | Impute::Median if text => {
-                        return Err(invalid(
-                            column,
-                            "`mean`/`median` need a numeric column; use `most_frequent` or `constant`",
-                        ));
-                    }
-                    Impute::Mean => {
-                        let v = present(&nums(column)?);
-                        Fill::Number(if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 })
-                    }
-                    Impute::Median => Fill::Number(quantile(&present(&nums(column)?), 0.5)),
-                    Impute::MostFrequent if text => {
-                        Fill::Text(top_categories(&strs(column)?, 1).pop().unwrap_or_default())
-                    }
-                    Impute::MostFrequent => {
-                        // The most frequent value; ties go to the smallest.
-                        let v = present(&nums(column)?);
-                        let mut best = (0usize, f64::NAN);
-                        let mut i = 0;
-                        while i < v.len() {
-                            let j = v[i..].iter().take_while(|x| **x == v[i]).count();
-                            if j > best.0 {
-                                best = (j, v[i]);
-                            }
-                            i += j;
-                        }
-                        Fill::Number(if best.1.is_nan() { 0.0 } else { best.1 })
-                    }
-                    Impute::Constant(value) if text => Fill::Text(value.clone()),
-                    Impute::Constant(value) => Fill::Number(
-                        value.parse().map_err(|_| invalid(column, format!("`value: {value}` is not a number")))?,
-                    ),
-                };
-                Feature::Impute { column: column.clone(), fill }
-            }
-            FeatureSpec::Standardize { column } => {
-                let v = present(&nums(column)?);
-                let n = v.len().max(1) as f64;
-                let mean = v.iter().sum::<f64>() / n;
-                // Population standard deviation, as scikit-learn's StandardScaler.
-                let std = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-                scale(column, mean, std)
-            }
-            FeatureSpec::MinMax { column } => {
-                let v = present(&nums(column)?);
-                let (lo, hi) = (v.first().copied().unwrap_or(0.0), v.last().copied().unwrap_or(1.0));
-                scale(column, lo, hi - lo)
-            }
-            FeatureSpec::Robust { column } => {
-                let v = present(&nums(column)?);
-                scale(column, quantile(&v, 0.5), quantile(&v, 0.75) - quantile(&v, 0.25))
-            }
-            FeatureSpec::Log1p { column } => {
-                nums(column)?;
-                Feature::Log1p { column: column.clone() }
-            }
-            FeatureSpec::Clip { column, min, max } => {
-                nums(column)?;
-                Feature::Clip { column: column.clone(), min: *min, max: *max }
-            }
-            FeatureSpec::Bucketize { column, quantiles, bins } => {
-                let v = present(&nums(column)?);
-                let mut edges = match (quantiles, bins) {
-                    (_, Some(b)) => b.clone(),
-                    (Some(k), None) => (1..*k).map(|i| quantile(&v, i as f64 / *k as f64)).collect(),
-                    (None, None) => return Err(invalid(column, "bucketize needs `quantiles` or `bins`")),
-                };
-                edges.dedup();
-                Feature::Bucketize { column: column.clone(), edges }
-            }
-            FeatureSpec::OneHot { column, max_categories, unseen } => Feature::OneHot {
-                column: column.clone(),
-                categories: top_categories(&strs(column)?, *max_categories),
-                unseen: *unseen,
-            },
-            FeatureSpec::Ordinal { column, max_categories, unseen } => Feature::Ordinal {
-                column: column.clone(),
-                categories: top_categories(&strs(column)?, *max_categories),
-                unseen: *unseen,
-            },
-            FeatureSpec::Frequency { column } => {
-                let values = strs(column)?;
-                let n = values.len().max(1) as f64;
-                let mut local: Index<f64> = Index::default();
-                for v in values.iter().flatten() {
-                    *local.entry(v).or_default() += 1.0;
-                }
-                let counts: BTreeMap<String, f64> = local.into_iter().map(|(k, c)| (k.to_string(), c / n)).collect();
-                Feature::Frequency { column: column.clone(), shares: counts }
-            }
-            FeatureSpec::Target { column, folds, smoothing } => {
-                let values = strs(column)?;
-                let y = numbers(
-                    label,
-                    t.get(label).map_err(|_| invalid(column, format!("target encoding needs the label `{label}`")))?,
-                )
-                .map_err(|_| {
-                    invalid(column, format!("target encoding needs a numeric or boolean label; `{label}` is not"))
-                })?;
-                let known: Vec<usize> = (0..y.len()).filter(|&r| !y[r].is_nan()).collect();
-                let prior = known.iter().map(|&r| y[r]).sum::<f64>() / known.len().max(1) as f64;
-                let means = target_means(&values, &y, &known, prior, *smoothing);
-                // Out of fold: each training row is encoded by the other folds' rows.
-                let k = (*folds).max(2);
-                let mut rng = SplitMix64::new(seed ^ 0x7a46_e7ec);
-                let fold: Vec<usize> = (0..y.len()).map(|_| rng.below(k)).collect();
-                let mut oof = vec![prior; y.len()];
-                for f in 0..k {
-                    let others: Vec<usize> = known.iter().copied().filter(|&r| fold[r] != f).collect();
-                    let p = others.iter().map(|&r| y[r]).sum::<f64>() / others.len().max(1) as f64;
-                    let m = target_means(&values, &y, &others, p, *smoothing);
-                    for r in (0..y.len()).filter(|&r| fold[r] == f) {
-                        let v = (!values.is_null(r)).then(|| values.value(r));
-                        oof[r] = v.and_then(|v| m.get(v).copied()).unwrap_or(p);
-                    }
-                }
-                return Ok((Feature::Target { column: column.clone(), means, prior }, Some((column.clone(), oof))));
-            }
-            FeatureSpec::Hash { column, buckets } => {
-                strs(column)?;
-                Feature::Hash { column: column.clone(), buckets: (*buckets).max(1) }
-            }
-            FeatureSpec::DateParts { column, parts } => {
-                t.get(column)?;
-                Feature::DateParts { column: column.clone(), parts: parts.clone() }
-            }
-            FeatureSpec::Cross { columns } => {
-                for c in columns {
-                    strs(c)?;
-                }
-                Feature::Cross { columns: columns.clone() }
-            }
-            FeatureSpec::Tokens { column, max_features, idf } => {
-                let docs: Vec<Vec<String>> =
-                    strs(column)?.iter().map(|v| v.map(tokenize).unwrap_or_default()).collect();
-                // Document and total counts per token; the vocabulary is the `max_features` most
-                // frequent tokens over all documents (scikit-learn's rule), ties by token.
-                let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-                for d in &docs {
-                    let mut seen: Vec<&str> = d.iter().map(String::as_str).collect();
-                    for w in &seen {
-                        counts.entry(w).or_default().1 += 1;
-                    }
-                    seen.sort_unstable();
-                    seen.dedup();
-                    for w in seen {
-                        counts.entry(w).or_default().0 += 1;
-                    }
-                }
-                let mut ranked: Vec<(&str, (usize, usize))> = counts.into_iter().collect();
-                ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(b.0)));
-                ranked.truncate(*max_features);
-                ranked.sort_by(|a, b| a.0.cmp(b.0));
-                let n = docs.len() as f64;
-                // scikit-learn's smooth IDF: ln((1 + n) / (1 + df)) + 1.
-                let weights =
-                    idf.then(|| ranked.iter().map(|(_, (d, _))| ((1.0 + n) / (1.0 + *d as f64)).ln() + 1.0).collect());
-                Feature::Tokens {
-                    column: column.clone(),
-                    vocabulary: ranked.into_iter().map(|(w, _)| w.to_string()).collect(),
-                    idf: weights,
-                }
-            }
-        },
-        None,
-    ))
+    let mut acc = Accumulator::exact(spec.clone());
+    acc.update(t, label)?;
+    let feature = acc.finish()?;
+    let FeatureSpec::Target { column, folds, .. } = spec else { return Ok((feature, None)) };
+    // Out of fold: each training row is encoded by the other folds' rows.
+    let values = texts(column, t.get(column)?)?;
+    let y = numbers(label, t.get(label)?)?;
+    let k = (*folds).max(2);
+    let mut rng = SplitMix64::new(seed ^ 0x7a46_e7ec);
+    let fold: Vec<usize> = (0..y.len()).map(|_| rng.below(k)).collect();
+    let mut oof = vec![f64::NAN; y.len()];
+    for f in 0..k {
+        let mut others = Accumulator::exact(spec.clone());
+        others.add_target(&values, &y, |r| fold[r] != f);
+        let Feature::Target { means, prior, .. } = others.finish()? else { unreachable!("a target spec") };
+        for r in (0..y.len()).filter(|&r| fold[r] == f) {
+            let v = (!values.is_null(r)).then(|| values.value(r));
+            oof[r] = v.and_then(|v| means.get(v).copied()).unwrap_or(prior);
+        }
+    }
+    Ok((feature, Some((column.clone(), oof))))
 }
 
 /// Groups of consecutive specs that can be fitted in one pass: a spec that reads a column an
@@ -390,12 +202,41 @@ fn spec_column(spec: &FeatureSpec) -> &str {
     }
 }
 
-/// What one spec needs to see of the data, gathered batch by batch: exact moments and counts,
-/// and a KLL sketch for medians and quantiles (within about 1% of rank).
+/// Values for medians and quantiles: all of them (exact, in memory) or a KLL sketch (streaming,
+/// within about 1% of rank).
+enum Quantiles {
+    Exact(Vec<f64>),
+    Sketch(sluice_profile::Kll),
+}
+
+impl Quantiles {
+    fn add(&mut self, values: &[f64]) {
+        match self {
+            Quantiles::Exact(all) => all.extend_from_slice(values),
+            Quantiles::Sketch(kll) => kll.add_values(values),
+        }
+    }
+
+    /// numpy's default (`linear`) quantile when exact; the sketch's otherwise; 0 when empty.
+    fn get(&mut self, q: f64) -> f64 {
+        let v = match self {
+            Quantiles::Exact(all) => {
+                all.sort_by(f64::total_cmp);
+                quantile(all, q)
+            }
+            Quantiles::Sketch(kll) => kll.quantile(q).unwrap_or(f64::NAN),
+        };
+        if v.is_nan() { 0.0 } else { v }
+    }
+}
+
+/// What one spec needs to see of the data, gathered batch by batch: exact moments and counts;
+/// medians and quantiles exact ([`Accumulator::exact`], the train step's in-memory fit) or from a
+/// KLL sketch ([`Accumulator::new`], the streaming fit of `fit_transform`).
 pub struct Accumulator {
     spec: FeatureSpec,
     moments: sluice_profile::Moments,
-    kll: sluice_profile::Kll,
+    quantiles: Quantiles,
     counts: HashMap<String, f64>,
     /// Target encoding: per category (sum of labels, rows); and over all rows.
     target: HashMap<String, (f64, f64)>,
@@ -409,11 +250,21 @@ pub struct Accumulator {
 }
 
 impl Accumulator {
+    /// Streaming: quantiles from a KLL sketch, memory independent of the rows.
     pub fn new(spec: FeatureSpec) -> Self {
+        Self::with(spec, Quantiles::Sketch(Default::default()))
+    }
+
+    /// Exact: every value is kept for quantiles.
+    pub fn exact(spec: FeatureSpec) -> Self {
+        Self::with(spec, Quantiles::Exact(Vec::new()))
+    }
+
+    fn with(spec: FeatureSpec, quantiles: Quantiles) -> Self {
         Self {
             spec,
             moments: Default::default(),
-            kll: Default::default(),
+            quantiles,
             counts: HashMap::new(),
             target: HashMap::new(),
             label_sum: 0.0,
@@ -437,7 +288,7 @@ impl Accumulator {
                 self.text = !t.get(&column)?.data_type().is_numeric();
                 match (strategy, self.text) {
                     (Impute::Mean, false) => self.moments.add_values(&numeric(t)?),
-                    (Impute::Median, false) => self.kll.add_values(&numeric(t)?),
+                    (Impute::Median, false) => self.quantiles.add(&numeric(t)?),
                     (Impute::MostFrequent, _) => {
                         for v in texts(&column, t.get(&column)?)?.iter().flatten() {
                             *self.counts.entry(v.to_string()).or_default() += 1.0;
@@ -447,7 +298,7 @@ impl Accumulator {
                 }
             }
             FeatureSpec::Standardize { .. } | FeatureSpec::MinMax { .. } => self.moments.add_values(&numeric(t)?),
-            FeatureSpec::Robust { .. } | FeatureSpec::Bucketize { .. } => self.kll.add_values(&numeric(t)?),
+            FeatureSpec::Robust { .. } | FeatureSpec::Bucketize { .. } => self.quantiles.add(&numeric(t)?),
             FeatureSpec::OneHot { .. } | FeatureSpec::Ordinal { .. } | FeatureSpec::Frequency { .. } => {
                 let mut local: Index<f64> = Index::default();
                 let values = texts(&column, t.get(&column)?)?;
@@ -460,19 +311,18 @@ impl Accumulator {
             }
             FeatureSpec::Target { .. } => {
                 let values = texts(&column, t.get(&column)?)?;
-                let y = numbers(label, t.get(label)?)?;
-                for (r, y) in y.iter().enumerate() {
-                    if y.is_nan() {
-                        continue;
-                    }
-                    self.label_sum += y;
-                    self.label_rows += 1.0;
-                    if !values.is_null(r) {
-                        let e = self.target.entry(values.value(r).to_string()).or_default();
-                        e.0 += y;
-                        e.1 += 1.0;
-                    }
-                }
+                let y = t
+                    .get(label)
+                    .map_err(|_| invalid(&column, format!("target encoding needs the label `{label}`")))
+                    .and_then(|l| {
+                        numbers(label, l).map_err(|_| {
+                            invalid(
+                                &column,
+                                format!("target encoding needs a numeric or boolean label; `{label}` is not"),
+                            )
+                        })
+                    })?;
+                self.add_target(&values, &y, |_| true);
             }
             FeatureSpec::Tokens { .. } => {
                 for v in texts(&column, t.get(&column)?)?.iter() {
@@ -497,8 +347,24 @@ impl Accumulator {
         Ok(())
     }
 
+    /// Label sums per category, over the rows `keep` accepts (labels that are NaN skipped).
+    fn add_target(&mut self, values: &StringArray, y: &[f64], keep: impl Fn(usize) -> bool) {
+        for (r, y) in y.iter().enumerate() {
+            if y.is_nan() || !keep(r) {
+                continue;
+            }
+            self.label_sum += y;
+            self.label_rows += 1.0;
+            if !values.is_null(r) {
+                let e = self.target.entry(values.value(r).to_string()).or_default();
+                e.0 += y;
+                e.1 += 1.0;
+            }
+        }
+    }
+
     /// The fitted feature.
-    pub fn finish(self) -> Result<Feature> {
+    pub fn finish(mut self) -> Result<Feature> {
         let column = spec_column(&self.spec).to_string();
         let m = &self.moments;
         let scale = |center: f64, scale: f64| Feature::Scale {
@@ -506,7 +372,6 @@ impl Accumulator {
             center: if center.is_finite() { center } else { 0.0 },
             scale: if scale.is_finite() && scale > 0.0 { scale } else { 1.0 },
         };
-        let q = |p: f64| self.kll.quantile(p).unwrap_or(0.0);
         let ranked = |max: usize| {
             let mut r: Vec<(&String, &f64)> = self.counts.iter().collect();
             r.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
@@ -519,7 +384,7 @@ impl Accumulator {
                 column: column.clone(),
                 fill: match (strategy, self.text) {
                     (Impute::Mean, false) => Fill::Number(if m.count == 0 { 0.0 } else { m.mean }),
-                    (Impute::Median, false) => Fill::Number(q(0.5)),
+                    (Impute::Median, false) => Fill::Number(self.quantiles.get(0.5)),
                     (Impute::MostFrequent, true) => Fill::Text(ranked(1).pop().unwrap_or_default()),
                     (Impute::MostFrequent, false) => {
                         Fill::Number(ranked(1).pop().and_then(|v| v.parse().ok()).unwrap_or(0.0))
@@ -538,13 +403,16 @@ impl Accumulator {
                 let (lo, hi) = (m.min.unwrap_or(0.0), m.max.unwrap_or(1.0));
                 scale(lo, hi - lo)
             }
-            FeatureSpec::Robust { .. } => scale(q(0.5), q(0.75) - q(0.25)),
+            FeatureSpec::Robust { .. } => {
+                let (q1, q2, q3) = (self.quantiles.get(0.25), self.quantiles.get(0.5), self.quantiles.get(0.75));
+                scale(q2, q3 - q1)
+            }
             FeatureSpec::Log1p { .. } => Feature::Log1p { column },
             FeatureSpec::Clip { min, max, .. } => Feature::Clip { column, min: *min, max: *max },
             FeatureSpec::Bucketize { quantiles, bins, .. } => {
                 let mut edges = match (quantiles, bins) {
                     (_, Some(b)) => b.clone(),
-                    (Some(k), None) => (1..*k).map(|i| q(i as f64 / *k as f64)).collect(),
+                    (Some(k), None) => (1..*k).map(|i| self.quantiles.get(i as f64 / *k as f64)).collect(),
                     (None, None) => return Err(invalid(&column, "bucketize needs `quantiles` or `bins`")),
                 };
                 edges.dedup();

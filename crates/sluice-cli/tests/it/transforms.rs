@@ -146,3 +146,17 @@ fn fit_transform_step_writes_the_transformed_dataset() {
     let buckets = parquet_f64_column(&later, "x");
     assert!(buckets.iter().all(|b| (0.0..=3.0).contains(b)) && buckets.len() < 1000, "{buckets:?}");
 }
+
+#[test]
+fn a_transform_of_a_missing_column_names_it_and_stores_nothing() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("d.csv"), "x,cat\n1,a\n2,b\n").unwrap();
+    std::fs::write(
+        sb.path().join("ft.yaml"),
+        "name: ft\nsources:\n  d: {path: d.csv}\nsteps:\n  features:\n    kind: fit_transform\n    input: d\n    transforms:\n      - {op: onehot, columns: [kat]}\n",
+    )
+    .unwrap();
+    let out = sb.sluice(&["run", "ft.yaml"]).expect_code(1);
+    assert!(out.stderr.contains("column `kat`") && out.stderr.contains("did you mean `cat`"), "{}", out.stderr);
+    assert_eq!(crate::support::object_files(&sb.home()).len(), 1, "only the source's dataset");
+}
