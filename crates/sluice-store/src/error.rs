@@ -22,6 +22,10 @@ pub enum StoreError {
     Ambiguous(String, &'static str),
     #[error("`{url}`: {message}")]
     Remote { url: String, message: String },
+    #[error(
+        "study `{name}` exists with a different {what}: stored {stored}, asked {asked}; name a new study (`tune.study`) to search a different space"
+    )]
+    StudyMismatch { name: String, what: String, stored: String, asked: String },
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

@@ -22,9 +22,12 @@ mod metadata;
 mod records;
 pub mod remote;
 mod sqlite;
+mod sqlite_studies;
+mod studies;
 
 pub use artifacts::ArtifactStore;
 pub use error::{Result, StoreError};
 pub use metadata::MetadataStore;
 pub use records::*;
 pub use sqlite::{SqliteStore, now};
+pub use studies::*;

@@ -120,6 +120,44 @@ CREATE TABLE model_tags (
     FOREIGN KEY (name, version) REFERENCES model_versions(name, version)
 );
 "#,
+    r#"
+CREATE TABLE studies (
+    name       TEXT PRIMARY KEY,
+    direction  TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    seq        INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE trials (
+    study        TEXT NOT NULL REFERENCES studies(name),
+    number       INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    params       TEXT NOT NULL DEFAULT '{}',
+    value        REAL,
+    metrics      TEXT NOT NULL DEFAULT '{}',
+    meta         TEXT NOT NULL DEFAULT '{}',
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    run_id       TEXT,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    heartbeat_at TEXT NOT NULL,
+    error        TEXT,
+    seq          INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (study, number)
+);
+CREATE INDEX trials_seq ON trials(study, seq);
+CREATE TABLE trial_values (
+    study  TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    step   INTEGER NOT NULL,
+    value  REAL NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (study, number, step)
+);
+CREATE INDEX trial_values_seq ON trial_values(study, seq);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -196,7 +234,7 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
 
 const RUN_COLUMNS: &str = "id, pipeline, spec_path, status, started_at, finished_at, error, pid";
 
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") { Path::new(&format!("/proc/{pid}")).exists() } else { true }
 }
 
@@ -244,7 +282,7 @@ impl SqliteStore {
         &self.path
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
         f(&mut conn)
     }
