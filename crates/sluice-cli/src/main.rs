@@ -46,6 +46,9 @@ enum Command {
     /// Look at a data file: its statistics profile, or expectations proposed from it.
     #[command(subcommand)]
     Data(commands::data::Command),
+    /// Inspect hyperparameter studies (train steps with `tune:`).
+    #[command(subcommand)]
+    Tune(commands::tune::Command),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Lineage(args) => commands::lineage::run(&cli.home, args),
         Command::Serve(args) => commands::serve::run(&cli.home, args),
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Tune(cmd) => commands::tune::run(&cli.home, cmd),
     };
     match result {
         Ok(code) => code,

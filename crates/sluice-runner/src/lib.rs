@@ -24,6 +24,7 @@ mod plan;
 mod run;
 mod slices;
 mod steps;
+mod tune;
 mod validate;
 mod workspace;
 

@@ -398,6 +398,7 @@ async fn schedule(
                 ws: ws.clone(),
                 engine: engine.clone(),
                 run_id: run_id.clone(),
+                pipeline: pipeline.name.clone(),
                 step: step.clone(),
                 inputs: resolved,
                 reporter: reporter.clone(),

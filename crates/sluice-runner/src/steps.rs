@@ -25,6 +25,8 @@ pub(crate) struct StepCtx {
     pub ws: Arc<Workspace>,
     pub engine: Engine,
     pub run_id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
     pub step: Step,
     /// Each input with the artifact it resolved to, in the step's reference order.
     pub inputs: Vec<(Input, OutputRecord)>,
@@ -361,6 +363,21 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 config: ctx.step.config.to_json(),
                 sluice_version: sluice_core::ENGINE_VERSION.to_string(),
             };
+            // A study continues across runs of the same step on the same data; by default it is
+            // named after the pipeline, the step and what it reads and searches.
+            let study = train.tune.as_ref().map(|t| match &t.study {
+                Some(name) => name.clone(),
+                None => {
+                    let mut h = sluice_core::Hasher::new();
+                    for (_, o) in &ctx.inputs {
+                        h.field(o.artifact.hash.to_string());
+                    }
+                    h.field(ctx.step.config.to_json().to_string());
+                    format!("{}.{}.{}", ctx.pipeline, ctx.step.name, &h.finish().to_string()[..8])
+                }
+            });
+            let (meta, run_id, reporter, step_name) =
+                (ctx.ws.meta.clone(), ctx.run_id.clone(), ctx.reporter.clone(), ctx.step.name.clone());
             let (model, extra) = blocking(move || {
                 let batch = read_dataset_batch(&path)?;
                 let features: Vec<String> = match &train.features {
@@ -374,12 +391,20 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         .collect(),
                 };
                 let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
+                if let Some(study) = study {
+                    let say = |text: String| reporter.event(&Event::StepReport { step: step_name.clone(), text });
+                    let data = crate::tune::TuneData { batch: &batch, valid: valid.as_ref(), features: &features };
+                    let tuned = crate::tune::tune(&*meta, &study, &run_id, &train, &data, &say)?;
+                    let mut model = tuned.model;
+                    model.lineage = lineage;
+                    return Ok((model, tuned.metrics));
+                }
                 let mut cv_metrics = Vec::new();
                 if let Some(cv) = &train.cv {
                     cv_metrics = cross_validate(&train, cv, &batch, valid.as_ref(), &features, init.as_ref())?;
                 }
                 let (mut model, mut extra) =
-                    fit_with_features(&train, &batch, valid.as_ref(), &features, init.as_ref())?;
+                    fit_with_features(&train, &batch, valid.as_ref(), &features, init.as_ref(), &mut every_round)?;
                 extra.extend(cv_metrics);
                 model.lineage = lineage;
                 Ok((model, extra))
@@ -712,15 +737,16 @@ fn feature_specs(transforms: &[sluice_spec::kinds::TransformSpec]) -> Vec<sluice
 
 /// Fit the step's feature engineering on `batch` (when it has any), train the model on the
 /// result, and ship the fitted pipeline inside the model: its inputs are the raw columns.
-fn fit_with_features(
+pub(crate) fn fit_with_features(
     train: &sluice_spec::kinds::TrainStep,
     batch: &RecordBatch,
     valid: Option<&RecordBatch>,
     features: &[String],
     init: Option<&ModelArtifact>,
+    on_round: OnRound,
 ) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
     if train.transforms.is_empty() {
-        return fit_model(train, batch, valid, features, init);
+        return fit_model(train, batch, valid, features, init, on_round);
     }
     let mut keep: Vec<usize> = Vec::new();
     for name in features.iter().chain(std::iter::once(&train.label)) {
@@ -736,7 +762,7 @@ fn fit_with_features(
     let engineered: Vec<String> =
         fitted.train.schema().fields().iter().map(|f| f.name().clone()).filter(|n| *n != train.label).collect();
     let valid = valid.map(|v| fitted.pipeline.apply(v)).transpose().map_err(sluice_train::TrainError::from)?;
-    let (mut model, extra) = fit_model(train, &fitted.train, valid.as_ref(), &engineered, init)?;
+    let (mut model, extra) = fit_model(train, &fitted.train, valid.as_ref(), &engineered, init, on_round)?;
     model.inputs = features
         .iter()
         .filter_map(|f| raw.schema().field_with_name(f).ok().cloned())
@@ -746,12 +772,21 @@ fn fit_with_features(
     Ok((model, extra))
 }
 
+/// Called after each boosting round (GBDT); `Break` stops training there.
+pub(crate) type OnRound<'a> = &'a mut (dyn FnMut(&sluice_train::gbdt::RoundReport) -> std::ops::ControlFlow<()> + Send);
+
+/// A round callback that never stops training.
+pub(crate) fn every_round(_: &sluice_train::gbdt::RoundReport) -> std::ops::ControlFlow<()> {
+    std::ops::ControlFlow::Continue(())
+}
+
 fn fit_model(
     train: &sluice_spec::kinds::TrainStep,
     batch: &RecordBatch,
     valid: Option<&RecordBatch>,
     features: &[String],
     init: Option<&ModelArtifact>,
+    on_round: OnRound,
 ) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
     Ok(match &train.params {
         TrainParams::Linear(p) => {
@@ -773,8 +808,7 @@ fn fit_model(
         TrainParams::Ftrl(p) => (ftrl(train, p, batch, features, init)?, vec![]),
         TrainParams::Forest(p) => {
             let request = forest_request(p, &train.label, features, train.preprocessing.max_categories);
-            let model =
-                sluice_train::train_gbdt(batch, None, &request, None, &mut |_| std::ops::ControlFlow::Continue(()))?;
+            let model = sluice_train::train_gbdt(batch, None, &request, None, on_round)?;
             let trees = model.training.iterations as f64;
             (model, vec![("trees".to_string(), trees)])
         }
@@ -783,7 +817,7 @@ fn fit_model(
             let mut history = Vec::new();
             let model = sluice_train::train_gbdt(batch, valid, &request, init, &mut |r| {
                 history.extend(r.valid_metric);
-                std::ops::ControlFlow::Continue(())
+                on_round(r)
             })?;
             let metric = format!("{:?}", request.options.metric).to_lowercase();
             let mut extra = vec![("trees".to_string(), model.training.iterations as f64)];
@@ -800,7 +834,7 @@ fn fit_model(
 
 /// K-fold cross-validation of the step's model: per fold, train on the other folds and score
 /// the fold; returns `cv_<metric>_mean` and `cv_<metric>_std` over folds.
-fn cross_validate(
+pub(crate) fn cross_validate(
     train: &sluice_spec::kinds::TrainStep,
     cv: &sluice_spec::kinds::CrossValidation,
     batch: &RecordBatch,
@@ -829,7 +863,7 @@ fn cross_validate(
                 .map_err(|e| StepError::Internal(format!("selecting fold rows: {e}")))
         };
         let (fold_train, fold_test) = (pick(&train_rows)?, pick(&test_rows)?);
-        let (model, _) = fit_with_features(train, &fold_train, valid, features, init)?;
+        let (model, _) = fit_with_features(train, &fold_train, valid, features, init, &mut every_round)?;
         for (k, v) in crate::gates::score(model, &fold_test, 0.5)?.metrics {
             per_metric.entry(k).or_default().push(v);
         }

@@ -696,6 +696,148 @@ pub struct TrainStep {
     /// Feature engineering before the model, in order (see `TransformSpec`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<TransformSpec>,
+    /// Search `params` for the best model (see `TuneSpec`): the step's output is the best
+    /// trial's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneSpec>,
+}
+
+impl TrainStep {
+    /// `params` with some fields replaced (a trial's values), checked like the spec's own.
+    pub fn params_with(&self, values: &serde_json::Map<String, serde_json::Value>) -> Result<TrainParams, String> {
+        let mut json = serde_json::to_value(&self.params).map_err(|e| e.to_string())?;
+        if let Some(map) = json.as_object_mut() {
+            for (k, v) in values {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        let name = |e: serde_json::Error| format!("`params`: {e}");
+        Ok(match &self.params {
+            TrainParams::Linear(_) => TrainParams::Linear(serde_json::from_value(json).map_err(name)?),
+            TrainParams::Gbdt(_) => TrainParams::Gbdt(Box::new(serde_json::from_value(json).map_err(name)?)),
+            TrainParams::Forest(_) => TrainParams::Forest(serde_json::from_value(json).map_err(name)?),
+            TrainParams::Ftrl(_) => TrainParams::Ftrl(serde_json::from_value(json).map_err(name)?),
+        })
+    }
+}
+
+/// A hyperparameter search: each trial trains the step's model with `params` overridden by
+/// values drawn from `space`, and is scored on `validation` (or by `cv`'s mean). Trials,
+/// their parameters, intermediate values (a GBDT's validation metric per round, for pruners)
+/// and results live in the metadata store as the study `study`: an interrupted run continues it,
+/// and several processes (`sluice run` on the same home) work on it together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TuneSpec {
+    /// The study's name (default `<pipeline>.<step>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<String>,
+    /// What to optimize: a metric of the trial's model on the validation data (`auc`,
+    /// `log_loss`, `accuracy`, `f1`, `rmse`, `mae`, `r2`, ...). Default: `auc` for binary
+    /// classification, `log_loss` for multiclass, `rmse` for regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Default: `maximize` for auc, accuracy, precision, recall, f1 and r2; else `minimize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<TuneDirection>,
+    /// `random`, `grid`, `tpe` (default) or `cmaes`, or a mapping with `kind` and settings
+    /// (`tpe`: `startup_trials`, `candidates`, `multivariate`; `cmaes`: `population`).
+    #[serde(default = "default_sampler")]
+    #[schemars(with = "serde_json::Value")]
+    pub sampler: serde_json::Value,
+    /// `none` (default), `median`, `asha` or `hyperband`, or a mapping with `kind` and settings
+    /// (`median`: `startup_trials`, `warmup_steps`; `asha`: `min_resource`, `reduction_factor`;
+    /// `hyperband`: `min_resource`, `max_resource`, `reduction_factor`).
+    #[serde(default = "default_pruner")]
+    #[schemars(with = "serde_json::Value")]
+    pub pruner: serde_json::Value,
+    /// Trials in the study (all runs and workers together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<u64>,
+    /// Wall time for the search in this run (`30m`, `2h`): no trial starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Stop after this many trials without improving on the best.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<u64>,
+    /// Trials at once in this process (default: the number of cores; each trial's training
+    /// then uses one thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
+    #[serde(default)]
+    pub seed: u64,
+    /// A trial still training after this long is stopped and marked failed (`90s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_timeout: Option<String>,
+    /// A trial whose training would need more memory than this (`2GiB`, `512MB`) fails without
+    /// running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_memory: Option<String>,
+    /// Parameter name (a field of `params`) → its distribution.
+    pub space: IndexMap<String, ParamSpace>,
+}
+
+fn default_sampler() -> serde_json::Value {
+    serde_json::Value::from("tpe")
+}
+fn default_pruner() -> serde_json::Value {
+    serde_json::Value::from("none")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TuneDirection {
+    Minimize,
+    Maximize,
+}
+
+/// One parameter's distribution: exactly one of `uniform`, `log_uniform`, `int` or `choice`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpace {
+    /// `[low, high]`: a real number, uniform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uniform: Option<[f64; 2]>,
+    /// `[low, high]`: a real number, uniform on the log scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_uniform: Option<[f64; 2]>,
+    /// `[low, high]`: a whole number (with `log: true`, uniform on the log scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int: Option<[i64; 2]>,
+    /// The values to choose from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub choice: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log: bool,
+    /// Spacing of `uniform` or `int` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    /// The parameter exists only when another (`choice`) parameter has this value (or one of
+    /// these values): `when: {boosting: dart}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
+    pub when: Option<IndexMap<String, serde_json::Value>>,
+    /// The values a `grid` sampler tries (default: every choice or whole number, else 5 points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub grid: Option<Vec<serde_json::Value>>,
+}
+
+/// `512MB`, `2GiB`, `1.5G`, `1000000` → bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let n: f64 = t[..split].trim().parse().ok()?;
+    let unit: f64 = match t[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    (n.is_finite() && n > 0.0).then_some((n * unit) as u64)
 }
 
 /// Score a model on a dataset that has the label; produces metrics and predictions.

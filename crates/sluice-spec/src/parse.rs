@@ -313,7 +313,38 @@ fn read_train(body: &Node) -> Result<TrainStep, marked_yaml::FromNodeError> {
             TrainParams::Linear(marked_yaml::from_node::<Only<LinearParams>>(&params)?.params)
         }
     };
+    if let Some(tune) = &mut step.tune {
+        // YAML scalars arrive as text where the type is open (choices, settings): type them.
+        typed(&mut tune.sampler);
+        typed(&mut tune.pruner);
+        for p in tune.space.values_mut() {
+            p.choice.iter_mut().chain(p.grid.iter_mut()).flatten().for_each(typed);
+            p.when.iter_mut().flat_map(|w| w.values_mut()).for_each(typed);
+        }
+    }
     Ok(step)
+}
+
+/// A YAML scalar read as text, as the value YAML means: `true`, `3`, `0.1`, `null` or text.
+fn typed(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            *v = match s.as_str() {
+                "true" | "True" => Value::Bool(true),
+                "false" | "False" => Value::Bool(false),
+                "null" | "~" => Value::Null,
+                t => match (t.parse::<i64>(), t.parse::<f64>()) {
+                    (Ok(i), _) => Value::from(i),
+                    (_, Ok(f)) if f.is_finite() => Value::from(f),
+                    _ => return,
+                },
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(typed),
+        Value::Object(map) => map.values_mut().for_each(typed),
+        _ => {}
+    }
 }
 
 fn from_node_error(origin: &Origin, context: &str, def: &Node, e: marked_yaml::FromNodeError) -> SpecError {
@@ -624,8 +655,11 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                     if p.max_iter == 0 {
                         return Err(invalid("params.max_iter", "`params.max_iter` must be at least 1".into()));
                     }
-                    if t.validation.is_some() {
-                        return Err(invalid("validation", "`validation` is used by `model: gbdt` only".into()));
+                    if t.validation.is_some() && t.tune.is_none() {
+                        return Err(invalid(
+                            "validation",
+                            "`validation` is used by `model: gbdt` (and by `tune`) only".into(),
+                        ));
                     }
                     if t.init_model.is_some() {
                         return Err(invalid(
@@ -643,8 +677,11 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                             "`alpha` must be > 0, `beta`, `l1`, `l2` >= 0 and `epochs` at least 1".into(),
                         ));
                     }
-                    if t.validation.is_some() {
-                        return Err(invalid("validation", "`validation` is used by `model: gbdt` only".into()));
+                    if t.validation.is_some() && t.tune.is_none() {
+                        return Err(invalid(
+                            "validation",
+                            "`validation` is used by `model: gbdt` (and by `tune`) only".into(),
+                        ));
                     }
                 }
                 TrainParams::Forest(p) => {
@@ -660,10 +697,11 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                             "`max_bin` must be 2 to 255, `max_depth` and `min_data_in_leaf` at least 1".into(),
                         ));
                     }
-                    if t.validation.is_some() || t.init_model.is_some() {
+                    if (t.validation.is_some() && t.tune.is_none()) || t.init_model.is_some() {
                         return Err(invalid(
                             "validation",
-                            "random forests take no `validation` or `init_model`".into(),
+                            "random forests take no `validation` (except to score `tune` trials) or `init_model`"
+                                .into(),
                         ));
                     }
                 }
@@ -679,6 +717,9 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             }
             if t.features.as_ref().is_some_and(|f| f.contains(&t.label)) {
                 return Err(invalid("features", format!("the label `{}` cannot also be a feature", t.label)));
+            }
+            if let Some(tune) = &t.tune {
+                check_tune(t, tune).map_err(|(field, message)| invalid(&field, message))?;
             }
         }
         StepConfig::Evaluate(e) => {
@@ -710,6 +751,75 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks of a `tune` block that need no knowledge of samplers: where trials are scored, one
+/// distribution per parameter, parameter names that are fields of `params` and whose extreme
+/// values are valid settings, durations and sizes.
+fn check_tune(t: &crate::kinds::TrainStep, tune: &crate::kinds::TuneSpec) -> Result<(), (String, String)> {
+    use serde_json::{Map, Value};
+    if t.validation.is_none() && t.cv.is_none() {
+        return Err((
+            "tune".into(),
+            "`tune` scores each trial on `validation` (a dataset with the label) or by `cv`; give one".into(),
+        ));
+    }
+    if t.init_model.is_some() {
+        return Err(("tune".into(), "`tune` cannot be combined with `init_model`".into()));
+    }
+    if tune.space.is_empty() {
+        return Err(("tune.space".into(), "`tune.space` needs at least one parameter".into()));
+    }
+    let (mut low, mut high) = (Map::new(), Map::new());
+    for (name, p) in &tune.space {
+        let at = format!("tune.space.{name}");
+        let given = [p.uniform.is_some(), p.log_uniform.is_some(), p.int.is_some(), p.choice.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err((at, format!("`{name}` needs exactly one of `uniform`, `log_uniform`, `int` or `choice`")));
+        }
+        let (lo, hi): (Value, Value) = if let Some([a, b]) = p.uniform.or(p.log_uniform) {
+            (a.into(), b.into())
+        } else if let Some([a, b]) = p.int {
+            (a.into(), b.into())
+        } else {
+            let c = p.choice.as_deref().unwrap_or_default();
+            match (c.first(), c.last()) {
+                (Some(a), Some(b)) => (a.clone(), b.clone()),
+                _ => return Err((at, format!("`{name}`: `choice` needs at least one value"))),
+            }
+        };
+        low.insert(name.clone(), lo);
+        high.insert(name.clone(), hi);
+    }
+    for values in [&low, &high] {
+        let params = t.params_with(values).map_err(|e| ("tune.space".to_string(), e))?;
+        if let crate::kinds::TrainParams::Gbdt(p) = &params {
+            check_gbdt(p, true).map_err(|(field, message)| {
+                let name = field.trim_start_matches("params.");
+                let f = if tune.space.contains_key(name) { format!("tune.space.{name}") } else { field.to_string() };
+                (f, format!("with the search space's extreme values: {message}"))
+            })?;
+        }
+    }
+    for (field, value) in [("tune.timeout", &tune.timeout), ("tune.trial_timeout", &tune.trial_timeout)] {
+        if let Some(v) = value
+            && crate::kinds::parse_duration(v).is_none()
+        {
+            return Err((field.into(), format!("`{field}` must be a duration like `90s`, `30m` or `2h`, got `{v}`")));
+        }
+    }
+    if let Some(m) = &tune.trial_memory
+        && crate::kinds::parse_bytes(m).is_none()
+    {
+        return Err((
+            "tune.trial_memory".into(),
+            format!("`tune.trial_memory` must be a size like `512MB` or `2GiB`, got `{m}`"),
+        ));
+    }
+    if tune.parallel == Some(0) || tune.trials == Some(0) {
+        return Err(("tune".into(), "`tune.parallel` and `tune.trials` must be at least 1".into()));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use sluice_core::{ArtifactMeta, ContentHash};
 use crate::error::Result;
 use crate::records::*;
 
-pub trait MetadataStore: Send + Sync {
+pub trait MetadataStore: crate::studies::StudyStore + Send + Sync {
     /// Mark runs whose process is gone as interrupted. Returns how many were marked.
     fn reap_dead_runs(&self) -> Result<usize>;
     fn begin_run(&self, run: &RunRecord) -> Result<()>;

@@ -1,5 +1,5 @@
 //! Parameter importances: for each parameter, the share of the variance of the complete
-//! trials' values that its value explains, grouping numeric values into 10 quantile bins and
+//! trials' values that its value explains, grouping numeric values into quantile bins (about 5 trials each, 2 to 10 bins) and
 //! choices by choice: ε² = (SS_between - (k - 1) MS_within) / (SS_total + MS_within), the
 //! correlation ratio η² corrected for the share that k groups explain by chance (0 for a
 //! parameter that does not matter), clipped at 0 and normalized to sum to 1. Simpler than fANOVA, and like it a first-order measure: it
@@ -32,9 +32,11 @@ pub fn importances(space: &Space, trials: &[TrialRecord]) -> Vec<(String, f64)> 
                 }
             } else {
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                // About 5 trials per bin, 2 to 10 bins.
                 let n = points.len();
+                let bins = (n / 5).clamp(2, 10);
                 for (i, (_, y)) in points.iter().enumerate() {
-                    groups.entry(i * 10 / n).or_default().push(*y);
+                    groups.entry(i * bins / n).or_default().push(*y);
                 }
             }
             let all: Vec<f64> = groups.values().flatten().copied().collect();

@@ -186,6 +186,39 @@ struct View {
     trials: BTreeMap<u64, TrialRecord>,
 }
 
+impl View {
+    fn apply(&mut self, changes: sluice_store::StudyChanges) {
+        for t in changes.trials {
+            match self.trials.get_mut(&t.number) {
+                Some(old) if old.attempt == t.attempt => {
+                    let intermediate = std::mem::take(&mut old.intermediate);
+                    *old = TrialRecord { intermediate, ..t };
+                }
+                _ => {
+                    self.trials.insert(t.number, t);
+                }
+            }
+        }
+        for (number, step, value) in changes.intermediate {
+            if let Some(t) = self.trials.get_mut(&number) {
+                let i = t.intermediate.partition_point(|(s, _)| *s < step);
+                match t.intermediate.get(i) {
+                    Some((s, _)) if *s == step => t.intermediate[i].1 = value,
+                    _ => t.intermediate.insert(i, (step, value)),
+                }
+            }
+        }
+        self.seq = changes.seq;
+    }
+}
+
+/// Every trial of a study in `store`, with its intermediate values, by number.
+pub fn load_trials(store: &dyn StudyStore, study: &str) -> Result<Vec<TrialRecord>, TuneError> {
+    let mut view = View { seq: 0, trials: BTreeMap::new() };
+    view.apply(store.changes_since(study, 0)?);
+    Ok(view.trials.into_values().collect())
+}
+
 /// This process's trials in flight: `false` while sampling, `true` once its params are set.
 #[derive(Default)]
 struct Local {
@@ -233,27 +266,7 @@ impl<'s> Study<'s> {
     fn refresh(&self) -> Result<(), TuneError> {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let changes = self.store.changes_since(&self.config.name, view.seq)?;
-        for t in changes.trials {
-            match view.trials.get_mut(&t.number) {
-                Some(old) if old.attempt == t.attempt => {
-                    let intermediate = std::mem::take(&mut old.intermediate);
-                    *old = TrialRecord { intermediate, ..t };
-                }
-                _ => {
-                    view.trials.insert(t.number, t);
-                }
-            }
-        }
-        for (number, step, value) in changes.intermediate {
-            if let Some(t) = view.trials.get_mut(&number) {
-                let i = t.intermediate.partition_point(|(s, _)| *s < step);
-                match t.intermediate.get(i) {
-                    Some((s, _)) if *s == step => t.intermediate[i].1 = value,
-                    _ => t.intermediate.insert(i, (step, value)),
-                }
-            }
-        }
-        view.seq = changes.seq;
+        view.apply(changes);
         Ok(())
     }
 

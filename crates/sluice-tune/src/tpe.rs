@@ -1,6 +1,7 @@
 //! Tree-structured Parzen estimators, as Optuna implements them by default: after
-//! `startup` random trials, the complete trials split into the best `min(ceil(0.1 n), 25)`
-//! ("good") and the rest plus pruned and running trials ("bad"). A Parzen estimator (a mixture
+//! `startup` random trials (complete or pruned), the trials are ranked — complete ones by value,
+//! then pruned ones by how far they got and their last value — and split into the best
+//! `min(ceil(0.1 n), 25)` ("good") and the rest plus running trials ("bad"). A Parzen estimator (a mixture
 //! of truncated normals per numeric coordinate, smoothed frequencies per choice, plus a flat
 //! prior component) is fit to each side; `candidates` draws from the good side compete on
 //! `ln l(x) - ln g(x)`. Older observations weigh less once there are more than 25. Univariate
@@ -28,7 +29,9 @@ const PRIOR_WEIGHT: f64 = 1.0;
 impl Sampler for Tpe {
     fn sample(&self, space: &Space, history: &History, number: u64) -> (Params, Meta) {
         let mut rng = trial_rng(self.seed, number, 0);
-        if history.complete().count() < self.startup {
+        let learned =
+            history.finished.iter().filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned)).count();
+        if learned < self.startup {
             return (space.sample_random(&mut rng), Meta::new());
         }
         let groups: Vec<Vec<usize>> = match self.multivariate {
@@ -73,24 +76,30 @@ impl Tpe {
         let coords = |p: &Params| -> Option<Vec<f64>> {
             params.iter().map(|q| p.get(&q.name).and_then(|v| q.internal(v))).collect()
         };
-        // (number, coordinates, loss) of complete trials where the group was active.
+        // Trials where the group was active, best first: complete ones by loss, then pruned
+        // ones by how far they got and their last value there (as Optuna ranks them).
         let mut complete: Vec<(u64, Vec<f64>, f64)> =
             history.complete().filter_map(|(t, loss)| coords(&t.params).map(|c| (t.number, c, loss))).collect();
-        if complete.is_empty() {
+        complete.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
+        let mut pruned: Vec<(u64, Vec<f64>, u64, f64)> = history
+            .finished
+            .iter()
+            .filter(|t| t.state == TrialState::Pruned)
+            .filter_map(|t| {
+                let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
+                let loss = history.direction.loss(v);
+                coords(&t.params).map(|c| (t.number, c, step, if loss.is_nan() { f64::INFINITY } else { loss }))
+            })
+            .collect();
+        pruned.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
+        let ranked: Vec<(u64, Vec<f64>)> =
+            complete.into_iter().map(|(n, c, _)| (n, c)).chain(pruned.into_iter().map(|(n, c, _, _)| (n, c))).collect();
+        if ranked.is_empty() {
             return params.iter().map(|p| p.sample_uniform(rng)).collect();
         }
-        complete.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
-        let n_good = complete.len().div_ceil(10).min(25);
-        let bad_rest = complete.split_off(n_good);
-        let mut good: Vec<(u64, Vec<f64>)> = complete.into_iter().map(|(n, c, _)| (n, c)).collect();
-        let mut bad: Vec<(u64, Vec<f64>)> = bad_rest.into_iter().map(|(n, c, _)| (n, c)).collect();
-        bad.extend(
-            history
-                .finished
-                .iter()
-                .filter(|t| t.state == TrialState::Pruned)
-                .filter_map(|t| coords(&t.params).map(|c| (t.number, c))),
-        );
+        let n_good = ranked.len().div_ceil(10).min(25);
+        let mut good = ranked;
+        let mut bad = good.split_off(n_good);
         bad.extend(history.pending.iter().filter_map(|p| coords(p).map(|c| (u64::MAX, c))));
         good.sort_by_key(|g| g.0);
         bad.sort_by_key(|b| b.0);

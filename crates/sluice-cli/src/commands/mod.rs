@@ -9,6 +9,7 @@ pub mod run;
 pub mod runs;
 pub mod schema;
 pub mod serve;
+pub mod tune;
 
 use std::path::Path;
 

@@ -19,4 +19,5 @@ mod sources;
 mod spec_errors;
 mod support;
 mod transforms;
+mod tune;
 mod validate;

@@ -1,0 +1,148 @@
+//! Hyperparameter studies through `sluice run`: the study survives SIGKILL and continues without
+//! losing or repeating finished trials, and two processes share one study without duplicates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::support::{Events, Sandbox, adult_example};
+
+/// `examples/adult/tune.yaml` next to a copy of the Adult data, with a smaller budget.
+fn tune_spec(sb: &Sandbox, study: &str, trials: u32, pruner: &str) -> PathBuf {
+    let pipeline = sb.copy_adult();
+    let text = std::fs::read_to_string(adult_example().join("tune.yaml")).unwrap();
+    let replaced = text
+        .replace("study: adult-income-tuned", &format!("study: {study}"))
+        .replace("trials: 30", &format!("trials: {trials}\n      parallel: 2"))
+        .replace("num_rounds: 300", "num_rounds: 80")
+        .replace("pruner: {kind: asha, min_resource: 10, reduction_factor: 3}", &format!("pruner: {pruner}"));
+    assert_ne!(text, replaced);
+    let path = pipeline.with_file_name("tune.yaml");
+    std::fs::write(&path, replaced).unwrap();
+    path
+}
+
+fn show(sb: &Sandbox, study: &str) -> Value {
+    sb.sluice(&["tune", "show", study, "--json"]).ok().json()
+}
+
+fn trials(shown: &Value) -> Vec<Value> {
+    shown["trials"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_study_survives_sigkill_and_continues_without_repeating_trials() {
+    let sb = Sandbox::new();
+    let spec = tune_spec(&sb, "kill-me", 16, "median");
+    let mut child = sb
+        .command(&["run", spec.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut reported = 0;
+    for line in stdout.lines() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_ne!(event["event"], "run_finished", "the study finished before it could be killed");
+        if event["event"] == "step_report" && event["text"].as_str().unwrap().starts_with("trial ") {
+            reported += 1;
+            if reported == 5 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let before = show(&sb, "kill-me");
+    let finished_before: BTreeMap<u64, Value> = trials(&before)
+        .into_iter()
+        .filter(|t| t["state"] != "running")
+        .map(|t| (t["number"].as_u64().unwrap(), t))
+        .collect();
+    // Five trials had reported their result; a trial is recorded just after it reports.
+    assert!(finished_before.len() >= 3, "{} finished: {before:#}", finished_before.len());
+    assert!(trials(&before).len() < 16, "the kill came before the budget was spent");
+
+    let resumed = sb.run_json(&spec, &[]);
+    let after = show(&sb, "kill-me");
+    let all = trials(&after);
+    let numbers: Vec<u64> = all.iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..16).collect::<Vec<_>>(), "every number once, none lost");
+    assert!(all.iter().all(|t| t["state"] == "complete" || t["state"] == "pruned"), "{after:#}");
+    // Trials that finished before the kill were kept as they were, not run again.
+    for (n, t) in &finished_before {
+        assert_eq!(&all[*n as usize], t, "trial {n} changed after the resume");
+    }
+    let second_run = resumed.run_id();
+    // Trials the kill interrupted were handed out again, with the parameters they had.
+    for t in trials(&before).iter().filter(|t| t["state"] == "running") {
+        let again = &all[t["number"].as_u64().unwrap() as usize];
+        assert_eq!((&again["attempt"], &again["run_id"]), (&Value::from(1), &Value::from(second_run.as_str())));
+        if !t["params"].as_object().unwrap().is_empty() {
+            assert_eq!(again["params"], t["params"]);
+        }
+    }
+    let rerun = all.iter().filter(|t| t["run_id"] == second_run.as_str()).count();
+    assert_eq!(rerun, 16 - finished_before.len(), "the resumed run ran exactly the unfinished trials");
+    let trained = resumed.of_type("step_finished").find(|e| e["step"] == "train").unwrap().clone();
+    let run = sb.sluice(&["runs", "show", &second_run, "--json"]).ok().json();
+    let metric = |key: &str| {
+        run["metrics"].as_array().unwrap().iter().find(|m| m["key"] == key && m["step"] == "train").unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    let best = sluice_best(&after);
+    assert_eq!(metric("tune_best_trial") as u64, best.0, "{trained:#}");
+    assert!((metric("tune_best_roc_auc") - best.1).abs() < 1e-12);
+    assert!(best.1 > 0.92, "best validation AUC {}", best.1);
+}
+
+/// The best complete trial's number and value in `tune show --json`.
+fn sluice_best(shown: &Value) -> (u64, f64) {
+    (shown["best"]["number"].as_u64().unwrap(), shown["best"]["value"].as_f64().unwrap())
+}
+
+fn run_in_background(sb: &Sandbox, spec: &Path) -> std::process::Child {
+    sb.command(&["run", spec.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice")
+}
+
+#[test]
+fn two_processes_share_one_study_without_duplicate_trials() {
+    let sb = Sandbox::new();
+    let spec = tune_spec(&sb, "shared", 24, "none");
+    // A first run with a budget of 2 trials leaves the data steps cached, so both processes
+    // below reach the study at about the same time.
+    sb.run_json(&spec, &["--set", "train.tune.trials=2"]);
+    let a = run_in_background(&sb, &spec);
+    let b = run_in_background(&sb, &spec);
+    let mut run_ids = BTreeSet::new();
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = Events(stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect());
+        assert_eq!(events.finished()["status"], "succeeded");
+        run_ids.insert(events.run_id());
+    }
+    let shown = show(&sb, "shared");
+    let all = trials(&shown);
+    let numbers: Vec<u64> = all.iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..24).collect::<Vec<_>>(), "24 trials, each number once");
+    assert!(all.iter().all(|t| t["state"] == "complete"));
+    for id in &run_ids {
+        let n = all.iter().filter(|t| t["run_id"] == id.as_str()).count();
+        assert!(n >= 2, "run {id} ran {n} of the 22 new trials: the processes did not share the work");
+    }
+    // Parameters are unique per trial: no two workers drew the same trial.
+    let distinct: BTreeSet<String> = all.iter().map(|t| t["params"].to_string()).collect();
+    assert_eq!(distinct.len(), 24);
+}
