@@ -2,9 +2,9 @@
 # Installs the peers the benchmarks in bench/ compare against (not needed to build or test):
 #   pip: lightgbm xgboost scikit-learn pandas pyarrow (bench/gbdt.py), polars (bench/validate.py,
 #        bench/features.py), dvc (bench/runner.py),
-#        fastapi uvicorn (bench/serve.py); apt: wrk (bench/serve.py).
+#        fastapi uvicorn (bench/serve.py), optuna (bench/tune.py); apt: wrk (bench/serve.py).
 set -euo pipefail
-python3 -m pip install --quiet lightgbm xgboost scikit-learn pandas pyarrow polars dvc fastapi uvicorn
+python3 -m pip install --quiet lightgbm xgboost scikit-learn pandas pyarrow polars dvc fastapi uvicorn optuna
 if ! command -v wrk >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -73,38 +73,62 @@ fn weights(n: usize) -> Vec<f64> {
 
 impl Tpe {
     fn sample_group(&self, params: &[&Param], history: &History, rng: &mut SplitMix64) -> Vec<serde_json::Value> {
-        let coords = |p: &Params| -> Option<Vec<f64>> {
-            params.iter().map(|q| p.get(&q.name).and_then(|v| q.internal(v))).collect()
+        let d = params.len();
+        // Internal coordinates of a trial's values for the group, appended to `out`.
+        let coords = |p: &Params, out: &mut Vec<f64>| -> bool {
+            let at = out.len();
+            for q in params {
+                match p.get(&q.name).and_then(|v| q.internal(v)) {
+                    Some(x) => out.push(x),
+                    None => {
+                        out.truncate(at);
+                        return false;
+                    }
+                }
+            }
+            true
         };
         // Trials where the group was active, best first: complete ones by loss, then pruned
         // ones by how far they got and their last value there (as Optuna ranks them).
-        let mut complete: Vec<(u64, Vec<f64>, f64)> =
-            history.complete().filter_map(|(t, loss)| coords(&t.params).map(|c| (t.number, c, loss))).collect();
-        complete.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
-        let mut pruned: Vec<(u64, Vec<f64>, u64, f64)> = history
-            .finished
-            .iter()
-            .filter(|t| t.state == TrialState::Pruned)
-            .filter_map(|t| {
+        let mut ranked: Vec<(u64, u64, f64)> = Vec::new(); // (class: 0 complete / 1 pruned, key, loss)
+        let mut xs: Vec<f64> = Vec::new();
+        let mut numbers: Vec<u64> = Vec::new();
+        for (t, loss) in history.complete() {
+            if coords(&t.params, &mut xs) {
+                ranked.push((0, 0, loss));
+                numbers.push(t.number);
+            }
+        }
+        for t in history.finished.iter().filter(|t| t.state == TrialState::Pruned) {
+            if coords(&t.params, &mut xs) {
                 let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
                 let loss = history.direction.loss(v);
-                coords(&t.params).map(|c| (t.number, c, step, if loss.is_nan() { f64::INFINITY } else { loss }))
-            })
-            .collect();
-        pruned.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
-        let ranked: Vec<(u64, Vec<f64>)> =
-            complete.into_iter().map(|(n, c, _)| (n, c)).chain(pruned.into_iter().map(|(n, c, _, _)| (n, c))).collect();
+                ranked.push((1, u64::MAX - step, if loss.is_nan() { f64::INFINITY } else { loss }));
+                numbers.push(t.number);
+            }
+        }
         if ranked.is_empty() {
             return params.iter().map(|p| p.sample_uniform(rng)).collect();
         }
-        let n_good = ranked.len().div_ceil(10).min(25);
-        let mut good = ranked;
-        let mut bad = good.split_off(n_good);
-        bad.extend(history.pending.iter().filter_map(|p| coords(p).map(|c| (u64::MAX, c))));
-        good.sort_by_key(|g| g.0);
-        bad.sort_by_key(|b| b.0);
-        let good = Parzen::fit(params, &good.into_iter().map(|g| g.1).collect::<Vec<_>>(), self.multivariate);
-        let bad = Parzen::fit(params, &bad.into_iter().map(|b| b.1).collect::<Vec<_>>(), self.multivariate);
+        let mut order: Vec<usize> = (0..ranked.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (ra, rb) = (&ranked[a], &ranked[b]);
+            ra.0.cmp(&rb.0).then(ra.1.cmp(&rb.1)).then(ra.2.total_cmp(&rb.2)).then(numbers[a].cmp(&numbers[b]))
+        });
+        let n_good = order.len().div_ceil(10).min(25);
+        let mut good: Vec<usize> = order[..n_good].to_vec();
+        let mut bad: Vec<usize> = order[n_good..].to_vec();
+        // Observations weigh by age: order each side by trial number; running trials are newest.
+        good.sort_by_key(|&i| numbers[i]);
+        bad.sort_by_key(|&i| numbers[i]);
+        let gather = |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| xs[i * d..(i + 1) * d].iter().copied()).collect() };
+        let good_x = gather(&good);
+        let mut bad_x = gather(&bad);
+        for p in &history.pending {
+            coords(p, &mut bad_x);
+        }
+        let good = Parzen::fit(params, &good_x, self.multivariate);
+        let bad = Parzen::fit(params, &bad_x, self.multivariate);
         let mut best: Option<(f64, Vec<f64>)> = None;
         for _ in 0..self.candidates.max(1) {
             let x = good.draw(rng);
@@ -118,21 +142,15 @@ impl Tpe {
     }
 }
 
-enum Kernel {
-    Numeric {
-        mus: Vec<f64>,
-        sigmas: Vec<f64>,
-        /// `ln(Φ(b) - Φ(a))` of each component: its truncation to the range.
-        norms: Vec<f64>,
-        low: f64,
-        high: f64,
-        /// Whole numbers and stepped values: each value owns a cell and gets its mass.
-        cell: Option<Cell>,
-    },
-    Categorical {
-        /// `ln p(choice)` per component.
-        ln_probs: Vec<Vec<f64>>,
-    },
+/// One coordinate of every component.
+enum Dim {
+    /// Truncated normals; `inv` = 1/σ.
+    Continuous { mus: Vec<f64>, sigmas: Vec<f64>, inv: Vec<f64>, low: f64, high: f64 },
+    /// Whole numbers and stepped values: each value owns a cell and gets the component's mass
+    /// there.
+    Cells { mus: Vec<f64>, sigmas: Vec<f64>, inv: Vec<f64>, low: f64, high: f64, cell: Cell },
+    /// `probs[k][c]`: component `k`'s probability of choice `c`.
+    Categorical { probs: Vec<Vec<f64>> },
 }
 
 #[derive(Clone, Copy)]
@@ -144,45 +162,53 @@ enum Cell {
 }
 
 /// A mixture with one component per observation plus the prior, over a group's coordinates.
+/// Densities are computed in linear space: component `k` contributes `scale[k]` (its weight over
+/// its normalizers, times `exp(-shift)`) times its kernels' shapes at `x`.
 struct Parzen {
-    ln_weights: Vec<f64>,
     weights: Vec<f64>,
-    kernels: Vec<Kernel>,
+    dims: Vec<Dim>,
+    scale: Vec<f64>,
+    shift: f64,
+    /// A single choice parameter: the mixture's probability of each choice.
+    mixture: Option<Vec<f64>>,
 }
 
 impl Parzen {
-    fn fit(params: &[&Param], obs: &[Vec<f64>], multivariate: bool) -> Self {
-        let n = obs.len();
+    /// `obs`: `n` observations of the group's coordinates, flattened.
+    fn fit(params: &[&Param], obs: &[f64], multivariate: bool) -> Self {
+        let d = params.len();
+        let n = obs.len() / d;
         let mut weights = weights(n);
         weights.push(PRIOR_WEIGHT);
         let total: f64 = weights.iter().sum();
         weights.iter_mut().for_each(|w| *w /= total);
-        let kernels = params
+        let mut ln_scale: Vec<f64> = weights.iter().map(|w| w.ln()).collect();
+        let dims: Vec<Dim> = params
             .iter()
             .enumerate()
-            .map(|(d, p)| {
-                let xs: Vec<f64> = obs.iter().map(|o| o[d]).collect();
+            .map(|(j, p)| {
+                let xs: Vec<f64> = (0..n).map(|i| obs[i * d + j]).collect();
                 match &p.distribution {
                     Distribution::Categorical { choices } => {
                         let c = choices.len();
-                        let mut ln_probs: Vec<Vec<f64>> = xs
+                        let mut probs: Vec<Vec<f64>> = xs
                             .iter()
                             .map(|&x| {
                                 let mut probs = vec![PRIOR_WEIGHT / c as f64; c];
                                 probs[x as usize] += 1.0;
                                 let s: f64 = probs.iter().sum();
-                                probs.iter().map(|p| (p / s).ln()).collect()
+                                probs.iter().map(|p| p / s).collect()
                             })
                             .collect();
-                        ln_probs.push(vec![-(c as f64).ln(); c]);
-                        Kernel::Categorical { ln_probs }
+                        probs.push(vec![1.0 / c as f64; c]);
+                        Dim::Categorical { probs }
                     }
                     _ => {
                         let (low, high) = p.bounds();
                         let range = high - low;
                         let mut mus = xs.clone();
                         let mut sigmas = if multivariate {
-                            vec![0.2 * (n.max(1) as f64).powf(-1.0 / (params.len() as f64 + 4.0)) * range; n]
+                            vec![0.2 * (n.max(1) as f64).powf(-1.0 / (d as f64 + 4.0)) * range; n]
                         } else {
                             neighbour_sigmas(&xs, low, high)
                         };
@@ -190,23 +216,43 @@ impl Parzen {
                         sigmas.iter_mut().for_each(|s| *s = s.clamp(min_sigma, range));
                         mus.push(0.5 * (low + high));
                         sigmas.push(range);
-                        let norms = mus
-                            .iter()
-                            .zip(&sigmas)
-                            .map(|(m, s)| math::ln_cdf_diff((low - m) / s, (high - m) / s))
-                            .collect();
+                        let inv: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
                         let cell = match &p.distribution {
                             Distribution::Int { log: true, .. } => Some(Cell::LogInt),
                             Distribution::Int { step, .. } => Some(Cell::Linear(*step as f64 / 2.0)),
                             Distribution::Float { step: Some(s), .. } => Some(Cell::Linear(s / 2.0)),
                             _ => None,
                         };
-                        Kernel::Numeric { mus, sigmas, norms, low, high, cell }
+                        for k in 0..mus.len() {
+                            // The truncation to the range (1 when the range is far in both tails).
+                            let z = math::phi_between((low - mus[k]) * inv[k], (high - mus[k]) * inv[k]);
+                            ln_scale[k] -= z.max(1e-300).ln();
+                            if cell.is_none() {
+                                ln_scale[k] -= sigmas[k].ln() + math::LN_SQRT_2PI;
+                            }
+                        }
+                        match cell {
+                            None => Dim::Continuous { mus, sigmas, inv, low, high },
+                            Some(cell) => Dim::Cells { mus, sigmas, inv, low, high, cell },
+                        }
                     }
                 }
             })
             .collect();
-        Self { ln_weights: weights.iter().map(|w| w.ln()).collect(), weights, kernels }
+        let shift = ln_scale.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut scale: Vec<f64> = ln_scale.iter().map(|l| (l - shift).exp()).collect();
+        let mut dims = dims;
+        if let [Dim::Cells { mus, sigmas, inv, .. }] = dims.as_mut_slice() {
+            // Whole numbers repeat: components with the same centre and width add up.
+            merge_equal(mus, sigmas, inv, &mut scale, &mut weights);
+        }
+        let mixture = match dims.as_slice() {
+            [Dim::Categorical { probs }] => Some(
+                (0..probs[0].len()).map(|c| probs.iter().zip(&weights).map(|(p, w)| w * p[c]).sum()).collect(),
+            ),
+            _ => None,
+        };
+        Self { weights, dims, scale, shift, mixture }
     }
 
     fn draw(&self, rng: &mut SplitMix64) -> Vec<f64> {
@@ -220,64 +266,109 @@ impl Parzen {
                 break;
             }
         }
-        self.kernels
+        self.dims
             .iter()
-            .map(|kernel| match kernel {
-                Kernel::Numeric { mus, sigmas, low, high, .. } => {
+            .map(|dim| match dim {
+                Dim::Continuous { mus, sigmas, low, high, .. } | Dim::Cells { mus, sigmas, low, high, .. } => {
                     math::truncated_normal(rng, mus[k], sigmas[k], *low, *high)
                 }
-                Kernel::Categorical { ln_probs } => {
+                Dim::Categorical { probs } => {
                     let u = rng.next_f64();
                     let mut acc = 0.0;
-                    let probs = &ln_probs[k];
-                    for (c, lp) in probs.iter().enumerate() {
-                        acc += lp.exp();
+                    for (c, p) in probs[k].iter().enumerate() {
+                        acc += p;
                         if u < acc {
                             return c as f64;
                         }
                     }
-                    (probs.len() - 1) as f64
+                    (probs[k].len() - 1) as f64
                 }
             })
             .collect()
     }
 
     fn ln_pdf(&self, x: &[f64]) -> f64 {
-        let mut terms = self.ln_weights.clone();
-        for (kernel, &xi) in self.kernels.iter().zip(x) {
-            match kernel {
-                Kernel::Numeric { mus, sigmas, norms, low, high, cell } => {
-                    // Snap to the value's cell for discrete parameters.
-                    let cell_bounds = cell.map(|c| match c {
-                        Cell::Linear(h) => {
-                            let centre = low + h + ((xi - low - h) / (2.0 * h)).round() * 2.0 * h;
-                            (centre - h, centre + h)
-                        }
-                        Cell::LogInt => {
-                            let v = xi.exp().round();
-                            ((v - 0.5).ln(), (v + 0.5).ln())
-                        }
-                    });
-                    for (k, t) in terms.iter_mut().enumerate() {
-                        let (m, s) = (mus[k], sigmas[k]);
-                        *t += match cell_bounds {
-                            Some((a, b)) => math::ln_cdf_diff((a.max(*low) - m) / s, (b.min(*high) - m) / s) - norms[k],
-                            None => {
-                                let z = (xi - m) / s;
-                                -0.5 * z * z - math::LN_SQRT_2PI - s.ln() - norms[k]
-                            }
-                        };
-                    }
-                }
-                Kernel::Categorical { ln_probs } => {
-                    for (k, t) in terms.iter_mut().enumerate() {
-                        *t += ln_probs[k][xi as usize];
-                    }
-                }
-            }
+        if let Some(m) = &self.mixture {
+            return m[x[0] as usize].ln();
         }
-        math::ln_sum_exp(&terms)
+        let total = match self.dims.as_slice() {
+            // The common case (independent TPE, one real parameter): one tight loop.
+            [Dim::Continuous { mus, inv, .. }] => {
+                let x = x[0];
+                let term = |m: f64, i: f64, s: f64| {
+                    let z = (x - m) * i;
+                    s * math::exp_neg(0.5 * z * z)
+                };
+                // Four independent sums, so that the evaluations overlap (and vectorize).
+                let mut acc = [0.0f64; 4];
+                let (m4, i4, s4) = (mus.chunks_exact(4), inv.chunks_exact(4), self.scale.chunks_exact(4));
+                let rest: f64 = m4.remainder().iter().zip(i4.remainder()).zip(s4.remainder()).map(|((m, i), s)| term(*m, *i, *s)).sum();
+                for ((m, i), s) in m4.zip(i4).zip(s4) {
+                    for l in 0..4 {
+                        acc[l] += term(m[l], i[l], s[l]);
+                    }
+                }
+                acc.iter().sum::<f64>() + rest
+            }
+            dims => {
+                let mut terms = self.scale.clone();
+                for (dim, &xi) in dims.iter().zip(x) {
+                    match dim {
+                        Dim::Continuous { mus, inv, .. } => {
+                            for ((t, m), i) in terms.iter_mut().zip(mus).zip(inv) {
+                                let z = (xi - m) * i;
+                                *t *= math::exp_neg(0.5 * z * z);
+                            }
+                        }
+                        Dim::Cells { mus, inv, low, high, cell, .. } => {
+                            let (a, b) = match cell {
+                                Cell::Linear(h) => {
+                                    let centre = low + h + ((xi - low - h) / (2.0 * h)).round() * 2.0 * h;
+                                    (centre - h, centre + h)
+                                }
+                                Cell::LogInt => {
+                                    let v = xi.exp().round();
+                                    ((v - 0.5).ln(), (v + 0.5).ln())
+                                }
+                            };
+                            let (a, b) = (a.max(*low), b.min(*high));
+                            for ((t, m), i) in terms.iter_mut().zip(mus).zip(inv) {
+                                *t *= math::phi_between((a - m) * i, (b - m) * i);
+                            }
+                        }
+                        Dim::Categorical { probs } => {
+                            for (t, p) in terms.iter_mut().zip(probs) {
+                                *t *= p[xi as usize];
+                            }
+                        }
+                    }
+                }
+                terms.iter().sum()
+            }
+        };
+        total.ln() + self.shift
     }
+}
+
+/// Merge components of a one-coordinate mixture that have the same centre and width (the same
+/// function), adding their scales and weights: the same mixture, fewer terms.
+fn merge_equal(mus: &mut Vec<f64>, sigmas: &mut Vec<f64>, inv: &mut Vec<f64>, scale: &mut Vec<f64>, weights: &mut Vec<f64>) {
+    let mut order: Vec<usize> = (0..mus.len()).collect();
+    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]).then(sigmas[a].total_cmp(&sigmas[b])));
+    let (mut m, mut s, mut i, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
+    for k in order {
+        if m.last() == Some(&mus[k]) && s.last() == Some(&sigmas[k]) {
+            *c.last_mut().expect("non-empty with m") += scale[k];
+            *w.last_mut().expect("non-empty with m") += weights[k];
+        } else {
+            m.push(mus[k]);
+            s.push(sigmas[k]);
+            i.push(inv[k]);
+            c.push(scale[k]);
+            w.push(weights[k]);
+        }
+    }
+    (*mus, *sigmas, *inv, *scale, *weights) = (m, s, i, c, w);
 }
 
 /// Each observation's bandwidth: the larger gap to its neighbours, with the prior's centre among
@@ -324,7 +415,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&p], &[vec![0.1], vec![0.4], vec![2.5]], false);
+        let parzen = Parzen::fit(&[&p], &[0.1, 0.4, 2.5], false);
         let steps = 20_000;
         let h = 5.0 / steps as f64;
         let total: f64 = (0..steps).map(|i| parzen.ln_pdf(&[-2.0 + (i as f64 + 0.5) * h]).exp() * h).sum();
@@ -335,7 +426,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&q], &[vec![2.0], vec![5.0]], false);
+        let parzen = Parzen::fit(&[&q], &[2.0, 5.0], false);
         let total: f64 = (1..=6).map(|v| parzen.ln_pdf(&[v as f64]).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
     }
