@@ -644,67 +644,19 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
                 ));
             }
             check_transforms(&t.transforms).map_err(|(field, message)| invalid(&field, message))?;
-            match &t.params {
-                TrainParams::Linear(p) => {
-                    if !(p.l2 >= 0.0 && p.l2.is_finite()) {
-                        return Err(invalid("params.l2", format!("`params.l2` must be >= 0, got {}", p.l2)));
-                    }
-                    if p.tol.is_nan() || p.tol <= 0.0 {
-                        return Err(invalid("params.tol", format!("`params.tol` must be > 0, got {}", p.tol)));
-                    }
-                    if p.max_iter == 0 {
-                        return Err(invalid("params.max_iter", "`params.max_iter` must be at least 1".into()));
-                    }
-                    if t.validation.is_some() && t.tune.is_none() {
-                        return Err(invalid(
-                            "validation",
-                            "`validation` is used by `model: gbdt` (and by `tune`) only".into(),
-                        ));
-                    }
-                    if t.init_model.is_some() {
-                        return Err(invalid(
-                            "init_model",
-                            "`init_model` (warm start) is for `model: gbdt` only".into(),
-                        ));
-                    }
-                }
-                TrainParams::Gbdt(p) => check_gbdt(p, t.validation.is_some()).map_err(|(f, m)| invalid(f, m))?,
-                TrainParams::Ftrl(p) => {
-                    let ok = |v: f64| v >= 0.0 && v.is_finite();
-                    if !(p.alpha > 0.0 && p.alpha.is_finite() && ok(p.beta) && ok(p.l1) && ok(p.l2) && p.epochs != 0) {
-                        return Err(invalid(
-                            "params",
-                            "`alpha` must be > 0, `beta`, `l1`, `l2` >= 0 and `epochs` at least 1".into(),
-                        ));
-                    }
-                    if t.validation.is_some() && t.tune.is_none() {
-                        return Err(invalid(
-                            "validation",
-                            "`validation` is used by `model: gbdt` (and by `tune`) only".into(),
-                        ));
-                    }
-                }
-                TrainParams::Forest(p) => {
-                    if p.num_trees == 0 {
-                        return Err(invalid("params.num_trees", "`params.num_trees` must be at least 1".into()));
-                    }
-                    if p.max_features.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
-                        return Err(invalid("params.max_features", "`params.max_features` must be in (0, 1]".into()));
-                    }
-                    if !(2..=255).contains(&p.max_bin) || p.max_depth == Some(0) || p.min_data_in_leaf == 0 {
-                        return Err(invalid(
-                            "params",
-                            "`max_bin` must be 2 to 255, `max_depth` and `min_data_in_leaf` at least 1".into(),
-                        ));
-                    }
-                    if (t.validation.is_some() && t.tune.is_none()) || t.init_model.is_some() {
-                        return Err(invalid(
-                            "validation",
-                            "random forests take no `validation` (except to score `tune` trials) or `init_model`"
-                                .into(),
-                        ));
-                    }
-                }
+            check_param_values(&t.params, t.validation.is_some()).map_err(|(f, m)| invalid(&f, m))?;
+            let gbdt = matches!(t.params, TrainParams::Gbdt(_));
+            let forest = matches!(t.params, TrainParams::Forest(_));
+            if t.validation.is_some() && t.tune.is_none() && !gbdt {
+                return Err(invalid("validation", "`validation` is used by `model: gbdt` (and by `tune`) only".into()));
+            }
+            if t.init_model.is_some() && !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
+                let what = if forest {
+                    "random forests have no warm start"
+                } else {
+                    "`init_model` (warm start) is for `model: gbdt` and `ftrl` only"
+                };
+                return Err(invalid("init_model", what.into()));
             }
             if let Some(cv) = &t.cv {
                 if cv.folds < 2 {
@@ -755,6 +707,46 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
     Ok(())
 }
 
+/// Range checks of a model's settings: the field and the message.
+fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), (String, String)> {
+    let fail = |f: &str, m: String| Err((f.to_string(), m));
+    match params {
+        TrainParams::Linear(p) => {
+            if !(p.l2 >= 0.0 && p.l2.is_finite()) {
+                return fail("params.l2", format!("`params.l2` must be >= 0, got {}", p.l2));
+            }
+            if p.tol.is_nan() || p.tol <= 0.0 {
+                return fail("params.tol", format!("`params.tol` must be > 0, got {}", p.tol));
+            }
+            if p.max_iter == 0 {
+                return fail("params.max_iter", "`params.max_iter` must be at least 1".into());
+            }
+        }
+        TrainParams::Gbdt(p) => check_gbdt(p, has_validation).map_err(|(f, m)| (f.to_string(), m))?,
+        TrainParams::Ftrl(p) => {
+            let ok = |v: f64| v >= 0.0 && v.is_finite();
+            if !(p.alpha > 0.0 && p.alpha.is_finite() && ok(p.beta) && ok(p.l1) && ok(p.l2) && p.epochs != 0) {
+                return fail("params", "`alpha` must be > 0, `beta`, `l1`, `l2` >= 0 and `epochs` at least 1".into());
+            }
+        }
+        TrainParams::Forest(p) => {
+            if p.num_trees == 0 {
+                return fail("params.num_trees", "`params.num_trees` must be at least 1".into());
+            }
+            if p.max_features.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
+                return fail("params.max_features", "`params.max_features` must be in (0, 1]".into());
+            }
+            if !(2..=255).contains(&p.max_bin) || p.max_depth == Some(0) || p.min_data_in_leaf == 0 {
+                return fail(
+                    "params",
+                    "`max_bin` must be 2 to 255, `max_depth` and `min_data_in_leaf` at least 1".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks of a `tune` block that need no knowledge of samplers: where trials are scored, one
 /// distribution per parameter, parameter names that are fields of `params` and whose extreme
 /// values are valid settings, durations and sizes.
@@ -795,13 +787,11 @@ fn check_tune(t: &crate::kinds::TrainStep, tune: &crate::kinds::TuneSpec) -> Res
     }
     for values in [&low, &high] {
         let params = t.params_with(values).map_err(|e| ("tune.space".to_string(), e))?;
-        if let crate::kinds::TrainParams::Gbdt(p) = &params {
-            check_gbdt(p, true).map_err(|(field, message)| {
-                let name = field.trim_start_matches("params.");
-                let f = if tune.space.contains_key(name) { format!("tune.space.{name}") } else { field.to_string() };
-                (f, format!("with the search space's extreme values: {message}"))
-            })?;
-        }
+        check_param_values(&params, true).map_err(|(field, message)| {
+            let name = field.trim_start_matches("params.");
+            let f = if tune.space.contains_key(name) { format!("tune.space.{name}") } else { field };
+            (f, format!("with the search space's extreme values: {message}"))
+        })?;
     }
     for (field, value) in [("tune.timeout", &tune.timeout), ("tune.trial_timeout", &tune.trial_timeout)] {
         if let Some(v) = value

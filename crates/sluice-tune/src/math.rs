@@ -111,7 +111,7 @@ pub fn truncated_normal(rng: &mut SplitMix64, mu: f64, sigma: f64, low: f64, hig
 #[inline]
 pub fn exp_fast(y: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer.
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let y = y.clamp(-708.0, 700.0);
     let t = y * std::f64::consts::LOG2_E + MAGIC;

@@ -121,7 +121,8 @@ impl Tpe {
         // Observations weigh by age: order each side by trial number; running trials are newest.
         good.sort_by_key(|&i| numbers[i]);
         bad.sort_by_key(|&i| numbers[i]);
-        let gather = |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| xs[i * d..(i + 1) * d].iter().copied()).collect() };
+        let gather =
+            |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| xs[i * d..(i + 1) * d].iter().copied()).collect() };
         let good_x = gather(&good);
         let mut bad_x = gather(&bad);
         for p in &history.pending {
@@ -247,9 +248,9 @@ impl Parzen {
             merge_equal(mus, sigmas, inv, &mut scale, &mut weights);
         }
         let mixture = match dims.as_slice() {
-            [Dim::Categorical { probs }] => Some(
-                (0..probs[0].len()).map(|c| probs.iter().zip(&weights).map(|(p, w)| w * p[c]).sum()).collect(),
-            ),
+            [Dim::Categorical { probs }] => {
+                Some((0..probs[0].len()).map(|c| probs.iter().zip(&weights).map(|(p, w)| w * p[c]).sum()).collect())
+            }
             _ => None,
         };
         Self { weights, dims, scale, shift, mixture }
@@ -302,7 +303,13 @@ impl Parzen {
                 // Four independent sums, so that the evaluations overlap (and vectorize).
                 let mut acc = [0.0f64; 4];
                 let (m4, i4, s4) = (mus.chunks_exact(4), inv.chunks_exact(4), self.scale.chunks_exact(4));
-                let rest: f64 = m4.remainder().iter().zip(i4.remainder()).zip(s4.remainder()).map(|((m, i), s)| term(*m, *i, *s)).sum();
+                let rest: f64 = m4
+                    .remainder()
+                    .iter()
+                    .zip(i4.remainder())
+                    .zip(s4.remainder())
+                    .map(|((m, i), s)| term(*m, *i, *s))
+                    .sum();
                 for ((m, i), s) in m4.zip(i4).zip(s4) {
                     for l in 0..4 {
                         acc[l] += term(m[l], i[l], s[l]);
@@ -352,10 +359,17 @@ impl Parzen {
 
 /// Merge components of a one-coordinate mixture that have the same centre and width (the same
 /// function), adding their scales and weights: the same mixture, fewer terms.
-fn merge_equal(mus: &mut Vec<f64>, sigmas: &mut Vec<f64>, inv: &mut Vec<f64>, scale: &mut Vec<f64>, weights: &mut Vec<f64>) {
+fn merge_equal(
+    mus: &mut Vec<f64>,
+    sigmas: &mut Vec<f64>,
+    inv: &mut Vec<f64>,
+    scale: &mut Vec<f64>,
+    weights: &mut Vec<f64>,
+) {
     let mut order: Vec<usize> = (0..mus.len()).collect();
     order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]).then(sigmas[a].total_cmp(&sigmas[b])));
-    let (mut m, mut s, mut i, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
+    let (mut m, mut s, mut i, mut c, mut w) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
     for k in order {
         if m.last() == Some(&mus[k]) && s.last() == Some(&sigmas[k]) {
             *c.last_mut().expect("non-empty with m") += scale[k];

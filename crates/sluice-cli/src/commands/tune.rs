@@ -198,7 +198,7 @@ fn history_html(study: &StudyRecord, trials: &[TrialRecord], dir: Direction) -> 
         .filter(|t| t.state == TrialState::Complete)
         .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (t.number, v)))
         .collect();
-    let (w, h, pad) = (800.0, 360.0, 48.0);
+    let (w, h, pad) = (800.0, 360.0, 64.0);
     let max_n = trials.iter().map(|t| t.number).max().unwrap_or(0).max(1) as f64;
     let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, v)| (a.min(*v), b.max(*v)));
     let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 1.0, lo + 1.0) };
@@ -214,32 +214,44 @@ fn history_html(study: &StudyRecord, trials: &[TrialRecord], dir: Direction) -> 
             )
         })
         .collect();
+    // The best value so far, as steps: flat until a trial improves on it.
     let mut best: Option<f64> = None;
-    let line: Vec<String> = points
-        .iter()
-        .map(|(n, v)| {
-            let b = match best {
-                Some(b) if dir.loss(b) <= dir.loss(*v) => b,
-                _ => *v,
-            };
-            best = Some(b);
-            format!("{:.1},{:.1}", x(*n), y(b))
-        })
-        .collect();
+    let mut line: Vec<String> = Vec::new();
+    for (n, v) in &points {
+        let improved = best.is_none_or(|b| dir.loss(*v) < dir.loss(b));
+        if improved {
+            if let Some(b) = best {
+                line.push(format!("{:.1},{:.1}", x(*n), y(b)));
+            }
+            best = Some(*v);
+        }
+        line.push(format!("{:.1},{:.1}", x(*n), y(best.unwrap_or(*v))));
+    }
     let name = study.name.replace('&', "&amp;").replace('<', "&lt;");
     let metric = study.definition["extra"]["metric"].as_str().unwrap_or("value");
     format!(
         "<!doctype html><meta charset='utf-8'><title>{name}</title>\
          <body style='font-family:sans-serif'><h2>Study {name}</h2>\
          <p>{metric} ({dir}) of each complete trial; the line is the best so far.</p>\
-         <svg width='{w}' height='{h}' style='border:1px solid #ccc'>\
-         <text x='{pad}' y='20' font-size='12'>{hi:.4}</text><text x='{pad}' y='{yb:.0}' font-size='12'>{lo:.4}</text>\
-         <text x='{xr:.0}' y='{yt:.0}' font-size='12' text-anchor='end'>trial {max_n}</text>\
-         <polyline fill='none' stroke='#e45756' stroke-width='2' points='{line}'/>{dots}</svg></body>",
+         <svg width='{w}' height='{h}' style='border:1px solid #ccc' font-size='12'>\
+         <line x1='{pad}' y1='{pad}' x2='{pad}' y2='{yb:.0}' stroke='#999'/>\
+         <line x1='{pad}' y1='{yb:.0}' x2='{xr:.0}' y2='{yb:.0}' stroke='#999'/>\
+         <text x='{lx:.0}' y='{yh:.0}' text-anchor='end'>{hi:.4}</text>\
+         <text x='{lx:.0}' y='{yl:.0}' text-anchor='end'>{lo:.4}</text>\
+         <text x='{pad}' y='{yt:.0}'>trial 0</text>\
+         <text x='{xr:.0}' y='{yt:.0}' text-anchor='end'>trial {max_n}</text>\
+         <polyline fill='none' stroke='#e45756' stroke-width='2' points='{line}'/>{dots}</svg>\
+         <p>{complete} complete trials of {total}; best {best:.5}.</p></body>",
         dir = dir.as_str(),
-        yb = h - pad + 16.0,
+        yb = h - pad,
         xr = w - pad,
-        yt = h - 8.0,
+        lx = pad - 4.0,
+        yh = y(hi) + 4.0,
+        yl = y(lo) + 4.0,
+        yt = h - pad + 18.0,
         line = line.join(" "),
+        complete = points.len(),
+        total = trials.len(),
+        best = best.unwrap_or(f64::NAN),
     )
 }

@@ -190,3 +190,43 @@ fn malformed_gate() {
     );
     insta::assert_snapshot!(message);
 }
+
+#[test]
+fn tune_problems_name_the_field() {
+    // A parameter that is not a setting of the model.
+    let message = spec_error(
+        &[(
+            "    params:\n      l2: 0.0001\n",
+            "    params:\n      l2: 0.0001\n    cv: {folds: 3}\n    tune:\n      trials: 5\n      space:\n        l3: {log_uniform: [0.0001, 1]}\n",
+        )],
+        &[],
+    );
+    assert_mentions(&message, &["step `train`", "`params`: unknown field `l3`", "expected one of", "`l2`"]);
+    // Trials need something to be scored on.
+    let message = spec_error(
+        &[(
+            "    params:\n      l2: 0.0001\n",
+            "    params:\n      l2: 0.0001\n    tune:\n      space:\n        l2: {log_uniform: [0.0001, 1]}\n",
+        )],
+        &[],
+    );
+    assert_mentions(&message, &["step `train`", "`tune` scores each trial on `validation`", "or by `cv`"]);
+    // One distribution per parameter.
+    let message = spec_error(
+        &[(
+            "    params:\n      l2: 0.0001\n",
+            "    params:\n      l2: 0.0001\n    cv: {folds: 3}\n    tune:\n      space:\n        l2: {uniform: [0, 1], int: [0, 1]}\n",
+        )],
+        &[],
+    );
+    assert_mentions(&message, &["`l2` needs exactly one of `uniform`, `log_uniform`, `int` or `choice`"]);
+    // Extreme values of the space are checked like the spec's own settings, and durations parse.
+    let message = spec_error(
+        &[(
+            "    params:\n      l2: 0.0001\n",
+            "    params:\n      l2: 0.0001\n    cv: {folds: 3}\n    tune:\n      timeout: soon\n      space:\n        l2: {uniform: [-1, 1]}\n",
+        )],
+        &[],
+    );
+    assert_mentions(&message, &["`params.l2` must be >= 0, got -1"]);
+}

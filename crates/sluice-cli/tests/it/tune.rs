@@ -146,3 +146,41 @@ fn two_processes_share_one_study_without_duplicate_trials() {
     let distinct: BTreeSet<String> = all.iter().map(|t| t["params"].to_string()).collect();
     assert_eq!(distinct.len(), 24);
 }
+
+#[test]
+fn a_grid_search_with_cross_validation_tries_every_point() {
+    let sb = Sandbox::new();
+    let spec = sb.copy_adult();
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let tuned = text.replace(
+        "    params:\n      l2: 0.0001\n",
+        "    params:\n      l2: 0.0001\n    cv: {folds: 3, method: stratified}\n    tune:\n      sampler: grid\n      metric: log_loss\n      space:\n        l2: {log_uniform: [0.0001, 100], grid: [0.0001, 1, 100]}\n        fit_intercept: {choice: [true, false]}\n",
+    );
+    assert_ne!(text, tuned);
+    std::fs::write(&spec, tuned).unwrap();
+    let events = sb.run_json(&spec, &[]);
+    let list = sb.sluice(&["tune", "list", "--json"]).ok().json();
+    let name = list[0]["study"].as_str().unwrap().to_string();
+    assert!(name.starts_with("adult-income.train."), "default study name: {name}");
+    let shown = show(&sb, &name);
+    let all = trials(&shown);
+    // 3 values of l2 x 2 of fit_intercept, each once, scored by the 3-fold mean log loss.
+    assert_eq!(all.len(), 6);
+    let points: BTreeSet<String> = all.iter().map(|t| t["params"].to_string()).collect();
+    assert_eq!(points.len(), 6);
+    for t in &all {
+        assert_eq!(t["state"], "complete");
+        assert_eq!(t["value"], t["metrics"]["cv_log_loss_mean"], "{t:#}");
+    }
+    assert_eq!(shown["study"]["direction"], "minimize");
+    let best = &shown["best"];
+    let min = all.iter().map(|t| t["value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(best["value"].as_f64().unwrap(), min);
+    // Heavy L2 (100) is the worst choice here; the best model is downstream of the step.
+    assert_ne!(best["params"]["l2"], 100.0);
+    assert!(events.ran().contains("evaluate") && events.ran().contains("register"));
+    // A second run reuses the step (cache) without touching the study.
+    let again = sb.run_json(&spec, &[]);
+    assert!(again.cached().contains("train"));
+    assert_eq!(trials(&show(&sb, &name)).len(), 6);
+}
