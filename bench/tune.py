@@ -11,7 +11,9 @@
     the same space, on the same train/validation/test split files sluice wrote, with the same
     rounds and early stopping. Prints wall time of the search, the best validation AUC and the
     test AUC of the best trial's model, over studies seeded 1..--seeds. Optuna runs as its users run it (one trial at a time,
-    LightGBM on all cores) and with two trials at once on one thread each (as sluice does).
+    LightGBM on all cores), with two trials at once on one thread each (as sluice does), and
+    with the same ASHA pruner (min resource 10 rounds, reduction factor 3) reporting validation
+    AUC each round, as optuna-integration's LightGBM callback does.
 
 Needs: pip install optuna lightgbm pandas pyarrow scikit-learn (scripts/bench-setup.sh) and
   cargo build --release -p sluice-cli && cargo build --release -p sluice-tune --example overhead
@@ -53,7 +55,7 @@ import json, sys, time
 import numpy as np, pandas as pd, pyarrow.parquet as pq, lightgbm as lgb, optuna
 from sklearn.metrics import roc_auc_score
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-train_p, valid_p, test_p, trials, jobs, threads, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+train_p, valid_p, test_p, trials, jobs, threads, seed, asha = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8] == "asha"
 def load(p):
     t = pq.read_table(p).to_pandas()
     return t.drop(columns=["label"]), t["label"].astype(float).to_numpy()
@@ -74,16 +76,22 @@ def objective(trial):
         "bagging_freq": trial.suggest_categorical("bagging_freq", [0, 1]),
     }
     dtrain = lgb.Dataset(X, y); dvalid = lgb.Dataset(Xv, yv, reference=dtrain)
-    model = lgb.train(params, dtrain, num_boost_round=300, valid_sets=[dvalid],
-                      callbacks=[lgb.early_stopping(30, verbose=False)])
+    def report(env):  # what optuna-integration's LightGBMPruningCallback does
+        trial.report(env.evaluation_result_list[0][2], env.iteration + 1)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    callbacks = [lgb.early_stopping(30, verbose=False)] + ([report] if asha else [])
+    model = lgb.train(params, dtrain, num_boost_round=300, valid_sets=[dvalid], callbacks=callbacks)
     trial.set_user_attr("test_auc", float(roc_auc_score(yt, model.predict(Xt, num_iteration=model.best_iteration))))
     return float(model.best_score["valid_0"]["auc"])
 t0 = time.perf_counter()
-study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=10, reduction_factor=3) if asha else optuna.pruners.NopPruner()
+study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
 study.optimize(objective, n_trials=trials, n_jobs=jobs)
 s = time.perf_counter() - t0
+pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
 print(json.dumps({"seconds": s, "best_valid_auc": study.best_value, "test_auc": study.best_trial.user_attrs["test_auc"],
-                  "pruned": 0}))
+                  "pruned": pruned}))
 '''
 
 
@@ -155,18 +163,20 @@ def part_b(args):
     with tempfile.TemporaryDirectory() as d:
         workdir = Path(d)
         runs = {"sluice TPE (2 trials at once)": [], "sluice TPE + ASHA": [],
-                "Optuna+LightGBM (1 at once, 2 threads)": [], "Optuna+LightGBM (2 at once, 1 thread)": []}
+                "Optuna+LightGBM (1 at once, 2 threads)": [], "Optuna+LightGBM (2 at once, 1 thread)": [],
+                "Optuna+LightGBM + ASHA (2 at once)": []}
         split = None
         for seed in range(1, args.seeds + 1):
             r, split = sluice_adult(args, workdir, "none", seed)
             runs["sluice TPE (2 trials at once)"].append(r)
             r, _ = sluice_adult(args, workdir, "{kind: asha, min_resource: 10, reduction_factor: 3}", seed)
             runs["sluice TPE + ASHA"].append(r)
-            for (jobs, threads), name in (((1, 2), "Optuna+LightGBM (1 at once, 2 threads)"),
-                                          ((2, 1), "Optuna+LightGBM (2 at once, 1 thread)")):
+            for (jobs, threads, pruner), name in (((1, 2, "none"), "Optuna+LightGBM (1 at once, 2 threads)"),
+                                                  ((2, 1, "none"), "Optuna+LightGBM (2 at once, 1 thread)"),
+                                                  ((2, 1, "asha"), "Optuna+LightGBM + ASHA (2 at once)")):
                 runs[name].append(run_json([sys.executable, "-c", OPTUNA_LIGHTGBM, str(split["train"]),
                                             str(split["valid"]), str(split["test"]), str(args.budget),
-                                            str(jobs), str(threads), str(seed)]))
+                                            str(jobs), str(threads), str(seed), pruner]))
         for name, rs in runs.items():
             rows.append((name, statistics.median(r["seconds"] for r in rs),
                          statistics.mean(r["best_valid_auc"] for r in rs),

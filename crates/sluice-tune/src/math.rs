@@ -5,18 +5,25 @@ use sluice_core::rng::SplitMix64;
 
 pub const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
-/// `ln erfc(z)` for `z >= 0`: Numerical Recipes' Chebyshev fit (fractional error < 1.2e-7),
-/// kept in log space so that it does not underflow far in the tail.
-fn ln_erfc_pos(z: f64) -> f64 {
+/// Numerical Recipes' Chebyshev fit of erfc for `z >= 0` (fractional error < 1.2e-7):
+/// `erfc(z) = t exp(poly - z²)`; returns `(t, poly)`.
+#[inline]
+fn erfc_fit(z: f64) -> (f64, f64) {
     let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
+    let poly = -1.265_512_23
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    t.ln() + poly
+    (t, poly)
+}
+
+/// `ln erfc(z)` for `z >= 0`, in log space so that it does not underflow far in the tail.
+fn ln_erfc_pos(z: f64) -> f64 {
+    let (t, poly) = erfc_fit(z);
+    t.ln() + poly - z * z
 }
 
 /// `ln Φ(x)`, the log of the standard normal CDF.
@@ -137,17 +144,10 @@ pub fn exp_neg(x: f64) -> f64 {
     exp_fast(-x)
 }
 
-/// `erfc(z)` for `z >= 0` (Numerical Recipes' fit, relative error < 1.2e-7).
+/// `erfc(z)` for `z >= 0`.
 #[inline]
 fn erfc_pos(z: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let (t, poly) = erfc_fit(z);
     t * exp_fast(poly - z * z)
 }
 

@@ -417,6 +417,8 @@ impl<'a> Booster<'a> {
         let mut bag: Vec<u32> = (0..n as u32).collect();
         let mut history = Vec::new();
         let mut best: Option<(u32, f64)> = None;
+        // The training scores at the best round, when early stopping will cut back to it.
+        let mut best_score: Option<Vec<f64>> = None;
         let mut rounds = 0;
         let all_features: Vec<usize> = (0..self.mappers.len()).collect();
         'rounds: for round in 0..opts.num_rounds {
@@ -499,6 +501,9 @@ impl<'a> Booster<'a> {
                 };
                 if better {
                     best = Some((rounds, m));
+                    if opts.early_stopping_rounds.is_some() {
+                        best_score.get_or_insert_with(Vec::new).clone_from(&score);
+                    }
                 }
             }
             let report = RoundReport { round: rounds, valid_metric };
@@ -523,7 +528,11 @@ impl<'a> Booster<'a> {
             trees,
             best_rounds,
         };
-        let final_score = if best_rounds == model.trees.len() { score } else { model.raw_scores(self.train.x) };
+        let final_score = match best_score {
+            _ if best_rounds == model.trees.len() => score,
+            Some(s) => s,
+            None => model.raw_scores(self.train.x),
+        };
         let train_loss = opts.loss.mean_loss(y, &self.weight, &final_score);
         self.phases.report();
         Ok(GbdtFit { model, rounds, best, history, train_loss })
