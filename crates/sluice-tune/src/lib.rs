@@ -1,8 +1,8 @@
 //! Hyperparameter studies. A [`Space`] says what to search; a [`Sampler`] proposes each trial's
 //! parameters from the trials before it (random, grid, TPE, CMA-ES); a pruner stops trials
 //! whose intermediate values fall behind (median, ASHA, Hyperband); a [`Study`] runs trials in
-//! parallel against any [`StudyStore`] — in memory, or the metadata store, where a study
-//! survives its process and is shared by every worker that opens it.
+//! parallel against any [`StudyStore`](sluice_store::StudyStore) — in memory, or the metadata
+//! store, where a study survives its process and is shared by every worker that opens it.
 //!
 //! ```
 //! use sluice_tune::*;
