@@ -49,6 +49,9 @@ enum Command {
     /// Inspect hyperparameter studies (train steps with `tune:`).
     #[command(subcommand)]
     Tune(commands::tune::Command),
+    /// Watch data for drift against a reference.
+    #[command(subcommand)]
+    Monitor(commands::monitor::Command),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&cli.home, args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Tune(cmd) => commands::tune::run(&cli.home, cmd),
+        Command::Monitor(cmd) => commands::monitor::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -122,7 +122,8 @@ impl Kll {
     }
 
     /// Held items with their weights, sorted by value.
-    fn weighted(&self) -> Vec<(f64, u64)> {
+    /// Every held value with its weight (how many values it stands for), by value.
+    pub fn items(&self) -> Vec<(f64, u64)> {
         let mut all: Vec<(f64, u64)> =
             self.levels.iter().enumerate().flat_map(|(h, items)| items.iter().map(move |&x| (x, 1u64 << h))).collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -136,7 +137,7 @@ impl Kll {
     }
 
     pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        let items = self.weighted();
+        let items = self.items();
         let total: u64 = items.iter().map(|(_, w)| w).sum();
         qs.iter()
             .map(|&q| {
@@ -171,7 +172,7 @@ impl Kll {
     }
 
     fn count_up_to(&self, xs: &[f64], included: impl Fn(f64, f64) -> bool) -> Vec<u64> {
-        let items = self.weighted();
+        let items = self.items();
         let mut cumulative = Vec::with_capacity(items.len());
         let mut acc = 0;
         for (_, w) in &items {

@@ -14,6 +14,7 @@
 //!
 //! No DataFusion, no I/O: the server (live drift sketches) and executors use the same code.
 
+pub mod drift;
 mod freq;
 mod hll;
 mod kll;

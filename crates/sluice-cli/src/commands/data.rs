@@ -74,6 +74,27 @@ async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> anyhow::Result
         .with_context(|| format!("cannot read `{}`", args.input.display()))
 }
 
+/// A data file's profile, in one streaming pass.
+pub async fn profile_file(engine: &sluice_engine::Engine, file: &FileArgs) -> anyhow::Result<Profile> {
+    let df = read(engine, file).await?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut profiler = sluice_profile::Profiler::new(schema);
+    let mut failed = None;
+    sluice_engine::for_each_batch(df, |b| {
+        if failed.is_none()
+            && let Err(e) = profiler.update(&b)
+        {
+            failed = Some(e);
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(e) = failed {
+        return Err(anyhow::Error::new(e).context(format!("cannot profile `{}`", file.input.display())));
+    }
+    Ok(profiler.finish())
+}
+
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let engine = sluice_engine::Engine::local(std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -95,23 +116,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             print!("{}", expectations.to_yaml());
         }
         Command::Profile { file, json: as_json } => {
-            let profile = rt.block_on(async {
-                let df = read(&engine, &file).await?;
-                let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-                let mut profiler = sluice_profile::Profiler::new(schema);
-                let mut failed = None;
-                sluice_engine::for_each_batch(df, |b| {
-                    if let Err(e) = profiler.update(&b) {
-                        failed = Some(e);
-                    }
-                    Ok(())
-                })
-                .await?;
-                if let Some(e) = failed {
-                    return Err(anyhow::Error::new(e));
-                }
-                anyhow::Ok(profiler.finish())
-            })?;
+            let profile = rt.block_on(profile_file(&engine, &file))?;
             if as_json {
                 json(&profile)?;
             } else {

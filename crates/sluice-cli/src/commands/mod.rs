@@ -3,6 +3,7 @@
 pub mod data;
 pub mod lineage;
 pub mod models;
+pub mod monitor;
 pub mod plan;
 pub mod predict;
 pub mod run;

@@ -8,6 +8,7 @@ mod databases;
 mod failure;
 mod gbdt;
 mod kill;
+mod monitor;
 mod object_store;
 mod predict;
 mod quickstart;

@@ -138,3 +138,50 @@ fn partition_profiles_merge_to_the_whole_and_round_trip() {
     let other = Profiler::new(Arc::new(arrow::datatypes::Schema::empty())).finish();
     assert!(merged.clone().merge(&other).is_err());
 }
+
+/// Drift statistics from two profiles against SciPy on the same values
+/// (scripts/reference/drift.py): samples small enough that the sketches are exact.
+#[test]
+fn drift_matches_scipy() {
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let fixture: Value = serde_json::from_str(include_str!("../fixtures/drift.json")).unwrap();
+    let profile_of = |case: &Value, side: &str| -> Profile {
+        let numeric = case["kind"] == "numeric";
+        let values = case[side].as_array().unwrap();
+        let (field, array): (Field, ArrayRef) = if numeric {
+            let v: Vec<f64> = values.iter().map(|x| x.as_f64().unwrap()).collect();
+            (Field::new("x", DataType::Float64, true), Arc::new(Float64Array::from(v)))
+        } else {
+            let v: Vec<&str> = values.iter().map(|x| x.as_str().unwrap()).collect();
+            (Field::new("x", DataType::Utf8, true), Arc::new(StringArray::from(v)))
+        };
+        let schema = Arc::new(Schema::new(vec![field]));
+        profile_batches(schema.clone(), &[RecordBatch::try_new(schema, vec![array]).unwrap()]).unwrap()
+    };
+    let near = |got: f64, want: &Value, what: &str, name: &str| {
+        let want = want.as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{name} {what}: {got} vs SciPy {want}");
+    };
+    for case in fixture["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (reference, current) = (profile_of(case, "reference"), profile_of(case, "current"));
+        let drift = sluice_profile::drift::drift(&reference, &current);
+        assert_eq!(drift.len(), 1, "{name}");
+        let d = &drift[0];
+        near(d.psi, &case["psi"], "psi", name);
+        near(d.jensen_shannon, &case["js"], "jensen-shannon", name);
+        if case["kind"] == "numeric" {
+            near(d.ks.unwrap(), &case["ks"], "ks", name);
+            near(d.ks_p_value.unwrap(), &case["ks_p_value"], "ks p-value", name);
+            near(d.wasserstein.unwrap(), &case["wasserstein"], "wasserstein", name);
+            assert_eq!(d.method, sluice_profile::drift::DriftMethod::KolmogorovSmirnov);
+            assert_eq!(d.drifted, case["ks_p_value"].as_f64().unwrap() < 0.05, "{name}");
+        } else {
+            near(d.chi2.unwrap(), &case["chi2"], "chi2", name);
+            near(d.chi2_p_value.unwrap(), &case["chi2_p_value"], "chi2 p-value", name);
+            assert_eq!(d.method, sluice_profile::drift::DriftMethod::ChiSquared);
+            assert_eq!(d.drifted, case["chi2_p_value"].as_f64().unwrap() < 0.05, "{name}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `sluice monitor drift`: a shifted column is found, a stable one is not, from data files or a
+//! stored profile.
+
+use crate::support::Sandbox;
+
+fn write_csv(path: &std::path::Path, rows: usize, shift: f64, seed: u64) {
+    use std::fmt::Write;
+    let mut text = String::from("stable,shifted,city\n");
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for _ in 0..rows {
+        let (a, b, c) = (next(), next(), next());
+        let city = if c < 0.5 - shift / 4.0 {
+            "paris"
+        } else if c < 0.8 {
+            "lyon"
+        } else {
+            "nice"
+        };
+        writeln!(text, "{:.3},{:.3},{city}", a * 10.0, b * 10.0 + shift * 10.0).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn drift_finds_the_shifted_columns() {
+    let sb = Sandbox::new();
+    let (reference, current) = (sb.path().join("reference.csv"), sb.path().join("current.csv"));
+    write_csv(&reference, 5000, 0.0, 1);
+    write_csv(&current, 4000, 0.5, 2);
+    let out = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            reference.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let column = |name: &str| out["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).unwrap().clone();
+    assert_eq!(out["reference_rows"], 5000);
+    assert_eq!(column("shifted")["drifted"], true, "{out:#}");
+    assert_eq!(column("shifted")["method"], "wasserstein");
+    assert!(column("shifted")["psi"].as_f64().unwrap() > 0.2);
+    assert_eq!(column("stable")["drifted"], false, "{out:#}");
+    assert!(column("stable")["psi"].as_f64().unwrap() < 0.02);
+    assert_eq!(column("city")["drifted"], true);
+    assert_eq!(column("city")["method"], "jensen_shannon");
+    // Most severe first.
+    assert_eq!(out["columns"][2]["column"], "stable");
+
+    // A stored profile as the reference gives the same answer; --fail-on-drift exits 1.
+    let profile = sb.sluice(&["data", "profile", reference.to_str().unwrap(), "--json"]).ok();
+    let profile_path = sb.path().join("reference.json");
+    std::fs::write(&profile_path, profile.stdout).unwrap();
+    let again = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            profile_path.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(again["columns"], out["columns"]);
+    sb.sluice(&[
+        "monitor",
+        "drift",
+        "--reference",
+        profile_path.to_str().unwrap(),
+        "--current",
+        current.to_str().unwrap(),
+        "--fail-on-drift",
+    ])
+    .expect_code(1);
+    sb.sluice(&[
+        "monitor",
+        "drift",
+        "--reference",
+        reference.to_str().unwrap(),
+        "--current",
+        reference.to_str().unwrap(),
+        "--fail-on-drift",
+    ])
+    .expect_code(0);
+    // A JSON file that is not a profile is named.
+    let bad = sb.path().join("bad.json");
+    std::fs::write(&bad, "{}").unwrap();
+    let err = sb
+        .sluice(&["monitor", "drift", "--reference", bad.to_str().unwrap(), "--current", current.to_str().unwrap()])
+        .expect_code(1);
+    assert!(err.stderr.contains("bad.json` is not a sluice profile"), "{}", err.stderr);
+}
