@@ -20,6 +20,7 @@ mod hll;
 mod kll;
 mod moments;
 mod profile;
+mod window;
 
 pub use freq::FrequentItems;
 pub use hll::Hll;
@@ -29,3 +30,4 @@ pub use profile::{
     ColumnKind, ColumnProfile, ColumnState, Frequency, Histogram, NumericSummary, Profile, ProfileError, Profiler,
     QUANTILES, Quantile, profile_batches,
 };
+pub use window::{Window, WindowStart, WindowedProfiler};

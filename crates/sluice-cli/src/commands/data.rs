@@ -52,7 +52,7 @@ pub enum Command {
     },
 }
 
-async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> anyhow::Result<sluice_engine::DataFrame> {
+pub(crate) async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> anyhow::Result<sluice_engine::DataFrame> {
     let path = args.input.canonicalize().with_context(|| format!("cannot open `{}`", args.input.display()))?;
     let Some(text) = path.to_str() else { bail!("`{}` is not a UTF-8 path", path.display()) };
     let format = args.format.map(|f| match f {

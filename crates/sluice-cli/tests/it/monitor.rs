@@ -100,3 +100,88 @@ fn drift_finds_the_shifted_columns() {
         .expect_code(1);
     assert!(err.stderr.contains("bad.json` is not a sluice profile"), "{}", err.stderr);
 }
+
+/// Windows of the current data show when drift started: days 0 and 1 look like the reference,
+/// days 2 and 3 are shifted.
+#[test]
+fn drift_per_window_shows_when_it_started() {
+    use std::fmt::Write;
+    let sb = Sandbox::new();
+    let reference = sb.path().join("reference.csv");
+    write_csv(&reference, 3000, 0.0, 7);
+    let mut text = String::from("ts,stable,shifted,city\n");
+    let mut state = 11u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let day0 = 1_700_006_400i64; // a midnight, UTC
+    for i in 0..8000 {
+        let day = i / 2000;
+        let shift = if day >= 2 { 0.5 } else { 0.0 };
+        let ts = day0 + day * 86_400 + (i % 2000) * 40;
+        writeln!(text, "{ts},{:.3},{:.3},lyon", next() * 10.0, next() * 10.0 + shift * 10.0).unwrap();
+    }
+    let current = sb.path().join("current.csv");
+    std::fs::write(&current, text).unwrap();
+    // The reference has no `ts`; windows by day of the current data's `ts`.
+    let out = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            reference.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+            "--time",
+            "ts",
+            "--window",
+            "day",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let windows = out["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 4, "{out:#}");
+    let drifted = |w: &serde_json::Value| -> Vec<String> {
+        w["drifted_columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(windows[0]["label"], "2023-11-15T00:00:00Z");
+    for w in &windows[..2] {
+        assert_eq!(w["rows"], 2000);
+        assert!(!drifted(w).contains(&"shifted".to_string()), "{w:#}");
+    }
+    for w in &windows[2..] {
+        assert!(drifted(w).contains(&"shifted".to_string()), "{w:#}");
+        assert!(!drifted(w).contains(&"stable".to_string()), "{w:#}");
+    }
+    // Windows of rows need no time column; a bad window is named.
+    let rows = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            reference.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+            "--window",
+            "4000rows",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(rows["windows"].as_array().unwrap().len(), 2);
+    let err = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            reference.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+            "--window",
+            "fortnight",
+        ])
+        .expect_code(1);
+    assert!(err.stderr.contains("--window must be"), "{}", err.stderr);
+}
