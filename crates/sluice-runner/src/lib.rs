@@ -20,6 +20,7 @@ mod error;
 mod event;
 mod gates;
 mod importance;
+mod monitor;
 mod plan;
 mod run;
 mod slices;

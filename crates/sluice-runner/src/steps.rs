@@ -49,7 +49,7 @@ pub(crate) struct Executed {
 }
 
 impl StepCtx {
-    fn input(&self, role: &str) -> Result<&OutputRecord, StepError> {
+    pub(crate) fn input(&self, role: &str) -> Result<&OutputRecord, StepError> {
         self.inputs
             .iter()
             .find(|(i, _)| i.role == role)
@@ -57,7 +57,7 @@ impl StepCtx {
             .ok_or_else(|| StepError::Internal(format!("step `{}` has no `{role}` input", self.step.name)))
     }
 
-    async fn path_of(&self, artifact: &ArtifactMeta) -> Result<std::path::PathBuf, StepError> {
+    pub(crate) async fn path_of(&self, artifact: &ArtifactMeta) -> Result<std::path::PathBuf, StepError> {
         Ok(self.ws.artifacts.local_path(&artifact.hash, artifact.kind).await?)
     }
 
@@ -216,6 +216,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Validate(v) => crate::validate::execute(ctx, v).await,
+        StepConfig::Monitor(m) => crate::monitor::execute(ctx, m).await,
         StepConfig::FitTransform(ft) => {
             let input = ctx.path_of(&ctx.input("input")?.artifact).await?;
             let fit_path = match ctx.inputs.iter().find(|(i, _)| i.role == "fit") {

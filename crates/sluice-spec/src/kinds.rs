@@ -661,6 +661,31 @@ pub struct FitTransformStep {
     pub transforms: Vec<TransformSpec>,
 }
 
+/// Compare a dataset with a reference profile (a validate step's `profile`): drift of every
+/// column — PSI, Jensen–Shannon, Kolmogorov–Smirnov and Wasserstein for numbers, chi-squared
+/// for text — as a `report` and as metrics (`drifted_columns`, `psi_<column>`,
+/// `drift_score_<column>`), optionally per window of a time column. Also writes the current
+/// data's `profile`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorStep {
+    /// A profile (a validate or monitor step's `profile` output).
+    #[schemars(with = "String")]
+    pub reference: Ref,
+    /// The dataset to check.
+    #[schemars(with = "String")]
+    pub current: Ref,
+    /// Report drift per window of this time column (a date, timestamp or seconds), with `window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// `hour`, `day`, `week`, a duration (`6h`), or `N rows` as `5000rows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Fail the step (and the run) when any column drifted; otherwise drift is reported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_on_drift: bool,
+}
+
 /// Train a model on a dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -272,6 +272,7 @@ fn read_step(origin: &Origin, name: &str, def: &Node, implied_kind: Option<&str>
         "sql" => marked_yaml::from_node(&body).map(StepConfig::Sql),
         "split" => marked_yaml::from_node(&body).map(StepConfig::Split),
         "fit_transform" => marked_yaml::from_node(&body).map(StepConfig::FitTransform),
+        "monitor" => marked_yaml::from_node(&body).map(StepConfig::Monitor),
         "validate" => marked_yaml::from_node(&body).map(StepConfig::Validate),
         "train" => read_train(&body).map(StepConfig::Train),
         "evaluate" => marked_yaml::from_node(&body).map(StepConfig::Evaluate),
@@ -677,6 +678,26 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
         StepConfig::Evaluate(e) => {
             if !(e.threshold > 0.0 && e.threshold < 1.0) {
                 return Err(invalid("threshold", format!("`threshold` must be between 0 and 1, got {}", e.threshold)));
+            }
+        }
+        StepConfig::Monitor(m) => {
+            if let Some(w) = &m.window {
+                let rows = w.strip_suffix("rows").map(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0));
+                let time = matches!(w.as_str(), "hour" | "day" | "week")
+                    || crate::kinds::parse_duration(w).is_some_and(|s| s > 0.0);
+                if rows != Some(true) && !time {
+                    return Err(invalid(
+                        "window",
+                        format!(
+                            "`window` must be hour, day, week, a duration like `6h`, or rows like `5000rows`; got `{w}`"
+                        ),
+                    ));
+                }
+                if time && m.time.is_none() {
+                    return Err(invalid("window", format!("a window of time (`{w}`) needs `time` (a column)")));
+                }
+            } else if m.time.is_some() {
+                return Err(invalid("time", "`time` goes with `window` (e.g. `window: day`)".into()));
             }
         }
         StepConfig::Register(r) => {

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::error::Location;
 use crate::kinds::{
-    DatabaseStep, EvaluateStep, FitTransformStep, RegisterStep, SourceStep, SplitStep, SqlStep, StreamStep, TrainStep,
-    ValidateStep,
+    DatabaseStep, EvaluateStep, FitTransformStep, MonitorStep, RegisterStep, SourceStep, SplitStep, SqlStep,
+    StreamStep, TrainStep, ValidateStep,
 };
 
 /// What an output holds, so that references can be type-checked before anything runs.
@@ -29,11 +29,23 @@ pub enum StepConfig {
     Train(TrainStep),
     Evaluate(EvaluateStep),
     Register(RegisterStep),
+    Monitor(MonitorStep),
 }
 
 /// The kinds a step can have, in the order `sluice schema` documents them.
-pub const KINDS: &[&str] =
-    &["source", "database", "stream", "sql", "split", "validate", "fit_transform", "train", "evaluate", "register"];
+pub const KINDS: &[&str] = &[
+    "source",
+    "database",
+    "stream",
+    "sql",
+    "split",
+    "validate",
+    "fit_transform",
+    "train",
+    "evaluate",
+    "register",
+    "monitor",
+];
 
 /// The kinds that may be declared under `sources:` (they read from outside the pipeline).
 pub const SOURCE_KINDS: &[&str] = &["source", "database", "stream"];
@@ -51,6 +63,7 @@ impl StepConfig {
             StepConfig::Train(_) => "train",
             StepConfig::Evaluate(_) => "evaluate",
             StepConfig::Register(_) => "register",
+            StepConfig::Monitor(_) => "monitor",
         }
     }
 
@@ -80,6 +93,7 @@ impl StepConfig {
                 v
             }
             StepConfig::Evaluate(s) => vec![("model", &s.model, Model), ("input", &s.input, Dataset)],
+            StepConfig::Monitor(s) => vec![("reference", &s.reference, Profile), ("current", &s.current, Dataset)],
             StepConfig::Register(s) => {
                 let mut v = vec![("model", &s.model, Model)];
                 if let Some(m) = &s.metrics {
@@ -111,6 +125,7 @@ impl StepConfig {
                 vec![("metrics".into(), Metrics), ("predictions".into(), Dataset)]
             }
             StepConfig::Register(_) => vec![],
+            StepConfig::Monitor(_) => vec![("report".into(), Metrics), ("profile".into(), Profile)],
         }
     }
 

@@ -185,3 +185,41 @@ fn drift_per_window_shows_when_it_started() {
         .expect_code(1);
     assert!(err.stderr.contains("--window must be"), "{}", err.stderr);
 }
+
+/// A `monitor` step in a pipeline: a validate step's profile is the reference; a shifted slice
+/// of the data drifts, the other split does not; `fail_on_drift` fails the run naming columns.
+#[test]
+fn a_monitor_step_compares_data_with_a_validated_profile() {
+    let sb = Sandbox::new();
+    let spec = sb.copy_adult();
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let steps = "  check:\n    kind: validate\n    input: split.train\n    columns:\n      age: {min: 0}\n\
+                 \n  older:\n    kind: sql\n    inputs: [split.test]\n    query: SELECT * FROM split_test WHERE age > 45\
+                 \n\n  same:\n    kind: monitor\n    reference: check.profile\n    current: split.test\
+                 \n\n  shifted:\n    kind: monitor\n    reference: check.profile\n    current: older\n\n";
+    let with = text.replacen("  train:\n", &format!("{steps}  train:\n"), 1);
+    assert_ne!(text, with);
+    std::fs::write(&spec, &with).unwrap();
+    let events = sb.run_json(&spec, &[]);
+    let run = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let metric = |step: &str, key: &str| {
+        run["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["step"] == step && m["key"] == key)
+            .map(|m| m["value"].as_f64().unwrap())
+    };
+    assert_eq!(metric("same", "drifted_columns"), Some(0.0), "{run:#}");
+    assert!(metric("shifted", "drifted_columns").unwrap() >= 1.0);
+    assert!(metric("shifted", "psi_age").unwrap() > 0.2, "{:?}", metric("shifted", "psi_age"));
+    assert!(metric("same", "psi_age").unwrap() < 0.01);
+    let reports: Vec<&serde_json::Value> = events.of_type("step_report").filter(|e| e["step"] == "shifted").collect();
+    assert!(reports[0]["text"].as_str().unwrap().contains("age (PSI"), "{reports:?}");
+
+    // fail_on_drift: the run fails and names the drifted columns.
+    std::fs::write(&spec, with.replace("    current: older\n", "    current: older\n    fail_on_drift: true\n"))
+        .unwrap();
+    let out = sb.sluice(&["run", spec.to_str().unwrap()]).expect_code(1);
+    assert!(out.stderr.contains("drift against the reference") && out.stderr.contains("age (PSI"), "{}", out.stderr);
+}
