@@ -76,13 +76,24 @@ pub(crate) async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> any
 
 /// A data file's profile, in one streaming pass.
 pub async fn profile_file(engine: &sluice_engine::Engine, file: &FileArgs) -> anyhow::Result<Profile> {
+    let profiler =
+        stream_file(engine, file, |schema| Ok(sluice_profile::Profiler::new(schema)), |p, b| p.update(b)).await?;
+    Ok(profiler.finish())
+}
+
+/// Stream a data file's batches through a profiler that `make` builds from the file's schema.
+pub async fn stream_file<P>(
+    engine: &sluice_engine::Engine,
+    file: &FileArgs,
+    make: impl FnOnce(arrow::datatypes::SchemaRef) -> anyhow::Result<P>,
+    mut update: impl FnMut(&mut P, &arrow::array::RecordBatch) -> Result<(), sluice_profile::ProfileError>,
+) -> anyhow::Result<P> {
     let df = read(engine, file).await?;
-    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-    let mut profiler = sluice_profile::Profiler::new(schema);
+    let mut profiler = make(std::sync::Arc::new(df.schema().as_arrow().clone()))?;
     let mut failed = None;
     sluice_engine::for_each_batch(df, |b| {
         if failed.is_none()
-            && let Err(e) = profiler.update(&b)
+            && let Err(e) = update(&mut profiler, &b)
         {
             failed = Some(e);
         }
@@ -92,7 +103,7 @@ pub async fn profile_file(engine: &sluice_engine::Engine, file: &FileArgs) -> an
     if let Some(e) = failed {
         return Err(anyhow::Error::new(e).context(format!("cannot profile `{}`", file.input.display())));
     }
-    Ok(profiler.finish())
+    Ok(profiler)
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {

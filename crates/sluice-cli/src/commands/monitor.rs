@@ -7,7 +7,7 @@ use anyhow::Context;
 use sluice_profile::drift::{ColumnDrift, DriftMethod};
 use sluice_profile::{Profile, Window, WindowStart, WindowedProfiler};
 
-use super::data::{FileArgs, Format, profile_file, read};
+use super::data::{FileArgs, Format, profile_file, stream_file};
 use super::runtime;
 use crate::output::{json, table};
 
@@ -102,26 +102,14 @@ fn windowed(
     window: Window,
 ) -> anyhow::Result<(Vec<(WindowStart, Profile)>, u64)> {
     let file = FileArgs { input: path.to_path_buf(), format, no_header: false };
-    runtime()?.block_on(async {
-        let df = read(engine, &file).await?;
-        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let mut profiler = WindowedProfiler::new(schema, time, window)?;
-        let mut failed = None;
-        sluice_engine::for_each_batch(df, |b| {
-            if failed.is_none()
-                && let Err(e) = profiler.update(&b)
-            {
-                failed = Some(e);
-            }
-            Ok(())
-        })
-        .await?;
-        if let Some(e) = failed {
-            return Err(anyhow::Error::new(e).context(format!("cannot profile `{}`", path.display())));
-        }
-        let untimed = profiler.untimed;
-        Ok((profiler.finish(), untimed))
-    })
+    let profiler = runtime()?.block_on(stream_file(
+        engine,
+        &file,
+        |schema| Ok(WindowedProfiler::new(schema, time, window)?),
+        |p, b| p.update(b),
+    ))?;
+    let untimed = profiler.untimed;
+    Ok((profiler.finish(), untimed))
 }
 
 fn window_label(start: WindowStart, window: Window, rows: u64) -> String {

@@ -3,14 +3,19 @@
 
 use crate::support::Sandbox;
 
+/// Uniform numbers in [0, 1) from a seed (a 64-bit LCG: enough for test data).
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 fn write_csv(path: &std::path::Path, rows: usize, shift: f64, seed: u64) {
     use std::fmt::Write;
     let mut text = String::from("stable,shifted,city\n");
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = uniform(seed);
     for _ in 0..rows {
         let (a, b, c) = (next(), next(), next());
         let city = if c < 0.5 - shift / 4.0 {
@@ -110,11 +115,7 @@ fn drift_per_window_shows_when_it_started() {
     let reference = sb.path().join("reference.csv");
     write_csv(&reference, 3000, 0.0, 7);
     let mut text = String::from("ts,stable,shifted,city\n");
-    let mut state = 11u64;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = uniform(11);
     let day0 = 1_700_006_400i64; // a midnight, UTC
     for i in 0..8000 {
         let day = i / 2000;
