@@ -368,13 +368,20 @@ impl<'s> Study<'s> {
             if self.should_stop(budget, start) {
                 return Ok(());
             }
-            let Some(started) =
-                self.store.start_trial(&self.config.name, &self.worker, max_trials, STALE_AFTER_SECS)?
-            else {
+            // Allocate the number and register it as ours in one step, so that a trial sampled
+            // after it always knows it is there (and waits for its parameters).
+            let started = {
+                let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+                let started = self.store.start_trial(&self.config.name, &self.worker, max_trials, STALE_AFTER_SECS)?;
+                if let Some(s) = &started {
+                    local.running.insert(s.number, false);
+                }
+                started
+            };
+            let Some(started) = started else {
                 return Ok(());
             };
             let number = started.number;
-            self.local.lock().unwrap_or_else(|e| e.into_inner()).running.insert(number, false);
             let params = match started.resumed {
                 Some(p) if !p.is_empty() => p,
                 _ => {
