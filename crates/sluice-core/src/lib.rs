@@ -15,9 +15,11 @@ mod artifact;
 pub mod fnv;
 mod hash;
 pub mod rng;
+mod units;
 
 pub use artifact::{ArtifactKind, ArtifactMeta, ColumnMeta};
 pub use hash::{ContentHash, HashError, Hasher};
+pub use units::{Window, parse_duration};
 
 /// The engine version that enters every cache key: results produced by one version of sluice are
 /// never silently reused by another.

@@ -83,6 +83,34 @@ pub fn drift(reference: &Profile, current: &Profile) -> Vec<ColumnDrift> {
     out
 }
 
+/// One window's drift against the reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowDrift {
+    /// The window's start: seconds since the epoch, or its first row.
+    pub start: crate::WindowStart,
+    pub rows: u64,
+    pub drifted_columns: Vec<String>,
+    pub columns: Vec<ColumnDrift>,
+}
+
+/// Drift of each window (from [`crate::WindowedProfiler`]) against the reference, leaving out
+/// `time`, the column the windows were cut on (it drifts by construction).
+pub fn window_drift(
+    reference: &Profile,
+    windows: &[(crate::WindowStart, Profile)],
+    time: Option<&str>,
+) -> Vec<WindowDrift> {
+    windows
+        .iter()
+        .map(|(start, profile)| {
+            let mut columns = drift(reference, profile);
+            columns.retain(|c| Some(c.column.as_str()) != time);
+            let drifted_columns = columns.iter().filter(|c| c.drifted).map(|c| c.column.clone()).collect();
+            WindowDrift { start: *start, rows: profile.rows, drifted_columns, columns }
+        })
+        .collect()
+}
+
 /// One column's drift; `None` for kinds without a distribution (lists, binary) or no values.
 pub fn column_drift(reference: &ColumnProfile, current: &ColumnProfile) -> Option<ColumnDrift> {
     let (r, c) = (&reference.state, &current.state);

@@ -9,42 +9,9 @@ use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 
+pub use sluice_core::Window;
+
 use crate::profile::{ColumnKind, Profile, ProfileError, Profiler, to_f64};
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Window {
-    /// Windows of this many seconds of the time column, aligned to the Unix epoch (UTC).
-    Seconds(f64),
-    /// Every `n` rows, in order.
-    Rows(u64),
-}
-
-impl Window {
-    /// `hour`, `day`, `week`, `30m`, `6h`, `2d`, or `10000rows`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let t = text.trim();
-        if let Some(n) = t.strip_suffix("rows") {
-            return n.trim().parse().ok().filter(|n| *n > 0).map(Window::Rows);
-        }
-        let seconds = match t {
-            "hour" => 3600.0,
-            "day" => 86_400.0,
-            "week" => 604_800.0,
-            _ => {
-                let unit = match t.chars().last()? {
-                    's' => 1.0,
-                    'm' => 60.0,
-                    'h' => 3600.0,
-                    'd' => 86_400.0,
-                    'w' => 604_800.0,
-                    _ => return None,
-                };
-                t[..t.len() - 1].trim().parse::<f64>().ok().filter(|n| *n > 0.0)? * unit
-            }
-        };
-        Some(Window::Seconds(seconds))
-    }
-}
 
 /// A window's key: its start (seconds since the epoch, or the first row's index).
 pub type WindowStart = i64;
@@ -57,6 +24,8 @@ pub struct WindowedProfiler {
     windows: BTreeMap<WindowStart, Profiler>,
     /// Rows whose time was missing (not in any window).
     pub untimed: u64,
+    /// Their profile, so that the whole data's profile can be had by merging.
+    untimed_profile: Option<Profiler>,
 }
 
 impl WindowedProfiler {
@@ -89,7 +58,7 @@ impl WindowedProfiler {
             }
             (None, Window::Rows(_)) => None,
         };
-        Ok(Self { schema, time, window, rows_seen: 0, windows: BTreeMap::new(), untimed: 0 })
+        Ok(Self { schema, time, window, rows_seen: 0, windows: BTreeMap::new(), untimed: 0, untimed_profile: None })
     }
 
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
@@ -111,12 +80,9 @@ impl WindowedProfiler {
             (Window::Seconds(_), None) => unreachable!("checked in new"),
         };
         self.rows_seen += n as u64;
-        let mut rows: BTreeMap<WindowStart, Vec<u32>> = BTreeMap::new();
+        let mut rows: BTreeMap<Option<WindowStart>, Vec<u32>> = BTreeMap::new();
         for (i, k) in keys.into_iter().enumerate() {
-            match k {
-                Some(k) => rows.entry(k).or_default().push(i as u32),
-                None => self.untimed += 1,
-            }
+            rows.entry(k).or_default().push(i as u32);
         }
         for (key, indices) in rows {
             let part = if indices.len() == n {
@@ -125,27 +91,66 @@ impl WindowedProfiler {
                 take_record_batch(batch, &UInt32Array::from(indices))
                     .map_err(|e| ProfileError::Mismatch(format!("cannot split a batch into windows: {e}")))?
             };
-            self.windows.entry(key).or_insert_with(|| Profiler::new(self.schema.clone())).update(&part)?;
+            let profiler = match key {
+                Some(k) => self.windows.entry(k).or_insert_with(|| Profiler::new(self.schema.clone())),
+                None => {
+                    self.untimed += part.num_rows() as u64;
+                    self.untimed_profile.get_or_insert_with(|| Profiler::new(self.schema.clone()))
+                }
+            };
+            profiler.update(&part)?;
         }
         Ok(())
     }
 
     /// Each window's start and profile, in time (or row) order.
     pub fn finish(self) -> Vec<(WindowStart, Profile)> {
-        self.windows.into_iter().map(|(k, p)| (k, p.finish())).collect()
+        self.finish_with_whole().0
+    }
+
+    /// The windows' profiles and the whole data's (the windows and the rows without a time,
+    /// merged: no second pass).
+    pub fn finish_with_whole(self) -> (Vec<(WindowStart, Profile)>, Profile) {
+        let mut whole = Profiler::new(self.schema.clone()).finish();
+        let windows: Vec<(WindowStart, Profile)> = self.windows.into_iter().map(|(k, p)| (k, p.finish())).collect();
+        let parts = windows.iter().map(|(_, p)| p.clone()).chain(self.untimed_profile.map(Profiler::finish));
+        for p in parts {
+            // Same schema on both sides: merging cannot fail.
+            let _ = whole.merge(&p);
+        }
+        (windows, whole)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
     use super::*;
 
     #[test]
-    fn windows_parse() {
-        assert_eq!(Window::parse("day"), Some(Window::Seconds(86_400.0)));
-        assert_eq!(Window::parse("6h"), Some(Window::Seconds(21_600.0)));
-        assert_eq!(Window::parse("5000rows"), Some(Window::Rows(5000)));
-        assert_eq!(Window::parse("0rows"), None);
-        assert_eq!(Window::parse("fortnight"), None);
+    fn windows_and_their_merge_cover_every_row() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, true),
+            Field::new("x", DataType::Float64, false),
+        ]));
+        // 10 rows over two hours; one row has no time.
+        let ts: Vec<Option<i64>> = (0..10).map(|i| if i == 4 { None } else { Some(i * 720) }).collect();
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ts)), Arc::new(Float64Array::from(x))])
+                .unwrap();
+        let mut p = WindowedProfiler::new(schema.clone(), Some("ts"), Window::Seconds(3600.0)).unwrap();
+        p.update(&batch).unwrap();
+        assert_eq!(p.untimed, 1);
+        let (windows, whole) = p.finish_with_whole();
+        assert_eq!(windows.iter().map(|(s, w)| (*s, w.rows)).collect::<Vec<_>>(), vec![(0, 4), (3600, 5)]);
+        let direct = crate::profile_batches(schema, &[batch]).unwrap();
+        assert_eq!(whole.rows, 10);
+        let (a, b) = (whole.column("x").unwrap(), direct.column("x").unwrap());
+        assert_eq!((a.count, a.numeric.as_ref().map(|n| n.mean)), (b.count, b.numeric.as_ref().map(|n| n.mean)));
     }
 }

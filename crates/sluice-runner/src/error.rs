@@ -34,6 +34,10 @@ pub enum RunnerError {
     Store(#[from] sluice_store::StoreError),
     #[error("`--force {step}`: no step named `{step}` in this pipeline{suggestion}")]
     UnknownForce { step: String, suggestion: sluice_spec::Suggestion },
+    /// A step's configuration that only the runner can check (a tuning study's space, sampler
+    /// and pruner), found before anything runs.
+    #[error("step `{step}`: {message}")]
+    InvalidStep { step: String, message: String },
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

@@ -4,7 +4,7 @@
 use serde_json::json;
 use sluice_core::ArtifactKind;
 use sluice_engine::for_each_batch;
-use sluice_profile::drift::{ColumnDrift, drift};
+use sluice_profile::drift::{ColumnDrift, drift, window_drift};
 use sluice_profile::{Profile, Profiler, Window, WindowedProfiler};
 use sluice_spec::kinds::MonitorStep;
 
@@ -38,16 +38,23 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
         Some(w) => Some(Window::parse(w).ok_or_else(|| StepError::Invalid(format!("`window`: cannot read `{w}`")))?),
         None => None,
     };
-    let mut whole = Profiler::new(schema.clone());
-    let mut windows = match window {
-        Some(w) => {
-            Some(WindowedProfiler::new(schema, m.time.as_deref(), w).map_err(|e| StepError::Invalid(e.to_string()))?)
-        }
-        None => None,
+    // One pass: per window when asked (the whole profile is then the windows merged), else whole.
+    enum Pass {
+        Whole(Profiler),
+        Windows(WindowedProfiler),
+    }
+    let mut pass = match window {
+        Some(w) => Pass::Windows(
+            WindowedProfiler::new(schema, m.time.as_deref(), w).map_err(|e| StepError::Invalid(e.to_string()))?,
+        ),
+        None => Pass::Whole(Profiler::new(schema)),
     };
     let mut failed = None;
     for_each_batch(df, |batch| {
-        let result = whole.update(&batch).and_then(|_| windows.as_mut().map_or(Ok(()), |w| w.update(&batch)));
+        let result = match &mut pass {
+            Pass::Whole(p) => p.update(&batch),
+            Pass::Windows(w) => w.update(&batch),
+        };
         if let Err(e) = result {
             failed = Some(e);
             return Err(sluice_engine::EngineError::Invalid("profiling stopped".into()));
@@ -59,17 +66,14 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
     if let Some(e) = failed {
         return Err(StepError::Invalid(e.to_string()));
     }
-    let current = whole.finish();
-    let overall = drift(&reference, &current);
-    let mut per_window = Vec::new();
-    if let Some(w) = windows {
-        for (start, profile) in w.finish() {
-            let mut d = drift(&reference, &profile);
-            d.retain(|c| Some(c.column.as_str()) != m.time.as_deref());
-            let drifted: Vec<&str> = d.iter().filter(|c| c.drifted).map(|c| c.column.as_str()).collect();
-            per_window.push(json!({ "start": start, "rows": profile.rows, "drifted_columns": drifted, "columns": d }));
+    let (current, per_window) = match pass {
+        Pass::Whole(p) => (p.finish(), Vec::new()),
+        Pass::Windows(w) => {
+            let (windows, whole) = w.finish_with_whole();
+            (whole, window_drift(&reference, &windows, m.time.as_deref()))
         }
-    }
+    };
+    let overall = drift(&reference, &current);
     let drifted = overall.iter().filter(|d| d.drifted).count();
     let text = summary(&overall);
     ctx.report(&text);
@@ -89,10 +93,9 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
         metrics.push((format!("drift_score_{}", d.column), d.score));
     }
     if !per_window.is_empty() {
-        let windows_drifted =
-            per_window.iter().filter(|w| w["drifted_columns"].as_array().is_some_and(|a| !a.is_empty()));
+        let windows_drifted = per_window.iter().filter(|w| !w.drifted_columns.is_empty()).count();
         metrics.push(("windows".into(), per_window.len() as f64));
-        metrics.push(("windows_drifted".into(), windows_drifted.count() as f64));
+        metrics.push(("windows_drifted".into(), windows_drifted as f64));
     }
     let report_out =
         ctx.store_json("report", serde_json::to_vec_pretty(&report).unwrap_or_default(), ArtifactKind::Metrics).await?;

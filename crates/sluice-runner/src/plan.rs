@@ -70,6 +70,7 @@ fn miss_reason(
 }
 
 pub async fn plan(ws: &Workspace, pipeline: &Pipeline, force: &[String]) -> Result<Vec<PlanEntry>> {
+    crate::tune::check_pipeline(pipeline)?;
     let mut known: HashMap<String, Vec<OutputRecord>> = HashMap::new();
     let mut entries = Vec::new();
     for step in &pipeline.steps {

@@ -213,6 +213,7 @@ pub async fn run(
             });
         }
     }
+    crate::tune::check_pipeline(pipeline)?;
     let started = Instant::now();
     ws.meta.reap_dead_runs()?;
     ws.artifacts.clean_scratch();

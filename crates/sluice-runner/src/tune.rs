@@ -193,6 +193,25 @@ impl Objective for TrialObjective<'_> {
     }
 }
 
+/// Check every `tune` block of a pipeline (space, sampler, pruner) before any step runs, so a
+/// typo fails the run at once rather than after the data steps.
+pub(crate) fn check_pipeline(pipeline: &sluice_spec::Pipeline) -> Result<(), crate::RunnerError> {
+    for step in &pipeline.steps {
+        if let sluice_spec::StepConfig::Train(TrainStep { tune: Some(tune), .. }) = &step.config {
+            let checked = space(tune)
+                .and_then(|_| setting::<SamplerSpec>("sampler", &tune.sampler, SAMPLERS))
+                .and_then(|_| setting::<PrunerSpec>("pruner", &tune.pruner, PRUNERS));
+            if let Err(e) = checked {
+                return Err(crate::RunnerError::InvalidStep { step: step.name.clone(), message: e.to_string() });
+            }
+        }
+    }
+    Ok(())
+}
+
+const SAMPLERS: &str = "random, grid, tpe, cmaes";
+const PRUNERS: &str = "none, median, asha, hyperband";
+
 /// Run (or continue) the step's study and return the best trial's model.
 pub(crate) fn tune(
     store: &dyn StudyStore,
@@ -214,8 +233,8 @@ pub(crate) fn tune(
         None if maximized(&metric) => Direction::Maximize,
         None => Direction::Minimize,
     };
-    let sampler: SamplerSpec = setting("sampler", &tune.sampler, "random, grid, tpe, cmaes")?;
-    let mut pruner: PrunerSpec = setting("pruner", &tune.pruner, "none, median, asha, hyperband")?;
+    let sampler: SamplerSpec = setting("sampler", &tune.sampler, SAMPLERS)?;
+    let mut pruner: PrunerSpec = setting("pruner", &tune.pruner, PRUNERS)?;
     if let (PrunerSpec::Hyperband { max_resource: max @ None, .. }, TrainParams::Gbdt(p)) = (&mut pruner, &train.params)
         && !tune.space.contains_key("num_rounds")
     {

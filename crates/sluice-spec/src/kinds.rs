@@ -992,25 +992,7 @@ impl Freshness {
     }
 }
 
-/// `500ms`, `90s`, `30m`, `36h`, `7d`, `2w` → seconds.
-pub fn parse_duration(text: &str) -> Option<f64> {
-    let text = text.trim();
-    if let Some(ms) = text.strip_suffix("ms") {
-        let n: f64 = ms.trim().parse().ok()?;
-        return (n.is_finite() && n >= 0.0).then_some(n / 1000.0);
-    }
-    let unit = text.chars().last()?;
-    let seconds = match unit {
-        's' => 1.0,
-        'm' => 60.0,
-        'h' => 3600.0,
-        'd' => 86_400.0,
-        'w' => 604_800.0,
-        _ => return None,
-    };
-    let n: f64 = text[..text.len() - 1].trim().parse().ok()?;
-    (n.is_finite() && n >= 0.0).then_some(n * seconds)
-}
+pub use sluice_core::parse_duration;
 
 /// Checks on the dataset as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -682,10 +682,9 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
         }
         StepConfig::Monitor(m) => {
             if let Some(w) = &m.window {
-                let rows = w.strip_suffix("rows").map(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0));
-                let time = matches!(w.as_str(), "hour" | "day" | "week")
-                    || crate::kinds::parse_duration(w).is_some_and(|s| s > 0.0);
-                if rows != Some(true) && !time {
+                let parsed = sluice_core::Window::parse(w);
+                let time = matches!(parsed, Some(sluice_core::Window::Seconds(_)));
+                if parsed.is_none() {
                     return Err(invalid(
                         "window",
                         format!(

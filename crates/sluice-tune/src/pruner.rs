@@ -9,7 +9,7 @@ use sluice_store::{TrialRecord, TrialState};
 use crate::Direction;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum PrunerSpec {
     #[default]
     None,

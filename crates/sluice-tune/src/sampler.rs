@@ -49,7 +49,7 @@ pub fn trial_rng(seed: u64, number: u64, salt: u64) -> SplitMix64 {
 
 /// Which sampler, with its settings, as the spec and the study's definition give it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum SamplerSpec {
     Random,
     /// Every combination of the parameters' grid values, in a seeded random order.

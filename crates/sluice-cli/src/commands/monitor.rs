@@ -129,23 +129,17 @@ fn report_windows(
     as_json: bool,
     fail_on_drift: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut rows_out = Vec::new();
-    let mut any = false;
-    for (start, profile) in &windows {
-        let mut drift = sluice_profile::drift::drift(reference, profile);
-        // The time column drifts by construction.
-        drift.retain(|d| Some(d.column.as_str()) != time);
-        let drifted: Vec<&ColumnDrift> = drift.iter().filter(|d| d.drifted).collect();
-        any |= !drifted.is_empty();
-        rows_out.push(serde_json::json!({
-            "start": start,
-            "label": window_label(*start, window, profile.rows),
-            "rows": profile.rows,
-            "drifted": drifted.len(),
-            "drifted_columns": drifted.iter().map(|d| d.column.clone()).collect::<Vec<_>>(),
-            "columns": drift,
-        }));
-    }
+    let drifts = sluice_profile::drift::window_drift(reference, &windows, time);
+    let any = drifts.iter().any(|w| !w.drifted_columns.is_empty());
+    let rows_out: Vec<serde_json::Value> = drifts
+        .iter()
+        .map(|w| {
+            let mut v = serde_json::to_value(w).unwrap_or_default();
+            v["label"] = window_label(w.start, window, w.rows).into();
+            v["drifted"] = w.drifted_columns.len().into();
+            v
+        })
+        .collect();
     if as_json {
         json(&serde_json::json!({ "reference_rows": reference.rows, "untimed_rows": untimed, "windows": rows_out }))?;
     } else {

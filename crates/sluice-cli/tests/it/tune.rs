@@ -184,3 +184,27 @@ fn a_grid_search_with_cross_validation_tries_every_point() {
     assert!(again.cached().contains("train"));
     assert_eq!(trials(&show(&sb, &name)).len(), 6);
 }
+
+#[test]
+fn a_bad_sampler_or_space_fails_before_anything_runs() {
+    let sb = Sandbox::new();
+    let spec = tune_spec(&sb, "bad", 4, "none");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    for (from, to, says) in [
+        ("sampler: tpe", "sampler: tpx", "`tune.sampler`: unknown variant `tpx`"),
+        ("learning_rate: {log_uniform: [0.02, 0.3]}", "learning_rate: {log_uniform: [0.3, 0.02]}", "needs low < high"),
+        ("pruner: none", "pruner: {kind: asha, reduction: 3}", "`tune.pruner`: unknown field `reduction`"),
+    ] {
+        std::fs::write(&spec, text.replace(from, to)).unwrap();
+        for verb in ["run", "plan"] {
+            let out = sb.sluice(&[verb, spec.to_str().unwrap()]);
+            assert_ne!(out.code, Some(0), "{verb} {to}");
+            assert!(out.stderr.contains("step `train`") && out.stderr.contains(says), "{verb} {to}: {}", out.stderr);
+        }
+    }
+    // Nothing ran: no run was recorded.
+    let runs = sb.sluice(&["runs", "list", "--json"]);
+    if runs.code == Some(0) {
+        assert_eq!(runs.json().as_array().map(|a| a.len()), Some(0), "{}", runs.stdout);
+    }
+}
