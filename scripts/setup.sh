@@ -2,6 +2,8 @@
 # Installs what building and testing sluice needs beyond a Rust toolchain. Idempotent; run as
 # root (or with sudo) on Debian/Ubuntu for the system packages.
 #   promtool  — `prometheus` package: the server test checks /metrics with `promtool check metrics`
+#   chromium    — Debian package: the monitoring report test opens the HTML report headless and
+#                 takes a screenshot
 #   moto_server — PyPI `moto[server]`: an S3-compatible server the object-store tests start on
 #                 127.0.0.1 (pure Python, so pip installs it anywhere; MinIO ships no registry package)
 # The embedded stores (SQLite, bundled) and DataFusion build from crates and need nothing here.
@@ -26,6 +28,12 @@ if ! command -v promtool >/dev/null; then
   pkill -x prometheus >/dev/null 2>&1 || true
 fi
 echo "promtool: $(promtool --version 2>&1 | head -1)"
+
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium (Debian package chromium)"
+  apt_install chromium fonts-dejavu-core
+fi
+echo "chromium: $(chromium --version 2>/dev/null | head -1)"
 
 if ! command -v moto_server >/dev/null; then
   echo "installing moto_server (PyPI moto[server])"

@@ -49,7 +49,7 @@ enum Command {
     /// Inspect hyperparameter studies (train steps with `tune:`).
     #[command(subcommand)]
     Tune(commands::tune::Command),
-    /// Watch data for drift against a reference.
+    /// Watch data and served models: drift, performance with delayed ground truth, reports, alerts.
     #[command(subcommand)]
     Monitor(commands::monitor::Command),
 }
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&cli.home, args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Tune(cmd) => commands::tune::run(&cli.home, cmd),
-        Command::Monitor(cmd) => commands::monitor::run(cmd),
+        Command::Monitor(cmd) => commands::monitor::run(&cli.home, cmd),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,8 @@ pub enum StepError {
     Metrics(#[from] sluice_metrics::MetricsError),
     #[error(transparent)]
     Store(#[from] sluice_store::StoreError),
+    #[error(transparent)]
+    Monitor(#[from] sluice_monitor::MonitorError),
     #[error("{0}")]
     Invalid(String),
     #[error("internal error: {0}; this is a bug")]

@@ -199,6 +199,16 @@ enum Outcome {
     },
 }
 
+/// [`run`] as a boxed future, for steps that start a run themselves (an alert's retraining): a
+/// concrete type breaks the cycle of `run`'s future containing its own.
+pub(crate) fn run_boxed(
+    ws: Arc<Workspace>,
+    pipeline: Pipeline,
+    options: RunOptions,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunSummary>> + Send>> {
+    Box::pin(async move { run(ws, &pipeline, &options, Arc::new(crate::NoReporter)).await })
+}
+
 pub async fn run(
     ws: Arc<Workspace>,
     pipeline: &Pipeline,

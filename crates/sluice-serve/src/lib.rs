@@ -18,6 +18,7 @@
 mod batcher;
 mod convert;
 mod error;
+mod live;
 mod metrics;
 mod mlflow;
 mod models;
@@ -38,6 +39,7 @@ use tokio::sync::Semaphore;
 
 pub use batcher::BatchOptions;
 pub use error::ApiError;
+pub use live::DriftOptions;
 pub use models::{LoadedModel, ModelSet, PolicySpec, ServeError};
 pub use prediction_log::LogOptions;
 
@@ -60,6 +62,8 @@ pub struct ServeOptions {
     pub batching: BatchOptions,
     /// Prediction logging for monitoring (off when the sample rate is 0).
     pub logging: LogOptions,
+    /// Live drift gauges on `/metrics`.
+    pub drift: DriftOptions,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +77,7 @@ impl Default for ServeOptions {
             reload_every: Some(Duration::from_secs(2)),
             batching: BatchOptions::default(),
             logging: LogOptions::default(),
+            drift: DriftOptions::default(),
         }
     }
 }
@@ -84,6 +89,7 @@ pub struct AppState {
     permits: Semaphore,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) log: Option<Arc<prediction_log::PredictionLog>>,
+    pub(crate) live: Option<Arc<live::LiveDrift>>,
     requests: std::sync::atomic::AtomicU64,
     started_ms: u128,
 }
@@ -96,7 +102,13 @@ impl AppState {
         })
     }
 
-    /// Offer a scored request to the prediction log, if logging is on. Never blocks.
+    /// Whether scored requests are kept for monitoring (logged or sketched).
+    pub(crate) fn observing(&self) -> bool {
+        self.log.is_some() || self.live.is_some()
+    }
+
+    /// Offer a scored request to the prediction log (if sampled) and the live drift sketches.
+    /// Never blocks: both queue it for a background task.
     pub(crate) fn log(
         &self,
         model: &LoadedModel,
@@ -104,10 +116,24 @@ impl AppState {
         batch: &arrow_array::RecordBatch,
         predictions: &sluice_model::Predictions,
     ) {
-        if let Some(log) = &self.log
-            && let Ok(scored) = sluice_model::Predictor::append(batch, predictions, 0.5)
-        {
-            log.offer(&model.name, model.version, request_id, scored);
+        let logged = self.log.as_ref().filter(|l| l.sample());
+        if logged.is_none() && self.live.is_none() {
+            return;
+        }
+        let Ok(scored) = sluice_model::Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD)
+        else {
+            return;
+        };
+        if let Some(live) = &self.live {
+            live.offer(live::Item {
+                model: model.name.clone(),
+                record: model.record.clone(),
+                columns: model.monitored.clone(),
+                scored: scored.clone(),
+            });
+        }
+        if let Some(log) = logged {
+            log.push(&model.name, model.version, request_id, scored);
         }
     }
 
@@ -150,7 +176,11 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let log = state.log.as_ref().map(|l| {
         (l.written.load(std::sync::atomic::Ordering::Relaxed), l.dropped.load(std::sync::atomic::Ordering::Relaxed))
     });
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&versions, log))
+    let mut text = state.metrics.render(&versions, log);
+    if let Some(live) = &state.live {
+        live.render(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
 async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -261,17 +291,15 @@ impl Server {
         let metrics = Arc::new(metrics::Metrics::default());
         let models = ModelSet::load(home, references, policies, (options.batching, metrics.clone())).await?;
         let permits = Semaphore::new(options.max_concurrency.max(1));
-        let log = if options.logging.sample_rate > 0.0 {
-            let store = sluice_store::ArtifactStore::local(&home.join("artifacts"))
-                .map_err(|source| ServeError::Home { home: home.display().to_string(), source })?;
-            Some(prediction_log::PredictionLog::start(store, options.logging.clone()))
-        } else {
-            None
-        };
+        let store = sluice_store::ArtifactStore::local(&home.join("artifacts"))
+            .map_err(|source| ServeError::Home { home: home.display().to_string(), source })?;
+        let log = (options.logging.sample_rate > 0.0)
+            .then(|| prediction_log::PredictionLog::start(store.clone(), options.logging.clone()));
+        let live = live::LiveDrift::start(store, options.drift.clone());
         let started_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let requests = std::sync::atomic::AtomicU64::new(0);
-        Ok(Self { state: Arc::new(AppState { models, options, permits, metrics, log, requests, started_ms }) })
+        Ok(Self { state: Arc::new(AppState { models, options, permits, metrics, log, live, requests, started_ms }) })
     }
 
     /// `(name, version, reference)` of each served model.

@@ -190,7 +190,7 @@ pub async fn invocations(
     if let Some(shadow) = routed.shadow {
         crate::shadow(&state, shadow, batch.clone());
     }
-    let logged = state.log.is_some().then(|| batch.clone());
+    let logged = state.observing().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
     if let Some(batch) = logged {
         let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);

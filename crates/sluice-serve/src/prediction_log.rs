@@ -1,5 +1,5 @@
 //! Prediction logging for monitoring: a sample of scored requests (features, predictions, model
-//! version, request id, time) written asynchronously as Parquet files into the artifact store
+//! version, request id, row, time) written asynchronously as Parquet files into the artifact store
 //! under `logs/predictions/<model>/`.
 //!
 //! The request path only `try_send`s onto a bounded channel: it never waits and never fails
@@ -61,17 +61,18 @@ impl PredictionLog {
         })
     }
 
-    /// Offer a scored request; sampled deterministically by request count.
-    pub(crate) fn offer(&self, model: &str, version: u32, request_id: String, scored: RecordBatch) {
+    /// Whether to log the next request: sampled deterministically by request count.
+    pub(crate) fn sample(&self) -> bool {
         if self.sample_rate <= 0.0 {
-            return;
+            return false;
         }
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
         // Keep request n when the running count of kept requests would fall behind the rate.
-        let keep = ((n + 1) as f64 * self.sample_rate).floor() > (n as f64 * self.sample_rate).floor();
-        if !keep {
-            return;
-        }
+        ((n + 1) as f64 * self.sample_rate).floor() > (n as f64 * self.sample_rate).floor()
+    }
+
+    /// Queue a sampled request for writing; never waits (a full queue drops and counts it).
+    pub(crate) fn push(&self, model: &str, version: u32, request_id: String, scored: RecordBatch) {
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -110,7 +111,8 @@ async fn run(mut rx: mpsc::Receiver<Entry>, store: ArtifactStore, options: LogOp
     }
 }
 
-/// Write pending entries, one Parquet file per model and schema.
+/// Write pending entries, one Parquet file per run of consecutive entries of one model and
+/// schema: rows stay in the order they were scored (windows of N rows depend on it).
 async fn flush(store: &ArtifactStore, pending: &mut Vec<Entry>, files: &mut u64, written: &AtomicU64) {
     if pending.is_empty() {
         return;
@@ -119,7 +121,7 @@ async fn flush(store: &ArtifactStore, pending: &mut Vec<Entry>, files: &mut u64,
     let mut groups: Vec<(String, Arc<Schema>, Vec<RecordBatch>)> = Vec::new();
     for e in entries {
         let Ok(batch) = with_context(&e) else { continue };
-        match groups.iter_mut().find(|(m, s, _)| *m == e.model && *s == batch.schema()) {
+        match groups.last_mut().filter(|(m, s, _)| *m == e.model && *s == batch.schema()) {
             Some((_, _, batches)) => batches.push(batch),
             None => groups.push((e.model.clone(), batch.schema(), vec![batch])),
         }
@@ -153,7 +155,8 @@ fn chrono_like_stamp() -> String {
     format!("{ms:015}")
 }
 
-/// The scored batch plus `model_version`, `request_id` and `time` columns.
+/// The scored batch plus `model_version`, `request_id`, `row` (the row's index in its request:
+/// with `request_id`, the key ground truth joins on) and `time` columns.
 fn with_context(e: &Entry) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = e.scored.num_rows();
     let mut fields: Vec<Field> = e.scored.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -162,6 +165,8 @@ fn with_context(e: &Entry) -> Result<RecordBatch, arrow_schema::ArrowError> {
     columns.push(Arc::new(UInt32Array::from(vec![e.version; n])));
     fields.push(Field::new("request_id", DataType::Utf8, false));
     columns.push(Arc::new(StringArray::from(vec![e.request_id.as_str(); n])));
+    fields.push(Field::new("row", DataType::UInt32, false));
+    columns.push(Arc::new(UInt32Array::from_iter_values(0..n as u32)));
     fields.push(Field::new("time", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false));
     columns.push(Arc::new(TimestampMillisecondArray::from(vec![e.time_ms; n]).with_timezone("UTC")));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)

@@ -288,7 +288,7 @@ async fn run_infer(
     if let Some(shadow) = shadow {
         crate::shadow(state, shadow, batch.clone());
     }
-    let logged = state.log.is_some().then(|| batch.clone());
+    let logged = state.observing().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
     if let Some(batch) = logged {
         state.log(model, state.request_id(request.id.clone()), &batch, &predictions);

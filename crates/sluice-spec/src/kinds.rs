@@ -661,18 +661,27 @@ pub struct FitTransformStep {
     pub transforms: Vec<TransformSpec>,
 }
 
-/// Compare a dataset with a reference profile (a validate step's `profile`): drift of every
-/// column — PSI, Jensen–Shannon, Kolmogorov–Smirnov and Wasserstein for numbers, chi-squared
-/// for text — as a `report` and as metrics (`drifted_columns`, `psi_<column>`,
-/// `drift_score_<column>`), optionally per window of a time column. Also writes the current
-/// data's `profile`.
+/// Compare a dataset with a reference: drift of every column — PSI, Jensen–Shannon,
+/// Kolmogorov–Smirnov and Wasserstein for numbers, chi-squared for text — as a `report` and as
+/// metrics (`drifted_columns`, `psi_<column>`, `drift_score_<column>`), optionally per window of
+/// a time column. The reference is a profile (a validate step's `profile`) or a registered
+/// model (`model: NAME@ALIAS`: its evaluation data and its predictions on them, so the server's
+/// prediction logs are checked input by input and for the prediction itself). With `truth`
+/// (ground truth that arrived later, keyed like the logs) the model's metrics are computed per
+/// window too. `alerts` fire on any of these values and act: log, webhook, or run a pipeline.
+/// Also writes the current data's `profile`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorStep {
-    /// A profile (a validate or monitor step's `profile` output).
-    #[schemars(with = "String")]
-    pub reference: Ref,
-    /// The dataset to check.
+    /// A profile (a validate or monitor step's `profile` output); or give `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub reference: Option<Ref>,
+    /// A registered model (`NAME@ALIAS`, `NAME:VERSION` or `NAME`) whose evaluation data and
+    /// predictions are the reference. The step then runs every time (the alias may move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The dataset to check (e.g. a source reading the server's prediction logs).
     #[schemars(with = "String")]
     pub current: Ref,
     /// Report drift per window of this time column (a date, timestamp or seconds), with `window`.
@@ -681,9 +690,24 @@ pub struct MonitorStep {
     /// `hour`, `day`, `week`, a duration (`6h`), or `N rows` as `5000rows`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// Ground truth for `current` (needs `model`): the `key` columns and the model's label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub truth: Option<Ref>,
+    /// Columns joining `truth` to `current` [default: `request_id`, `row` — the prediction
+    /// logs' request id and row within the request].
+    #[serde(default = "default_truth_key")]
+    pub key: Vec<String>,
     /// Fail the step (and the run) when any column drifted; otherwise drift is reported.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_on_drift: bool,
+    /// Rules on the monitored values and what to do when they fire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alert::AlertSpec>,
+}
+
+fn default_truth_key() -> Vec<String> {
+    vec!["request_id".into(), "row".into()]
 }
 
 /// Train a model on a dataset.

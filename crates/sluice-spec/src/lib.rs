@@ -17,6 +17,7 @@
 // path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod alert;
 mod error;
 pub mod gate;
 pub mod kinds;

@@ -698,6 +698,42 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             } else if m.time.is_some() {
                 return Err(invalid("time", "`time` goes with `window` (e.g. `window: day`)".into()));
             }
+            match (&m.reference, &m.model) {
+                (None, None) => {
+                    return Err(invalid(
+                        "reference",
+                        "give `reference` (a profile) or `model` (a registered model, `NAME@ALIAS`)".into(),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid("model", "give `reference` or `model`, not both".into()));
+                }
+                _ => {}
+            }
+            if m.truth.is_some() && m.model.is_none() {
+                return Err(invalid("truth", "`truth` needs `model` (the model whose predictions it checks)".into()));
+            }
+            if m.key.is_empty() {
+                return Err(invalid("key", "`key` needs at least one column".into()));
+            }
+            let mut names = std::collections::HashSet::new();
+            for (i, a) in m.alerts.iter().enumerate() {
+                if !names.insert(a.name.as_str()) {
+                    return Err(invalid(&format!("alerts.{i}.name"), format!("two alerts are named `{}`", a.name)));
+                }
+                crate::alert::Rule::parse(&a.when)
+                    .map_err(|e| invalid(&format!("alerts.{i}.when"), format!("alert `{}`: {e}", a.name)))?;
+                for action in &a.actions {
+                    if let crate::alert::AlertAction::Webhook(url) = action
+                        && !(url.starts_with("http://") || url.starts_with("https://"))
+                    {
+                        return Err(invalid(
+                            &format!("alerts.{i}.actions"),
+                            format!("webhook `{url}` must be an http:// or https:// URL"),
+                        ));
+                    }
+                }
+            }
         }
         StepConfig::Register(r) => {
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));

@@ -93,7 +93,16 @@ impl StepConfig {
                 v
             }
             StepConfig::Evaluate(s) => vec![("model", &s.model, Model), ("input", &s.input, Dataset)],
-            StepConfig::Monitor(s) => vec![("reference", &s.reference, Profile), ("current", &s.current, Dataset)],
+            StepConfig::Monitor(s) => {
+                let mut v = vec![("current", &s.current, Dataset)];
+                if let Some(r) = &s.reference {
+                    v.push(("reference", r, Profile));
+                }
+                if let Some(t) = &s.truth {
+                    v.push(("truth", t, Dataset));
+                }
+                v
+            }
             StepConfig::Register(s) => {
                 let mut v = vec![("model", &s.model, Model)];
                 if let Some(m) = &s.metrics {
@@ -132,7 +141,12 @@ impl StepConfig {
     /// Whether the step reads something outside sluice that can change without any file or
     /// artifact changing (a database, a stream): it runs every time.
     pub fn always_runs(&self) -> bool {
-        matches!(self, StepConfig::Database(_) | StepConfig::Stream(_))
+        match self {
+            StepConfig::Database(_) | StepConfig::Stream(_) => true,
+            // The registry's alias may have moved since the last run.
+            StepConfig::Monitor(m) => m.model.is_some(),
+            _ => false,
+        }
     }
 
     /// The resolved configuration (defaults filled in), as it enters cache keys and run records.

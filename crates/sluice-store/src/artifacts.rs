@@ -92,6 +92,25 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// The paths of the objects under a plain path prefix (e.g. `logs/predictions/m`), sorted.
+    pub async fn list_at(&self, prefix: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let prefix = ObjectPath::from(prefix);
+        let mut paths: Vec<String> =
+            self.store.list(Some(&prefix)).map_ok(|meta| meta.location.to_string()).try_collect().await?;
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// The bytes stored under a plain path (see [`ArtifactStore::put_at`]); `None` if absent.
+    pub async fn get_at(&self, path: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&ObjectPath::from(path)).await {
+            Ok(result) => Ok(Some(result.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Store bytes, returning their hash.
     pub async fn put_bytes(&self, bytes: Vec<u8>, kind: ArtifactKind) -> Result<ContentHash> {
         let hash = ContentHash::of_bytes(&bytes);

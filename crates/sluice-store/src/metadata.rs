@@ -44,4 +44,9 @@ pub trait MetadataStore: crate::studies::StudyStore + Send + Sync {
     fn resolve_model(&self, name: &str, selector: &ModelSelector) -> Result<ModelVersion>;
     fn list_models(&self) -> Result<Vec<ModelSummary>>;
     fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>>;
+
+    /// Record a monitoring alert that fired (and what its actions did); returns its id.
+    fn record_alert(&self, alert: &AlertRecord) -> Result<i64>;
+    /// The latest alerts, newest first.
+    fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
 }

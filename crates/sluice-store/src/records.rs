@@ -203,3 +203,28 @@ impl ModelSelector {
         (reference.to_string(), ModelSelector::Latest)
     }
 }
+
+/// A monitoring alert that fired: which rule, on what value and window, and what its actions did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: i64,
+    pub fired_at: String,
+    /// Where it was evaluated: `pipeline.step`, or `cli` for `sluice monitor`.
+    pub source: String,
+    pub run_id: Option<String>,
+    /// The rule as written (`psi(dep_delay) > 0.2 for 2 windows`).
+    pub rule: String,
+    /// The rule's name.
+    pub name: String,
+    /// The value that crossed the threshold (in the latest window).
+    pub value: f64,
+    /// The latest window evaluated, when the rule ran over windows.
+    pub window_start: Option<String>,
+    /// The first window of the streak that made it fire.
+    pub since: Option<String>,
+    pub message: String,
+    /// One entry per action: `{"action": "webhook", "ok": true, "detail": "..."}`.
+    pub actions: Vec<serde_json::Value>,
+}

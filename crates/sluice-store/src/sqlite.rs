@@ -158,6 +158,22 @@ CREATE TABLE trial_values (
 );
 CREATE INDEX trial_values_seq ON trial_values(study, seq);
 "#,
+    r#"
+CREATE TABLE alerts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    fired_at     TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    run_id       TEXT,
+    rule         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    value        REAL NOT NULL,
+    window_start TEXT,
+    since        TEXT,
+    message      TEXT NOT NULL,
+    actions      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX alerts_fired ON alerts(fired_at);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -773,6 +789,53 @@ impl MetadataStore for SqliteStore {
                     .collect::<rusqlite::Result<_>>()?;
             }
             Ok(models)
+        })
+    }
+
+    fn record_alert(&self, alert: &AlertRecord) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO alerts (fired_at, source, run_id, rule, name, value, window_start, since, message, actions) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                params![
+                    alert.fired_at,
+                    alert.source,
+                    alert.run_id,
+                    alert.rule,
+                    alert.name,
+                    alert.value,
+                    alert.window_start,
+                    alert.since,
+                    alert.message,
+                    serde_json::to_string(&alert.actions).unwrap_or_else(|_| "[]".into()),
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, fired_at, source, run_id, rule, name, value, window_start, since, message, actions \
+                 FROM alerts ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok(AlertRecord {
+                    id: r.get(0)?,
+                    fired_at: r.get(1)?,
+                    source: r.get(2)?,
+                    run_id: r.get(3)?,
+                    rule: r.get(4)?,
+                    name: r.get(5)?,
+                    value: r.get(6)?,
+                    window_start: r.get(7)?,
+                    since: r.get(8)?,
+                    message: r.get(9)?,
+                    actions: json_col(r.get(10)?)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

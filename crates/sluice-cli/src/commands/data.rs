@@ -77,7 +77,7 @@ pub(crate) async fn read(engine: &sluice_engine::Engine, args: &FileArgs) -> any
 /// A data file's profile, in one streaming pass.
 pub async fn profile_file(engine: &sluice_engine::Engine, file: &FileArgs) -> anyhow::Result<Profile> {
     let profiler =
-        stream_file(engine, file, |schema| Ok(sluice_profile::Profiler::new(schema)), |p, b| p.update(b)).await?;
+        stream_file(engine, file, |schema| Ok(sluice_profile::Profiler::new(schema)), |p, b| Ok(p.update(b)?)).await?;
     Ok(profiler.finish())
 }
 
@@ -86,7 +86,7 @@ pub async fn stream_file<P>(
     engine: &sluice_engine::Engine,
     file: &FileArgs,
     make: impl FnOnce(arrow::datatypes::SchemaRef) -> anyhow::Result<P>,
-    mut update: impl FnMut(&mut P, &arrow::array::RecordBatch) -> Result<(), sluice_profile::ProfileError>,
+    mut update: impl FnMut(&mut P, &arrow::array::RecordBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<P> {
     let df = read(engine, file).await?;
     let mut profiler = make(std::sync::Arc::new(df.schema().as_arrow().clone()))?;
@@ -101,7 +101,7 @@ pub async fn stream_file<P>(
     })
     .await?;
     if let Some(e) = failed {
-        return Err(anyhow::Error::new(e).context(format!("cannot profile `{}`", file.input.display())));
+        return Err(e.context(format!("cannot read `{}`", file.input.display())));
     }
     Ok(profiler)
 }

@@ -1,50 +1,151 @@
-//! `sluice monitor`: compare data with a reference.
+//! `sluice monitor`: drift of data or of a served model's traffic against a reference, the
+//! model's performance once ground truth arrives, an HTML report, and the alerts that fired.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use sluice_model::ModelArtifact;
+use sluice_monitor::performance::{Performance, PerformanceJoin};
 use sluice_profile::drift::{ColumnDrift, DriftMethod};
-use sluice_profile::{Profile, Window, WindowStart, WindowedProfiler};
+use sluice_profile::{Profile, Profiler, Window, WindowStart, WindowedProfiler};
+use sluice_store::{ModelSelector, ModelVersion};
 
 use super::data::{FileArgs, Format, profile_file, stream_file};
-use super::runtime;
+use super::{existing_workspace, runtime};
 use crate::output::{json, table};
+
+const REFERENCE_HELP: &str = "a profile (`.json`: a validate step's `profile` artifact or `sluice data profile --json`), \
+     a data file, or `model:NAME@ALIAS` (the registered model's evaluation data and its predictions on them)";
+
+#[derive(clap::Args)]
+pub struct Inputs {
+    /// The reference: a profile (`.json`), a data file, or `model:NAME@ALIAS` — the registered
+    /// model's evaluation data and its predictions on them (so the prediction is checked too).
+    #[arg(long)]
+    reference: String,
+    /// The current data: a data file, a profile (`.json`), or `logs:MODEL` — the server's
+    /// prediction logs of that model (`sluice serve --log-predictions`).
+    #[arg(long)]
+    current: String,
+    /// The data files' format, when their extensions do not tell.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Compare each window of the current data with the reference: `hour`, `day`, `week`,
+    /// a duration (`6h`, `2d`) of the `--time` column, or `N rows` as `5000rows`.
+    #[arg(long)]
+    window: Option<String>,
+    /// The current data's time column (a date, a timestamp, or seconds since the epoch);
+    /// prediction logs use their `time` column when none is given.
+    #[arg(long)]
+    time: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct Truth {
+    /// Ground truth that arrived later (a data file) with the `--key` columns and the label.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Columns joining the ground truth to the current data (comma-separated).
+    #[arg(long, default_value = "request_id,row", value_delimiter = ',')]
+    key: Vec<String>,
+    /// The ground truth's label column [default: the model's label].
+    #[arg(long)]
+    label: Option<String>,
+}
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Drift of every column between a reference (a profile JSON — a validate step's `profile`
-    /// artifact or `sluice data profile --json` output — or a data file) and current data (a
-    /// data file or a profile), from one profiling pass over each. Per column: PSI,
-    /// Jensen–Shannon distance, and Kolmogorov–Smirnov + Wasserstein (numbers) or chi-squared
-    /// (text, booleans); which decides "drifted" depends on the type and size (see
-    /// `sluice_profile::drift`).
+    /// Drift of every column between a reference and current data, from one profiling pass over
+    /// each. Per column: PSI, Jensen–Shannon distance, and Kolmogorov–Smirnov + Wasserstein
+    /// (numbers) or chi-squared (text, booleans); which decides "drifted" depends on the type
+    /// and size (see `sluice_profile::drift`).
     Drift {
-        /// The reference: a profile (`.json`) or a data file.
-        #[arg(long)]
-        reference: PathBuf,
-        /// The current data: a data file or a profile (`.json`).
-        #[arg(long)]
-        current: PathBuf,
-        /// The data files' format, when their extensions do not tell.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        #[command(flatten)]
+        inputs: Inputs,
         #[arg(long)]
         json: bool,
         /// Exit with status 1 when any column drifted.
         #[arg(long)]
         fail_on_drift: bool,
-        /// Compare each window of the current data with the reference: `hour`, `day`, `week`,
-        /// a duration (`6h`, `2d`) of the `--time` column, or `N rows` as `5000rows`.
+    },
+    /// A served model's metrics once ground truth arrives: the labels (`--truth`, keyed by the
+    /// logs' `request_id` and `row`) joined to its prediction logs, per window and overall,
+    /// next to the metrics recorded when it was evaluated.
+    Performance {
+        /// The model, `NAME@ALIAS`, `NAME:VERSION` or `NAME`.
+        #[arg(long)]
+        model: String,
+        #[command(flatten)]
+        truth: Truth,
+        /// Scored rows: `logs:MODEL` (default: the model's logs) or a data file with the key and
+        /// prediction columns.
+        #[arg(long)]
+        current: Option<String>,
         #[arg(long)]
         window: Option<String>,
-        /// The current data's time column (a date, a timestamp, or seconds since the epoch).
         #[arg(long)]
         time: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a self-contained HTML report (no network needed to open it): summary, drift per
+    /// column sorted by severity, reference vs current distributions, drift over time and —
+    /// with `--truth` and a `model:` reference — the model's metrics over time.
+    Report {
+        #[command(flatten)]
+        inputs: Inputs,
+        #[command(flatten)]
+        truth: Truth,
+        /// The HTML file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The report's title.
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// The alerts monitor steps fired, newest first, with what their actions did.
+    Alerts {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 
-fn load(path: &PathBuf, format: Option<Format>, engine: &sluice_engine::Engine) -> anyhow::Result<Profile> {
+/// The reference's profile, and the model behind a `model:` reference.
+type Reference = (Profile, Option<(ModelArtifact, ModelVersion)>);
+
+fn registered(home: &Path, name: &str) -> anyhow::Result<(sluice_runner::Workspace, ModelArtifact, ModelVersion)> {
+    let ws = existing_workspace(home)?;
+    let (model, selector) = ModelSelector::parse(name);
+    let version = ws.meta.resolve_model(&model, &selector)?;
+    let bytes = runtime()?.block_on(ws.artifacts.get_bytes(&version.artifact, sluice_core::ArtifactKind::Model))?;
+    let artifact = ModelArtifact::from_json(&bytes)?;
+    Ok((ws, artifact, version))
+}
+
+fn load_reference(
+    home: &Path,
+    spec: &str,
+    format: Option<Format>,
+    engine: &sluice_engine::Engine,
+) -> anyhow::Result<Reference> {
+    if let Some(name) = spec.strip_prefix("model:") {
+        let (ws, artifact, version) = registered(home, name)?;
+        let profile = runtime()?
+            .block_on(sluice_monitor::reference::model_reference(&ws.artifacts, &version))
+            .with_context(|| format!("cannot build the reference of `{name}`"))?;
+        return Ok((profile, Some((artifact, version))));
+    }
+    let path = PathBuf::from(spec);
+    Ok((load_profile(&path, format, engine).with_context(|| format!("--reference: {REFERENCE_HELP}"))?, None))
+}
+
+fn load_profile(path: &Path, format: Option<Format>, engine: &sluice_engine::Engine) -> anyhow::Result<Profile> {
     if path.extension().is_some_and(|e| e == "json") {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         return Profile::from_json(&bytes).with_context(|| {
@@ -54,82 +155,362 @@ fn load(path: &PathBuf, format: Option<Format>, engine: &sluice_engine::Engine) 
             )
         });
     }
-    let file = FileArgs { input: path.clone(), format, no_header: false };
+    let file = FileArgs { input: path.to_path_buf(), format, no_header: false };
     runtime()?.block_on(profile_file(engine, &file))
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let engine = sluice_engine::Engine::local(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    match cmd {
-        Command::Drift { reference, current, format, json: as_json, fail_on_drift, window, time } => {
-            let r = load(&reference, format, &engine)?;
-            if let Some(spec) = window {
-                let Some(w) = Window::parse(&spec) else {
-                    anyhow::bail!(
-                        "--window must be hour, day, week, a duration like `6h`, or rows like `5000rows`; got `{spec}`"
-                    );
-                };
-                let windows = windowed(&engine, &current, format, time.as_deref(), w)?;
-                return report_windows(&r, windows, w, time.as_deref(), as_json, fail_on_drift);
+/// Stream the current data (a file or `logs:MODEL`) through a state built from its schema.
+fn scan<P>(
+    home: &Path,
+    engine: &sluice_engine::Engine,
+    current: &str,
+    format: Option<Format>,
+    make: impl FnOnce(SchemaRef) -> anyhow::Result<P>,
+    mut update: impl FnMut(&mut P, &RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<P> {
+    if let Some(model) = current.strip_prefix("logs:") {
+        let ws = existing_workspace(home)?;
+        let mut make = Some(make);
+        let mut state: Option<P> = None;
+        let mut failed: Option<anyhow::Error> = None;
+        runtime()?.block_on(sluice_monitor::logs::for_each_batch(&ws.artifacts, model, |schema, batch| {
+            if failed.is_some() {
+                return Ok(());
             }
-            if time.is_some() {
-                anyhow::bail!("--time goes with --window");
+            let result = (|| -> anyhow::Result<()> {
+                if state.is_none()
+                    && let Some(make) = make.take()
+                {
+                    state = Some(make(schema.clone())?);
+                }
+                match &mut state {
+                    Some(s) => update(s, &batch),
+                    None => Ok(()),
+                }
+            })();
+            if let Err(e) = result {
+                failed = Some(e);
             }
-            let c = load(&current, format, &engine)?;
-            let drift = sluice_profile::drift::drift(&r, &c);
-            let drifted = drift.iter().filter(|d| d.drifted).count();
-            if as_json {
-                json(&serde_json::json!({
-                    "reference_rows": r.rows,
-                    "current_rows": c.rows,
-                    "drifted": drifted,
-                    "columns": drift,
-                }))?;
-            } else {
-                print_drift(&r, &c, &drift, drifted);
-            }
-            Ok(if fail_on_drift && drifted > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(())
+        }))?;
+        if let Some(e) = failed {
+            return Err(e.context(format!("cannot read the prediction logs of `{model}`")));
         }
+        return state.context("the prediction logs hold no rows");
+    }
+    let file = FileArgs { input: PathBuf::from(current), format, no_header: false };
+    runtime()?.block_on(stream_file(engine, &file, make, update))
+}
+
+/// Everything a monitor command reports, from one pass over the current data.
+struct Analysis {
+    reference: Profile,
+    current: Profile,
+    windows: Vec<(WindowStart, Profile)>,
+    untimed: u64,
+    window: Option<Window>,
+    time: Option<String>,
+    performance: Option<Performance>,
+    model: Option<(ModelArtifact, ModelVersion)>,
+}
+
+fn parse_window(spec: &Option<String>) -> anyhow::Result<Option<Window>> {
+    match spec {
+        None => Ok(None),
+        Some(s) => Window::parse(s).map(Some).with_context(|| {
+            format!("--window must be hour, day, week, a duration like `6h`, or rows like `5000rows`; got `{s}`")
+        }),
     }
 }
 
-/// The current data file's profile per window, in one pass.
-fn windowed(
-    engine: &sluice_engine::Engine,
-    path: &std::path::Path,
-    format: Option<Format>,
-    time: Option<&str>,
-    window: Window,
-) -> anyhow::Result<(Vec<(WindowStart, Profile)>, u64)> {
-    let file = FileArgs { input: path.to_path_buf(), format, no_header: false };
-    let profiler = runtime()?.block_on(stream_file(
+fn read_truth(engine: &sluice_engine::Engine, path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let file = FileArgs { input: path.to_path_buf(), format: None, no_header: false };
+    runtime()?.block_on(stream_file(
         engine,
         &file,
-        |schema| Ok(WindowedProfiler::new(schema, time, window)?),
-        |p, b| p.update(b),
-    ))?;
-    let untimed = profiler.untimed;
-    Ok((profiler.finish(), untimed))
+        |_| Ok(Vec::new()),
+        |v: &mut Vec<RecordBatch>, b| {
+            v.push(b.clone());
+            Ok(())
+        },
+    ))
+}
+
+fn analyze(
+    home: &Path,
+    engine: &sluice_engine::Engine,
+    inputs: &Inputs,
+    truth: Option<&Truth>,
+) -> anyhow::Result<Analysis> {
+    let (reference, model) = load_reference(home, &inputs.reference, inputs.format, engine)?;
+    let window = parse_window(&inputs.window)?;
+    let logs = inputs.current.starts_with("logs:");
+    let time = inputs.time.clone().or_else(|| (logs && window.is_some()).then(|| "time".to_string()));
+    let truth_path = truth.and_then(|t| t.truth.as_ref());
+    if window.is_none() && inputs.time.is_some() {
+        anyhow::bail!("--time goes with --window");
+    }
+    let profile_given = !logs && inputs.current.ends_with(".json");
+    if profile_given {
+        if window.is_some() || truth_path.is_some() {
+            anyhow::bail!("--window and --truth need current data (a file or `logs:MODEL`), not a profile");
+        }
+        let current = load_profile(Path::new(&inputs.current), inputs.format, engine)?;
+        return Ok(Analysis {
+            reference,
+            current,
+            windows: vec![],
+            untimed: 0,
+            window,
+            time,
+            performance: None,
+            model,
+        });
+    }
+    let mut join = match (truth_path, &model) {
+        (None, _) => None,
+        (Some(_), None) => {
+            anyhow::bail!("--truth needs `--reference model:NAME@ALIAS` (the model whose predictions it checks)")
+        }
+        (Some(path), Some((artifact, version))) => {
+            let t = truth.context("truth")?;
+            let batches = read_truth(engine, path)?;
+            let threshold = version.evaluation.as_ref().map_or(0.5, |e| e.threshold);
+            Some(PerformanceJoin::new(
+                artifact,
+                &batches,
+                &t.key,
+                t.label.as_deref(),
+                threshold,
+                window.map(|w| (w, time.clone().unwrap_or_default())),
+            )?)
+        }
+    };
+    enum Pass {
+        Whole(Profiler),
+        Windows(WindowedProfiler),
+    }
+    let pass = scan(
+        home,
+        engine,
+        &inputs.current,
+        inputs.format,
+        |schema| {
+            Ok(match window {
+                Some(w) => Pass::Windows(WindowedProfiler::new(schema, time.as_deref(), w)?),
+                None => Pass::Whole(Profiler::new(schema)),
+            })
+        },
+        |pass, batch| {
+            match pass {
+                Pass::Whole(p) => p.update(batch)?,
+                Pass::Windows(w) => w.update(batch)?,
+            }
+            if let Some(j) = &mut join {
+                j.update(batch)?;
+            }
+            Ok(())
+        },
+    )?;
+    let (current, windows, untimed) = match pass {
+        Pass::Whole(p) => (p.finish(), vec![], 0),
+        Pass::Windows(w) => {
+            let untimed = w.untimed;
+            let (windows, whole) = w.finish_with_whole();
+            (whole, windows, untimed)
+        }
+    };
+    Ok(Analysis {
+        reference,
+        current,
+        windows,
+        untimed,
+        window,
+        time,
+        performance: join.map(PerformanceJoin::finish),
+        model,
+    })
 }
 
 fn window_label(start: WindowStart, window: Window, rows: u64) -> String {
     match window {
         Window::Rows(_) => format!("rows {}–{}", start, start as u64 + rows.saturating_sub(1)),
+        Window::Seconds(s) if s >= 86_400.0 => chrono::DateTime::from_timestamp(start, 0)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| start.to_string()),
         Window::Seconds(_) => chrono::DateTime::from_timestamp(start, 0)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string())
             .unwrap_or_else(|| start.to_string()),
     }
 }
 
-fn report_windows(
-    reference: &Profile,
-    (windows, untimed): (Vec<(WindowStart, Profile)>, u64),
-    window: Window,
-    time: Option<&str>,
+pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
+    let engine = sluice_engine::Engine::local(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    match cmd {
+        Command::Drift { inputs, json: as_json, fail_on_drift } => {
+            let a = analyze(home, &engine, &inputs, None)?;
+            if let Some(w) = a.window {
+                return report_windows(&a, w, as_json, fail_on_drift);
+            }
+            let drift = sluice_profile::drift::drift(&a.reference, &a.current);
+            let drifted = drift.iter().filter(|d| d.drifted).count();
+            if as_json {
+                json(&serde_json::json!({
+                    "reference_rows": a.reference.rows,
+                    "current_rows": a.current.rows,
+                    "drifted": drifted,
+                    "columns": drift,
+                }))?;
+            } else {
+                print_drift(&a.reference, &a.current, &drift, drifted);
+            }
+            Ok(if fail_on_drift && drifted > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Performance { model, truth, current, window, time, json: as_json } => {
+            if truth.truth.is_none() {
+                anyhow::bail!("--truth FILE is required: the ground truth, keyed by {}", truth.key.join(" + "));
+            }
+            let (name, _) = ModelSelector::parse(&model);
+            let inputs = Inputs {
+                reference: format!("model:{model}"),
+                current: current.unwrap_or_else(|| format!("logs:{name}")),
+                format: None,
+                window,
+                time,
+            };
+            let a = analyze(home, &engine, &inputs, Some(&truth))?;
+            let p = a.performance.as_ref().context("no performance computed")?;
+            let evaluation: BTreeMap<String, f64> =
+                a.model.as_ref().map(|(_, v)| v.metrics.iter().cloned().collect()).unwrap_or_default();
+            print_performance(&a, p, &evaluation, as_json)
+        }
+        Command::Report { inputs, truth, out, title } => {
+            let a = analyze(home, &engine, &inputs, Some(&truth))?;
+            let drift = sluice_profile::drift::drift(&a.reference, &a.current);
+            let per_window = sluice_profile::drift::window_drift(&a.reference, &a.windows, a.time.as_deref());
+            let labels: Vec<String> = match a.window {
+                Some(w) => per_window.iter().map(|d| window_label(d.start, w, d.rows)).collect(),
+                None => vec![],
+            };
+            let performance = a.performance.as_ref().map(|p| {
+                let labels = match a.window {
+                    Some(w) => p.windows.iter().map(|x| window_label(x.start, w, x.rows)).collect(),
+                    None => vec![],
+                };
+                let evaluation = a.model.as_ref().map(|(_, v)| v.metrics.iter().cloned().collect()).unwrap_or_default();
+                (p, labels, evaluation)
+            });
+            let input = sluice_monitor::report::ReportInput {
+                title: title.unwrap_or_else(|| format!("Drift report: {}", inputs.current)),
+                reference_name: inputs.reference.clone(),
+                current_name: inputs.current.clone(),
+                reference: &a.reference,
+                current: &a.current,
+                drift: &drift,
+                windows: labels.into_iter().zip(per_window.into_iter().map(|w| w.columns)).collect(),
+                performance,
+                alerts: vec![],
+                generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            };
+            let html = sluice_monitor::report::render(&input);
+            let partial = out.with_extension("html.partial");
+            std::fs::write(&partial, html).with_context(|| format!("cannot write `{}`", partial.display()))?;
+            std::fs::rename(&partial, &out).with_context(|| format!("cannot write `{}`", out.display()))?;
+            let drifted = drift.iter().filter(|d| d.drifted).count();
+            println!("wrote {} ({drifted} of {} columns drifted)", out.display(), drift.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts { limit, json: as_json } => {
+            let ws = existing_workspace(home)?;
+            let alerts = ws.meta.list_alerts(limit)?;
+            if as_json {
+                json(&alerts)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if alerts.is_empty() {
+                println!("no alerts have fired");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = table(&["fired at", "alert", "where", "rule", "value", "since", "actions"]);
+            for a in &alerts {
+                let actions: Vec<String> = a
+                    .actions
+                    .iter()
+                    .map(|x| {
+                        let ok = if x["ok"] == true { "ok" } else { "failed" };
+                        let extra = x["run_id"].as_str().map(|r| format!(" {r}")).unwrap_or_default();
+                        format!("{} {ok}{extra}", x["action"].as_str().unwrap_or("?"))
+                    })
+                    .collect();
+                t.add_row(vec![
+                    a.fired_at.clone(),
+                    a.name.clone(),
+                    a.source.clone(),
+                    a.rule.clone(),
+                    format!("{:.4}", a.value),
+                    a.since.clone().unwrap_or_default(),
+                    actions.join(", "),
+                ]);
+            }
+            println!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_performance(
+    a: &Analysis,
+    p: &Performance,
+    evaluation: &BTreeMap<String, f64>,
     as_json: bool,
-    fail_on_drift: bool,
 ) -> anyhow::Result<ExitCode> {
-    let drifts = sluice_profile::drift::window_drift(reference, &windows, time);
+    let labels: Vec<String> = match a.window {
+        Some(w) => p.windows.iter().map(|x| window_label(x.start, w, x.rows)).collect(),
+        None => vec![],
+    };
+    if as_json {
+        let mut v = serde_json::to_value(p)?;
+        v["evaluation"] = serde_json::to_value(evaluation)?;
+        if let Some(ws) = v["windows"].as_array_mut() {
+            for (w, l) in ws.iter_mut().zip(&labels) {
+                w["label"] = l.clone().into();
+            }
+        }
+        json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} logged rows labeled ({} not yet; the ground truth has {} rows)", p.matched, p.unlabeled, p.truth_rows);
+    let mut t = table(&["metric", "production", "at evaluation", "change"]);
+    for (k, v) in &p.overall {
+        let (was, change) = match evaluation.get(k) {
+            Some(e) => (format!("{e:.4}"), format!("{:+.4}", v - e)),
+            None => (String::new(), String::new()),
+        };
+        t.add_row(vec![k.clone(), format!("{v:.4}"), was, change]);
+    }
+    println!("{t}");
+    if !p.windows.is_empty() {
+        let names: Vec<&str> = ["roc_auc", "log_loss", "accuracy", "rmse", "mae"]
+            .into_iter()
+            .filter(|m| p.overall.contains_key(*m))
+            .collect();
+        let mut header = vec!["window", "rows"];
+        header.extend(&names);
+        let mut t = table(&header);
+        for (w, label) in p.windows.iter().zip(&labels) {
+            let mut row = vec![label.clone(), w.rows.to_string()];
+            for n in &names {
+                row.push(w.metrics.get(*n).map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()));
+            }
+            t.add_row(row);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_windows(a: &Analysis, window: Window, as_json: bool, fail_on_drift: bool) -> anyhow::Result<ExitCode> {
+    let drifts = sluice_profile::drift::window_drift(&a.reference, &a.windows, a.time.as_deref());
     let any = drifts.iter().any(|w| !w.drifted_columns.is_empty());
     let rows_out: Vec<serde_json::Value> = drifts
         .iter()
@@ -141,7 +522,9 @@ fn report_windows(
         })
         .collect();
     if as_json {
-        json(&serde_json::json!({ "reference_rows": reference.rows, "untimed_rows": untimed, "windows": rows_out }))?;
+        json(
+            &serde_json::json!({ "reference_rows": a.reference.rows, "untimed_rows": a.untimed, "windows": rows_out }),
+        )?;
     } else {
         let mut t = table(&["window", "rows", "drifted", "columns (PSI)"]);
         for w in &rows_out {
@@ -164,8 +547,8 @@ fn report_windows(
             ]);
         }
         println!("{t}");
-        if untimed > 0 {
-            println!("{untimed} rows had no time and are in no window");
+        if a.untimed > 0 {
+            println!("{} rows had no time and are in no window", a.untimed);
         }
     }
     Ok(if fail_on_drift && any { ExitCode::from(1) } else { ExitCode::SUCCESS })

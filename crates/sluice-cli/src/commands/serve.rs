@@ -50,6 +50,13 @@ pub struct Args {
     /// Write the prediction log at least this often, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub log_flush_every: f64,
+    /// Recompute the live drift gauges on `/metrics` (each model's recent traffic vs its
+    /// evaluation data) this often, in seconds; 0 turns them off.
+    #[arg(long, default_value_t = 30.0)]
+    pub drift_every: f64,
+    /// Fewest recent rows before drift gauges are published.
+    #[arg(long, default_value_t = 100)]
+    pub drift_min_rows: u64,
     /// Micro-batching: most rows scored in one call across concurrent requests.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_rows: usize,
@@ -94,6 +101,10 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 sample_rate: args.log_predictions.clamp(0.0, 1.0),
                 flush_every: Duration::from_secs_f64(args.log_flush_every.max(0.05)),
                 ..sluice_serve::LogOptions::default()
+            },
+            drift: sluice_serve::DriftOptions {
+                every: (args.drift_every > 0.0).then(|| Duration::from_secs_f64(args.drift_every)),
+                min_rows: args.drift_min_rows,
             },
             batching: sluice_serve::BatchOptions {
                 max_rows: args.max_batch_rows.max(1),

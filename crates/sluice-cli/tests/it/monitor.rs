@@ -147,7 +147,7 @@ fn drift_per_window_shows_when_it_started() {
     let drifted = |w: &serde_json::Value| -> Vec<String> {
         w["drifted_columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(windows[0]["label"], "2023-11-15T00:00:00Z");
+    assert_eq!(windows[0]["label"], "2023-11-15");
     for w in &windows[..2] {
         assert_eq!(w["rows"], 2000);
         assert!(!drifted(w).contains(&"shifted".to_string()), "{w:#}");
@@ -223,4 +223,318 @@ fn a_monitor_step_compares_data_with_a_validated_profile() {
         .unwrap();
     let out = sb.sluice(&["run", spec.to_str().unwrap()]).expect_code(1);
     assert!(out.stderr.contains("drift against the reference") && out.stderr.contains("age (PSI"), "{}", out.stderr);
+}
+
+/// The UCI Adult test file's first `n` rows as the server's input columns (nulls for `?`),
+/// with their labels.
+fn adult_test_rows(n: usize) -> (Vec<&'static str>, Vec<Vec<serde_json::Value>>, Vec<bool>) {
+    use std::io::Read;
+    let columns = vec![
+        "age",
+        "workclass",
+        "education",
+        "education_num",
+        "marital_status",
+        "occupation",
+        "relationship",
+        "race",
+        "sex",
+        "capital_gain",
+        "capital_loss",
+        "hours_per_week",
+        "native_country",
+    ];
+    let file = std::fs::File::open(crate::support::adult_example().join("data/adult.test.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).unwrap();
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.starts_with('|') && !l.trim().is_empty()).take(n) {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let text = |s: &str| if s == "?" { serde_json::Value::Null } else { s.into() };
+        let num = |s: &str| serde_json::json!(s.parse::<f64>().unwrap());
+        rows.push(vec![
+            num(f[0]),
+            text(f[1]),
+            text(f[3]),
+            num(f[4]),
+            text(f[5]),
+            text(f[6]),
+            text(f[7]),
+            text(f[8]),
+            text(f[9]),
+            num(f[10]),
+            num(f[11]),
+            num(f[12]),
+            text(f[13]),
+        ]);
+        labels.push(f[14].starts_with(">50K"));
+    }
+    (columns, rows, labels)
+}
+
+/// AUC by the Mann–Whitney rank sum (ties averaged): an independent check of the join.
+fn auc(scored: &[(f64, bool)]) -> f64 {
+    let mut v = scored.to_vec();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut i) = (0.0, 0);
+    while i < v.len() {
+        let mut j = i;
+        while j < v.len() && v[j].0 == v[i].0 {
+            j += 1;
+        }
+        let avg = (i + j + 1) as f64 / 2.0;
+        rank_sum += avg * v[i..j].iter().filter(|x| x.1).count() as f64;
+        i = j;
+    }
+    let pos = v.iter().filter(|x| x.1).count() as f64;
+    let neg = v.len() as f64 - pos;
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// A one-shot HTTP server that records the body of each POST it receives.
+fn webhook_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            out.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+/// Production monitoring of a served model, end to end: traffic whose `age` shifts halfway is
+/// logged and sketched by the server (live drift gauges that promtool accepts), ground truth
+/// arriving later is joined to the logs (AUC equal to one computed here from the server's
+/// answers), drift per window finds the shift, the HTML report renders in headless Chromium,
+/// and a monitor step's alerts fire after two drifted windows: logged, POSTed to a webhook,
+/// a retraining pipeline run with parameters, and recorded in the metadata store.
+#[test]
+fn served_model_drift_performance_report_and_alerts() {
+    use serde_json::{Value, json};
+
+    let sb = Sandbox::new();
+    let adult = crate::support::adult_example().join("pipeline.yaml");
+    sb.run_json(&adult, &[]);
+    let server = crate::serve::start(
+        &sb,
+        &[
+            "--log-predictions",
+            "1",
+            "--log-flush-every",
+            "0.1",
+            "--drift-every",
+            "0.3",
+            "--drift-min-rows",
+            "50",
+            "adult-income@champion",
+        ],
+    );
+    // 2,000 rows in 40 requests of 50; from request 20 on, everyone is 15 years older.
+    let (columns, rows, labels) = adult_test_rows(2000);
+    let mut truth = String::from("request_id,row,label\n");
+    let mut scored = Vec::new();
+    for r in 0..40 {
+        let data: Vec<Value> = rows[r * 50..(r + 1) * 50]
+            .iter()
+            .map(|row| {
+                let mut row = row.clone();
+                if r >= 20 {
+                    row[0] = json!(row[0].as_f64().unwrap() + 15.0);
+                }
+                Value::Array(row)
+            })
+            .collect();
+        let body = json!({"dataframe_split": {"columns": columns, "data": data}});
+        let (status, answer) =
+            crate::serve::post_json_with(&server, "/invocations", &[("x-request-id", format!("req{r}"))], &body);
+        assert_eq!(status, 200, "{answer}");
+        for (i, p) in answer["predictions"].as_array().unwrap().iter().enumerate() {
+            let label = labels[r * 50 + i];
+            scored.push((p["probability"].as_f64().unwrap(), label));
+            truth.push_str(&format!("req{r},{i},{label}\n"));
+        }
+    }
+    std::fs::write(sb.path().join("truth.csv"), &truth).unwrap();
+
+    // Live gauges: `age` drifted, `sex` did not; the exposition passes promtool.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let text = crate::serve::get_text(&server, "/metrics");
+        if text.contains("sluice_drift_detected{model=\"adult-income\",column=\"age\"} 1")
+            && text.contains("sluice_prediction_log_rows_total 2000")
+        {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no age drift gauge / full log:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(metrics.contains("sluice_drift_detected{model=\"adult-income\",column=\"sex\"} 0"), "{metrics}");
+    assert!(metrics.contains("sluice_drift_psi{model=\"adult-income\",column=\"probability\"}"), "{metrics}");
+    crate::serve::promtool_check(&metrics);
+
+    // Drift of the logs against the model's reference, and per window of 500 rows.
+    let out = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            "model:adult-income@champion",
+            "--current",
+            "logs:adult-income",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(out["current_rows"], 2000);
+    let column = |name: &str| out["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).unwrap().clone();
+    assert_eq!(column("age")["drifted"], true, "{out:#}");
+    assert_eq!(column("sex")["drifted"], false, "{out:#}");
+    assert!(column("prediction")["psi"].as_f64().is_some(), "the prediction is monitored too: {out:#}");
+    let out = sb
+        .sluice(&[
+            "monitor",
+            "drift",
+            "--reference",
+            "model:adult-income@champion",
+            "--current",
+            "logs:adult-income",
+            "--window",
+            "500rows",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let drifted: Vec<bool> = out["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["drifted_columns"].as_array().unwrap().iter().any(|c| c == "age"))
+        .collect();
+    assert_eq!(drifted, [false, false, true, true], "{out:#}");
+
+    // Performance once the labels arrive: the join is exact.
+    let out = sb
+        .sluice(&[
+            "monitor",
+            "performance",
+            "--model",
+            "adult-income@champion",
+            "--truth",
+            "truth.csv",
+            "--window",
+            "1000rows",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!((out["matched"].as_u64(), out["unlabeled"].as_u64()), (Some(2000), Some(0)), "{out:#}");
+    let expected = auc(&scored);
+    assert!((out["overall"]["roc_auc"].as_f64().unwrap() - expected).abs() < 1e-9, "{out:#} vs {expected}");
+    assert!((out["windows"][1]["metrics"]["roc_auc"].as_f64().unwrap() - auc(&scored[1000..])).abs() < 1e-9);
+    assert!(out["evaluation"]["roc_auc"].as_f64().unwrap() > 0.85, "{out:#}");
+
+    // The report: self-contained, and Chromium renders it.
+    sb.sluice(&[
+        "monitor",
+        "report",
+        "--reference",
+        "model:adult-income@champion",
+        "--current",
+        "logs:adult-income",
+        "--window",
+        "250rows",
+        "--truth",
+        "truth.csv",
+        "--out",
+        "report.html",
+    ])
+    .ok();
+    let html = std::fs::read_to_string(sb.path().join("report.html")).unwrap();
+    for needle in ["Drift by column", "Drift over time", "Model performance over time", "Distributions", "<svg"] {
+        assert!(html.contains(needle), "no `{needle}` in the report");
+    }
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"), "not self-contained");
+    let png = sb.path().join("report.png");
+    let status = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,2400"])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", sb.path().join("report.html").display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("chromium (scripts/setup.sh installs it)");
+    assert!(status.success());
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "a blank screenshot? {} bytes", bytes.len());
+
+    // A monitor step over the logs with alerts: two drifted windows in a row fire `older`.
+    let (port, hooks) = webhook_receiver();
+    let spec = sb.path().join("monitor.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"name: adult-monitoring
+sources:
+  logs: {{path: {logs}, format: parquet}}
+  truth: {{path: truth.csv}}
+steps:
+  watch:
+    kind: monitor
+    model: adult-income@champion
+    current: logs
+    truth: truth
+    window: 500rows
+    alerts:
+      - name: older
+        when: psi(age) > 0.2 for 2 windows
+        actions:
+          - log
+          - webhook: http://127.0.0.1:{port}/hook
+          - run: {{pipeline: {adult}, set: {{register.alias: challenger}}}}
+      - name: auc-floor
+        when: roc_auc < 0.5
+      - name: sex
+        when: psi(sex) > 0.2
+"#,
+            logs = sb.home().join("artifacts/logs/predictions/adult-income").display(),
+            adult = adult.display(),
+        ),
+    )
+    .unwrap();
+    let events = sb.run_json(&spec, &[]);
+    let reports: Vec<String> = events.of_type("step_report").map(|e| e["text"].as_str().unwrap().to_string()).collect();
+    assert!(reports.iter().any(|r| r.contains("alert `older` fired")), "{reports:?}");
+    assert!(reports.iter().any(|r| r.contains("alert triggered run") && r.contains("succeeded")), "{reports:?}");
+    let hooks = hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!((hooks[0]["alert"].as_str(), hooks[0]["windows"].as_u64()), (Some("older"), Some(2)));
+    assert_eq!(hooks[0]["since"], "row 1000");
+    let alerts = sb.sluice(&["monitor", "alerts", "--json"]).ok().json();
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "only `older` fires: {alerts:?}");
+    let actions = alerts[0]["actions"].as_array().unwrap();
+    assert!(actions.iter().all(|a| a["ok"] == true), "{actions:?}");
+    assert_eq!(actions.iter().map(|a| a["action"].as_str().unwrap()).collect::<Vec<_>>(), ["log", "webhook", "run"]);
+    // The retraining run's parameters reached it: the challenger alias now exists.
+    let models = sb.sluice(&["models", "list", "--json"]).ok().json();
+    assert!(models.to_string().contains("challenger"), "{models}");
+    drop(server);
 }

@@ -84,9 +84,18 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
-    let (status, _, bytes) =
-        http(server, "POST", path, &[("Content-Type", "application/json".into())], body.to_string().as_bytes());
+    post_json_with(server, path, &[], body)
+}
+
+pub(crate) fn post_json_with(server: &Server, path: &str, headers: &[(&str, String)], body: &Value) -> (u16, Value) {
+    let mut headers = headers.to_vec();
+    headers.push(("Content-Type", "application/json".into()));
+    let (status, _, bytes) = http(server, "POST", path, &headers, body.to_string().as_bytes());
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+pub(crate) fn get_text(server: &Server, path: &str) -> String {
+    String::from_utf8(http(server, "GET", path, &[], b"").2).unwrap()
 }
 
 const ROWS: &str = "age,workclass,education,education_num,marital_status,occupation,relationship,race,sex,capital_gain,capital_loss,hours_per_week,native_country
@@ -480,6 +489,11 @@ fn metrics_count_requests_and_pass_promtool() {
     assert!(text.contains("sluice_batch_rows_count{model=\"adult-income\"} 3"), "{text}");
     assert!(text.contains("sluice_model_info{model=\"adult-income\",version=\"1\"} 1"), "{text}");
 
+    promtool_check(&text);
+}
+
+/// `promtool check metrics` accepts this exposition text.
+pub(crate) fn promtool_check(text: &str) {
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -1,0 +1,68 @@
+//! The server's prediction logs: Parquet files under `logs/predictions/<model>/` in the artifact
+//! store, each row a scored input with the prediction columns, `model_version`, `request_id`,
+//! `row` (its index in the request) and `time` (when it was scored, UTC).
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use sluice_store::ArtifactStore;
+
+use crate::error::{MonitorError, Result};
+use crate::reference::parquet_batches;
+
+/// The columns the server adds to each logged row.
+pub const CONTEXT_COLUMNS: &[&str] = &["model_version", "request_id", "row", "time"];
+
+pub fn prefix(model: &str) -> String {
+    format!("logs/predictions/{model}")
+}
+
+/// The log files of a model, oldest first (their names start with the time they were written).
+pub async fn files(artifacts: &ArtifactStore, model: &str) -> Result<Vec<String>> {
+    let files: Vec<String> =
+        artifacts.list_at(&prefix(model)).await?.into_iter().filter(|p| p.ends_with(".parquet")).collect();
+    if files.is_empty() {
+        return Err(MonitorError::Invalid(format!(
+            "no prediction logs for model `{model}` under {}/{}: serve it with `--log-sample-rate` above 0 \
+             (and let the server flush, every 10 s by default)",
+            artifacts.url(),
+            prefix(model)
+        )));
+    }
+    Ok(files)
+}
+
+/// Every logged batch of a model, oldest first, with the schema of the first file: later files
+/// (e.g. from a model version with other inputs) are read by column name, and a missing
+/// column is an error naming the file.
+pub async fn for_each_batch(
+    artifacts: &ArtifactStore,
+    model: &str,
+    mut f: impl FnMut(&SchemaRef, RecordBatch) -> Result<()>,
+) -> Result<u64> {
+    let mut schema: Option<SchemaRef> = None;
+    let mut rows = 0u64;
+    for path in files(artifacts, model).await? {
+        let Some(bytes) = artifacts.get_at(&path).await? else { continue };
+        parquet_batches(bytes, &format!("prediction log `{path}`"), |batch| {
+            let schema = schema.get_or_insert_with(|| batch.schema()).clone();
+            let batch = if batch.schema() == schema {
+                batch
+            } else {
+                let mut columns = Vec::with_capacity(schema.fields().len());
+                for field in schema.fields() {
+                    let c = batch.column_by_name(field.name()).ok_or_else(|| {
+                        MonitorError::Invalid(format!(
+                            "prediction log `{path}` has no column `{}` (earlier logs of `{model}` do)",
+                            field.name()
+                        ))
+                    })?;
+                    columns.push(arrow::compute::cast(c, field.data_type())?);
+                }
+                RecordBatch::try_new(schema.clone(), columns)?
+            };
+            rows += batch.num_rows() as u64;
+            f(&schema, batch)
+        })?;
+    }
+    Ok(rows)
+}

@@ -1,0 +1,122 @@
+//! The reference a model's production traffic is compared with: the model's evaluation data
+//! (its held-out test set; the training data when it was registered without an evaluation)
+//! and its predictions on them, profiled in one pass. Profiles are mergeable sketches, so the
+//! reference is a few hundred kilobytes whatever the data's size. It is computed once per
+//! (model, data) pair and cached in the artifact store under `monitoring/reference/`.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_core::{ArtifactKind, ContentHash};
+use sluice_model::{ModelArtifact, Predictor};
+use sluice_profile::{Profile, Profiler};
+use sluice_store::{ArtifactStore, ModelVersion};
+
+use crate::error::{MonitorError, Result};
+
+/// The threshold the server's logs label binary predictions with; the reference uses the same
+/// so that the `prediction` column compares like with like.
+pub const LOG_THRESHOLD: f64 = 0.5;
+
+/// The columns monitoring compares: the model's inputs, then its prediction columns.
+pub fn monitored_columns(artifact: &ModelArtifact) -> Vec<String> {
+    let mut names: Vec<String> = artifact.inputs.iter().map(|i| i.name.clone()).collect();
+    names.push("prediction".into());
+    names.push("probability".into());
+    for c in &artifact.classes {
+        names.push(format!("probability_{c}"));
+    }
+    names
+}
+
+/// `batch` restricted to `columns` (those it has), in that order.
+pub fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let indices: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+    Ok(batch.project(&indices)?)
+}
+
+/// Profiles input batches together with the model's predictions on them.
+pub struct ScoredProfiler {
+    predictor: Predictor,
+    columns: Vec<String>,
+    profiler: Option<Profiler>,
+    schema: Option<SchemaRef>,
+}
+
+impl ScoredProfiler {
+    pub fn new(predictor: Predictor) -> Self {
+        let columns = monitored_columns(predictor.artifact());
+        Self { predictor, columns, profiler: None, schema: None }
+    }
+
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let predictions = self.predictor.predict(batch)?;
+        let scored = Predictor::append(batch, &predictions, LOG_THRESHOLD)?;
+        let scored = project(&scored, &self.columns)?;
+        let profiler = self.profiler.get_or_insert_with(|| Profiler::new(scored.schema()));
+        self.schema.get_or_insert_with(|| scored.schema());
+        profiler.update(&scored)?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Profile {
+        match self.profiler {
+            Some(p) => p.finish(),
+            None => Profiler::new(Arc::new(Schema::empty())).finish(),
+        }
+    }
+}
+
+/// Every record batch of a Parquet file in memory (or a `bytes::Bytes` buffer).
+pub fn parquet_batches(bytes: bytes::Bytes, what: &str, mut f: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+    let parquet = |source| MonitorError::Parquet { context: format!("cannot read {what}"), source };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet)?
+        .with_batch_size(65_536)
+        .build()
+        .map_err(parquet)?;
+    for batch in reader {
+        f(batch?)?;
+    }
+    Ok(())
+}
+
+/// Where a reference profile is cached.
+fn cache_path(model: &ContentHash, data: &ContentHash) -> String {
+    format!("monitoring/reference/{}-{}.json", model, data)
+}
+
+/// The reference profile of a registered model version (computed and cached on first use).
+pub async fn model_reference(artifacts: &ArtifactStore, version: &ModelVersion) -> Result<Profile> {
+    let model_bytes = artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await?;
+    let artifact = ModelArtifact::from_json(&model_bytes)?;
+    let data = match &version.evaluation {
+        Some(e) => e.data,
+        None => artifact.lineage.training_data.parse::<ContentHash>().map_err(|_| {
+            MonitorError::Invalid(format!(
+                "{} version {} has no evaluation data and no training data recorded: nothing to use as a reference",
+                version.name, version.version
+            ))
+        })?,
+    };
+    let path = cache_path(&version.artifact, &data);
+    if let Some(bytes) = artifacts.get_at(&path).await?
+        && let Ok(profile) = Profile::from_json(&bytes)
+    {
+        return Ok(profile);
+    }
+    let bytes = artifacts.get_bytes(&data, ArtifactKind::Dataset).await?;
+    let predictor = Predictor::new(artifact)?;
+    let profile = tokio::task::spawn_blocking(move || -> Result<Profile> {
+        let mut scored = ScoredProfiler::new(predictor);
+        parquet_batches(bytes.into(), "the model's evaluation data", |b| scored.update(&b))?;
+        Ok(scored.finish())
+    })
+    .await
+    .map_err(|e| MonitorError::Invalid(format!("profiling the reference stopped: {e}")))??;
+    artifacts.put_at(&path, profile.to_json()).await?;
+    Ok(profile)
+}

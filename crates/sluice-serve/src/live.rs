@@ -1,0 +1,237 @@
+//! Live drift: the server keeps sketches (mergeable profiles) of recent inputs and predictions
+//! per model and, every interval, compares them with the model's reference profile (its
+//! evaluation data and predictions, `sluice_monitor::reference`), exporting the scores as
+//! Prometheus gauges. The request path only `try_send`s the scored batch onto a bounded queue;
+//! profiling and drift tests run on a thread of their own, and a full queue drops (and counts)
+//! the batch rather than slowing requests.
+//!
+//! "Recent" is the last one to two intervals: each interval's profile is merged with the one
+//! before it, so a score always rests on at least one full interval of traffic.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use sluice_profile::drift::{ColumnDrift, drift};
+use sluice_profile::{Profile, Profiler};
+use sluice_store::{ArtifactStore, ModelVersion};
+
+#[derive(Clone, Debug)]
+pub struct DriftOptions {
+    /// How often drift gauges are recomputed; `None` turns live drift off.
+    pub every: Option<Duration>,
+    /// Fewest rows (over the last one to two intervals) before scores are published.
+    pub min_rows: u64,
+}
+
+impl Default for DriftOptions {
+    fn default() -> Self {
+        Self { every: Some(Duration::from_secs(30)), min_rows: 100 }
+    }
+}
+
+pub(crate) struct Item {
+    pub model: String,
+    pub record: Arc<ModelVersion>,
+    pub columns: Arc<Vec<String>>,
+    pub scored: RecordBatch,
+}
+
+/// The last published scores of one model.
+#[derive(Default)]
+pub(crate) struct Published {
+    version: u32,
+    rows: u64,
+    updated: f64,
+    columns: Vec<ColumnDrift>,
+}
+
+pub(crate) struct LiveDrift {
+    tx: SyncSender<Item>,
+    pub dropped: AtomicU64,
+    published: Arc<RwLock<BTreeMap<String, Published>>>,
+}
+
+/// One model's sketches.
+struct Tracked {
+    version: u32,
+    reference: Option<Arc<Profile>>,
+    current: Option<Profiler>,
+    previous: Option<Profile>,
+}
+
+impl LiveDrift {
+    pub fn start(artifacts: ArtifactStore, options: DriftOptions) -> Option<Arc<Self>> {
+        let every = options.every?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(256);
+        let published = Arc::new(RwLock::new(BTreeMap::new()));
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let out = published.clone();
+        std::thread::Builder::new()
+            .name("sluice-drift".into())
+            .spawn(move || run(rx, artifacts, runtime, every, options.min_rows, out))
+            .ok()?;
+        Some(Arc::new(Self { tx, dropped: AtomicU64::new(0), published }))
+    }
+
+    pub fn offer(&self, item: Item) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(item) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The gauges, in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let header = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+        };
+        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let Ok(published) = self.published.read() else { return };
+        header(
+            out,
+            "sluice_drift_psi",
+            "Population stability index of recent traffic vs the model's reference, per column.",
+        );
+        for (model, p) in published.iter() {
+            for c in &p.columns {
+                let _ = writeln!(
+                    out,
+                    "sluice_drift_psi{{model=\"{}\",column=\"{}\"}} {}",
+                    esc(model),
+                    esc(&c.column),
+                    c.psi
+                );
+            }
+        }
+        header(
+            out,
+            "sluice_drift_score",
+            "The score of each column's drift test (p-value, Wasserstein/std or Jensen-Shannon; see `method`).",
+        );
+        for (model, p) in published.iter() {
+            for c in &p.columns {
+                let method = serde_json::to_value(c.method).ok().and_then(|v| v.as_str().map(str::to_string));
+                let _ = writeln!(
+                    out,
+                    "sluice_drift_score{{model=\"{}\",column=\"{}\",method=\"{}\"}} {}",
+                    esc(model),
+                    esc(&c.column),
+                    method.unwrap_or_default(),
+                    c.score
+                );
+            }
+        }
+        header(out, "sluice_drift_detected", "1 when the column's drift test says it drifted, else 0.");
+        for (model, p) in published.iter() {
+            for c in &p.columns {
+                let _ = writeln!(
+                    out,
+                    "sluice_drift_detected{{model=\"{}\",column=\"{}\"}} {}",
+                    esc(model),
+                    esc(&c.column),
+                    u8::from(c.drifted)
+                );
+            }
+        }
+        header(out, "sluice_drift_window_rows", "Rows behind the current drift scores.");
+        for (model, p) in published.iter() {
+            let _ = writeln!(
+                out,
+                "sluice_drift_window_rows{{model=\"{}\",version=\"{}\"}} {}",
+                esc(model),
+                p.version,
+                p.rows
+            );
+        }
+        header(out, "sluice_drift_updated_timestamp_seconds", "When the drift scores were last computed.");
+        for (model, p) in published.iter() {
+            let _ = writeln!(out, "sluice_drift_updated_timestamp_seconds{{model=\"{}\"}} {}", esc(model), p.updated);
+        }
+        drop(published);
+        let _ =
+            writeln!(out, "# HELP sluice_drift_dropped_total Scored batches the drift sketches skipped (queue full).");
+        let _ = writeln!(out, "# TYPE sluice_drift_dropped_total counter");
+        let _ = writeln!(out, "sluice_drift_dropped_total {}", self.dropped.load(Ordering::Relaxed));
+    }
+}
+
+fn run(
+    rx: Receiver<Item>,
+    artifacts: ArtifactStore,
+    runtime: tokio::runtime::Handle,
+    every: Duration,
+    min_rows: u64,
+    published: Arc<RwLock<BTreeMap<String, Published>>>,
+) {
+    let mut tracked: BTreeMap<String, Tracked> = BTreeMap::new();
+    let mut next = Instant::now() + every;
+    loop {
+        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(item) => {
+                let t = tracked.entry(item.model.clone()).or_insert(Tracked {
+                    version: 0,
+                    reference: None,
+                    current: None,
+                    previous: None,
+                });
+                if t.version != item.record.version {
+                    // A new version (or the first request): its own reference, fresh sketches.
+                    let reference =
+                        runtime.block_on(sluice_monitor::reference::model_reference(&artifacts, &item.record));
+                    if let Err(e) = &reference {
+                        eprintln!("live drift for {} version {} is off: {e}", item.model, item.record.version);
+                    }
+                    *t = Tracked {
+                        version: item.record.version,
+                        reference: reference.ok().map(Arc::new),
+                        current: None,
+                        previous: None,
+                    };
+                }
+                if t.reference.is_none() {
+                    continue;
+                }
+                let Ok(batch) = sluice_monitor::reference::project(&item.scored, &item.columns) else { continue };
+                let profiler = t.current.get_or_insert_with(|| Profiler::new(batch.schema()));
+                if profiler.schema() != &batch.schema() {
+                    continue;
+                }
+                let _ = profiler.update(&batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                next = Instant::now() + every;
+                for (model, t) in &mut tracked {
+                    let Some(reference) = &t.reference else { continue };
+                    let current = t.current.take().map(Profiler::finish);
+                    let mut recent = match (&t.previous, &current) {
+                        (Some(p), _) => p.clone(),
+                        (None, Some(c)) => c.clone(),
+                        (None, None) => continue,
+                    };
+                    if t.previous.is_some()
+                        && let Some(c) = &current
+                    {
+                        let _ = recent.merge(c);
+                    }
+                    t.previous = current;
+                    if recent.rows < min_rows {
+                        continue;
+                    }
+                    let columns = drift(reference, &recent);
+                    let updated = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    if let Ok(mut p) = published.write() {
+                        p.insert(model.clone(), Published { version: t.version, rows: recent.rows, updated, columns });
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
