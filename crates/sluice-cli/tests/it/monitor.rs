@@ -390,6 +390,7 @@ fn served_model_drift_performance_report_and_alerts() {
     assert!(metrics.contains("sluice_drift_detected{model=\"adult-income\",column=\"sex\"} 0"), "{metrics}");
     assert!(metrics.contains("sluice_drift_psi{model=\"adult-income\",column=\"probability\"}"), "{metrics}");
     crate::serve::promtool_check(&metrics);
+    check_dashboard(&metrics);
 
     // Drift of the logs against the model's reference, and per window of 500 rows.
     let out = sb
@@ -537,4 +538,32 @@ steps:
     let models = sb.sluice(&["models", "list", "--json"]).ok().json();
     assert!(models.to_string().contains("challenger"), "{models}");
     drop(server);
+}
+
+/// The Grafana dashboard in `monitoring/grafana/` parses, and every metric its queries name is
+/// one the server exports (histograms by their `_bucket` series).
+fn check_dashboard(metrics: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../monitoring/grafana/sluice-server.json");
+    let dashboard: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            queries += 1;
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("sluice_"))
+                .collect();
+            assert!(!names.is_empty(), "a query on no sluice metric: {expr}");
+            for name in names {
+                assert!(exported.contains(name), "the dashboard queries `{name}`, which /metrics lacks: {expr}");
+            }
+        }
+    }
+    assert!(queries >= 15, "{queries} queries");
 }

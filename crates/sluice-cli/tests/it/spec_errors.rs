@@ -230,3 +230,27 @@ fn tune_problems_name_the_field() {
     );
     assert_mentions(&message, &["`params.l2` must be >= 0, got -1"]);
 }
+
+#[test]
+fn monitor_problems_name_the_field() {
+    let monitor = |body: &str| {
+        let step = format!("    alias: champion\n\n  watch:\n    kind: monitor\n    current: clean\n{body}");
+        spec_error(&[("    alias: champion\n", &step)], &[])
+    };
+    // A reference is needed: a profile or a registered model.
+    let message = monitor("");
+    assert_mentions(&message, &["step `watch`", "give `reference` (a profile) or `model`"]);
+    // Rules are parsed before anything runs, naming the alert and the field.
+    let message = monitor("    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > high'}\n");
+    assert_mentions(&message, &["step `watch`", "alert `old`", "`high` is not a number"]);
+    let message =
+        monitor("    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > 0.2 for two windows'}\n");
+    assert_mentions(&message, &["`for two windows` must be `for N windows`"]);
+    let message = monitor(
+        "    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > 0.2', actions: [{webhook: 'ftp://x'}]}\n",
+    );
+    assert_mentions(&message, &["webhook `ftp://x` must be an http:// or https:// URL"]);
+    // Ground truth checks a model's predictions.
+    let message = monitor("    reference: clean\n    truth: clean\n");
+    assert_mentions(&message, &["`truth` needs `model`"]);
+}
