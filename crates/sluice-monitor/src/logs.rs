@@ -44,7 +44,14 @@ pub async fn for_each_batch(
     for path in files(artifacts, model).await? {
         let Some(bytes) = artifacts.get_at(&path).await? else { continue };
         parquet_batches(bytes, &format!("prediction log `{path}`"), |batch| {
-            let schema = schema.get_or_insert_with(|| batch.schema()).clone();
+            // Every column nullable: a request without nulls in a column types it non-nullable.
+            let schema = schema
+                .get_or_insert_with(|| {
+                    let fields: Vec<_> =
+                        batch.schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+                    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+                })
+                .clone();
             let batch = if batch.schema() == schema {
                 batch
             } else {

@@ -1,6 +1,9 @@
-//! The reference a model's production traffic is compared with: the model's evaluation data
-//! (its held-out test set; the training data when it was registered without an evaluation)
-//! and its predictions on them, profiled in one pass. Profiles are mergeable sketches, so the
+//! The reference a model's production traffic is compared with: the data it was trained on
+//! (recorded in its lineage; the evaluation data for models without one) and its predictions
+//! on them, profiled in one pass. Training data rather than the held-out test set, because a
+//! time-based split leaves only the last weeks in the test set, and inputs drift against what
+//! the model learned from; the in-sample predictions are a little more confident than
+//! production's, which the drift thresholds tolerate. Profiles are mergeable sketches, so the
 //! reference is a few hundred kilobytes whatever the data's size. It is computed once per
 //! (model, data) pair and cached in the artifact store under `monitoring/reference/`.
 
@@ -93,14 +96,15 @@ fn cache_path(model: &ContentHash, data: &ContentHash) -> String {
 pub async fn model_reference(artifacts: &ArtifactStore, version: &ModelVersion) -> Result<Profile> {
     let model_bytes = artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await?;
     let artifact = ModelArtifact::from_json(&model_bytes)?;
-    let data = match &version.evaluation {
-        Some(e) => e.data,
-        None => artifact.lineage.training_data.parse::<ContentHash>().map_err(|_| {
-            MonitorError::Invalid(format!(
-                "{} version {} has no evaluation data and no training data recorded: nothing to use as a reference",
+    let data = match (artifact.lineage.training_data.parse::<ContentHash>(), &version.evaluation) {
+        (Ok(training), _) => training,
+        (Err(_), Some(e)) => e.data,
+        (Err(_), None) => {
+            return Err(MonitorError::Invalid(format!(
+                "{} version {} records neither training nor evaluation data: nothing to use as a reference",
                 version.name, version.version
-            ))
-        })?,
+            )));
+        }
     };
     let path = cache_path(&version.artifact, &data);
     if let Some(bytes) = artifacts.get_at(&path).await?
@@ -112,7 +116,7 @@ pub async fn model_reference(artifacts: &ArtifactStore, version: &ModelVersion) 
     let predictor = Predictor::new(artifact)?;
     let profile = tokio::task::spawn_blocking(move || -> Result<Profile> {
         let mut scored = ScoredProfiler::new(predictor);
-        parquet_batches(bytes.into(), "the model's evaluation data", |b| scored.update(&b))?;
+        parquet_batches(bytes.into(), "the model's training data", |b| scored.update(&b))?;
         Ok(scored.finish())
     })
     .await

@@ -183,7 +183,8 @@ fn line_svg(labels: &[String], series: &[(String, Vec<Option<f64>>)], hline: Opt
             num(v)
         );
     }
-    let step = (labels.len() / 8).max(1);
+    // At most six labels along the axis, so that long ones (`rows 15000–29999`) never overlap.
+    let step = labels.len().div_ceil(6).max(1);
     for (i, l) in labels.iter().enumerate().step_by(step) {
         let _ = write!(
             s,

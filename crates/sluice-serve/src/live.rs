@@ -1,6 +1,6 @@
 //! Live drift: the server keeps sketches (mergeable profiles) of recent inputs and predictions
 //! per model and, every interval, compares them with the model's reference profile (its
-//! evaluation data and predictions, `sluice_monitor::reference`), exporting the scores as
+//! training data and predictions, `sluice_monitor::reference`), exporting the scores as
 //! Prometheus gauges. The request path only `try_send`s the scored batch onto a bounded queue;
 //! profiling and drift tests run on a thread of their own, and a full queue drops (and counts)
 //! the batch rather than slowing requests.

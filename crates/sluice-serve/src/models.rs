@@ -34,7 +34,7 @@ pub struct LoadedModel {
     pub version: u32,
     pub predictor: Arc<Predictor>,
     pub(crate) batcher: crate::batcher::Batcher,
-    /// The registry's record of this version (its evaluation data is the drift reference).
+    /// The registry's record of this version (its training data is the drift reference).
     pub(crate) record: Arc<sluice_store::ModelVersion>,
     /// The columns drift monitoring compares (inputs and predictions).
     pub(crate) monitored: Arc<Vec<String>>,

@@ -665,7 +665,7 @@ pub struct FitTransformStep {
 /// Kolmogorov–Smirnov and Wasserstein for numbers, chi-squared for text — as a `report` and as
 /// metrics (`drifted_columns`, `psi_<column>`, `drift_score_<column>`), optionally per window of
 /// a time column. The reference is a profile (a validate step's `profile`) or a registered
-/// model (`model: NAME@ALIAS`: its evaluation data and its predictions on them, so the server's
+/// model (`model: NAME@ALIAS`: its training data and its predictions on them, so the server's
 /// prediction logs are checked input by input and for the prediction itself). With `truth`
 /// (ground truth that arrived later, keyed like the logs) the model's metrics are computed per
 /// window too. `alerts` fire on any of these values and act: log, webhook, or run a pipeline.
@@ -677,7 +677,7 @@ pub struct MonitorStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub reference: Option<Ref>,
-    /// A registered model (`NAME@ALIAS`, `NAME:VERSION` or `NAME`) whose evaluation data and
+    /// A registered model (`NAME@ALIAS`, `NAME:VERSION` or `NAME`) whose training data and
     /// predictions are the reference. The step then runs every time (the alias may move).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,

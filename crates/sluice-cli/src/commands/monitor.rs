@@ -19,12 +19,12 @@ use super::{existing_workspace, runtime};
 use crate::output::{json, table};
 
 const REFERENCE_HELP: &str = "a profile (`.json`: a validate step's `profile` artifact or `sluice data profile --json`), \
-     a data file, or `model:NAME@ALIAS` (the registered model's evaluation data and its predictions on them)";
+     a data file, or `model:NAME@ALIAS` (the registered model's training data and its predictions on them)";
 
 #[derive(clap::Args)]
 pub struct Inputs {
     /// The reference: a profile (`.json`), a data file, or `model:NAME@ALIAS` — the registered
-    /// model's evaluation data and its predictions on them (so the prediction is checked too).
+    /// model's training data and its predictions on them (so the prediction is checked too).
     #[arg(long)]
     reference: String,
     /// The current data: a data file, a profile (`.json`), or `logs:MODEL` — the server's

@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10.0)]
     pub log_flush_every: f64,
     /// Recompute the live drift gauges on `/metrics` (each model's recent traffic vs its
-    /// evaluation data) this often, in seconds; 0 turns them off.
+    /// training data) this often, in seconds; 0 turns them off.
     #[arg(long, default_value_t = 30.0)]
     pub drift_every: f64,
     /// Fewest recent rows before drift gauges are published.

@@ -567,3 +567,36 @@ fn check_dashboard(metrics: &str) {
     }
     assert!(queries >= 15, "{queries} queries");
 }
+
+/// examples/nycflights/monitor.sh, the README's monitoring example, end to end in a sandbox:
+/// train on January–April, serve with logging, replay May–September, and the monitor
+/// pipeline's `summer` alert retrains on January–September; the server swaps to version 2.
+#[test]
+fn nycflights_monitoring_example_retrains_on_drift() {
+    let example = crate::support::adult_example().parent().unwrap().join("nycflights");
+    assert!(example.join("data/flights.csv").exists(), "run scripts/fetch-nycflights.sh (scripts/setup.sh does)");
+    let sb = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = std::process::Command::new(example.join("monitor.sh"))
+        .env("SLUICE", env!("CARGO_BIN_EXE_sluice"))
+        .env("SLUICE_HOME_DIR", sb.home())
+        .env("PORT", port.to_string())
+        .env("REPORT", sb.path().join("report.html"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "alert `summer` fired",
+        "alert triggered run",
+        "reloaded nyc-delays: version 1 -> 2",
+        "nyc-delays version ['2']",
+    ] {
+        assert!(text.contains(needle), "no `{needle}` in:\n{text}");
+    }
+    assert!(!text.contains("alert `auc-drop` fired"), "{text}");
+    let alerts = sb.sluice(&["monitor", "alerts", "--json"]).ok().json();
+    assert_eq!(alerts[0]["name"], "summer");
+    assert_eq!(alerts[0]["actions"][1]["ok"], true, "{alerts:#}");
+    assert!(std::fs::metadata(sb.path().join("report.html")).unwrap().len() > 50_000);
+}

@@ -241,10 +241,12 @@ fn monitor_problems_name_the_field() {
     let message = monitor("");
     assert_mentions(&message, &["step `watch`", "give `reference` (a profile) or `model`"]);
     // Rules are parsed before anything runs, naming the alert and the field.
-    let message = monitor("    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > high'}\n");
-    assert_mentions(&message, &["step `watch`", "alert `old`", "`high` is not a number"]);
     let message =
-        monitor("    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > 0.2 for two windows'}\n");
+        monitor("    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > high'}\n");
+    assert_mentions(&message, &["step `watch`", "alert `old`", "`high` is not a number"]);
+    let message = monitor(
+        "    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > 0.2 for two windows'}\n",
+    );
     assert_mentions(&message, &["`for two windows` must be `for N windows`"]);
     let message = monitor(
         "    model: adult-income@champion\n    alerts:\n      - {name: old, when: 'psi(age) > 0.2', actions: [{webhook: 'ftp://x'}]}\n",
