@@ -1,5 +1,5 @@
 //! Monitoring a model in production, without DataFusion (the server links it):
-//! - [`reference`]: the reference profile of a registered model version — its training data
+//! - [`reference`](mod@reference): the reference profile of a registered model version — its training data
 //!   and its predictions on them, profiled once and cached in the artifact store.
 //! - [`logs`]: reading the server's prediction logs (Parquet files under
 //!   `logs/predictions/<model>/` in the artifact store).
