@@ -29,3 +29,19 @@ fn schema_is_json_and_lists_the_step_kinds() {
     // Nothing is written for `schema`.
     assert!(!sb.home().exists());
 }
+
+/// A reader that stops early (`sluice schema | head -1`) ends sluice quietly, not with a panic.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let mut child = std::process::Command::new(crate::support::SLUICE)
+        .arg("schema")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
