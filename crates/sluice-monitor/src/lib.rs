@@ -18,3 +18,17 @@ pub mod reference;
 pub mod report;
 
 pub use error::{MonitorError, Result};
+
+/// A window's label: its start as a UTC date (windows of a day or more) or time, or the rows it
+/// spans (`rows` in it) for windows of rows.
+pub fn window_label(start: sluice_profile::WindowStart, window: sluice_profile::Window, rows: u64) -> String {
+    use sluice_profile::Window;
+    let time = |format: &str| {
+        chrono::DateTime::from_timestamp(start, 0).map_or_else(|| start.to_string(), |t| t.format(format).to_string())
+    };
+    match window {
+        Window::Rows(_) => format!("rows {}–{}", start, start as u64 + rows.saturating_sub(1)),
+        Window::Seconds(s) if s >= 86_400.0 => time("%Y-%m-%d"),
+        Window::Seconds(_) => time("%Y-%m-%dT%H:%MZ"),
+    }
+}

@@ -34,15 +34,15 @@ pub async fn files(artifacts: &ArtifactStore, model: &str) -> Result<Vec<String>
 /// Every logged batch of a model, oldest first, with the schema of the first file: later files
 /// (e.g. from a model version with other inputs) are read by column name, and a missing
 /// column is an error naming the file.
-pub async fn for_each_batch(
+pub async fn for_each_batch<E: From<MonitorError>>(
     artifacts: &ArtifactStore,
     model: &str,
-    mut f: impl FnMut(&SchemaRef, RecordBatch) -> Result<()>,
-) -> Result<u64> {
+    mut f: impl FnMut(&SchemaRef, RecordBatch) -> Result<(), E>,
+) -> Result<u64, E> {
     let mut schema: Option<SchemaRef> = None;
     let mut rows = 0u64;
     for path in files(artifacts, model).await? {
-        let Some(bytes) = artifacts.get_at(&path).await? else { continue };
+        let Some(bytes) = artifacts.get_at(&path).await.map_err(MonitorError::from)? else { continue };
         parquet_batches(bytes, &format!("prediction log `{path}`"), |batch| {
             // Every column nullable: a request without nulls in a column types it non-nullable.
             let schema = schema
@@ -63,9 +63,9 @@ pub async fn for_each_batch(
                             field.name()
                         ))
                     })?;
-                    columns.push(arrow::compute::cast(c, field.data_type())?);
+                    columns.push(arrow::compute::cast(c, field.data_type()).map_err(MonitorError::from)?);
                 }
-                RecordBatch::try_new(schema.clone(), columns)?
+                RecordBatch::try_new(schema.clone(), columns).map_err(MonitorError::from)?
             };
             rows += batch.num_rows() as u64;
             f(&schema, batch)

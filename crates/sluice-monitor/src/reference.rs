@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::Schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::{ArtifactKind, ContentHash};
 use sluice_model::{ModelArtifact, Predictor};
@@ -43,25 +43,22 @@ pub fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch> {
 
 /// Profiles input batches together with the model's predictions on them.
 pub struct ScoredProfiler {
-    predictor: Predictor,
+    predictor: Arc<Predictor>,
     columns: Vec<String>,
     profiler: Option<Profiler>,
-    schema: Option<SchemaRef>,
 }
 
 impl ScoredProfiler {
-    pub fn new(predictor: Predictor) -> Self {
+    pub fn new(predictor: Arc<Predictor>) -> Self {
         let columns = monitored_columns(predictor.artifact());
-        Self { predictor, columns, profiler: None, schema: None }
+        Self { predictor, columns, profiler: None }
     }
 
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         let predictions = self.predictor.predict(batch)?;
         let scored = Predictor::append(batch, &predictions, LOG_THRESHOLD)?;
         let scored = project(&scored, &self.columns)?;
-        let profiler = self.profiler.get_or_insert_with(|| Profiler::new(scored.schema()));
-        self.schema.get_or_insert_with(|| scored.schema());
-        profiler.update(&scored)?;
+        self.profiler.get_or_insert_with(|| Profiler::new(scored.schema())).update(&scored)?;
         Ok(())
     }
 
@@ -74,15 +71,17 @@ impl ScoredProfiler {
 }
 
 /// Every record batch of a Parquet file in memory (or a `bytes::Bytes` buffer).
-pub fn parquet_batches(bytes: bytes::Bytes, what: &str, mut f: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+pub fn parquet_batches<E: From<MonitorError>>(
+    bytes: bytes::Bytes,
+    what: &str,
+    mut f: impl FnMut(RecordBatch) -> Result<(), E>,
+) -> Result<(), E> {
     let parquet = |source| MonitorError::Parquet { context: format!("cannot read {what}"), source };
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(parquet)?
-        .with_batch_size(65_536)
-        .build()
+        .and_then(|b| b.with_batch_size(65_536).build())
         .map_err(parquet)?;
     for batch in reader {
-        f(batch?)?;
+        f(batch.map_err(MonitorError::from)?)?;
     }
     Ok(())
 }
@@ -92,11 +91,20 @@ fn cache_path(model: &ContentHash, data: &ContentHash) -> String {
     format!("monitoring/reference/{}-{}.json", model, data)
 }
 
-/// The reference profile of a registered model version (computed and cached on first use).
-pub async fn model_reference(artifacts: &ArtifactStore, version: &ModelVersion) -> Result<Profile> {
-    let model_bytes = artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await?;
-    let artifact = ModelArtifact::from_json(&model_bytes)?;
-    let data = match (artifact.lineage.training_data.parse::<ContentHash>(), &version.evaluation) {
+/// A registered version's model, ready to score.
+pub async fn load_predictor(artifacts: &ArtifactStore, version: &ModelVersion) -> Result<Arc<Predictor>> {
+    let bytes = artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await?;
+    Ok(Arc::new(Predictor::new(ModelArtifact::from_json(&bytes)?)?))
+}
+
+/// The reference profile of a registered model version (computed and cached on first use);
+/// `predictor` is that version's model ([`load_predictor`]).
+pub async fn model_reference(
+    artifacts: &ArtifactStore,
+    version: &ModelVersion,
+    predictor: &Arc<Predictor>,
+) -> Result<Profile> {
+    let data = match (predictor.artifact().lineage.training_data.parse::<ContentHash>(), &version.evaluation) {
         (Ok(training), _) => training,
         (Err(_), Some(e)) => e.data,
         (Err(_), None) => {
@@ -113,7 +121,7 @@ pub async fn model_reference(artifacts: &ArtifactStore, version: &ModelVersion) 
         return Ok(profile);
     }
     let bytes = artifacts.get_bytes(&data, ArtifactKind::Dataset).await?;
-    let predictor = Predictor::new(artifact)?;
+    let predictor = predictor.clone();
     let profile = tokio::task::spawn_blocking(move || -> Result<Profile> {
         let mut scored = ScoredProfiler::new(predictor);
         parquet_batches(bytes.into(), "the model's training data", |b| scored.update(&b))?;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use sluice_profile::drift::{ColumnDrift, DriftMethod};
+use sluice_profile::drift::ColumnDrift;
 use sluice_profile::{ColumnKind, ColumnProfile, Profile};
 
 use crate::alerts::Firing;
@@ -36,15 +36,6 @@ const PALETTE: &[&str] = &["#dc2626", "#2563eb", "#16a34a", "#d97706", "#7c3aed"
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn method_name(m: DriftMethod) -> &'static str {
-    match m {
-        DriftMethod::KolmogorovSmirnov => "KS p-value",
-        DriftMethod::Wasserstein => "Wasserstein / std",
-        DriftMethod::ChiSquared => "chi² p-value",
-        DriftMethod::JensenShannon => "Jensen–Shannon",
-    }
 }
 
 fn num(v: f64) -> String {
@@ -325,7 +316,7 @@ pub fn render(input: &ReportInput) -> String {
             d.kind,
             if d.drifted { "yes" } else { "no" },
             if d.drifted { "drifted" } else { "stable" },
-            method_name(d.method),
+            d.method.label(),
             num(d.score),
             num(d.threshold),
             num(d.psi),

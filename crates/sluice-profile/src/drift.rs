@@ -39,6 +39,18 @@ pub enum DriftMethod {
     JensenShannon,
 }
 
+impl DriftMethod {
+    /// What the score is, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            DriftMethod::KolmogorovSmirnov => "KS p-value",
+            DriftMethod::Wasserstein => "Wasserstein / std",
+            DriftMethod::ChiSquared => "chi² p-value",
+            DriftMethod::JensenShannon => "Jensen–Shannon",
+        }
+    }
+}
+
 /// One column's drift.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDrift {

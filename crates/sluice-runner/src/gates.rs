@@ -70,11 +70,8 @@ pub(crate) fn task_metrics(
     p: &sluice_model::Predictions,
     threshold: f64,
 ) -> Result<BTreeMap<String, f64>, sluice_metrics::MetricsError> {
-    Ok(match task {
-        Task::BinaryClassification => sluice_metrics::binary(y, &p.scores, threshold)?.to_map(),
-        Task::Regression => sluice_metrics::regression(y, &p.scores)?.to_map(),
-        Task::MulticlassClassification => sluice_metrics::multiclass(y, &p.probabilities, p.classes.len())?.to_map(),
-    })
+    let scores = if task == Task::MulticlassClassification { &p.probabilities } else { &p.scores };
+    sluice_monitor::performance::task_metrics(task, p.classes.len(), y, scores, threshold)
 }
 
 async fn holder_metrics(

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use serde_json::json;
 use sluice_core::ArtifactKind;
 use sluice_engine::for_each_batch;
-use sluice_model::ModelArtifact;
+use sluice_model::Predictor;
 use sluice_monitor::alerts::{Firing, Rule, Values, drift_values, evaluate, post_webhook};
 use sluice_monitor::performance::{Performance, PerformanceJoin};
 use sluice_profile::drift::{ColumnDrift, drift};
-use sluice_profile::{Profile, Profiler, Window, WindowStart, WindowedProfiler};
+use sluice_profile::{Profile, Profiler, Window, WindowedProfiler};
 use sluice_spec::alert::{AlertAction, AlertSpec};
 use sluice_spec::kinds::MonitorStep;
 use sluice_store::{AlertRecord, ModelSelector};
@@ -34,29 +34,19 @@ fn summary(drift: &[ColumnDrift]) -> String {
     }
 }
 
-/// A window's label: its start as a UTC time (or its first row).
-pub(crate) fn window_label(start: WindowStart, window: Window) -> String {
-    match window {
-        Window::Rows(_) => format!("row {start}"),
-        Window::Seconds(_) => chrono::DateTime::from_timestamp(start, 0)
-            .map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string())
-            .unwrap_or_else(|| start.to_string()),
-    }
-}
-
-/// The reference profile and, for `model:`, the model (for performance) and its version's metrics.
+/// The reference profile and, for `model:`, the model (for performance) and its version's
+/// metrics and evaluation threshold.
 async fn reference(
     ctx: &StepCtx,
     m: &MonitorStep,
-) -> Result<(Profile, Option<(ModelArtifact, BTreeMap<String, f64>, f64)>), StepError> {
+) -> Result<(Profile, Option<(Arc<Predictor>, BTreeMap<String, f64>, f64)>), StepError> {
     if let Some(name) = &m.model {
         let (model, selector) = ModelSelector::parse(name);
         let version = ctx.ws.meta.resolve_model(&model, &selector)?;
-        let profile = sluice_monitor::reference::model_reference(&ctx.ws.artifacts, &version).await?;
-        let bytes = ctx.ws.artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await?;
-        let artifact = ModelArtifact::from_json(&bytes)?;
+        let predictor = sluice_monitor::reference::load_predictor(&ctx.ws.artifacts, &version).await?;
+        let profile = sluice_monitor::reference::model_reference(&ctx.ws.artifacts, &version, &predictor).await?;
         let threshold = version.evaluation.as_ref().map_or(0.5, |e| e.threshold);
-        return Ok((profile, Some((artifact, version.metrics.into_iter().collect(), threshold))));
+        return Ok((profile, Some((predictor, version.metrics.into_iter().collect(), threshold))));
     }
     let record = ctx.input("reference")?;
     let path = ctx.path_of(&record.artifact).await?;
@@ -85,10 +75,10 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
         None => None,
     };
     let mut join = match (&m.truth, &model) {
-        (Some(_), Some((artifact, _, threshold))) => {
+        (Some(_), Some((predictor, _, threshold))) => {
             let truth = read_all(ctx, "truth").await?;
             let w = window.map(|w| (w, m.time.clone().unwrap_or_default()));
-            Some(PerformanceJoin::new(artifact, &truth, &m.key, None, *threshold, w)?)
+            Some(PerformanceJoin::new(predictor.artifact(), &truth, &m.key, None, *threshold, w)?)
         }
         _ => None,
     };
@@ -129,6 +119,15 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
         }
     };
     let performance: Option<Performance> = join.map(PerformanceJoin::finish);
+    if let Some(p) = &performance
+        && p.matched == 0
+    {
+        ctx.report(&format!(
+            "no row of `current` matched the {} rows of `truth` by {}: no model metrics",
+            p.truth_rows,
+            m.key.join(" + ")
+        ));
+    }
     let overall = drift(&reference, &current);
     let drifted = overall.iter().filter(|d| d.drifted).count();
     let text = summary(&overall);
@@ -145,7 +144,7 @@ pub(crate) async fn execute(ctx: &StepCtx, m: &MonitorStep) -> Result<Executed, 
             {
                 values.extend(pw.metrics.clone());
             }
-            series.push((Some(window_label(*start, w)), values));
+            series.push((Some(sluice_monitor::window_label(*start, w, wd.rows)), values));
         }
     } else {
         let mut values = drift_values(&overall, Some(&current), current.rows);

@@ -107,7 +107,7 @@ impl AppState {
         self.log.is_some() || self.live.is_some()
     }
 
-    /// Offer a scored request to the prediction log (if sampled) and the live drift sketches.
+    /// Offer a scored request to the live drift sketches and (if sampled) the prediction log.
     /// Never blocks: both queue it for a background task.
     pub(crate) fn log(
         &self,
@@ -116,23 +116,19 @@ impl AppState {
         batch: &arrow_array::RecordBatch,
         predictions: &sluice_model::Predictions,
     ) {
-        let logged = self.log.as_ref().filter(|l| l.sample());
-        if logged.is_none() && self.live.is_none() {
-            return;
-        }
-        let Ok(scored) = sluice_model::Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD)
-        else {
-            return;
-        };
         if let Some(live) = &self.live {
             live.offer(live::Item {
                 model: model.name.clone(),
                 record: model.record.clone(),
-                columns: model.monitored.clone(),
-                scored: scored.clone(),
+                predictor: model.predictor.clone(),
+                batch: batch.clone(),
+                predictions: predictions.clone(),
             });
         }
-        if let Some(log) = logged {
+        if let Some(log) = self.log.as_ref().filter(|l| l.sample())
+            && let Ok(scored) =
+                sluice_model::Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD)
+        {
             log.push(&model.name, model.version, request_id, scored);
         }
     }

@@ -1,9 +1,9 @@
 //! Live drift: the server keeps sketches (mergeable profiles) of recent inputs and predictions
 //! per model and, every interval, compares them with the model's reference profile (its
 //! training data and predictions, `sluice_monitor::reference`), exporting the scores as
-//! Prometheus gauges. The request path only `try_send`s the scored batch onto a bounded queue;
-//! profiling and drift tests run on a thread of their own, and a full queue drops (and counts)
-//! the batch rather than slowing requests.
+//! Prometheus gauges. The request path only `try_send`s the request's batch and predictions onto
+//! a bounded queue; joining them, profiling and drift tests run on a thread of their own, and a
+//! full queue drops (and counts) the batch rather than slowing requests.
 //!
 //! "Recent" is the last one to two intervals: each interval's profile is merged with the one
 //! before it, so a score always rests on at least one full interval of traffic.
@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use sluice_model::{Predictions, Predictor};
 use sluice_profile::drift::{ColumnDrift, drift};
 use sluice_profile::{Profile, Profiler};
 use sluice_store::{ArtifactStore, ModelVersion};
@@ -37,8 +38,9 @@ impl Default for DriftOptions {
 pub(crate) struct Item {
     pub model: String,
     pub record: Arc<ModelVersion>,
-    pub columns: Arc<Vec<String>>,
-    pub scored: RecordBatch,
+    pub predictor: Arc<Predictor>,
+    pub batch: RecordBatch,
+    pub predictions: Predictions,
 }
 
 /// The last published scores of one model.
@@ -57,9 +59,12 @@ pub(crate) struct LiveDrift {
 }
 
 /// One model's sketches.
+#[derive(Default)]
 struct Tracked {
     version: u32,
-    reference: Option<Arc<Profile>>,
+    /// The reference and the columns it covers (inputs and predictions); `None` when the
+    /// version has no reference.
+    reference: Option<(Profile, Vec<String>)>,
     current: Option<Profiler>,
     previous: Option<Profile>,
 }
@@ -173,51 +178,53 @@ fn run(
     loop {
         match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Ok(item) => {
-                let t = tracked.entry(item.model.clone()).or_insert(Tracked {
-                    version: 0,
-                    reference: None,
-                    current: None,
-                    previous: None,
-                });
+                let t = tracked.entry(item.model.clone()).or_default();
                 if t.version != item.record.version {
                     // A new version (or the first request): its own reference, fresh sketches.
-                    let reference =
-                        runtime.block_on(sluice_monitor::reference::model_reference(&artifacts, &item.record));
+                    let reference = runtime.block_on(sluice_monitor::reference::model_reference(
+                        &artifacts,
+                        &item.record,
+                        &item.predictor,
+                    ));
                     if let Err(e) = &reference {
                         eprintln!("live drift for {} version {} is off: {e}", item.model, item.record.version);
                     }
+                    let columns = sluice_monitor::reference::monitored_columns(item.predictor.artifact());
                     *t = Tracked {
                         version: item.record.version,
-                        reference: reference.ok().map(Arc::new),
-                        current: None,
-                        previous: None,
+                        reference: reference.ok().map(|r| (r, columns)),
+                        ..Tracked::default()
                     };
                 }
-                if t.reference.is_none() {
+                let Some((_, columns)) = &t.reference else { continue };
+                let scored =
+                    Predictor::append(&item.batch, &item.predictions, sluice_monitor::reference::LOG_THRESHOLD);
+                let Ok(batch) = scored
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| sluice_monitor::reference::project(&b, columns).map_err(|e| e.to_string()))
+                else {
                     continue;
-                }
-                let Ok(batch) = sluice_monitor::reference::project(&item.scored, &item.columns) else { continue };
+                };
                 let profiler = t.current.get_or_insert_with(|| Profiler::new(batch.schema()));
-                if profiler.schema() != &batch.schema() {
-                    continue;
+                if profiler.schema() == &batch.schema() {
+                    let _ = profiler.update(&batch);
                 }
-                let _ = profiler.update(&batch);
             }
             Err(RecvTimeoutError::Timeout) => {
                 next = Instant::now() + every;
                 for (model, t) in &mut tracked {
-                    let Some(reference) = &t.reference else { continue };
+                    let Some((reference, _)) = &t.reference else { continue };
+                    // The last one to two intervals: the previous one merged with this one.
                     let current = t.current.take().map(Profiler::finish);
-                    let mut recent = match (&t.previous, &current) {
-                        (Some(p), _) => p.clone(),
+                    let recent = match (t.previous.take(), &current) {
+                        (Some(mut p), Some(c)) => {
+                            let _ = p.merge(c);
+                            p
+                        }
+                        (Some(p), None) => p,
                         (None, Some(c)) => c.clone(),
                         (None, None) => continue,
                     };
-                    if t.previous.is_some()
-                        && let Some(c) = &current
-                    {
-                        let _ = recent.merge(c);
-                    }
                     t.previous = current;
                     if recent.rows < min_rows {
                         continue;

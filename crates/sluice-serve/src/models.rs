@@ -36,8 +36,6 @@ pub struct LoadedModel {
     pub(crate) batcher: crate::batcher::Batcher,
     /// The registry's record of this version (its training data is the drift reference).
     pub(crate) record: Arc<sluice_store::ModelVersion>,
-    /// The columns drift monitoring compares (inputs and predictions).
-    pub(crate) monitored: Arc<Vec<String>>,
 }
 
 /// One served model: what the user asked for, and the version currently answering. Requests
@@ -128,13 +126,12 @@ impl Registry {
         let bytes =
             self.artifacts.get_bytes(&version.artifact, ArtifactKind::Model).await.map_err(|e| load(e.into()))?;
         let artifact = ModelArtifact::from_json(&bytes).map_err(|e| load(e.into()))?;
-        let monitored = Arc::new(sluice_monitor::reference::monitored_columns(&artifact));
         let predictor = Arc::new(Predictor::new(artifact).map_err(|e| load(e.into()))?);
         let metrics = self.metrics.clone();
         let label = name.clone();
         let on_batch: crate::batcher::OnBatch = Arc::new(move |rows| metrics.scored(&label, rows));
         let batcher = crate::batcher::Batcher::start(predictor.clone(), self.batching, on_batch);
-        Ok(LoadedModel { name, version: version.version, predictor, batcher, record: Arc::new(version), monitored })
+        Ok(LoadedModel { name, version: version.version, predictor, batcher, record: Arc::new(version) })
     }
 }
 

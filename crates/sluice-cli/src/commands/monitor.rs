@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use sluice_model::ModelArtifact;
+use sluice_model::Predictor;
 use sluice_monitor::performance::{Performance, PerformanceJoin};
-use sluice_profile::drift::{ColumnDrift, DriftMethod};
+use sluice_profile::drift::ColumnDrift;
 use sluice_profile::{Profile, Profiler, Window, WindowStart, WindowedProfiler};
 use sluice_store::{ModelSelector, ModelVersion};
 
@@ -117,16 +118,7 @@ pub enum Command {
 }
 
 /// The reference's profile, and the model behind a `model:` reference.
-type Reference = (Profile, Option<(ModelArtifact, ModelVersion)>);
-
-fn registered(home: &Path, name: &str) -> anyhow::Result<(sluice_runner::Workspace, ModelArtifact, ModelVersion)> {
-    let ws = existing_workspace(home)?;
-    let (model, selector) = ModelSelector::parse(name);
-    let version = ws.meta.resolve_model(&model, &selector)?;
-    let bytes = runtime()?.block_on(ws.artifacts.get_bytes(&version.artifact, sluice_core::ArtifactKind::Model))?;
-    let artifact = ModelArtifact::from_json(&bytes)?;
-    Ok((ws, artifact, version))
-}
+type Reference = (Profile, Option<(Arc<Predictor>, ModelVersion)>);
 
 fn load_reference(
     home: &Path,
@@ -135,11 +127,17 @@ fn load_reference(
     engine: &sluice_engine::Engine,
 ) -> anyhow::Result<Reference> {
     if let Some(name) = spec.strip_prefix("model:") {
-        let (ws, artifact, version) = registered(home, name)?;
-        let profile = runtime()?
-            .block_on(sluice_monitor::reference::model_reference(&ws.artifacts, &version))
+        let ws = existing_workspace(home)?;
+        let (model, selector) = ModelSelector::parse(name);
+        let version = ws.meta.resolve_model(&model, &selector)?;
+        let (profile, predictor) = runtime()?
+            .block_on(async {
+                let predictor = sluice_monitor::reference::load_predictor(&ws.artifacts, &version).await?;
+                let profile = sluice_monitor::reference::model_reference(&ws.artifacts, &version, &predictor).await?;
+                Ok::<_, sluice_monitor::MonitorError>((profile, predictor))
+            })
             .with_context(|| format!("cannot build the reference of `{name}`"))?;
-        return Ok((profile, Some((artifact, version))));
+        return Ok((profile, Some((predictor, version))));
     }
     let path = PathBuf::from(spec);
     Ok((load_profile(&path, format, engine).with_context(|| format!("--reference: {REFERENCE_HELP}"))?, None))
@@ -172,30 +170,18 @@ fn scan<P>(
         let ws = existing_workspace(home)?;
         let mut make = Some(make);
         let mut state: Option<P> = None;
-        let mut failed: Option<anyhow::Error> = None;
-        runtime()?.block_on(sluice_monitor::logs::for_each_batch(&ws.artifacts, model, |schema, batch| {
-            if failed.is_some() {
-                return Ok(());
-            }
-            let result = (|| -> anyhow::Result<()> {
-                if state.is_none()
-                    && let Some(make) = make.take()
-                {
-                    state = Some(make(schema.clone())?);
-                }
-                match &mut state {
-                    Some(s) => update(s, &batch),
-                    None => Ok(()),
-                }
-            })();
-            if let Err(e) = result {
-                failed = Some(e);
-            }
-            Ok(())
-        }))?;
-        if let Some(e) = failed {
-            return Err(e.context(format!("cannot read the prediction logs of `{model}`")));
-        }
+        runtime()?
+            .block_on(sluice_monitor::logs::for_each_batch(
+                &ws.artifacts,
+                model,
+                |schema, batch| -> anyhow::Result<()> {
+                    if let Some(make) = make.take() {
+                        state = Some(make(schema.clone())?);
+                    }
+                    state.as_mut().map_or(Ok(()), |s| update(s, &batch))
+                },
+            ))
+            .with_context(|| format!("cannot read the prediction logs of `{model}`"))?;
         return state.context("the prediction logs hold no rows");
     }
     let file = FileArgs { input: PathBuf::from(current), format, no_header: false };
@@ -211,7 +197,7 @@ struct Analysis {
     window: Option<Window>,
     time: Option<String>,
     performance: Option<Performance>,
-    model: Option<(ModelArtifact, ModelVersion)>,
+    model: Option<(Arc<Predictor>, ModelVersion)>,
 }
 
 fn parse_window(spec: &Option<String>) -> anyhow::Result<Option<Window>> {
@@ -246,13 +232,13 @@ fn analyze(
     let window = parse_window(&inputs.window)?;
     let logs = inputs.current.starts_with("logs:");
     let time = inputs.time.clone().or_else(|| (logs && window.is_some()).then(|| "time".to_string()));
-    let truth_path = truth.and_then(|t| t.truth.as_ref());
+    let truth_given = truth.is_some_and(|t| t.truth.is_some());
     if window.is_none() && inputs.time.is_some() {
         anyhow::bail!("--time goes with --window");
     }
     let profile_given = !logs && inputs.current.ends_with(".json");
     if profile_given {
-        if window.is_some() || truth_path.is_some() {
+        if window.is_some() || truth_given {
             anyhow::bail!("--window and --truth need current data (a file or `logs:MODEL`), not a profile");
         }
         let current = load_profile(Path::new(&inputs.current), inputs.format, engine)?;
@@ -267,17 +253,16 @@ fn analyze(
             model,
         });
     }
-    let mut join = match (truth_path, &model) {
+    let mut join = match (truth.filter(|t| t.truth.is_some()), &model) {
         (None, _) => None,
         (Some(_), None) => {
             anyhow::bail!("--truth needs `--reference model:NAME@ALIAS` (the model whose predictions it checks)")
         }
-        (Some(path), Some((artifact, version))) => {
-            let t = truth.context("truth")?;
-            let batches = read_truth(engine, path)?;
+        (Some(t), Some((predictor, version))) => {
+            let batches = read_truth(engine, t.truth.as_deref().context("--truth")?)?;
             let threshold = version.evaluation.as_ref().map_or(0.5, |e| e.threshold);
             Some(PerformanceJoin::new(
-                artifact,
+                predictor.artifact(),
                 &batches,
                 &t.key,
                 t.label.as_deref(),
@@ -332,18 +317,6 @@ fn analyze(
     })
 }
 
-fn window_label(start: WindowStart, window: Window, rows: u64) -> String {
-    match window {
-        Window::Rows(_) => format!("rows {}–{}", start, start as u64 + rows.saturating_sub(1)),
-        Window::Seconds(s) if s >= 86_400.0 => chrono::DateTime::from_timestamp(start, 0)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_else(|| start.to_string()),
-        Window::Seconds(_) => chrono::DateTime::from_timestamp(start, 0)
-            .map(|t| t.format("%Y-%m-%dT%H:%MZ").to_string())
-            .unwrap_or_else(|| start.to_string()),
-    }
-}
-
 pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
     let engine = sluice_engine::Engine::local(std::thread::available_parallelism().map_or(2, |n| n.get()));
     match cmd {
@@ -380,6 +353,15 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let a = analyze(home, &engine, &inputs, Some(&truth))?;
             let p = a.performance.as_ref().context("no performance computed")?;
+            if p.matched == 0 {
+                anyhow::bail!(
+                    "no scored row of `{}` matched the {} rows of the ground truth by {}: check --key (the truth's \
+                     keys must be the logs' request ids and row indexes)",
+                    inputs.current,
+                    p.truth_rows,
+                    truth.key.join(" + ")
+                );
+            }
             let evaluation: BTreeMap<String, f64> =
                 a.model.as_ref().map(|(_, v)| v.metrics.iter().cloned().collect()).unwrap_or_default();
             print_performance(&a, p, &evaluation, as_json)
@@ -389,12 +371,12 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
             let drift = sluice_profile::drift::drift(&a.reference, &a.current);
             let per_window = sluice_profile::drift::window_drift(&a.reference, &a.windows, a.time.as_deref());
             let labels: Vec<String> = match a.window {
-                Some(w) => per_window.iter().map(|d| window_label(d.start, w, d.rows)).collect(),
+                Some(w) => per_window.iter().map(|d| sluice_monitor::window_label(d.start, w, d.rows)).collect(),
                 None => vec![],
             };
             let performance = a.performance.as_ref().map(|p| {
                 let labels = match a.window {
-                    Some(w) => p.windows.iter().map(|x| window_label(x.start, w, x.rows)).collect(),
+                    Some(w) => p.windows.iter().map(|x| sluice_monitor::window_label(x.start, w, x.rows)).collect(),
                     None => vec![],
                 };
                 let evaluation = a.model.as_ref().map(|(_, v)| v.metrics.iter().cloned().collect()).unwrap_or_default();
@@ -465,7 +447,7 @@ fn print_performance(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let labels: Vec<String> = match a.window {
-        Some(w) => p.windows.iter().map(|x| window_label(x.start, w, x.rows)).collect(),
+        Some(w) => p.windows.iter().map(|x| sluice_monitor::window_label(x.start, w, x.rows)).collect(),
         None => vec![],
     };
     if as_json {
@@ -516,7 +498,7 @@ fn report_windows(a: &Analysis, window: Window, as_json: bool, fail_on_drift: bo
         .iter()
         .map(|w| {
             let mut v = serde_json::to_value(w).unwrap_or_default();
-            v["label"] = window_label(w.start, window, w.rows).into();
+            v["label"] = sluice_monitor::window_label(w.start, window, w.rows).into();
             v["drifted"] = w.drifted_columns.len().into();
             v
         })
@@ -559,16 +541,10 @@ fn print_drift(r: &Profile, c: &Profile, drift: &[ColumnDrift], drifted: usize) 
     let mut t =
         table(&["column", "drifted", "method", "score", "threshold", "PSI", "Jensen-Shannon", "null % ref → cur"]);
     for d in drift {
-        let method = match d.method {
-            DriftMethod::KolmogorovSmirnov => "KS p-value",
-            DriftMethod::Wasserstein => "Wasserstein / std",
-            DriftMethod::ChiSquared => "chi² p-value",
-            DriftMethod::JensenShannon => "Jensen-Shannon",
-        };
         t.add_row(vec![
             d.column.clone(),
             if d.drifted { "yes".into() } else { "no".into() },
-            method.into(),
+            d.method.label().into(),
             format!("{:.4}", d.score),
             format!("{}", d.threshold),
             format!("{:.4}", d.psi),

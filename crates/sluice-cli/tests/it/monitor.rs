@@ -527,7 +527,7 @@ steps:
     let hooks = hooks.lock().unwrap().clone();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     assert_eq!((hooks[0]["alert"].as_str(), hooks[0]["windows"].as_u64()), (Some("older"), Some(2)));
-    assert_eq!(hooks[0]["since"], "row 1000");
+    assert_eq!(hooks[0]["since"], "rows 1000–1499");
     let alerts = sb.sluice(&["monitor", "alerts", "--json"]).ok().json();
     let alerts = alerts.as_array().unwrap();
     assert_eq!(alerts.len(), 1, "only `older` fires: {alerts:?}");
