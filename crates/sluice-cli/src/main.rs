@@ -52,6 +52,9 @@ enum Command {
     /// Watch data and served models: drift, performance with delayed ground truth, reports, alerts.
     #[command(subcommand)]
     Monitor(commands::monitor::Command),
+    /// Run a role of a Ballista cluster (scheduler or executor) for `engine: ballista://...`.
+    #[command(subcommand)]
+    Cluster(commands::cluster::Command),
 }
 
 /// Output piped into a reader that stopped early (`sluice ... | head`) ends the program quietly,
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Tune(cmd) => commands::tune::run(&cli.home, cmd),
         Command::Monitor(cmd) => commands::monitor::run(&cli.home, cmd),
+        Command::Cluster(cmd) => commands::cluster::run(cmd),
     };
     match result {
         Ok(code) => code,

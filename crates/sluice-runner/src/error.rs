@@ -40,6 +40,12 @@ pub enum RunnerError {
     /// and pruner), found before anything runs.
     #[error("step `{step}`: {message}")]
     InvalidStep { step: String, message: String },
+    #[error("engine `{engine}`: {source}")]
+    Engine {
+        engine: String,
+        #[source]
+        source: sluice_engine::EngineError,
+    },
     #[error("internal error: {0}; this is a bug")]
     Internal(String),
 }

@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub force: Vec<String>,
     /// The `--set` assignments the pipeline was loaded with (recorded as run parameters).
     pub overrides: Vec<String>,
+    /// `--engine`: where data steps run, over the spec's `engine:`.
+    pub engine: Option<sluice_spec::EngineUrl>,
 }
 
 impl Default for RunOptions {
@@ -32,6 +34,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             force: vec![],
             overrides: vec![],
+            engine: None,
         }
     }
 }
@@ -333,7 +336,10 @@ async fn schedule(
     let run_id = summary.run_id.clone();
     // DataFusion partitions follow the cores, not `jobs` (artifacts do not depend on either).
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let engine = Engine::local(cores);
+    let url = options.engine.as_ref().or(pipeline.engine.as_ref()).unwrap_or(&sluice_spec::EngineUrl::Local);
+    let engine_error = |source| RunnerError::Engine { engine: url.to_string(), source };
+    let engine = Engine::from_url(url, cores).map_err(engine_error)?;
+    engine.reachable().await.map_err(engine_error)?;
     let forced: HashSet<&str> = options.force.iter().map(String::as_str).collect();
     let mut outputs: HashMap<String, Vec<OutputRecord>> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new();

@@ -671,7 +671,7 @@ pub async fn infer(
 
 /// One more pass over the data for one column: are its non-null values all distinct?
 async fn exactly_unique(engine: &Engine, df: &DataFrame, column: &str) -> Result<bool, StepError> {
-    let ctx = engine.context();
+    let ctx = engine.context()?;
     ctx.register_table("input", df.clone().into_view())?;
     let c = ident(column);
     let df = ctx.sql(&format!("SELECT count({c}) = count(DISTINCT {c}) FROM input")).await?;

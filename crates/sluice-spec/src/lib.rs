@@ -27,5 +27,5 @@ mod schema;
 
 pub use error::{Location, Result, SpecError, SpecErrors, Suggestion};
 pub use parse::{infer_format, load, parse, parse_expectations};
-pub use pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
+pub use pipeline::{EngineUrl, Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
 pub use schema::json_schema;

@@ -17,7 +17,7 @@ use crate::kinds::{
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
 
-const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "sources", "steps"];
+const TOP_LEVEL_KEYS: &[&str] = &["name", "description", "engine", "sources", "steps"];
 
 /// Where positions point: the spec file (source id 0) or the i-th `--set` (source id i + 1).
 struct Origin<'a> {
@@ -89,6 +89,28 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         }
     };
     let description = top.get_scalar("description").map(|s| s.as_str().to_string());
+    let engine = match top.get_node("engine") {
+        None => None,
+        Some(node) => match node.as_scalar().map(|s| crate::pipeline::EngineUrl::parse(s.as_str())) {
+            Some(Ok(url)) => Some(url),
+            Some(Err(message)) => {
+                errors.push(SpecError::Invalid {
+                    location: origin.span(node.span()),
+                    context: "`engine`".into(),
+                    message,
+                });
+                None
+            }
+            None => {
+                errors.push(SpecError::Invalid {
+                    location: origin.span(node.span()),
+                    context: "`engine`".into(),
+                    message: "must be `local` or `ballista://HOST:PORT`".into(),
+                });
+                None
+            }
+        },
+    };
 
     let mut raw: Vec<(String, Location, StepConfig, &Node)> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();
@@ -187,7 +209,7 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         return Err(SpecErrors(errors));
     }
     let steps = topological_order(steps)?;
-    Ok(Pipeline { name, description, spec_path: PathBuf::from(file), base_dir: base_dir.to_path_buf(), steps })
+    Ok(Pipeline { name, description, engine, spec_path: PathBuf::from(file), base_dir: base_dir.to_path_buf(), steps })
 }
 
 fn load_error(origin: &Origin, e: marked_yaml::LoadError) -> SpecErrors {

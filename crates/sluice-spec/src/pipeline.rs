@@ -210,6 +210,8 @@ impl Step {
 pub struct Pipeline {
     pub name: String,
     pub description: Option<String>,
+    /// Where data steps run (`engine:`); `None` is the in-process engine.
+    pub engine: Option<EngineUrl>,
     pub spec_path: PathBuf,
     pub base_dir: PathBuf,
     pub steps: Vec<Step>,
@@ -218,5 +220,52 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// What `engine:` in a spec or `--engine` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineUrl {
+    /// In-process DataFusion.
+    Local,
+    /// A Ballista scheduler.
+    Ballista { host: String, port: u16 },
+}
+
+impl EngineUrl {
+    /// `local`, or `ballista://HOST:PORT` (`df://` is accepted too, as Ballista spells it).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "local" {
+            return Ok(Self::Local);
+        }
+        let bad = |why: &str| {
+            format!(
+                "engine `{text}`: {why}; expected `local` or `ballista://HOST:PORT` (a scheduler started with `sluice cluster scheduler`)"
+            )
+        };
+        let rest = text
+            .strip_prefix("ballista://")
+            .or_else(|| text.strip_prefix("df://"))
+            .ok_or_else(|| bad("unknown engine"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("the port is missing"))?;
+        if host.is_empty() || host.contains('/') {
+            return Err(bad("the host is missing"));
+        }
+        let port = port.parse::<u16>().map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("the port is not a number from 1 to 65535"));
+        }
+        Ok(Self::Ballista { host: host.to_string(), port })
+    }
+}
+
+impl std::fmt::Display for EngineUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("local"),
+            Self::Ballista { host, port } => write!(f, "ballista://{host}:{port}"),
+        }
     }
 }

@@ -14,6 +14,10 @@ struct PipelineSpec {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// Where data steps run: `local` (in-process DataFusion, the default) or
+    /// `ballista://HOST:PORT`, a scheduler started with `sluice cluster scheduler`.
+    #[serde(default)]
+    engine: Option<String>,
     /// Named file sources (each is a step of kind `source`).
     #[serde(default)]
     sources: IndexMap<String, SourceStep>,

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod cluster;
 pub mod data;
 pub mod lineage;
 pub mod models;

@@ -21,6 +21,13 @@ pub struct Args {
     /// Emit machine-readable events (one JSON object per line) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where data steps run, over the spec's `engine:`: `local` or `ballista://HOST:PORT`.
+    #[arg(long, value_name = "URL", value_parser = parse_engine)]
+    pub engine: Option<sluice_spec::EngineUrl>,
+}
+
+fn parse_engine(text: &str) -> Result<sluice_spec::EngineUrl, String> {
+    sluice_spec::EngineUrl::parse(text)
 }
 
 pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -29,7 +36,12 @@ pub fn run(home: &Path, args: Args) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let ws = Arc::new(open_workspace(home)?);
-    let mut options = RunOptions { force: args.force, overrides: args.spec.overrides.clone(), ..RunOptions::default() };
+    let mut options = RunOptions {
+        force: args.force,
+        overrides: args.spec.overrides.clone(),
+        engine: args.engine,
+        ..RunOptions::default()
+    };
     if let Some(j) = args.jobs {
         options.jobs = j;
     }

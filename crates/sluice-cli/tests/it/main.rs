@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod cluster;
 mod databases;
 mod failure;
 mod gbdt;

@@ -9,7 +9,7 @@ fn schema_is_json_and_lists_the_step_kinds() {
     assert_eq!(schema["title"], "sluice pipeline");
     assert!(schema["$schema"].as_str().unwrap().contains("json-schema.org"), "{}", schema["$schema"]);
     let top: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(top, ["name", "description", "sources", "steps"]);
+    assert_eq!(top, ["name", "description", "engine", "sources", "steps"]);
     assert!(schema["required"].as_array().unwrap().contains(&"name".into()));
 
     // Steps are one of the kinds, told apart by `kind`.

@@ -256,3 +256,24 @@ fn monitor_problems_name_the_field() {
     let message = monitor("    reference: clean\n    truth: clean\n");
     assert_mentions(&message, &["`truth` needs `model`"]);
 }
+
+/// `engine:` names the in-process engine or a Ballista scheduler; anything else is a spec error
+/// at its line, and a good one is accepted.
+#[test]
+fn engine_url() {
+    let message = spec_error(&[("\nname: adult-income\n", "\nname: adult-income\nengine: spark://master:7077\n")], &[]);
+    assert_mentions(
+        &message,
+        &["[TMP]/adult/pipeline.yaml:4:9", "`engine`", "unknown engine", "`ballista://HOST:PORT`"],
+    );
+    let message = spec_error(&[("\nname: adult-income\n", "\nname: adult-income\nengine: ballista://sched\n")], &[]);
+    assert_mentions(&message, &["the port is missing"]);
+
+    let sb = Sandbox::new();
+    let spec = sb.copy_adult();
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("\nname: adult-income\n", "\nname: adult-income\nengine: local\n");
+    std::fs::write(&spec, text).unwrap();
+    sb.sluice(&["plan", spec.to_str().unwrap()]).ok();
+}

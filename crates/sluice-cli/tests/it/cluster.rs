@@ -1,0 +1,276 @@
+//! `sluice cluster`: a Ballista scheduler and two executors as separate processes on 127.0.0.1,
+//! running the same pipelines as the local engine and writing the same artifacts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Events, SLUICE, Sandbox};
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+#[track_caller]
+fn wait_listening(port: u16, who: &str, child: &mut Child) {
+    let t0 = Instant::now();
+    while !listening(port) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{who} exited with {status} before listening on {port}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "{who} did not listen on {port} within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The scheduler and executors, killed when dropped.
+struct Cluster {
+    scheduler: Child,
+    executors: Vec<Child>,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(dir: &Path, executors: usize) -> Self {
+        let port = free_port();
+        let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let mut scheduler = Command::new(SLUICE)
+            .args(["cluster", "scheduler", "--port", &port.to_string(), "--executor-timeout", "5"])
+            .stdout(Stdio::null())
+            .stderr(log("scheduler"))
+            .spawn()
+            .unwrap();
+        wait_listening(port, "the scheduler", &mut scheduler);
+        let mut cluster = Self { scheduler, executors: Vec::new(), port };
+        for i in 0..executors {
+            let (flight, grpc) = (free_port(), free_port());
+            let mut executor = Command::new(SLUICE)
+                .args(["cluster", "executor", "--scheduler", &format!("127.0.0.1:{port}")])
+                .args(["--flight-port", &flight.to_string(), "--grpc-port", &grpc.to_string()])
+                .args(["--slots", "1", "--heartbeat", "1"])
+                .arg("--work-dir")
+                .arg(dir.join(format!("executor-{i}")))
+                .stdout(Stdio::null())
+                .stderr(log(&format!("executor-{i}")))
+                .spawn()
+                .unwrap();
+            wait_listening(flight, "an executor", &mut executor);
+            cluster.executors.push(executor);
+        }
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("ballista://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every step's outputs (`step/output` → content hash) in one run.
+fn outputs(events: &Events) -> BTreeMap<String, String> {
+    let mut all = BTreeMap::new();
+    for e in events.of_type("step_finished") {
+        let step = e["step"].as_str().unwrap();
+        for (name, hash) in events.outputs(step) {
+            all.insert(format!("{step}/{name}"), hash);
+        }
+    }
+    all
+}
+
+/// Outputs of queries without `ORDER BY` over several partitions: Ballista hands a job's
+/// partitions back in the order its tasks finished (ballista-scheduler 55 lists a job's output
+/// locations by completion), so only their rows, not their order, are defined (docs/cluster.md).
+const ORDER_FREE: [&str; 2] = ["clean/data", "sales/data"];
+
+/// The rows of a dataset artifact, each as text, sorted.
+fn sorted_rows(home: &Path, hash: &str) -> (String, Vec<String>) {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let batches = crate::support::read_parquet(&crate::support::object_path(home, hash, "parquet"));
+    let schema = format!("{:?}", batches[0].schema());
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let options = FormatOptions::default();
+        let formatters: Vec<_> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        for r in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join("|"));
+        }
+    }
+    rows.sort();
+    (schema, rows)
+}
+
+/// The two runs wrote the same artifacts: the same bytes, or for [`ORDER_FREE`] outputs the
+/// same schema and rows.
+#[track_caller]
+fn check_same(local: (&Path, &Events), remote: (&Path, &Events)) {
+    let (expected, found) = (outputs(local.1), outputs(remote.1));
+    assert_eq!(found.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (key, hash) in &expected {
+        if &found[key] == hash {
+            continue;
+        }
+        assert!(ORDER_FREE.contains(&key.as_str()), "`{key}` differs on the cluster: {} vs {hash}", found[key]);
+        assert_eq!(sorted_rows(remote.0, &found[key]), sorted_rows(local.0, hash), "`{key}`: different rows");
+    }
+}
+
+/// One sandbox per engine, so each runs every step (nothing is taken from another's cache).
+fn run_on(spec: &Path, engine: &str) -> (Sandbox, Events) {
+    let sb = Sandbox::new();
+    let events = sb.run_json(spec, &["--engine", engine]);
+    (sb, events)
+}
+
+/// A pipeline big enough for shuffles: 400k rows in 4 CSV files, an aggregate joined back, a
+/// window, and a validate step (with its profile and report) over the aggregate. The validate
+/// step reads the small, one-partition aggregate: over a many-partition input its outputs would
+/// follow Ballista's partition order (see [`ORDER_FREE`]).
+fn write_larger_pipeline(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for part in 0..4 {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join(format!("data/part-{part}.csv"))).unwrap());
+        writeln!(f, "id,shop,amount,day").unwrap();
+        for i in 0..100_000u64 {
+            let id = part * 100_000 + i;
+            let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
+            writeln!(f, "{id},s{},{}.{:02},{}", h % 997, h % 5000, h % 100, 1 + h % 28).unwrap();
+        }
+    }
+    let spec = dir.join("pipeline.yaml");
+    std::fs::write(
+        &spec,
+        r#"
+name: cluster-larger
+sources:
+  sales: {path: "data/part-*.csv"}
+steps:
+  shops:
+    kind: sql
+    inputs: [sales]
+    query: |
+      SELECT shop, count(*) AS n, sum(amount) AS total, avg(amount) AS mean, max(day) AS last_day
+      FROM sales GROUP BY shop ORDER BY shop
+  enriched:
+    kind: sql
+    inputs: [sales, shops]
+    query: |
+      SELECT s.id, s.shop, s.amount, s.day, t.mean, s.amount - t.mean AS above_mean,
+             rank() OVER (PARTITION BY s.shop ORDER BY s.amount DESC, s.id) AS shop_rank
+      FROM sales s JOIN shops t ON s.shop = t.shop
+      ORDER BY s.id
+  checked:
+    kind: validate
+    input: shops
+    policy: quarantine
+    columns:
+      n: {min: 300, max: 500}
+      mean: {min: 0, max: 5000, policy: fail}
+      last_day: {min: 1, max: 28, policy: warn}
+"#,
+    )
+    .unwrap();
+    spec
+}
+
+/// The Adult quickstart and a larger shuffling pipeline give the same artifacts, byte for byte
+/// (same content hashes), on a scheduler with two executors as on the local engine; then an
+/// executor killed in the middle of a run either leaves the run to finish on the other one with
+/// the same artifacts, or fails it with an error that says so — never a different result.
+#[test]
+fn pipelines_on_a_ballista_cluster_match_the_local_engine() {
+    let dir = Sandbox::new();
+    let cluster = Cluster::start(dir.path(), 2);
+
+    let quickstart = dir.copy_adult();
+    let (local_home, local) = run_on(&quickstart, "local");
+    let t0 = Instant::now();
+    let (cluster_home, remote) = run_on(&quickstart, &cluster.url());
+    println!("quickstart on the cluster: {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(outputs(&local).len(), 7, "every step wrote its outputs: {:?}", outputs(&local));
+    check_same((&local_home.home(), &local), (&cluster_home.home(), &remote));
+    for model in ["train/model", "evaluate/metrics"] {
+        assert_eq!(outputs(&remote)[model], outputs(&local)[model], "{model}");
+    }
+
+    let larger = write_larger_pipeline(&dir.path().join("larger"));
+    let (larger_local_home, larger_local) = run_on(&larger, "local");
+    let t0 = Instant::now();
+    let (remote_home, remote) = run_on(&larger, &cluster.url());
+    println!("larger pipeline on the cluster: {:.1} s", t0.elapsed().as_secs_f64());
+    let expected = outputs(&larger_local);
+    assert!(expected.len() >= 5, "{expected:?}");
+    check_same((&larger_local_home.home(), &larger_local), (&remote_home.home(), &remote));
+    let rows = |e: &Events, step: &str| e.of_type("step_finished").find(|s| s["step"] == step).unwrap()["rows"].clone();
+    assert_eq!(rows(&remote, "enriched"), 400_000);
+    assert_eq!(rows(&remote, "shops"), 997);
+
+    // Kill one executor while the larger pipeline runs.
+    let mut cluster = cluster;
+    let sb = Sandbox::new();
+    let run = sb
+        .command(&["run", larger.to_str().unwrap(), "--json", "--engine", &cluster.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut victim = cluster.executors.remove(1);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let events = crate::support::Output { code: out.status.code(), stdout, stderr: stderr.clone() }.events();
+    match out.status.code() {
+        Some(0) => {
+            println!("the run recovered from the lost executor");
+            check_same((&larger_local_home.home(), &larger_local), (&sb.home(), &events));
+        }
+        code => {
+            println!("the run failed after the executor was killed: {stderr}");
+            assert_eq!(code, Some(1), "{stderr}");
+            let failed: Vec<_> = events.of_type("step_failed").collect();
+            assert!(!failed.is_empty(), "a failed run names the failed step: {stderr}");
+            assert!(stderr.contains("error: step `"), "{stderr}");
+            // What did finish is what the local engine wrote.
+            for (key, hash) in outputs(&events) {
+                if !ORDER_FREE.contains(&key.as_str()) {
+                    assert_eq!(expected.get(&key), Some(&hash), "{key}");
+                }
+            }
+        }
+    }
+}
+
+/// A scheduler that is not there is a clear error naming the address, before any step runs.
+#[test]
+fn an_unreachable_scheduler_is_a_clear_error() {
+    let sb = Sandbox::new();
+    let spec = sb.copy_adult();
+    let port = free_port();
+    let out = sb.sluice(&["run", spec.to_str().unwrap(), "--engine", &format!("ballista://127.0.0.1:{port}")]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains(&format!("cannot reach the scheduler at 127.0.0.1:{port}")), "{}", out.stderr);
+    assert!(out.stderr.contains("sluice cluster scheduler"), "{}", out.stderr);
+
+    let out = sb.sluice(&["run", spec.to_str().unwrap(), "--engine", "spark://x:1"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("expected `local` or `ballista://HOST:PORT`"), "{}", out.stderr);
+}
