@@ -191,8 +191,10 @@ const S3_ENV: [(&str, &[&str]); 6] = [
 /// The settings every engine shares, so artifacts do not depend on which one ran the query.
 fn session_config(base: SessionConfig, partitions: usize, memory: Option<usize>) -> SessionConfig {
     // What each sort holds back for merging its spill files (DataFusion's default, 10 MB,
-    // would not fit small budgets).
-    let merge_reserve = memory.map_or(10 << 20, |l| (l / 32).clamp(256 << 10, 10 << 20));
+    // would not fit small budgets). A sixteenth of the budget: with a thirty-second, a merge
+    // under a 32 MB budget once needed 192 KB more than it held while the other partition's
+    // sort had the rest, and failed.
+    let merge_reserve = memory.map_or(10 << 20, |l| (l / 16).clamp(256 << 10, 10 << 20));
     base.with_target_partitions(partitions.max(1))
         .with_information_schema(true)
         // No round-robin repartitioning: it interleaves rows by scheduling, and artifacts must
