@@ -29,6 +29,16 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 
+/// Defaults shared by [`SchedulerOptions`], [`ExecutorOptions`] and the command line.
+pub mod defaults {
+    pub const HOST: &str = "127.0.0.1";
+    pub const SCHEDULER_PORT: u16 = 50050;
+    pub const FLIGHT_PORT: u16 = 50051;
+    pub const GRPC_PORT: u16 = 50052;
+    pub const EXECUTOR_TIMEOUT_SECS: u64 = 60;
+    pub const HEARTBEAT_SECS: u64 = 10;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("{role}: {source}")]
@@ -90,15 +100,15 @@ pub struct ExecutorOptions {
 impl Default for ExecutorOptions {
     fn default() -> Self {
         Self {
-            bind_host: "127.0.0.1".into(),
+            bind_host: defaults::HOST.into(),
             external_host: None,
-            flight_port: 50051,
-            grpc_port: 50052,
-            scheduler_host: "localhost".into(),
-            scheduler_port: 50050,
+            flight_port: defaults::FLIGHT_PORT,
+            grpc_port: defaults::GRPC_PORT,
+            scheduler_host: defaults::HOST.into(),
+            scheduler_port: defaults::SCHEDULER_PORT,
             slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             work_dir: None,
-            heartbeat_secs: 10,
+            heartbeat_secs: defaults::HEARTBEAT_SECS,
         }
     }
 }

@@ -47,8 +47,8 @@ pub struct Engine {
     config: SessionConfig,
     /// Shared by every step's context: one memory budget, one spill directory.
     runtime: Arc<RuntimeEnv>,
-    /// The Ballista scheduler (`df://host:port`) queries run on; `None` runs them in-process.
-    scheduler: Option<String>,
+    /// Where queries run: in-process, or on the executors of a Ballista scheduler.
+    url: EngineUrl,
 }
 
 /// `SLUICE_MEMORY_LIMIT` (`512M`, `4G`, bytes), else half of physical memory; `None` when
@@ -89,7 +89,7 @@ impl Engine {
         };
         // Building a runtime with the default disk manager cannot fail; fall back to defaults.
         let runtime = builder.build_arc().unwrap_or_else(|_| Arc::new(RuntimeEnv::default()));
-        Self { config: session_config(SessionConfig::new(), partitions, limit), runtime, scheduler: None }
+        Self { config: session_config(SessionConfig::new(), partitions, limit), runtime, url: EngineUrl::Local }
     }
 
     /// Queries planned here and executed by the executors of the Ballista scheduler at
@@ -111,8 +111,8 @@ impl Engine {
             }
         }
         let config = session_config(base, partitions, None);
-        let scheduler = Some(format!("df://{host}:{port}"));
-        Ok(Self { config, runtime: Arc::new(RuntimeEnv::default()), scheduler })
+        let url = EngineUrl::Ballista { host: host.to_string(), port };
+        Ok(Self { config, runtime: Arc::new(RuntimeEnv::default()), url })
     }
 
     /// The engine a spec's `engine:` (or `--engine`) names.
@@ -126,29 +126,22 @@ impl Engine {
     /// Fail early, with the address in the error, when the scheduler cannot be reached (an
     /// in-process engine is always there).
     pub async fn reachable(&self) -> Result<()> {
-        let Some(url) = &self.scheduler else { return Ok(()) };
-        let addr = url.trim_start_matches("df://");
-        let connect = tokio::net::TcpStream::connect(addr);
+        let EngineUrl::Ballista { host, port } = &self.url else { return Ok(()) };
+        let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
         match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(EngineError::Invalid(format!(
-                "cannot reach the scheduler at {addr}: {e} (start one with `sluice cluster scheduler`)"
+                "cannot reach the scheduler at {host}:{port}: {e} (start one with `sluice cluster scheduler`)"
             ))),
-            Err(_) => Err(EngineError::Invalid(format!("cannot reach the scheduler at {addr}: no answer in 10 s"))),
-        }
-    }
-
-    /// `local` or `ballista://host:port`.
-    pub fn describe(&self) -> String {
-        match &self.scheduler {
-            None => "local".into(),
-            Some(url) => url.replacen("df://", "ballista://", 1),
+            Err(_) => {
+                Err(EngineError::Invalid(format!("cannot reach the scheduler at {host}:{port}: no answer in 10 s")))
+            }
         }
     }
 
     /// A fresh context for one step execution.
     pub fn context(&self) -> Result<SessionContext> {
-        let Some(scheduler) = &self.scheduler else {
+        let EngineUrl::Ballista { host, port } = &self.url else {
             return Ok(self.in_process_context());
         };
         use ballista_core::extension::SessionStateExt;
@@ -157,7 +150,7 @@ impl Engine {
             .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .build()
-            .upgrade_for_ballista(scheduler.clone())?;
+            .upgrade_for_ballista(format!("df://{host}:{port}"))?;
         Ok(SessionContext::new_with_state(state))
     }
 

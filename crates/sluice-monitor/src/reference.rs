@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice_core::{ArtifactKind, ContentHash};
 use sluice_model::{ModelArtifact, Predictor};
 use sluice_profile::{Profile, Profiler};
-use sluice_store::{ArtifactStore, ModelVersion};
+use sluice_store::{ArtifactStore, MetadataStore, ModelSelector, ModelVersion};
 
 use crate::error::{MonitorError, Result};
 
@@ -89,6 +89,23 @@ pub fn parquet_batches<E: From<MonitorError>>(
 /// Where a reference profile is cached.
 fn cache_path(model: &ContentHash, data: &ContentHash) -> String {
     format!("monitoring/reference/{}-{}.json", model, data)
+}
+
+/// A registered version, its model and its reference profile.
+pub struct ModelReference {
+    pub version: ModelVersion,
+    pub predictor: Arc<Predictor>,
+    pub profile: Profile,
+}
+
+/// `NAME@ALIAS` (or `NAME@VERSION`, `NAME`): the version it names in the registry, loaded with
+/// its reference ([`model_reference`]).
+pub async fn for_model(meta: &dyn MetadataStore, artifacts: &ArtifactStore, name: &str) -> Result<ModelReference> {
+    let (model, selector) = ModelSelector::parse(name);
+    let version = meta.resolve_model(&model, &selector)?;
+    let predictor = load_predictor(artifacts, &version).await?;
+    let profile = model_reference(artifacts, &version, &predictor).await?;
+    Ok(ModelReference { version, predictor, profile })
 }
 
 /// A registered version's model, ready to score.

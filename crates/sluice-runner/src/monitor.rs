@@ -16,7 +16,7 @@ use sluice_profile::drift::{ColumnDrift, drift};
 use sluice_profile::{Profile, Profiler, Window, WindowedProfiler};
 use sluice_spec::alert::{AlertAction, AlertSpec};
 use sluice_spec::kinds::MonitorStep;
-use sluice_store::{AlertRecord, ModelSelector};
+use sluice_store::AlertRecord;
 
 use crate::error::StepError;
 use crate::steps::{Executed, StepCtx};
@@ -41,12 +41,9 @@ async fn reference(
     m: &MonitorStep,
 ) -> Result<(Profile, Option<(Arc<Predictor>, BTreeMap<String, f64>, f64)>), StepError> {
     if let Some(name) = &m.model {
-        let (model, selector) = ModelSelector::parse(name);
-        let version = ctx.ws.meta.resolve_model(&model, &selector)?;
-        let predictor = sluice_monitor::reference::load_predictor(&ctx.ws.artifacts, &version).await?;
-        let profile = sluice_monitor::reference::model_reference(&ctx.ws.artifacts, &version, &predictor).await?;
-        let threshold = version.evaluation.as_ref().map_or(0.5, |e| e.threshold);
-        return Ok((profile, Some((predictor, version.metrics.into_iter().collect(), threshold))));
+        let r = sluice_monitor::reference::for_model(ctx.ws.meta.as_ref(), &ctx.ws.artifacts, name).await?;
+        let threshold = r.version.evaluation.as_ref().map_or(0.5, |e| e.threshold);
+        return Ok((r.profile, Some((r.predictor, r.version.metrics.into_iter().collect(), threshold))));
     }
     let record = ctx.input("reference")?;
     let path = ctx.path_of(&record.artifact).await?;

@@ -21,6 +21,8 @@ use sluice_profile::drift::{ColumnDrift, drift};
 use sluice_profile::{Profile, Profiler};
 use sluice_store::{ArtifactStore, ModelVersion};
 
+use crate::metrics::{escape, header};
+
 #[derive(Clone, Debug)]
 pub struct DriftOptions {
     /// How often drift gauges are recomputed; `None` turns live drift off.
@@ -91,76 +93,57 @@ impl LiveDrift {
 
     /// The gauges, in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let header = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-        };
-        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         let Ok(published) = self.published.read() else { return };
-        header(
-            out,
-            "sluice_drift_psi",
-            "Population stability index of recent traffic vs the model's reference, per column.",
-        );
-        for (model, p) in published.iter() {
-            for c in &p.columns {
-                let _ = writeln!(
-                    out,
-                    "sluice_drift_psi{{model=\"{}\",column=\"{}\"}} {}",
-                    esc(model),
-                    esc(&c.column),
-                    c.psi
-                );
+        type PerColumn = fn(&ColumnDrift) -> (String, f64);
+        let per_column: [(&str, &str, PerColumn); 3] = [
+            (
+                "sluice_drift_psi",
+                "Population stability index of recent traffic vs the model's reference, per column.",
+                |c| (String::new(), c.psi),
+            ),
+            (
+                "sluice_drift_score",
+                "The score of each column's drift test (p-value, Wasserstein/std or Jensen-Shannon; see `method`).",
+                |c| {
+                    let method = serde_json::to_value(c.method).ok().and_then(|v| v.as_str().map(str::to_string));
+                    (format!(",method=\"{}\"", method.unwrap_or_default()), c.score)
+                },
+            ),
+            ("sluice_drift_detected", "1 when the column's drift test says it drifted, else 0.", |c| {
+                (String::new(), f64::from(u8::from(c.drifted)))
+            }),
+        ];
+        for (name, help, value) in per_column {
+            header(out, name, "gauge", help);
+            for (model, p) in published.iter() {
+                for c in &p.columns {
+                    let (labels, v) = value(c);
+                    let _ = writeln!(
+                        out,
+                        "{name}{{model=\"{}\",column=\"{}\"{labels}}} {v}",
+                        escape(model),
+                        escape(&c.column)
+                    );
+                }
             }
         }
-        header(
-            out,
-            "sluice_drift_score",
-            "The score of each column's drift test (p-value, Wasserstein/std or Jensen-Shannon; see `method`).",
-        );
-        for (model, p) in published.iter() {
-            for c in &p.columns {
-                let method = serde_json::to_value(c.method).ok().and_then(|v| v.as_str().map(str::to_string));
-                let _ = writeln!(
-                    out,
-                    "sluice_drift_score{{model=\"{}\",column=\"{}\",method=\"{}\"}} {}",
-                    esc(model),
-                    esc(&c.column),
-                    method.unwrap_or_default(),
-                    c.score
-                );
-            }
-        }
-        header(out, "sluice_drift_detected", "1 when the column's drift test says it drifted, else 0.");
-        for (model, p) in published.iter() {
-            for c in &p.columns {
-                let _ = writeln!(
-                    out,
-                    "sluice_drift_detected{{model=\"{}\",column=\"{}\"}} {}",
-                    esc(model),
-                    esc(&c.column),
-                    u8::from(c.drifted)
-                );
-            }
-        }
-        header(out, "sluice_drift_window_rows", "Rows behind the current drift scores.");
+        header(out, "sluice_drift_window_rows", "gauge", "Rows behind the current drift scores.");
         for (model, p) in published.iter() {
             let _ = writeln!(
                 out,
                 "sluice_drift_window_rows{{model=\"{}\",version=\"{}\"}} {}",
-                esc(model),
+                escape(model),
                 p.version,
                 p.rows
             );
         }
-        header(out, "sluice_drift_updated_timestamp_seconds", "When the drift scores were last computed.");
+        header(out, "sluice_drift_updated_timestamp_seconds", "gauge", "When the drift scores were last computed.");
         for (model, p) in published.iter() {
-            let _ = writeln!(out, "sluice_drift_updated_timestamp_seconds{{model=\"{}\"}} {}", esc(model), p.updated);
+            let _ =
+                writeln!(out, "sluice_drift_updated_timestamp_seconds{{model=\"{}\"}} {}", escape(model), p.updated);
         }
         drop(published);
-        let _ =
-            writeln!(out, "# HELP sluice_drift_dropped_total Scored batches the drift sketches skipped (queue full).");
-        let _ = writeln!(out, "# TYPE sluice_drift_dropped_total counter");
+        header(out, "sluice_drift_dropped_total", "counter", "Scored batches the drift sketches skipped (queue full).");
         let _ = writeln!(out, "sluice_drift_dropped_total {}", self.dropped.load(Ordering::Relaxed));
     }
 }

@@ -44,7 +44,14 @@ impl Histogram {
 }
 
 /// Escape a label value as the exposition format requires.
-fn escape(v: &str) -> String {
+/// A metric's `# HELP` and `# TYPE` lines.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value, escaped for the text format.
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
@@ -99,10 +106,6 @@ impl Metrics {
     /// `log`: rows written to and entries dropped from the prediction log, when logging is on.
     pub(crate) fn render(&self, versions: &[(String, u32)], log: Option<(u64, u64)>) -> String {
         let mut out = String::new();
-        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
         header(&mut out, "sluice_requests_total", "counter", "HTTP requests answered, by route and status code.");
         if let Ok(r) = self.requests.lock() {
             for (route, codes) in r.iter() {

@@ -89,28 +89,21 @@ pub fn parse(text: &str, file: &str, base_dir: &Path, overrides: &[String]) -> R
         }
     };
     let description = top.get_scalar("description").map(|s| s.as_str().to_string());
-    let engine = match top.get_node("engine") {
-        None => None,
-        Some(node) => match node.as_scalar().map(|s| crate::pipeline::EngineUrl::parse(s.as_str())) {
-            Some(Ok(url)) => Some(url),
-            Some(Err(message)) => {
+    let engine = top.get_node("engine").and_then(|node| {
+        let parsed = node
+            .as_scalar()
+            .ok_or_else(|| "must be `local` or `ballista://HOST:PORT`".to_string())
+            .and_then(|s| crate::pipeline::EngineUrl::parse(s.as_str()));
+        parsed
+            .map_err(|message| {
                 errors.push(SpecError::Invalid {
                     location: origin.span(node.span()),
                     context: "`engine`".into(),
                     message,
-                });
-                None
-            }
-            None => {
-                errors.push(SpecError::Invalid {
-                    location: origin.span(node.span()),
-                    context: "`engine`".into(),
-                    message: "must be `local` or `ballista://HOST:PORT`".into(),
-                });
-                None
-            }
-        },
-    };
+                })
+            })
+            .ok()
+    });
 
     let mut raw: Vec<(String, Location, StepConfig, &Node)> = Vec::new();
     let mut seen: HashMap<String, Location> = HashMap::new();

@@ -239,24 +239,25 @@ impl EngineUrl {
         if text == "local" {
             return Ok(Self::Local);
         }
-        let bad = |why: &str| {
+        let bad = |why: String| {
             format!(
-                "engine `{text}`: {why}; expected `local` or `ballista://HOST:PORT` (a scheduler started with `sluice cluster scheduler`)"
+                "{why}; expected `local` or `ballista://HOST:PORT` (a scheduler started with `sluice cluster scheduler`)"
             )
         };
         let rest = text
             .strip_prefix("ballista://")
             .or_else(|| text.strip_prefix("df://"))
-            .ok_or_else(|| bad("unknown engine"))?;
+            .ok_or_else(|| bad(format!("unknown engine `{text}`")))?;
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("the port is missing"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad(format!("`{text}`: the port is missing")))?;
         if host.is_empty() || host.contains('/') {
-            return Err(bad("the host is missing"));
+            return Err(bad(format!("`{text}`: the host is missing")));
         }
-        let port = port.parse::<u16>().map_err(|_| bad("the port is not a number from 1 to 65535"))?;
-        if port == 0 {
-            return Err(bad("the port is not a number from 1 to 65535"));
-        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| bad(format!("`{text}`: the port is not a number from 1 to 65535")))?;
         Ok(Self::Ballista { host: host.to_string(), port })
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sluice_cluster::defaults::{EXECUTOR_TIMEOUT_SECS, FLIGHT_PORT, GRPC_PORT, HEARTBEAT_SECS, HOST, SCHEDULER_PORT};
 use sluice_cluster::{ExecutorOptions, SchedulerOptions};
 
 #[derive(clap::Subcommand)]
@@ -10,32 +11,32 @@ pub enum Command {
     /// Run a Ballista scheduler; pipelines use it with `engine: ballista://HOST:PORT`.
     Scheduler {
         /// Address to listen on (0.0.0.0 for executors and clients on other hosts).
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(long, default_value = HOST)]
         bind: String,
-        #[arg(long, default_value_t = 50050)]
+        #[arg(long, default_value_t = SCHEDULER_PORT)]
         port: u16,
         /// Host name executors and clients reach this scheduler by.
-        #[arg(long, default_value = "localhost")]
+        #[arg(long, default_value = HOST)]
         external_host: String,
         /// Seconds without a heartbeat before an executor's tasks are run elsewhere.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = EXECUTOR_TIMEOUT_SECS)]
         executor_timeout: u64,
     },
     /// Run a Ballista executor that takes tasks from a scheduler.
     Executor {
         /// The scheduler, HOST:PORT.
-        #[arg(long, default_value = "localhost:50050")]
+        #[arg(long, default_value_t = format!("{HOST}:{SCHEDULER_PORT}"))]
         scheduler: String,
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(long, default_value = HOST)]
         bind: String,
         /// Host name the scheduler and other executors reach this one by.
         #[arg(long)]
         external_host: Option<String>,
         /// Arrow Flight port (shuffle data and results are fetched from it).
-        #[arg(long, default_value_t = 50051)]
+        #[arg(long, default_value_t = FLIGHT_PORT)]
         flight_port: u16,
         /// gRPC port the scheduler sends tasks to.
-        #[arg(long, default_value_t = 50052)]
+        #[arg(long, default_value_t = GRPC_PORT)]
         grpc_port: u16,
         /// Tasks run at once [default: number of cores].
         #[arg(long)]
@@ -44,7 +45,7 @@ pub enum Command {
         #[arg(long)]
         work_dir: Option<PathBuf>,
         /// Seconds between heartbeats to the scheduler.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = HEARTBEAT_SECS)]
         heartbeat: u64,
     },
 }

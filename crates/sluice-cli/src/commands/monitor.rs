@@ -128,16 +128,10 @@ fn load_reference(
 ) -> anyhow::Result<Reference> {
     if let Some(name) = spec.strip_prefix("model:") {
         let ws = existing_workspace(home)?;
-        let (model, selector) = ModelSelector::parse(name);
-        let version = ws.meta.resolve_model(&model, &selector)?;
-        let (profile, predictor) = runtime()?
-            .block_on(async {
-                let predictor = sluice_monitor::reference::load_predictor(&ws.artifacts, &version).await?;
-                let profile = sluice_monitor::reference::model_reference(&ws.artifacts, &version, &predictor).await?;
-                Ok::<_, sluice_monitor::MonitorError>((profile, predictor))
-            })
+        let r = runtime()?
+            .block_on(sluice_monitor::reference::for_model(ws.meta.as_ref(), &ws.artifacts, name))
             .with_context(|| format!("cannot build the reference of `{name}`"))?;
-        return Ok((profile, Some((predictor, version))));
+        return Ok((r.profile, Some((r.predictor, r.version))));
     }
     let path = PathBuf::from(spec);
     Ok((load_profile(&path, format, engine).with_context(|| format!("--reference: {REFERENCE_HELP}"))?, None))
