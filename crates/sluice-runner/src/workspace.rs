@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_store::{ArtifactStore, MetadataStore, SqliteStore};
+use sluice_store::{ArtifactStore, MetadataLocation, MetadataStore};
 
 use crate::error::Result;
 
@@ -14,15 +14,13 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Open (creating if needed) `home/metadata.db` and the artifact store: `home/artifacts/`,
-    /// or the URL in `SLUICE_ARTIFACT_STORE` (`s3://bucket/prefix`, `gs://...`, `az://...`),
-    /// cached locally under `home/artifacts/cache/`.
+    /// Open (creating if needed) the metadata store — `home/metadata.db`, or the database named
+    /// by `SLUICE_METADATA` (`postgres://...`) — and the artifact store (`home/artifacts/`, or
+    /// the URL in `SLUICE_ARTIFACT_STORE`: `s3://bucket/prefix`, `gs://...`, `az://...`, cached
+    /// locally under `home/artifacts/cache/`).
     pub fn open(home: &Path) -> Result<Self> {
-        let meta = SqliteStore::open(&home.join("metadata.db"))?;
-        let artifacts = match std::env::var("SLUICE_ARTIFACT_STORE") {
-            Ok(url) if !url.trim().is_empty() => ArtifactStore::open(url.trim(), &home.join("artifacts/cache"))?,
-            _ => ArtifactStore::local(&home.join("artifacts"))?,
-        };
-        Ok(Self { home: home.to_path_buf(), meta: Arc::new(meta), artifacts })
+        let meta = MetadataLocation::for_home(home)?.open()?;
+        let artifacts = ArtifactStore::for_home(home)?;
+        Ok(Self { home: home.to_path_buf(), meta, artifacts })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use sluice_core::ArtifactKind;
 use sluice_core::rng::mix;
 use sluice_model::{ModelArtifact, Predictor};
-use sluice_store::{ArtifactStore, MetadataStore, ModelSelector, SqliteStore};
+use sluice_store::{ArtifactStore, MetadataLocation, MetadataStore, ModelSelector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -89,7 +89,7 @@ impl Slot {
 
 /// The registry the models come from.
 pub struct Registry {
-    meta: SqliteStore,
+    meta: Arc<dyn MetadataStore>,
     artifacts: ArtifactStore,
     batching: crate::batcher::BatchOptions,
     metrics: Arc<crate::metrics::Metrics>,
@@ -102,8 +102,9 @@ impl Registry {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, ServeError> {
         let home_err = |source| ServeError::Home { home: home.display().to_string(), source };
-        let meta = SqliteStore::open(&home.join("metadata.db")).map_err(home_err)?;
-        let artifacts = ArtifactStore::local(&home.join("artifacts")).map_err(home_err)?;
+        // The same stores a run of this home writes to (SLUICE_METADATA, SLUICE_ARTIFACT_STORE).
+        let meta = MetadataLocation::for_home(home).and_then(|l| l.open()).map_err(home_err)?;
+        let artifacts = ArtifactStore::for_home(home).map_err(home_err)?;
         Ok(Self { meta, artifacts, batching, metrics })
     }
 

@@ -53,6 +53,15 @@ impl ArtifactStore {
         Ok(Self { store, root: None, scratch: scratch.to_path_buf(), url: location.trim_end_matches('/').to_string() })
     }
 
+    /// The artifact store of a sluice home: the URL in `SLUICE_ARTIFACT_STORE` when set (cached
+    /// under `home/artifacts/cache/`), else `home/artifacts/`.
+    pub fn for_home(home: &Path) -> Result<Self> {
+        match std::env::var("SLUICE_ARTIFACT_STORE") {
+            Ok(url) if !url.trim().is_empty() => Self::open(url.trim(), &home.join("artifacts/cache")),
+            _ => Self::local(&home.join("artifacts")),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

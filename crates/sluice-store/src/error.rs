@@ -4,6 +4,10 @@ use std::path::PathBuf;
 pub enum StoreError {
     #[error("metadata database error")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database error")]
+    Postgres(#[from] postgres::Error),
+    #[error("the metadata database holds something unexpected ({0}); was it written by another program?")]
+    Corrupt(String),
     #[error("artifact store error")]
     ObjectStore(#[from] object_store::Error),
     #[error("cannot access `{path}`")]
@@ -13,9 +17,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "metadata database `{path}` was written by a newer sluice (schema {found}, this one knows {known}); upgrade sluice"
+        "metadata database `{location}` was written by a newer sluice (schema {found}, this one knows {known}); upgrade sluice"
     )]
-    SchemaTooNew { path: PathBuf, found: i64, known: i64 },
+    SchemaTooNew { location: String, found: i64, known: i64 },
     #[error("{what} `{name}` not found{hint}")]
     NotFound { what: &'static str, name: String, hint: String },
     #[error("`{0}` is ambiguous: it matches more than one {1}; give more characters")]

@@ -2,7 +2,8 @@
 //! artifact store (content-addressed bytes).
 //!
 //! [`MetadataStore`] is the interface; [`SqliteStore`] is the embedded default (WAL, migrations,
-//! one transaction per recorded step). [`ArtifactStore`] keeps bytes under
+//! one transaction per recorded step) and [`PostgresStore`] the shared one for teams and
+//! clusters (same schema and migrations); [`MetadataLocation`] picks one from a URL. [`ArtifactStore`] keeps bytes under
 //! `objects/<2 hex>/<hash>.<ext>` in any `object_store` backend (a local directory by default, or
 //! a URL: [`ArtifactStore::open`]); [`remote`] opens object stores by URL for sources too;
 //! every write lands under a temporary name and is renamed into place, so a killed process never
@@ -18,16 +19,26 @@
 
 mod artifacts;
 mod error;
+mod location;
 mod metadata;
+mod postgres;
 mod records;
 pub mod remote;
+mod sql;
+mod sql_metadata;
+mod sql_studies;
 mod sqlite;
-mod sqlite_studies;
 mod studies;
+#[doc(hidden)]
+pub mod testing;
 
 pub use artifacts::ArtifactStore;
 pub use error::{Result, StoreError};
+pub use location::MetadataLocation;
 pub use metadata::MetadataStore;
+pub use postgres::{Postgres, PostgresStore};
 pub use records::*;
-pub use sqlite::{SqliteStore, now};
+pub use sql::{Backend, SqlStore};
+pub use sql_metadata::now;
+pub use sqlite::{Sqlite, SqliteStore};
 pub use studies::*;

@@ -146,16 +146,20 @@ pub struct Worker {
 
 impl Worker {
     pub fn this_process(run_id: Option<String>) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".into());
-        Self { host, pid: std::process::id(), run_id }
+        Self { host: hostname(), pid: std::process::id(), run_id }
     }
 
     pub fn id(&self) -> String {
         format!("{}:{}", self.host, self.pid)
     }
+}
+
+/// This machine's name, as recorded with runs and trials.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -60,7 +60,8 @@ pub fn open_workspace(home: &Path) -> anyhow::Result<Workspace> {
 
 /// The store of an existing home, with a hint when there is none yet.
 pub fn existing_workspace(home: &Path) -> anyhow::Result<Workspace> {
-    if !home.join("metadata.db").exists() {
+    let location = sluice_store::MetadataLocation::for_home(home)?;
+    if !location.exists() {
         return Err(anyhow::Error::new(Hint(
             "run a pipeline first (`sluice run PIPELINE.yaml`), or point `--home`/`SLUICE_HOME` at an existing one"
                 .into(),

@@ -53,3 +53,24 @@ fn failing_step_is_named_skips_dependents_and_resumes() {
     let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["succeeded", "failed", "failed"], "newest first");
 }
+
+#[test]
+fn a_bad_or_unreachable_metadata_store_is_a_clear_error_before_anything_runs() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("people.csv"), "name,age\nana,31\n").unwrap();
+    std::fs::write(sb.path().join("p.yaml"), SPEC).unwrap();
+    for (url, expected) in [
+        ("mysql://root:pw@db/x", "`mysql://root:***@db/x`: unknown metadata store (from SLUICE_METADATA)"),
+        (
+            "postgres://ana:secret@127.0.0.1:1/x",
+            "`postgres://ana:***@127.0.0.1:1/x`: cannot connect to the metadata database",
+        ),
+    ] {
+        let out = sb.command(&["run", "p.yaml"]).env("SLUICE_METADATA", url).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("secret") && !stderr.contains(":pw@"), "passwords are masked: {stderr}");
+    }
+    assert!(!sb.home().join("metadata.db").exists(), "no SQLite file appears in place of the asked store");
+}

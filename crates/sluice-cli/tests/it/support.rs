@@ -189,7 +189,12 @@ impl Sandbox {
     /// A `sluice --home <tmp>/home` command, not yet run.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(SLUICE);
-        cmd.arg("--home").arg(self.home()).args(args).current_dir(self.path()).env_remove("SLUICE_HOME");
+        cmd.arg("--home")
+            .arg(self.home())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("SLUICE_HOME")
+            .env_remove("SLUICE_METADATA");
         cmd
     }
 

@@ -1,5 +1,6 @@
 //! Hyperparameter studies through `sluice run`: the study survives SIGKILL and continues without
-//! losing or repeating finished trials, and two processes share one study without duplicates.
+//! losing or repeating finished trials, and two processes share one study without duplicates —
+//! on one home, or on two homes (two machines) sharing a PostgreSQL metadata store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -145,6 +146,61 @@ fn two_processes_share_one_study_without_duplicate_trials() {
     // Parameters are unique per trial: no two workers drew the same trial.
     let distinct: BTreeSet<String> = all.iter().map(|t| t["params"].to_string()).collect();
     assert_eq!(distinct.len(), 24);
+}
+
+#[test]
+fn two_homes_sharing_postgres_metadata_split_one_study_and_see_each_others_runs() {
+    let scratch = sluice_store::testing::PgScratch::new();
+    // Two homes stand for two machines: separate directories and artifact stores, one database.
+    let homes = [Sandbox::new(), Sandbox::new()];
+    let specs: Vec<PathBuf> = homes.iter().map(|sb| tune_spec(sb, "team", 16, "none")).collect();
+    let children: Vec<_> = homes
+        .iter()
+        .zip(&specs)
+        .map(|(sb, spec)| {
+            sb.command(&["run", spec.to_str().unwrap(), "--json"])
+                .env("SLUICE_METADATA", &scratch.url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn sluice")
+        })
+        .collect();
+    let mut run_ids = BTreeSet::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = Events(stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect());
+        run_ids.insert(events.run_id());
+    }
+    let on_postgres = |sb: &Sandbox, args: &[&str]| {
+        let out = sb.command(args).env("SLUICE_METADATA", &scratch.url).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let shown = on_postgres(&homes[1], &["tune", "show", "team", "--json"]);
+    let all = trials(&shown);
+    let numbers: Vec<u64> = all.iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (0..16).collect::<Vec<_>>(), "16 trials, each number once");
+    assert!(all.iter().all(|t| t["state"] == "complete"));
+    for id in &run_ids {
+        let n = all.iter().filter(|t| t["run_id"] == id.as_str()).count();
+        assert!(n >= 2, "run {id} ran {n} of the 16 trials: the homes did not share the work");
+    }
+    // Each home lists both runs and both registrations; neither home has a metadata.db.
+    let runs = on_postgres(&homes[0], &["runs", "list", "--json"]);
+    let listed: BTreeSet<String> =
+        runs.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed, run_ids);
+    let versions = on_postgres(&homes[0], &["models", "show", "adult-income-tuned", "--json"]);
+    let versions = versions.as_array().unwrap();
+    assert!(!versions.is_empty(), "the best model was registered");
+    assert!(versions.iter().all(|v| run_ids.contains(v["run_id"].as_str().unwrap())), "{versions:?}");
+    assert!(homes.iter().all(|sb| !sb.home().join("metadata.db").exists()));
+    // Without the variable, a home is its own SQLite store again and knows nothing of the study.
+    let alone = homes[0].sluice(&["tune", "show", "team", "--json"]);
+    assert_ne!(alone.code, Some(0), "{}", alone.stdout);
 }
 
 #[test]

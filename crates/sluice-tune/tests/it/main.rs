@@ -376,26 +376,37 @@ fn a_study_lives_in_the_metadata_store_and_dead_workers_trials_are_resumed() {
     assert!(resumed.intermediate.is_empty(), "the dead attempt's values are dropped: {:?}", resumed.intermediate);
 }
 
-#[test]
-fn workers_on_one_store_share_the_study_without_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("metadata.db");
+/// Three workers (each with its own connection to the store), two trials at a time each.
+fn workers_share_the_study_without_duplicates<S: StudyStore>(open: impl Fn() -> S + Sync) {
     let config = StudyConfig::new("shared", Direction::Minimize, branin_space(), SamplerSpec::tpe(), 9);
     std::thread::scope(|s| {
         for _ in 0..3 {
-            let (path, config) = (path.clone(), config.clone());
+            let (open, config) = (&open, config.clone());
             s.spawn(move || {
-                let store = SqliteStore::open(&path).unwrap();
+                let store = open();
                 let study = Study::open(&store, config, None).unwrap();
                 study.optimize(&branin, &Budget { trials: Some(45), parallel: 2, ..Budget::default() }).unwrap();
             });
         }
     });
-    let store = SqliteStore::open(&path).unwrap();
+    let store = open();
     let study = Study::open(&store, config, None).unwrap();
     let numbers: Vec<u64> = study.trials().unwrap().iter().map(|t| t.number).collect();
     assert_eq!(numbers, (0..45).collect::<Vec<_>>());
     assert!(study.trials().unwrap().iter().all(|t| t.state == TrialState::Complete && !t.params.is_empty()));
+}
+
+#[test]
+fn workers_on_one_sqlite_file_share_the_study_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.db");
+    workers_share_the_study_without_duplicates(|| SqliteStore::open(&path).unwrap());
+}
+
+#[test]
+fn workers_on_postgres_share_the_study_without_duplicates() {
+    let scratch = sluice_store::testing::PgScratch::new();
+    workers_share_the_study_without_duplicates(|| sluice_store::PostgresStore::open(&scratch.url).unwrap());
 }
 
 #[test]

@@ -1,0 +1,228 @@
+//! [`StudyStore`] on any SQL [`Backend`]. Every write first bumps the study's sequence number,
+//! which also makes writers of one study take turns (SQLite: one writer at a time; PostgreSQL:
+//! the study's row lock), so trial numbers — the row count read after it — are never shared by
+//! two workers, in any process on any machine.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Result, StoreError};
+use crate::sql::{Backend, Row, SqlStore, Tx, args, upsert};
+use crate::sql_metadata::{now, pid_alive, to_json};
+use crate::studies::*;
+
+/// Bump and return the study's sequence number (every write takes one).
+fn next_seq(tx: &mut dyn Tx, study: &str) -> Result<u64> {
+    match tx.query_opt("UPDATE studies SET seq = seq + 1 WHERE name = ?1 RETURNING seq", args![study])? {
+        Some(r) => Ok(r.int(0)? as u64),
+        None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+    }
+}
+
+const TRIAL_COLUMNS: &str =
+    "number, state, params, value, metrics, meta, host, pid, run_id, started_at, finished_at, error, attempt";
+
+fn trial_row(r: &Row) -> Result<TrialRecord> {
+    Ok(TrialRecord {
+        number: r.int(0)? as u64,
+        state: TrialState::parse(&r.text(1)?),
+        params: r.json(2)?,
+        value: r.opt_real(3)?,
+        intermediate: Vec::new(),
+        metrics: r.json(4)?,
+        meta: r.json(5)?,
+        worker: format!("{}:{}", r.text(6)?, r.int(7)?),
+        run_id: r.opt_text(8)?,
+        started_at: r.text(9)?,
+        finished_at: r.opt_text(10)?,
+        error: r.opt_text(11)?,
+        attempt: r.int(12)? as u32,
+    })
+}
+
+const STUDY_COLUMNS: &str = "name, direction, definition, created_at";
+
+fn study_row(r: &Row) -> Result<StudyRecord> {
+    Ok(StudyRecord { name: r.text(0)?, direction: r.text(1)?, definition: r.json(2)?, created_at: r.text(3)? })
+}
+
+impl<B: Backend> StudyStore for SqlStore<B> {
+    fn open_study(&self, study: &StudyRecord) -> Result<StudyRecord> {
+        self.db.write(|tx| {
+            tx.lock(&format!("study:{}", study.name))?;
+            let existing =
+                tx.query_opt(&format!("SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?1"), args![&study.name])?;
+            let Some(found) = existing else {
+                let created = StudyRecord { created_at: now(), ..study.clone() };
+                tx.execute(
+                    "INSERT INTO studies (name, direction, definition, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    args![&created.name, &created.direction, to_json(&created.definition), &created.created_at],
+                )?;
+                return Ok(created);
+            };
+            let found = study_row(&found)?;
+            if found.direction != study.direction {
+                return Err(StoreError::StudyMismatch {
+                    name: study.name.clone(),
+                    what: "direction".into(),
+                    stored: found.direction,
+                    asked: study.direction.clone(),
+                });
+            }
+            if found.definition != study.definition {
+                return Err(StoreError::StudyMismatch {
+                    name: study.name.clone(),
+                    what: "definition".into(),
+                    stored: found.definition.to_string(),
+                    asked: study.definition.to_string(),
+                });
+            }
+            Ok(found)
+        })
+    }
+
+    fn study(&self, name: &str) -> Result<Option<StudyRecord>> {
+        self.db.read(|tx| {
+            tx.query_opt(&format!("SELECT {STUDY_COLUMNS} FROM studies WHERE name = ?1"), args![name])?
+                .map(|r| study_row(&r))
+                .transpose()
+        })
+    }
+
+    fn studies(&self) -> Result<Vec<StudyRecord>> {
+        self.db.read(|tx| {
+            tx.query(&format!("SELECT {STUDY_COLUMNS} FROM studies ORDER BY created_at, name"), &[])?
+                .iter()
+                .map(study_row)
+                .collect()
+        })
+    }
+
+    fn start_trial(
+        &self,
+        study: &str,
+        worker: &Worker,
+        max_trials: Option<u64>,
+        stale_after_secs: u64,
+    ) -> Result<Option<StartedTrial>> {
+        self.db.write(|tx| {
+            // First, so that what is read next is not changed by another worker before we write.
+            let seq = next_seq(tx, study)?;
+            let stale_before = (chrono::Utc::now() - chrono::Duration::seconds(stale_after_secs as i64))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let running = tx.query(
+                "SELECT number, host, pid, heartbeat_at, params FROM trials \
+                 WHERE study = ?1 AND state = 'running' ORDER BY number",
+                args![study],
+            )?;
+            let mut dead = None;
+            for r in &running {
+                let (host, pid, heartbeat) = (r.text(1)?, r.int(2)? as u32, r.text(3)?);
+                let mine = host == worker.host && pid == worker.pid;
+                let gone = if host == worker.host { !pid_alive(pid) } else { heartbeat < stale_before };
+                if !mine && gone {
+                    dead = Some((r.int(0)?, r.text(4)?));
+                    break;
+                }
+            }
+            let stamp = now();
+            if let Some((number, params)) = dead {
+                tx.execute(
+                    "UPDATE trials SET host = ?3, pid = ?4, run_id = ?5, started_at = ?6, heartbeat_at = ?6, \
+                     seq = ?7, attempt = attempt + 1 WHERE study = ?1 AND number = ?2",
+                    args![study, number, &worker.host, worker.pid, worker.run_id.as_deref(), &stamp, seq],
+                )?;
+                tx.execute("DELETE FROM trial_values WHERE study = ?1 AND number = ?2", args![study, number])?;
+                let params: BTreeMap<String, serde_json::Value> = serde_json::from_str(&params).unwrap_or_default();
+                return Ok(Some(StartedTrial { number: number as u64, resumed: Some(params) }));
+            }
+            let count = tx.query_one("SELECT COUNT(*) FROM trials WHERE study = ?1", args![study])?.int(0)?;
+            if max_trials.is_some_and(|m| count as u64 >= m) {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO trials (study, number, state, host, pid, run_id, started_at, heartbeat_at, seq) \
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?6, ?7)",
+                args![study, count, &worker.host, worker.pid, worker.run_id.as_deref(), &stamp, seq],
+            )?;
+            Ok(Some(StartedTrial { number: count as u64, resumed: None }))
+        })
+    }
+
+    fn set_params(
+        &self,
+        study: &str,
+        number: u64,
+        params: &BTreeMap<String, serde_json::Value>,
+        meta: &BTreeMap<String, f64>,
+    ) -> Result<()> {
+        self.db.write(|tx| {
+            let seq = next_seq(tx, study)?;
+            tx.execute(
+                "UPDATE trials SET params = ?3, meta = ?4, seq = ?5 WHERE study = ?1 AND number = ?2",
+                args![study, number, to_json(params), to_json(meta), seq],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn report(&self, study: &str, number: u64, step: u64, value: f64) -> Result<()> {
+        self.db.write(|tx| {
+            let seq = next_seq(tx, study)?;
+            tx.execute(
+                &upsert("trial_values", &["study", "number", "step", "value", "seq"], &["study", "number", "step"]),
+                args![study, number, step, value, seq],
+            )?;
+            tx.execute(
+                "UPDATE trials SET heartbeat_at = ?3 WHERE study = ?1 AND number = ?2",
+                args![study, number, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish_trial(
+        &self,
+        study: &str,
+        number: u64,
+        state: TrialState,
+        value: Option<f64>,
+        metrics: &BTreeMap<String, f64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.db.write(|tx| {
+            let seq = next_seq(tx, study)?;
+            tx.execute(
+                "UPDATE trials SET state = ?3, value = ?4, metrics = ?5, error = ?6, finished_at = ?7, \
+                 heartbeat_at = ?7, seq = ?8 WHERE study = ?1 AND number = ?2",
+                args![study, number, state.as_str(), value, to_json(metrics), error, now(), seq],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn changes_since(&self, study: &str, seq: u64) -> Result<StudyChanges> {
+        // One read transaction, so the three queries see the same moment.
+        self.db.read(|tx| {
+            let current = match tx.query_opt("SELECT seq FROM studies WHERE name = ?1", args![study])? {
+                Some(r) => r.int(0)? as u64,
+                None => 0,
+            };
+            let mut changes = StudyChanges { seq: current, ..Default::default() };
+            if current > seq {
+                let trials = tx.query(
+                    &format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study = ?1 AND seq > ?2 ORDER BY number"),
+                    args![study, seq],
+                )?;
+                changes.trials = trials.iter().map(trial_row).collect::<Result<_>>()?;
+                let values = tx.query(
+                    "SELECT number, step, value FROM trial_values WHERE study = ?1 AND seq > ?2 ORDER BY seq",
+                    args![study, seq],
+                )?;
+                for r in values {
+                    changes.intermediate.push((r.int(0)? as u64, r.int(1)? as u64, r.real(2)?));
+                }
+            }
+            Ok(changes)
+        })
+    }
+}
