@@ -3,7 +3,8 @@
 
 (a) Overhead: a trivial objective over the same 5-parameter space (three reals, one of them
     log-scaled, a whole number and a choice), 1,000 trials of TPE, with in-memory storage and
-    with persistent storage (sluice: the SQLite metadata store; Optuna: its SQLite RDB storage).
+    with persistent storage: SQLite (sluice: the metadata store; Optuna: its RDB storage) and
+    PostgreSQL (the local server, a scratch schema each; Optuna through psycopg2).
     Prints milliseconds per trial (median of --runs) and Optuna's time over sluice's.
 (b) Tuning the GBDT on the Adult data for a fixed budget of trials: sluice runs
     examples/adult/tune.yaml (TPE over learning rate, leaves, leaf size, L2, feature and row
@@ -15,7 +16,8 @@
     with the same ASHA pruner (min resource 10 rounds, reduction factor 3) reporting validation
     AUC each round, as optuna-integration's LightGBM callback does.
 
-Needs: pip install optuna lightgbm pandas pyarrow scikit-learn (scripts/bench-setup.sh) and
+Needs: pip install optuna psycopg2-binary lightgbm pandas pyarrow scikit-learn (scripts/bench-setup.sh),
+  PostgreSQL on 127.0.0.1:5432 (database test, user postgres; --pg to change) and
   cargo build --release -p sluice-cli && cargo build --release -p sluice-tune --example overhead
 Usage: python3 bench/tune.py [--part a|b|ab] [--trials 1000] [--budget 30] [--runs 3] [--seeds 5]
 """
@@ -105,21 +107,39 @@ def part_a(args):
     if not overhead.exists():
         sys.exit(f"missing {overhead}: cargo build --release -p sluice-tune --example overhead")
     rows = []
-    for storage in ("memory", "sqlite"):
+    os.environ["SLUICE_TEST_POSTGRES"] = args.pg  # the overhead example's scratch schema goes there
+    for storage in ("memory", "sqlite", "postgres"):
         s = [run_json([str(overhead), str(args.trials), storage, "tpe"])["ms_per_trial"] for _ in range(args.runs)]
         o = []
-        for _ in range(args.optuna_runs):
+        for run in range(args.optuna_runs):
             with tempfile.TemporaryDirectory() as d:
-                url = "memory" if storage == "memory" else f"sqlite:///{d}/optuna.db"
-                o.append(run_json([sys.executable, "-c", OPTUNA_OVERHEAD, str(args.trials), url])["ms_per_trial"])
+                schema = f"optuna_bench_{os.getpid()}_{run}"
+                if storage == "memory":
+                    url = "memory"
+                elif storage == "sqlite":
+                    url = f"sqlite:///{d}/optuna.db"
+                else:
+                    psql(args.pg, f"CREATE SCHEMA {schema}")
+                    url = args.pg.replace("postgres://", "postgresql+psycopg2://") + f"?options=-csearch_path%3D{schema}"
+                try:
+                    o.append(run_json([sys.executable, "-c", OPTUNA_OVERHEAD, str(args.trials), url])["ms_per_trial"])
+                finally:
+                    if storage == "postgres":
+                        psql(args.pg, f"DROP SCHEMA {schema} CASCADE")
         rows.append((storage, statistics.median(s), statistics.median(o)))
     print(f"\n(a) overhead per trial, TPE, trivial objective, {args.trials} trials "
           f"(median of {args.runs} sluice / {args.optuna_runs} Optuna runs)")
     print(f"{'storage':<10}{'sluice ms':>12}{'Optuna ms':>12}{'Optuna/sluice':>15}")
     for storage, s, o in rows:
         print(f"{storage:<10}{s:>12.3f}{o:>12.3f}{o / s:>14.1f}x")
-    (_, mem, _), (_, sql, osql) = rows
-    print(f"sluice persistent vs Optuna in-memory: {rows[0][2] / sql:.1f}x; Optuna SQLite vs sluice SQLite: {osql / sql:.1f}x")
+    (_, mem, omem), (_, sql, osql), (_, pg, opg) = rows
+    print(f"sluice SQLite vs Optuna in-memory: {omem / sql:.1f}x; Optuna SQLite vs sluice SQLite: {osql / sql:.1f}x; "
+          f"Optuna PostgreSQL vs sluice PostgreSQL: {opg / pg:.1f}x")
+
+
+def psql(server, sql):
+    env = dict(os.environ, PGOPTIONS="--client-min-messages=warning")
+    subprocess.run(["psql", server, "-q", "-c", sql], check=True, env=env)
 
 
 def object_path(home, digest):
@@ -199,6 +219,7 @@ def main():
     p.add_argument("--seeds", type=int, default=5, help="studies (seeds 1..N) per tool in the Adult search")
     p.add_argument("--optuna-runs", type=int, default=1, help="Optuna's SQLite run takes ~30 s")
     p.add_argument("--bin", default=str(TARGET / "release" / "sluice"))
+    p.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/test", help="PostgreSQL server for (a)")
     args = p.parse_args()
     if "a" in args.part:
         part_a(args)

@@ -1,7 +1,9 @@
 //! Per-trial overhead of a study with a trivial objective (what the sampler and the storage
 //! cost), for bench/tune.py. Prints one JSON line.
 //!
-//! cargo run --release -p sluice-tune --example overhead -- [TRIALS] [memory|sqlite] [tpe|random|cmaes]
+//! cargo run --release -p sluice-tune --example overhead -- [TRIALS] [memory|sqlite|postgres] [tpe|random|cmaes]
+//!
+//! `postgres` uses a scratch schema on `SLUICE_TEST_POSTGRES` (default: the local server).
 
 use std::time::Instant;
 
@@ -49,12 +51,17 @@ fn main() {
         Ok(Evaluation::value(num("x").powi(2) + num("y").powi(2) + num("lr").log10().abs() + num("k") / 100.0 + c))
     };
     let dir = tempfile::tempdir().expect("a temp dir");
-    let sqlite;
+    let (sqlite, postgres);
+    let scratch = (storage == "postgres").then(sluice_store::testing::PgScratch::new);
     let memory = MemoryStudies::default();
-    let store: &dyn sluice_store::StudyStore = match storage {
-        "sqlite" => {
+    let store: &dyn sluice_store::StudyStore = match (storage, &scratch) {
+        ("sqlite", _) => {
             sqlite = sluice_store::SqliteStore::open(&dir.path().join("metadata.db")).expect("open SQLite");
             &sqlite
+        }
+        ("postgres", Some(scratch)) => {
+            postgres = sluice_store::PostgresStore::open(&scratch.url).expect("open PostgreSQL");
+            &postgres
         }
         _ => &memory,
     };
