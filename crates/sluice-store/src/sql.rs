@@ -178,6 +178,10 @@ CREATE INDEX alerts_fired ON alerts(fired_at);
     r#"
 ALTER TABLE runs ADD COLUMN host TEXT;
 "#,
+    // `sluice runs show` lists the trials a run executed.
+    r#"
+CREATE INDEX trials_run ON trials(run_id);
+"#,
 ];
 
 /// What PostgreSQL adds to a migration: SQLite's implicit `rowid`, as a column, on the tables

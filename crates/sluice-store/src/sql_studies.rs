@@ -225,4 +225,27 @@ impl<B: Backend> StudyStore for SqlStore<B> {
             Ok(changes)
         })
     }
+
+    fn trials_of_run(&self, run_id: &str) -> Result<Vec<(String, TrialRecord)>> {
+        self.db.read(|tx| {
+            let found = tx.query(
+                &format!("SELECT study, {TRIAL_COLUMNS} FROM trials WHERE run_id = ?1 ORDER BY study, number"),
+                args![run_id],
+            )?;
+            let mut out = Vec::with_capacity(found.len());
+            for r in found {
+                let study = r.text(0)?;
+                // The trial's columns follow the study's.
+                let mut trial = trial_row(&Row(r.0[1..].to_vec()))?;
+                let values = tx.query(
+                    "SELECT step, value FROM trial_values WHERE study = ?1 AND number = ?2 ORDER BY step",
+                    args![&study, trial.number],
+                )?;
+                trial.intermediate =
+                    values.iter().map(|v| Ok((v.int(0)? as u64, v.real(1)?))).collect::<Result<_>>()?;
+                out.push((study, trial));
+            }
+            Ok(out)
+        })
+    }
 }

@@ -134,6 +134,9 @@ pub trait StudyStore: Send + Sync {
         error: Option<&str>,
     ) -> Result<()>;
     fn changes_since(&self, study: &str, seq: u64) -> Result<StudyChanges>;
+    /// The trials a pipeline run executed (its child runs), by study and number, with their
+    /// intermediate values.
+    fn trials_of_run(&self, run_id: &str) -> Result<Vec<(String, TrialRecord)>>;
 }
 
 /// Who runs a trial: a process on a host, within a pipeline run.

@@ -149,4 +149,19 @@ impl StudyStore for MemoryStudies {
             }
         })
     }
+
+    fn trials_of_run(&self, run_id: &str) -> Result<Vec<(String, TrialRecord)>> {
+        let map = self.studies.lock().map_err(|_| StoreError::Internal("study lock poisoned".into()))?;
+        let mut out = Vec::new();
+        for (name, m) in map.iter() {
+            for (trial, _) in m.trials.iter().filter(|(t, _)| t.run_id.as_deref() == Some(run_id)) {
+                // The last value reported at each step, in step order.
+                let steps: BTreeMap<u64, f64> =
+                    m.values.iter().filter(|v| v.0 == trial.number).map(|v| (v.1, v.2)).collect();
+                out.push((name.clone(), TrialRecord { intermediate: steps.into_iter().collect(), ..trial.clone() }));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, a.1.number).cmp(&(&b.0, b.1.number)));
+        Ok(out)
+    }
 }

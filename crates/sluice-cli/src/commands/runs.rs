@@ -13,7 +13,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One run: its steps, their cache keys, outputs and metrics.
+    /// One run: its steps, their cache keys, outputs and metrics, and the tuning trials it ran.
     Show {
         /// Run id (a unique prefix is enough).
         id: String,
@@ -45,11 +45,13 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Show { id, json: as_json } => {
             let sluice_store::RunDetails { run, steps, metrics } = ws.meta.get_run(&id)?;
+            let trials = ws.meta.trials_of_run(&run.id)?;
             if as_json {
                 json(&serde_json::json!({
                     "run": run,
                     "steps": steps.iter().map(|(s, o)| serde_json::json!({"step": s, "outputs": o})).collect::<Vec<_>>(),
                     "metrics": metrics.iter().map(|(s, k, v)| serde_json::json!({"step": s, "key": k, "value": v})).collect::<Vec<_>>(),
+                    "trials": trials.iter().map(|(study, t)| serde_json::json!({"study": study, "trial": t})).collect::<Vec<_>>(),
                 }))?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -85,6 +87,23 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                 let mut t = table(&["step", "metric", "value"]);
                 for (s, k, v) in &metrics {
                     t.add_row(vec![s.clone(), k.clone(), format!("{v:.6}")]);
+                }
+                println!("{t}");
+            }
+            if !trials.is_empty() {
+                // The tuning trials this run executed (child runs); `sluice tune show STUDY` has
+                // the whole study.
+                let mut t = table(&["study", "trial", "state", "value", "reported", "params"]);
+                for (study, trial) in &trials {
+                    let params: Vec<String> = trial.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    t.add_row(vec![
+                        study.clone(),
+                        trial.number.to_string(),
+                        trial.state.as_str().into(),
+                        trial.value.map(|v| format!("{v:.6}")).unwrap_or_default(),
+                        trial.intermediate.len().to_string(),
+                        params.join(" "),
+                    ]);
                 }
                 println!("{t}");
             }

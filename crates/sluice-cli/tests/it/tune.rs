@@ -101,6 +101,19 @@ fn a_study_survives_sigkill_and_continues_without_repeating_trials() {
     assert_eq!(metric("tune_best_trial") as u64, best.0, "{trained:#}");
     assert!((metric("tune_best_roc_auc") - best.1).abs() < 1e-12);
     assert!(best.1 > 0.92, "best validation AUC {}", best.1);
+    // The run lists the trials it ran (its child runs), each with its values, and only those.
+    let listed = run["trials"].as_array().unwrap();
+    let mine: Vec<u64> =
+        all.iter().filter(|t| t["run_id"] == second_run.as_str()).map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(listed.iter().map(|t| t["trial"]["number"].as_u64().unwrap()).collect::<Vec<_>>(), mine);
+    for t in listed {
+        assert_eq!(t["study"], "kill-me");
+        let number = t["trial"]["number"].as_u64().unwrap() as usize;
+        assert_eq!(t["trial"]["value"], all[number]["value"], "trial {number}");
+        assert!(!t["trial"]["intermediate"].as_array().unwrap().is_empty(), "a GBDT trial reports every round");
+    }
+    let text = sb.sluice(&["runs", "show", &second_run]).ok().stdout;
+    assert!(text.contains("kill-me") && text.contains("reported"), "{text}");
 }
 
 /// The best complete trial's number and value in `tune show --json`.

@@ -290,4 +290,11 @@ fn concurrent_writers_on_postgres_never_share_a_version_or_a_trial_number() {
     assert_eq!(changes.trials.len(), 30);
     assert!(changes.trials.iter().all(|t| t.state == TrialState::Complete));
     assert_eq!(changes.intermediate.len(), 30);
+    for (w, (_, numbers)) in per_worker.iter().enumerate() {
+        let listed = setup.trials_of_run(&format!("w{w}")).unwrap();
+        let mut expected = numbers.clone();
+        expected.sort_unstable();
+        assert_eq!(listed.iter().map(|(_, t)| t.number).collect::<Vec<_>>(), expected, "worker {w}");
+        assert!(listed.iter().all(|(study, t)| study == "s" && t.intermediate == [(1, t.number as f64)]));
+    }
 }
