@@ -43,6 +43,11 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // Notice a dead server or network within about a minute rather than TCP's two hours.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(Duration::from_secs(60));
+        }
         let store = SqlStore { db: Postgres { config, url: masked, client: Mutex::new(None) } };
         store.db.migrate()?;
         Ok(store)
@@ -69,8 +74,12 @@ impl Postgres {
     /// Run `f` with a connected client, off any tokio worker thread.
     fn with_client<T: Send>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send) -> Result<T> {
         let run = || {
-            let mut guard =
-                self.client.lock().map_err(|_| StoreError::Internal("metadata connection lock poisoned".into()))?;
+            let mut guard = self.client.lock().unwrap_or_else(|poisoned| {
+                // A call panicked mid-transaction: start again on a new connection.
+                let mut guard = poisoned.into_inner();
+                *guard = None;
+                guard
+            });
             if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
                 *guard = Some(self.connect()?);
             }
@@ -100,6 +109,13 @@ impl Postgres {
         // `synchronous = NORMAL` — and a tuning trial's bookkeeping costs a fraction of the
         // 4-5 disk flushes per trial otherwise.
         client.batch_execute("SET synchronous_commit = off")?;
+        // A worker that hangs or is cut off mid-transaction must not hold a study's row lock (or
+        // an advisory lock) for everyone: the server ends such transactions, and a statement
+        // waits for a lock at most a minute.
+        client.batch_execute(
+            "SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '60s'; \
+             SET statement_timeout = '300s'",
+        )?;
         Ok(Connection { client, statements: HashMap::new() })
     }
 
@@ -134,7 +150,7 @@ impl Postgres {
 impl Drop for Postgres {
     /// Closing the client blocks on its runtime too: off any tokio worker thread.
     fn drop(&mut self) {
-        let client = self.client.get_mut().ok().and_then(Option::take);
+        let client = self.client.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if client.is_some() && tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| {
                 s.spawn(move || drop(client));
@@ -144,6 +160,8 @@ impl Drop for Postgres {
 }
 
 impl Backend for Postgres {
+    const SHARED: bool = true;
+
     fn write<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
         // READ COMMITTED: each statement sees what committed before it; writers that must not
         // interleave serialize on a row lock (a study's `seq`) or an advisory lock (`Tx::lock`).

@@ -404,6 +404,8 @@ pub trait Tx {
 
 /// A database the metadata store runs on.
 pub trait Backend: Send + Sync + 'static {
+    /// Whether processes on several machines may share the database.
+    const SHARED: bool;
     /// Run `f` in a transaction that will write: committed when `f` succeeds, rolled back when
     /// it fails.
     #[doc(hidden)]

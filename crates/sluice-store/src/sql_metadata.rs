@@ -156,23 +156,25 @@ fn set_alias_row(tx: &mut dyn Tx, name: &str, alias: &str, version: u32) -> Resu
 
 impl<B: Backend> MetadataStore for SqlStore<B> {
     fn reap_dead_runs(&self) -> Result<usize> {
-        let host = crate::studies::hostname();
+        // A shared store reaps only runs of this host: elsewhere a pid says nothing about whether
+        // it is alive. A home's own SQLite file belongs to one machine whatever its hostname
+        // (a container gets a new one on every restart).
+        let host = if B::SHARED { Some(crate::studies::hostname()) } else { None };
         self.db.write(|tx| {
-            // Only runs on this host: elsewhere a pid says nothing about whether it is alive.
             let running = tx.query(
-                "SELECT id, pid FROM runs WHERE status = 'running' AND (host IS NULL OR host = ?1)",
-                args![&host],
+                "SELECT id, pid FROM runs WHERE status = 'running' AND (CAST(?1 AS TEXT) IS NULL OR host IS NULL OR host = ?1)",
+                args![host.as_deref()],
             )?;
             let mut n = 0;
             for r in running {
                 let (id, pid) = (r.text(0)?, r.int(1)? as u32);
                 if pid != std::process::id() && !pid_alive(pid) {
-                    tx.execute(
+                    // Still running: on PostgreSQL the run may have finished since the read.
+                    n += tx.execute(
                         "UPDATE runs SET status = 'interrupted', finished_at = ?2, \
-                         error = 'the process stopped before the run finished' WHERE id = ?1",
+                         error = 'the process stopped before the run finished' WHERE id = ?1 AND status = 'running'",
                         args![id, now()],
-                    )?;
-                    n += 1;
+                    )? as usize;
                 }
             }
             Ok(n)

@@ -128,6 +128,8 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
+    const SHARED: bool = false;
+
     fn write<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
         // IMMEDIATE: take the write lock up front, so concurrent writers wait for each other
         // (busy timeout) instead of failing on a read-to-write lock upgrade.

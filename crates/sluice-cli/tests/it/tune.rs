@@ -199,7 +199,8 @@ fn two_homes_sharing_postgres_metadata_split_one_study_and_see_each_others_runs(
     assert!(all.iter().all(|t| t["state"] == "complete"));
     for id in &run_ids {
         let n = all.iter().filter(|t| t["run_id"] == id.as_str()).count();
-        assert!(n >= 2, "run {id} ran {n} of the 16 trials: the homes did not share the work");
+        // At least one each: how the 16 split depends on which home finishes its data steps first.
+        assert!(n >= 1, "run {id} ran none of the 16 trials: the homes did not share the work");
     }
     // Each home lists both runs and both registrations; neither home has a metadata.db.
     let runs = on_postgres(&homes[0], &["runs", "list", "--json"]);

@@ -220,7 +220,7 @@ fn postgres_reaps_only_this_hosts_dead_runs() {
     let scratch = PgScratch::new();
     let store = PostgresStore::open(&scratch.url).unwrap();
     for id in ["dead-here", "elsewhere", "alive"] {
-        store.begin_run(&RunRecord { pid: 4_000_000, ..run(id) }).unwrap();
+        store.begin_run(&RunRecord { pid: 4_194_305, ..run(id) }).unwrap();
     }
     let mut admin = postgres::Client::connect(&scratch.url, postgres::NoTls).unwrap();
     admin.execute("UPDATE runs SET host = 'another-machine' WHERE id = 'elsewhere'", &[]).unwrap();
@@ -297,4 +297,17 @@ fn concurrent_writers_on_postgres_never_share_a_version_or_a_trial_number() {
         assert_eq!(listed.iter().map(|(_, t)| t.number).collect::<Vec<_>>(), expected, "worker {w}");
         assert!(listed.iter().all(|(study, t)| study == "s" && t.intermediate == [(1, t.number as f64)]));
     }
+}
+
+#[test]
+fn a_homes_sqlite_store_reaps_its_dead_runs_whatever_the_hostname_was() {
+    // A container gets a new hostname on every restart; its home's runs are still its own.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.begin_run(&RunRecord { pid: 4_194_305, ..run("before-restart") }).unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute("UPDATE runs SET host = 'old-container'", []).unwrap();
+    assert_eq!(store.reap_dead_runs().unwrap(), 1);
+    assert_eq!(store.get_run("before-restart").unwrap().run.status, RunStatus::Interrupted);
+    assert_eq!(store.reap_dead_runs().unwrap(), 0, "a reaped run is not reaped again");
 }

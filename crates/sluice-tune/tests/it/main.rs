@@ -351,9 +351,9 @@ fn a_study_lives_in_the_metadata_store_and_dead_workers_trials_are_resumed() {
         let study = Study::open(&store, config(), Some("run-1".into())).unwrap();
         study.optimize(&branin, &Budget { trials: Some(12), ..Budget::default() }).unwrap();
     }
-    // A worker that died mid-trial: its process (pid) is gone on this host.
+    // A worker that died mid-trial: its process (pid) is gone on this host (above any pid_max).
     let store = SqliteStore::open(&path).unwrap();
-    let dead = Worker { host: Worker::this_process(None).host, pid: 4_000_000, run_id: None };
+    let dead = Worker { host: Worker::this_process(None).host, pid: 4_194_305, run_id: None };
     let started = store.start_trial("persist", &dead, Some(20), 600).unwrap().unwrap();
     assert_eq!(started.number, 12);
     let params = [("x1".to_string(), json!(1.0)), ("x2".to_string(), json!(2.0))].into_iter().collect();
