@@ -611,37 +611,9 @@ mod tests {
     use std::path::Path;
 
     use rusqlite::Connection;
-    use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 
     use super::*;
     use crate::SqliteStore;
-
-    fn model(store: &SqliteStore, bytes: &[u8]) -> ContentHash {
-        let hash = ContentHash::of_bytes(bytes);
-        let step = StepRecord {
-            run_id: "r1".into(),
-            step: "train".into(),
-            kind: "train".into(),
-            cache_key: ContentHash::of_bytes(b"key"),
-            status: StepStatus::Ran,
-            started_at: now(),
-            duration_ms: 1,
-            rows: None,
-            config: serde_json::json!({}),
-            inputs: vec![],
-            error: None,
-        };
-        let artifact =
-            ArtifactMeta { hash, kind: ArtifactKind::Model, size: bytes.len() as u64, rows: None, schema: None };
-        store
-            .record_step(&StepCompletion {
-                step: StepRecord { step: format!("train-{hash}"), ..step },
-                outputs: vec![OutputRecord { name: "model".into(), artifact }],
-                metrics: vec![],
-            })
-            .unwrap();
-        hash
-    }
 
     fn store(dir: &Path) -> SqliteStore {
         let s = SqliteStore::open(&dir.join("m.db")).unwrap();
@@ -673,41 +645,6 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&dir.path().join("m.db")).err().unwrap();
         assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
-    }
-
-    #[test]
-    fn registering_is_idempotent_per_artifact_and_aliases_move() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let a = model(&s, b"model a");
-        let b = model(&s, b"model b");
-        let (m08, m09) = ([("auc".to_string(), 0.8)], [("auc".to_string(), 0.9)]);
-        let new = |artifact, metrics| NewVersion {
-            name: "m",
-            artifact,
-            run_id: "r1",
-            step: "train",
-            metrics,
-            gates: &[],
-            evaluation: None,
-        };
-        let v1 = s.register_model(&new(&a, &m08), None).unwrap();
-        let again = s.register_model(&new(&a, &m09), None).unwrap();
-        let v2 = s.register_model(&new(&b, &[]), Some("challenger")).unwrap();
-        assert_eq!((v1.version, again.version, v2.version), (1, 1, 2));
-        assert_eq!(v2.aliases, ["challenger"]);
-        s.set_alias("m", "champion", 1).unwrap();
-        assert_eq!(s.resolve_model("m", &ModelSelector::Alias("champion".into())).unwrap().artifact, a);
-        s.set_alias("m", "champion", 2).unwrap();
-        assert_eq!(s.resolve_model("m", &ModelSelector::Alias("champion".into())).unwrap().version, 2);
-        assert_eq!(s.resolve_model("m", &ModelSelector::Latest).unwrap().version, 2);
-        assert!(s.set_alias("m", "champion", 7).is_err(), "an alias cannot point at a missing version");
-        let missing = s.resolve_model("nope", &ModelSelector::Latest).unwrap_err().to_string();
-        assert!(missing.contains("`nope`") && missing.contains("registered models: m"), "{missing}");
-        assert_eq!(s.model_versions("m").unwrap()[0].metrics, vec![("auc".to_string(), 0.9)]);
-        s.set_tag("m", 2, "owner", "ana").unwrap();
-        assert_eq!(s.resolve_model("m", &ModelSelector::Version(2)).unwrap().tags, [("owner".into(), "ana".into())]);
-        assert!(s.set_tag("m", 9, "owner", "ana").is_err());
     }
 
     #[test]
