@@ -68,10 +68,10 @@ pub struct SchedulerOptions {
 impl Default for SchedulerOptions {
     fn default() -> Self {
         Self {
-            bind_host: "127.0.0.1".into(),
-            port: 50050,
-            external_host: "localhost".into(),
-            executor_timeout_secs: 60,
+            bind_host: defaults::HOST.into(),
+            port: defaults::SCHEDULER_PORT,
+            external_host: defaults::HOST.into(),
+            executor_timeout_secs: defaults::EXECUTOR_TIMEOUT_SECS,
         }
     }
 }

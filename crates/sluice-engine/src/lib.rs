@@ -28,12 +28,13 @@ pub use dataset::{
     DatasetWriter, WrittenDataset, for_each_batch, read_dataset_batch, schema_meta, write_batches, write_dataframe,
 };
 pub use error::{EngineError, Result};
-pub use sluice_spec::EngineUrl;
 pub use split::{SplitSpec, split};
 pub use stream::{Received, read_stream};
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use sluice_spec::EngineUrl;
 
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};

@@ -7,8 +7,6 @@ pub enum MonitorError {
     #[error(transparent)]
     Model(#[from] sluice_model::ModelError),
     #[error(transparent)]
-    Train(#[from] sluice_train::TrainError),
-    #[error(transparent)]
     Profile(#[from] sluice_profile::ProfileError),
     #[error("{context}: {source}")]
     Parquet { context: String, source: parquet::errors::ParquetError },

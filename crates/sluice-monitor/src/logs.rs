@@ -9,9 +9,6 @@ use sluice_store::ArtifactStore;
 use crate::error::{MonitorError, Result};
 use crate::reference::parquet_batches;
 
-/// The columns the server adds to each logged row.
-pub const CONTEXT_COLUMNS: &[&str] = &["model_version", "request_id", "row", "time"];
-
 pub fn prefix(model: &str) -> String {
     format!("logs/predictions/{model}")
 }

@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use serde::Serialize;
 use sluice_model::{ModelArtifact, Task};
-use sluice_profile::{ColumnKind, Window};
+use sluice_profile::Window;
 
 use crate::error::{MonitorError, Result};
 
@@ -168,19 +168,15 @@ impl PerformanceJoin {
         };
         let starts: Vec<Option<i64>> = match &self.window {
             None => vec![Some(0); n],
-            Some((Window::Rows(size), _)) => {
-                (0..n as u64).map(|i| Some((((self.seen + i) / size) * size) as i64)).collect()
-            }
-            Some((Window::Seconds(width), time)) => {
-                let column = batch.column_by_name(time).ok_or_else(|| {
-                    MonitorError::Invalid(format!("the prediction logs have no time column `{time}`"))
-                })?;
-                let seconds = sluice_profile::to_f64(column, ColumnKind::of(column.data_type()))
-                    .map_err(|m| MonitorError::Invalid(format!("time column `{time}`: {m}")))?;
-                seconds
-                    .iter()
-                    .map(|s| s.filter(|s| s.is_finite()).map(|s| ((s / width).floor() * width) as i64))
-                    .collect()
+            Some((window, time)) => {
+                let column = match window {
+                    Window::Rows(_) => None,
+                    Window::Seconds(_) => Some(batch.column_by_name(time).ok_or_else(|| {
+                        MonitorError::Invalid(format!("the prediction logs have no time column `{time}`"))
+                    })?),
+                };
+                sluice_profile::window_starts(*window, self.seen, n, column)
+                    .map_err(|m| MonitorError::Invalid(format!("time column `{time}`: {m}")))?
             }
         };
         self.seen += n as u64;

@@ -1,7 +1,8 @@
 //! `sluice monitor report`: one self-contained HTML page (inline CSS and SVG, no scripts, no
 //! network) with the summary, the per-column drift table sorted by severity, reference vs
-//! current distributions overlaid, drift over time, the model's metrics over time next to the
-//! evaluation-time value, and the alerts that fired.
+//! current distributions overlaid, drift over time, and the model's metrics over time next to
+//! the evaluation-time value. (Alerts are rule evaluations of monitor steps: `sluice monitor
+//! alerts` lists them.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +10,6 @@ use std::fmt::Write as _;
 use sluice_profile::drift::ColumnDrift;
 use sluice_profile::{ColumnKind, ColumnProfile, Profile};
 
-use crate::alerts::Firing;
 use crate::performance::Performance;
 
 /// What the report shows.
@@ -26,7 +26,6 @@ pub struct ReportInput<'a> {
     pub windows: Vec<(String, Vec<ColumnDrift>)>,
     /// Metrics per window (labels as for `windows`) and the evaluation-time metrics.
     pub performance: Option<(&'a Performance, Vec<String>, BTreeMap<String, f64>)>,
-    pub alerts: Vec<(String, String, Firing)>,
     pub generated_at: String,
 }
 
@@ -281,26 +280,7 @@ pub fn render(input: &ReportInput) -> String {
             let _ = write!(h, "<div class=\"card\"><b>{}</b>{name} on {} labeled rows{was}</div>", num(*v), p.matched);
         }
     }
-    let _ = write!(
-        h,
-        "<div class=\"card {}\"><b>{}</b>alerts fired</div></div>",
-        if input.alerts.is_empty() { "ok" } else { "bad" },
-        input.alerts.len()
-    );
-    if !input.alerts.is_empty() {
-        let _ = write!(h, "<h2>Alerts</h2><table><tr><th>alert</th><th>rule</th><th>value</th><th>since</th></tr>");
-        for (name, rule, f) in &input.alerts {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td></tr>",
-                esc(name),
-                esc(rule),
-                num(f.value),
-                esc(f.since.as_deref().unwrap_or("whole data"))
-            );
-        }
-        h.push_str("</table>");
-    }
+    h.push_str("</div>");
     // Drift table, most severe first (drifted, then by PSI).
     let _ = write!(
         h,

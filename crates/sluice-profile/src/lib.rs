@@ -28,6 +28,6 @@ pub use kll::Kll;
 pub use moments::Moments;
 pub use profile::{
     ColumnKind, ColumnProfile, ColumnState, Frequency, Histogram, NumericSummary, Profile, ProfileError, Profiler,
-    QUANTILES, Quantile, profile_batches, to_f64,
+    QUANTILES, Quantile, profile_batches,
 };
-pub use window::{Window, WindowStart, WindowedProfiler};
+pub use window::{Window, WindowStart, WindowedProfiler, window_starts};

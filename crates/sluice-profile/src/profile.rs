@@ -158,7 +158,7 @@ impl ColumnState {
 }
 
 /// Numbers (seconds since the epoch for dates and timestamps) as f64.
-pub fn to_f64(array: &ArrayRef, kind: ColumnKind) -> Result<Float64Array, String> {
+pub(crate) fn to_f64(array: &ArrayRef, kind: ColumnKind) -> Result<Float64Array, String> {
     if kind == ColumnKind::Numeric {
         let f = cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
         return Ok(f.as_primitive::<Float64Type>().clone());

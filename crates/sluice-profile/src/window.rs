@@ -63,22 +63,13 @@ impl WindowedProfiler {
 
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
         let n = batch.num_rows();
-        let keys: Vec<Option<WindowStart>> = match (self.window, self.time) {
-            (Window::Rows(size), _) => {
-                (0..n as u64).map(|i| Some((((self.rows_seen + i) / size) * size) as WindowStart)).collect()
-            }
-            (Window::Seconds(width), Some(t)) => {
-                let column = batch.column(t);
-                let kind = ColumnKind::of(column.data_type());
-                let seconds = to_f64(column, kind)
-                    .map_err(|message| ProfileError::Column { column: self.schema.field(t).name().clone(), message })?;
-                seconds
-                    .iter()
-                    .map(|s| s.filter(|s| s.is_finite()).map(|s| ((s / width).floor() * width) as WindowStart))
-                    .collect()
-            }
-            (Window::Seconds(_), None) => unreachable!("checked in new"),
-        };
+        let keys =
+            window_starts(self.window, self.rows_seen, n, self.time.map(|t| batch.column(t))).map_err(|message| {
+                ProfileError::Column {
+                    column: self.time.map(|t| self.schema.field(t).name().clone()).unwrap_or_default(),
+                    message,
+                }
+            })?;
         self.rows_seen += n as u64;
         let mut rows: BTreeMap<Option<WindowStart>, Vec<u32>> = BTreeMap::new();
         for (i, k) in keys.into_iter().enumerate() {
@@ -119,6 +110,30 @@ impl WindowedProfiler {
             let _ = whole.merge(&p);
         }
         (windows, whole)
+    }
+}
+
+/// The window each of `rows` rows falls in: by position after `rows_seen` earlier rows, or by the
+/// time column (seconds since the epoch, floored to the window's width; `None` where the time
+/// is missing). Profiles and the monitor's ground-truth join use the same windows.
+pub fn window_starts(
+    window: Window,
+    rows_seen: u64,
+    rows: usize,
+    time: Option<&arrow::array::ArrayRef>,
+) -> Result<Vec<Option<WindowStart>>, String> {
+    match (window, time) {
+        (Window::Rows(size), _) => {
+            Ok((0..rows as u64).map(|i| Some((((rows_seen + i) / size) * size) as WindowStart)).collect())
+        }
+        (Window::Seconds(width), Some(column)) => {
+            let seconds = to_f64(column, ColumnKind::of(column.data_type()))?;
+            Ok(seconds
+                .iter()
+                .map(|s| s.filter(|s| s.is_finite()).map(|s| ((s / width).floor() * width) as WindowStart))
+                .collect())
+        }
+        (Window::Seconds(_), None) => Err("windows of time need a time column".into()),
     }
 }
 

@@ -227,6 +227,14 @@ pub async fn run(
         }
     }
     crate::tune::check_pipeline(pipeline)?;
+    // The engine answers before the run is recorded: a mistyped scheduler address is an error,
+    // not a failed run in the history. DataFusion partitions follow the cores, not `jobs`
+    // (artifacts depend on neither).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let url = options.engine.as_ref().or(pipeline.engine.as_ref()).unwrap_or(&sluice_spec::EngineUrl::Local);
+    let engine_error = |source| RunnerError::Engine { engine: url.to_string(), source };
+    let engine = Engine::from_url(url, cores).map_err(engine_error)?;
+    engine.reachable().await.map_err(engine_error)?;
     let started = Instant::now();
     ws.meta.reap_dead_runs()?;
     ws.artifacts.clean_scratch();
@@ -266,7 +274,7 @@ pub async fn run(
     };
     // Whatever happens below, the run record is closed: a runner error must not leave the run
     // looking `running` until a later run reaps it.
-    if let Err(e) = schedule(&ws, pipeline, options, jobs, &reporter, &mut summary).await {
+    if let Err(e) = schedule(&ws, pipeline, options, &engine, jobs, &reporter, &mut summary).await {
         let _ = ws.meta.finish_run(&run_id, RunStatus::Failed, Some(&chain(&e)));
         return Err(e);
     }
@@ -329,17 +337,12 @@ async fn schedule(
     ws: &Arc<Workspace>,
     pipeline: &Pipeline,
     options: &RunOptions,
+    engine: &Engine,
     jobs: usize,
     reporter: &Arc<dyn Reporter>,
     summary: &mut RunSummary,
 ) -> Result<()> {
     let run_id = summary.run_id.clone();
-    // DataFusion partitions follow the cores, not `jobs` (artifacts do not depend on either).
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let url = options.engine.as_ref().or(pipeline.engine.as_ref()).unwrap_or(&sluice_spec::EngineUrl::Local);
-    let engine_error = |source| RunnerError::Engine { engine: url.to_string(), source };
-    let engine = Engine::from_url(url, cores).map_err(engine_error)?;
-    engine.reachable().await.map_err(engine_error)?;
     let forced: HashSet<&str> = options.force.iter().map(String::as_str).collect();
     let mut outputs: HashMap<String, Vec<OutputRecord>> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new();

@@ -285,10 +285,13 @@ impl Server {
         options: ServeOptions,
     ) -> Result<Self, ServeError> {
         let metrics = Arc::new(metrics::Metrics::default());
-        let models = ModelSet::load(home, references, policies, (options.batching, metrics.clone())).await?;
-        let permits = Semaphore::new(options.max_concurrency.max(1));
-        let store = sluice_store::ArtifactStore::local(&home.join("artifacts"))
+        // One artifact store, the one runs of this home write to (SLUICE_ARTIFACT_STORE): models
+        // load from it, prediction logs go to it, live drift finds the training data there.
+        let store = sluice_store::ArtifactStore::for_home(home)
             .map_err(|source| ServeError::Home { home: home.display().to_string(), source })?;
+        let models =
+            ModelSet::load(home, store.clone(), references, policies, (options.batching, metrics.clone())).await?;
+        let permits = Semaphore::new(options.max_concurrency.max(1));
         let log = (options.logging.sample_rate > 0.0)
             .then(|| prediction_log::PredictionLog::start(store.clone(), options.logging.clone()));
         let live = live::LiveDrift::start(store, options.drift.clone());

@@ -60,10 +60,9 @@ pub(crate) struct LiveDrift {
     published: Arc<RwLock<BTreeMap<String, Published>>>,
 }
 
-/// One model's sketches.
+/// One model version's sketches.
 #[derive(Default)]
 struct Tracked {
-    version: u32,
     /// The reference and the columns it covers (inputs and predictions); `None` when the
     /// version has no reference.
     reference: Option<(Profile, Vec<String>)>,
@@ -156,13 +155,15 @@ fn run(
     min_rows: u64,
     published: Arc<RwLock<BTreeMap<String, Published>>>,
 ) {
-    let mut tracked: BTreeMap<String, Tracked> = BTreeMap::new();
+    // By name and version: under a canary, two versions of one name take turns answering, and
+    // each keeps its own reference and sketches.
+    let mut tracked: BTreeMap<(String, u32), Tracked> = BTreeMap::new();
     let mut next = Instant::now() + every;
     loop {
         match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Ok(item) => {
-                let t = tracked.entry(item.model.clone()).or_default();
-                if t.version != item.record.version {
+                let version = item.record.version;
+                let t = tracked.entry((item.model.clone(), version)).or_insert_with(|| {
                     // A new version (or the first request): its own reference, fresh sketches.
                     let reference = runtime.block_on(sluice_monitor::reference::model_reference(
                         &artifacts,
@@ -170,15 +171,11 @@ fn run(
                         &item.predictor,
                     ));
                     if let Err(e) = &reference {
-                        eprintln!("live drift for {} version {} is off: {e}", item.model, item.record.version);
+                        eprintln!("live drift for {} version {version} is off: {e}", item.model);
                     }
                     let columns = sluice_monitor::reference::monitored_columns(item.predictor.artifact());
-                    *t = Tracked {
-                        version: item.record.version,
-                        reference: reference.ok().map(|r| (r, columns)),
-                        ..Tracked::default()
-                    };
-                }
+                    Tracked { reference: reference.ok().map(|r| (r, columns)), ..Tracked::default() }
+                });
                 let Some((_, columns)) = &t.reference else { continue };
                 let scored =
                     Predictor::append(&item.batch, &item.predictions, sluice_monitor::reference::LOG_THRESHOLD);
@@ -195,7 +192,11 @@ fn run(
             }
             Err(RecvTimeoutError::Timeout) => {
                 next = Instant::now() + every;
-                for (model, t) in &mut tracked {
+                // Per model name, the version with the most recent rows is published (the one
+                // answering most traffic; `sluice_drift_window_rows` names it).
+                let mut fresh: BTreeMap<String, Published> = BTreeMap::new();
+                let mut idle = Vec::new();
+                for ((model, version), t) in &mut tracked {
                     let Some((reference, _)) = &t.reference else { continue };
                     // The last one to two intervals: the previous one merged with this one.
                     let current = t.current.take().map(Profiler::finish);
@@ -206,19 +207,29 @@ fn run(
                         }
                         (Some(p), None) => p,
                         (None, Some(c)) => c.clone(),
-                        (None, None) => continue,
+                        (None, None) => {
+                            idle.push((model.clone(), *version));
+                            continue;
+                        }
                     };
                     t.previous = current;
-                    if recent.rows < min_rows {
+                    if recent.rows < min_rows || fresh.get(model).is_some_and(|p| p.rows >= recent.rows) {
                         continue;
                     }
-                    let columns = drift(reference, &recent);
                     let updated = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64());
-                    if let Ok(mut p) = published.write() {
-                        p.insert(model.clone(), Published { version: t.version, rows: recent.rows, updated, columns });
+                    let columns = drift(reference, &recent);
+                    fresh.insert(model.clone(), Published { version: *version, rows: recent.rows, updated, columns });
+                }
+                // A version no longer answering, once a newer one of its model is tracked.
+                for (model, version) in idle {
+                    if tracked.keys().any(|(m, v)| *m == model && *v > version) {
+                        tracked.remove(&(model, version));
                     }
+                }
+                if let Ok(mut p) = published.write() {
+                    p.extend(fresh);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return,

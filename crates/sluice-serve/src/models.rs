@@ -98,13 +98,14 @@ pub struct Registry {
 impl Registry {
     pub(crate) fn open(
         home: &Path,
+        artifacts: ArtifactStore,
         batching: crate::batcher::BatchOptions,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, ServeError> {
-        let home_err = |source| ServeError::Home { home: home.display().to_string(), source };
-        // The same stores a run of this home writes to (SLUICE_METADATA, SLUICE_ARTIFACT_STORE).
-        let meta = MetadataLocation::for_home(home).and_then(|l| l.open()).map_err(home_err)?;
-        let artifacts = ArtifactStore::for_home(home).map_err(home_err)?;
+        // The metadata a run of this home writes to (SLUICE_METADATA).
+        let meta = MetadataLocation::for_home(home)
+            .and_then(|l| l.open())
+            .map_err(|source| ServeError::Home { home: home.display().to_string(), source })?;
         Ok(Self { meta, artifacts, batching, metrics })
     }
 
@@ -146,11 +147,12 @@ impl ModelSet {
     /// Load each `NAME@ALIAS`, `NAME:VERSION` or `NAME` (latest) from the home's registry.
     pub(crate) async fn load(
         home: &Path,
+        artifacts: ArtifactStore,
         references: &[String],
         policies: &[PolicySpec],
         registry_options: (crate::batcher::BatchOptions, Arc<crate::metrics::Metrics>),
     ) -> Result<Self, ServeError> {
-        let registry = Registry::open(home, registry_options.0, registry_options.1)?;
+        let registry = Registry::open(home, artifacts, registry_options.0, registry_options.1)?;
         let mut models = BTreeMap::new();
         for reference in references {
             let loaded = registry.load(reference).await?;

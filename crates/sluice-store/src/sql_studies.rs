@@ -229,21 +229,26 @@ impl<B: Backend> StudyStore for SqlStore<B> {
     fn trials_of_run(&self, run_id: &str) -> Result<Vec<(String, TrialRecord)>> {
         self.db.read(|tx| {
             let found = tx.query(
-                &format!("SELECT study, {TRIAL_COLUMNS} FROM trials WHERE run_id = ?1 ORDER BY study, number"),
+                &format!("SELECT {TRIAL_COLUMNS}, study FROM trials WHERE run_id = ?1 ORDER BY study, number"),
                 args![run_id],
             )?;
             let mut out = Vec::with_capacity(found.len());
-            for r in found {
-                let study = r.text(0)?;
-                // The trial's columns follow the study's.
-                let mut trial = trial_row(&Row(r.0[1..].to_vec()))?;
-                let values = tx.query(
-                    "SELECT step, value FROM trial_values WHERE study = ?1 AND number = ?2 ORDER BY step",
-                    args![&study, trial.number],
-                )?;
-                trial.intermediate =
-                    values.iter().map(|v| Ok((v.int(0)? as u64, v.real(1)?))).collect::<Result<_>>()?;
-                out.push((study, trial));
+            for r in &found {
+                out.push((r.text(13)?, trial_row(r)?));
+            }
+            // Every intermediate value of those trials in one query.
+            let values = tx.query(
+                "SELECT v.study, v.number, v.step, v.value FROM trial_values v \
+                 JOIN trials t ON t.study = v.study AND t.number = v.number \
+                 WHERE t.run_id = ?1 ORDER BY v.step",
+                args![run_id],
+            )?;
+            let mut by_trial: std::collections::HashMap<(String, u64), Vec<(u64, f64)>> = Default::default();
+            for v in &values {
+                by_trial.entry((v.text(0)?, v.int(1)? as u64)).or_default().push((v.int(2)? as u64, v.real(3)?));
+            }
+            for (study, trial) in out.iter_mut() {
+                trial.intermediate = by_trial.remove(&(study.clone(), trial.number)).unwrap_or_default();
             }
             Ok(out)
         })

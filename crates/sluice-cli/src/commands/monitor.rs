@@ -385,7 +385,6 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                 drift: &drift,
                 windows: labels.into_iter().zip(per_window.into_iter().map(|w| w.columns)).collect(),
                 performance,
-                alerts: vec![],
                 generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             };
             let html = sluice_monitor::report::render(&input);

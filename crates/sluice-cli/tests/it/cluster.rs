@@ -92,9 +92,9 @@ fn outputs(events: &Events) -> BTreeMap<String, String> {
     all
 }
 
-/// The two runs wrote the same artifacts, byte for byte. Ballista lists a job's result
-/// partitions in the order its tasks finished; sluice fetches them in partition order
-/// (sluice-engine's `in_order`), so even outputs of many partitions without `ORDER BY` match.
+/// The two runs wrote the same artifacts, byte for byte: a finished Ballista job hands its result
+/// partitions back by partition number, so even outputs of many partitions without `ORDER BY`
+/// match the local engine's.
 #[track_caller]
 fn check_same(local: &Events, remote: &Events) {
     let (expected, found) = (outputs(local), outputs(remote));
@@ -150,7 +150,7 @@ steps:
     kind: sql
     inputs: [sales]
     # No ORDER BY. Rows of the first file (in the first partition) pay for a costly predicate,
-    # so that partition's task finishes last: Ballista lists it last, sluice still writes it first.
+    # so that partition's task finishes last; the result still comes back partition 0 first.
     query: |
       SELECT id, shop, amount FROM sales
       WHERE id >= 100000 OR length(repeat(shop, 4000)) > 0
@@ -253,6 +253,9 @@ fn an_unreachable_scheduler_is_a_clear_error() {
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains(&format!("cannot reach the scheduler at 127.0.0.1:{port}")), "{}", out.stderr);
     assert!(out.stderr.contains("sluice cluster scheduler"), "{}", out.stderr);
+    // Checked before the run is recorded: no failed run without steps in the history.
+    let runs = sb.sluice(&["runs", "list", "--json"]).ok().json();
+    assert_eq!(runs, serde_json::json!([]), "{runs}");
 
     let out = sb.sluice(&["run", spec.to_str().unwrap(), "--engine", "spark://x:1"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
