@@ -2,11 +2,12 @@
 # Installs the peers the benchmarks in bench/ compare against (not needed to build or test):
 #   pip: lightgbm xgboost scikit-learn pandas pyarrow (bench/gbdt.py), polars (bench/validate.py,
 #        bench/features.py), dvc (bench/runner.py),
-#        fastapi uvicorn (bench/serve.py), optuna psycopg2-binary (bench/tune.py); apt: wrk (bench/serve.py);
+#        fastapi uvicorn (bench/serve.py), optuna psycopg2-binary (bench/tune.py), pyspark
+#        (bench/train_cluster.py; runs on the machine's Java 17); apt: wrk (bench/serve.py);
 #   a virtual environment bench/.venv-evidently with evidently and pandas<3 (bench/drift.py:
 #        Evidently 0.7 does not import with pandas 3).
 set -euo pipefail
-python3 -m pip install --quiet lightgbm xgboost scikit-learn pandas pyarrow polars dvc fastapi uvicorn optuna psycopg2-binary
+python3 -m pip install --quiet lightgbm xgboost scikit-learn pandas pyarrow polars dvc fastapi uvicorn optuna psycopg2-binary pyspark
 if ! command -v wrk >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

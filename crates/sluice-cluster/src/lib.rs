@@ -4,9 +4,10 @@
 //! A pipeline reaches the cluster through `sluice_engine::Engine::cluster`: the client plans
 //! each query and the scheduler splits it into stages that executors run. The scheduler and the
 //! executors are configured here, in one place, so that whatever sluice adds to DataFusion
-//! (functions, codecs, object stores) is registered on every role alike; today that is
-//! Ballista's S3 support, configured per query from the client's `AWS_*` environment (or from
-//! the executor's own).
+//! (functions, codecs, object stores) is registered on every role alike: sluice's aggregate
+//! functions (`sluice_engine::functions`, e.g. the Newton pass of distributed linear training),
+//! and Ballista's S3 support, configured per query from the client's `AWS_*` environment (or
+//! from the executor's own).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sluice_cluster::ClusterError> {
@@ -24,6 +25,7 @@ use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::object_store::{
     runtime_env_with_s3_support, session_config_with_s3_support, session_state_with_s3_support,
 };
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -128,7 +130,11 @@ pub async fn run_scheduler(options: &SchedulerOptions) -> Result<(), ClusterErro
         ..SchedulerConfig::default()
     }
     .with_override_config_producer(Arc::new(session_config_with_s3_support))
-    .with_override_session_builder(Arc::new(session_state_with_s3_support));
+    .with_override_session_builder(Arc::new(|config| {
+        let mut state = session_state_with_s3_support(config)?;
+        sluice_engine::functions::register_in(&mut state)?;
+        Ok(state)
+    }));
     let err = |source| ClusterError::Ballista { role: "scheduler", source };
     config.validate().map_err(err)?;
     let cluster = BallistaCluster::new_from_config(&config).await.map_err(err)?;
@@ -167,6 +173,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), ClusterError>
         print_thread_info: false,
         override_config_producer: Some(Arc::new(session_config_with_s3_support)),
         override_runtime_producer: Some(Arc::new(runtime_env_with_s3_support)),
+        override_function_registry: Some(Arc::new(function_registry())),
         ..ExecutorProcessConfig::default()
     };
     eprintln!(
@@ -174,6 +181,15 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), ClusterError>
         options.slots, options.flight_port, options.grpc_port, options.scheduler_host, options.scheduler_port
     );
     start_executor_process(Arc::new(config)).await.map_err(|source| ClusterError::Ballista { role: "executor", source })
+}
+
+/// DataFusion's and Ballista's functions plus sluice's, for executors to decode and run plans.
+fn function_registry() -> BallistaFunctionRegistry {
+    let mut registry = BallistaFunctionRegistry::default();
+    for f in sluice_engine::functions::aggregate_functions() {
+        registry.aggregate_functions.insert(f.name().to_string(), f);
+    }
+    registry
 }
 
 /// Ballista logs through the `log` crate: print its warnings and errors (or, with

@@ -22,6 +22,8 @@ pub enum EngineError {
     ColumnCount { given: usize, found: usize },
     #[error("column `{column}` not found; columns are: {available}")]
     MissingColumn { column: String, available: String },
+    #[error(transparent)]
+    Train(#[from] sluice_train::TrainError),
     #[error("{0}")]
     Invalid(String),
 }

@@ -17,9 +17,11 @@
 mod database;
 mod dataset;
 mod error;
+pub mod functions;
 mod source;
 mod split;
 mod stream;
+mod train;
 
 pub use database::{Chunk, interpolate_env, read_database};
 pub use datafusion::error::DataFusionError;
@@ -30,6 +32,7 @@ pub use dataset::{
 pub use error::{EngineError, Result};
 pub use split::{SplitSpec, split};
 pub use stream::{Received, read_stream};
+pub use train::{EngineFit, LinearOnEngine, train_linear};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,13 +155,18 @@ impl Engine {
             .with_default_features()
             .build()
             .upgrade_for_ballista(format!("df://{host}:{port}"))?;
-        Ok(SessionContext::new_with_state(state))
+        // After the upgrade, which resets the state's functions to Ballista's.
+        let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx);
+        Ok(ctx)
     }
 
     /// A context that runs queries here even when the engine is a cluster, for what executors
     /// cannot be sent (see `read_locations`).
     pub(crate) fn in_process_context(&self) -> SessionContext {
-        SessionContext::new_with_config_rt(self.config.clone(), self.runtime.clone())
+        let ctx = SessionContext::new_with_config_rt(self.config.clone(), self.runtime.clone());
+        functions::register(&ctx);
+        ctx
     }
 
     /// Run `query` with each `(table, parquet file)` registered under its table name.

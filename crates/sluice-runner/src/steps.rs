@@ -379,38 +379,44 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             });
             let (meta, run_id, reporter, step_name) =
                 (ctx.ws.meta.clone(), ctx.run_id.clone(), ctx.reporter.clone(), ctx.step.name.clone());
-            let (model, extra) = blocking(move || {
-                let batch = read_dataset_batch(&path)?;
-                let features: Vec<String> = match &train.features {
-                    Some(f) => f.clone(),
-                    None => batch
-                        .schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone())
-                        .filter(|n| *n != train.label && !train.exclude.contains(n))
-                        .collect(),
-                };
-                let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
-                if let Some(study) = study {
-                    let say = |text: String| reporter.event(&Event::StepReport { step: step_name.clone(), text });
-                    let data = crate::tune::TuneData { batch: &batch, valid: valid.as_ref(), features: &features };
-                    let tuned = crate::tune::tune(&*meta, &study, &run_id, &train, &data, &say)?;
-                    let mut model = tuned.model;
-                    model.lineage = lineage;
-                    return Ok((model, tuned.metrics));
-                }
-                let mut cv_metrics = Vec::new();
-                if let Some(cv) = &train.cv {
-                    cv_metrics = cross_validate(&train, cv, &batch, valid.as_ref(), &features, init.as_ref())?;
-                }
-                let (mut model, mut extra) =
-                    fit_with_features(&train, &batch, valid.as_ref(), &features, init.as_ref(), &mut every_round)?;
-                extra.extend(cv_metrics);
+            let (model, extra) = if train.distributed {
+                let (mut model, extra) = train_on_engine(ctx, &train, &path).await?;
                 model.lineage = lineage;
-                Ok((model, extra))
-            })
-            .await?;
+                (model, extra)
+            } else {
+                blocking(move || {
+                    let batch = read_dataset_batch(&path)?;
+                    let features: Vec<String> = match &train.features {
+                        Some(f) => f.clone(),
+                        None => batch
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .filter(|n| *n != train.label && !train.exclude.contains(n))
+                            .collect(),
+                    };
+                    let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
+                    if let Some(study) = study {
+                        let say = |text: String| reporter.event(&Event::StepReport { step: step_name.clone(), text });
+                        let data = crate::tune::TuneData { batch: &batch, valid: valid.as_ref(), features: &features };
+                        let tuned = crate::tune::tune(&*meta, &study, &run_id, &train, &data, &say)?;
+                        let mut model = tuned.model;
+                        model.lineage = lineage;
+                        return Ok((model, tuned.metrics));
+                    }
+                    let mut cv_metrics = Vec::new();
+                    if let Some(cv) = &train.cv {
+                        cv_metrics = cross_validate(&train, cv, &batch, valid.as_ref(), &features, init.as_ref())?;
+                    }
+                    let (mut model, mut extra) =
+                        fit_with_features(&train, &batch, valid.as_ref(), &features, init.as_ref(), &mut every_round)?;
+                    extra.extend(cv_metrics);
+                    model.lineage = lineage;
+                    Ok((model, extra))
+                })
+                .await?
+            };
             let mut metrics = vec![
                 ("train_rows".to_string(), model.training.rows as f64),
                 ("iterations".to_string(), model.training.iterations as f64),
@@ -781,6 +787,54 @@ pub(crate) fn every_round(_: &sluice_train::gbdt::RoundReport) -> std::ops::Cont
     std::ops::ControlFlow::Continue(())
 }
 
+/// The objective and settings of a linear model step.
+fn linear_settings(
+    train: &sluice_spec::kinds::TrainStep,
+    p: &sluice_spec::kinds::LinearParams,
+) -> (Objective, LinearOptions, FeatureOptions) {
+    let objective = match train.model {
+        ModelKind::LinearRegression => Objective::SquaredError,
+        _ => Objective::Logistic,
+    };
+    let linear = LinearOptions { l2: p.l2, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept };
+    let preprocessing = FeatureOptions {
+        standardize: train.preprocessing.standardize,
+        max_categories: train.preprocessing.max_categories,
+    };
+    (objective, linear, preprocessing)
+}
+
+/// `distributed: true`: a linear model trained by aggregates the engine runs where the data is
+/// (see `sluice_engine::train_linear`); the rows never come to this process.
+async fn train_on_engine(
+    ctx: &StepCtx,
+    train: &sluice_spec::kinds::TrainStep,
+    path: &std::path::Path,
+) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
+    let TrainParams::Linear(p) = &train.params else {
+        return Err(StepError::Invalid("`distributed: true` trains linear models only".into()));
+    };
+    let (objective, linear, preprocessing) = linear_settings(train, p);
+    let request = sluice_engine::LinearOnEngine {
+        label: &train.label,
+        features: train.features.as_deref(),
+        exclude: &train.exclude,
+        objective,
+        linear,
+        preprocessing,
+    };
+    let started = std::time::Instant::now();
+    let fit = sluice_engine::train_linear(&ctx.engine, path, &request).await?;
+    ctx.report(&format!(
+        "trained data-parallel on the engine: {} statistics queries and {} passes over {} rows in {:.1} s",
+        fit.stat_queries,
+        fit.passes,
+        fit.model.training.rows,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok((fit.model, vec![("passes".to_string(), fit.passes as f64)]))
+}
+
 fn fit_model(
     train: &sluice_spec::kinds::TrainStep,
     batch: &RecordBatch,
@@ -791,19 +845,8 @@ fn fit_model(
 ) -> Result<(ModelArtifact, Vec<(String, f64)>), StepError> {
     Ok(match &train.params {
         TrainParams::Linear(p) => {
-            let request = TrainRequest {
-                label: &train.label,
-                features,
-                objective: match train.model {
-                    ModelKind::LinearRegression => Objective::SquaredError,
-                    _ => Objective::Logistic,
-                },
-                linear: LinearOptions { l2: p.l2, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept },
-                preprocessing: FeatureOptions {
-                    standardize: train.preprocessing.standardize,
-                    max_categories: train.preprocessing.max_categories,
-                },
-            };
+            let (objective, linear, preprocessing) = linear_settings(train, p);
+            let request = TrainRequest { label: &train.label, features, objective, linear, preprocessing };
             (sluice_train::train_linear(batch, &request)?, vec![])
         }
         TrainParams::Ftrl(p) => (ftrl(train, p, batch, features, init)?, vec![]),

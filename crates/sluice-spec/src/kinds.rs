@@ -749,6 +749,13 @@ pub struct TrainStep {
     /// trial's model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tune: Option<TuneSpec>,
+    /// Train data-parallel on the engine (`logistic_regression`, `linear_regression`): the
+    /// feature statistics and every Newton step's gradient and Hessian are aggregates the engine
+    /// computes where the data is (a cluster's executors, or in-process DataFusion), so the
+    /// training rows are never gathered in one process. The model equals the one trained in
+    /// one process up to floating-point rounding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub distributed: bool,
 }
 
 impl TrainStep {

@@ -689,6 +689,9 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             if let Some(tune) = &t.tune {
                 check_tune(t, tune).map_err(|(field, message)| invalid(&field, message))?;
             }
+            if t.distributed {
+                check_distributed(t).map_err(|message| invalid("distributed", message))?;
+            }
         }
         StepConfig::Evaluate(e) => {
             if !(e.threshold > 0.0 && e.threshold < 1.0) {
@@ -821,6 +824,23 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
 /// Checks of a `tune` block that need no knowledge of samplers: where trials are scored, one
 /// distribution per parameter, parameter names that are fields of `params` and whose extreme
 /// values are valid settings, durations and sizes.
+/// What `distributed: true` supports: one linear model fitted by Newton steps over the whole
+/// training set, with the built-in preprocessing.
+fn check_distributed(t: &crate::kinds::TrainStep) -> Result<(), String> {
+    let what = if !matches!(t.params, TrainParams::Linear(_)) {
+        "models other than `logistic_regression` and `linear_regression`"
+    } else if !t.transforms.is_empty() {
+        "`transforms`"
+    } else if t.tune.is_some() {
+        "`tune`"
+    } else if t.cv.is_some() {
+        "`cv`"
+    } else {
+        return Ok(());
+    };
+    Err(format!("`distributed: true` trains linear models only; it cannot be combined with {what}"))
+}
+
 fn check_tune(t: &crate::kinds::TrainStep, tune: &crate::kinds::TuneSpec) -> Result<(), (String, String)> {
     use serde_json::{Map, Value};
     if t.validation.is_none() && t.cv.is_none() {

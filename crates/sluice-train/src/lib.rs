@@ -27,7 +27,7 @@ pub use error::{Result, TrainError};
 pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
-pub use linear::{LinearFit, LinearOptions, Objective, fit_linear};
+pub use linear::{LinearFit, LinearOptions, Objective, PassSums, accumulate, fit_linear, fit_newton};
 pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
 
 use arrow_array::RecordBatch;
@@ -42,8 +42,7 @@ pub struct TrainRequest<'a> {
     pub preprocessing: FeatureOptions,
 }
 
-fn input_columns(batch: &RecordBatch, features: &[String]) -> Vec<InputColumn> {
-    let schema = batch.schema();
+fn input_columns(schema: &arrow_schema::Schema, features: &[String]) -> Vec<InputColumn> {
     features
         .iter()
         .map(|f| InputColumn {
@@ -179,7 +178,7 @@ pub fn train_gbdt(
     let fit = gbdt::fit_gbdt(&train, &categorical, valid.as_ref(), &options, init_model, on_round)?;
     let inputs = match init {
         Some(a) => a.inputs.clone(),
-        None => input_columns(batch, &features),
+        None => input_columns(&batch.schema(), &features),
     };
     let training = TrainingSummary {
         rows: batch.num_rows() as u64,
@@ -216,7 +215,7 @@ pub fn train_ftrl(
         },
         None => {
             let t = fit_transforms(batch, request.features, &request.preprocessing)?;
-            (t, input_columns(batch, request.features), None, 0)
+            (t, input_columns(&batch.schema(), request.features), None, 0)
         }
     };
     let y = label_values(batch, request.label, task)?;
@@ -246,13 +245,32 @@ pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<Model
     let transforms = fit_transforms(batch, request.features, &request.preprocessing)?;
     let x = design_matrix(&transforms, batch)?;
     let fit = fit_linear(&x, &y, request.objective, &request.linear)?;
-    let inputs = input_columns(batch, request.features);
+    let inputs = input_columns(&batch.schema(), request.features);
     let training = TrainingSummary {
         rows: batch.num_rows() as u64,
         iterations: fit.iterations,
         converged: fit.converged,
         objective: fit.objective,
     };
+    artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(fit.model), training)
+}
+
+/// The artifact of a linear model fitted elsewhere — on an engine's executors, by
+/// [`fit_newton`] — over rows with `schema`, through `transforms` fitted on the same rows.
+pub fn linear_artifact(
+    schema: &arrow_schema::Schema,
+    request: &TrainRequest,
+    transforms: Vec<sluice_model::Transform>,
+    fit: LinearFit,
+    rows: u64,
+) -> Result<ModelArtifact> {
+    let task = match request.objective {
+        Objective::Logistic => Task::BinaryClassification,
+        Objective::SquaredError => Task::Regression,
+    };
+    let training =
+        TrainingSummary { rows, iterations: fit.iterations, converged: fit.converged, objective: fit.objective };
+    let inputs = input_columns(schema, request.features);
     artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(fit.model), training)
 }
 

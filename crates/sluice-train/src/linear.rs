@@ -6,7 +6,6 @@
 //! plus a small Cholesky solve, and it converges to machine precision in ~10 steps — the same
 //! optimum scikit-learn's solvers approach.
 
-use rayon::prelude::*;
 use sluice_model::{DesignMatrix, LinearModel, sigmoid};
 
 use crate::cholesky::solve_regularized;
@@ -42,23 +41,76 @@ pub struct LinearFit {
 
 const CHUNK: usize = 4096;
 
-/// Gradient and Hessian of the mean loss over the augmented matrix `[x, 1]`, plus the loss.
-struct Accum {
-    loss: f64,
-    grad: Vec<f64>,
-    hess: Vec<f64>,
+/// Sums over rows at one point `beta`: what one pass over the data yields, here over a design
+/// matrix or, on a cluster, per partition on the executors and then merged. The Newton solver
+/// turns them into the mean loss, gradient and Hessian.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassSums {
+    pub rows: f64,
+    /// Sum of per-row losses.
+    pub loss: f64,
+    /// Sum of per-row gradients over the augmented row `[x, 1]` (with an intercept).
+    pub grad: Vec<f64>,
+    /// Lower triangle (row-major, `dim`x`dim`) of the summed per-row Hessians; empty when the
+    /// pass was asked for the loss and gradient only.
+    pub hess: Vec<f64>,
 }
 
-impl Accum {
-    fn zero(dim: usize) -> Self {
-        Self { loss: 0.0, grad: vec![0.0; dim], hess: vec![0.0; dim * dim] }
+impl PassSums {
+    pub fn zero(dim: usize, hessian: bool) -> Self {
+        Self { rows: 0.0, loss: 0.0, grad: vec![0.0; dim], hess: vec![0.0; if hessian { dim * dim } else { 0 }] }
     }
 
-    fn merge(mut self, other: Self) -> Self {
+    /// Add another partition's sums. The empty default (a partition that saw no batch) adds
+    /// nothing and takes the other's shape.
+    pub fn merge(&mut self, other: &Self) {
+        if other.grad.is_empty() && other.rows == 0.0 {
+            return;
+        }
+        if self.grad.is_empty() && self.rows == 0.0 {
+            *self = other.clone();
+            return;
+        }
+        self.rows += other.rows;
         self.loss += other.loss;
         self.grad.iter_mut().zip(&other.grad).for_each(|(a, b)| *a += b);
         self.hess.iter_mut().zip(&other.hess).for_each(|(a, b)| *a += b);
-        self
+    }
+
+    /// Little-endian f64s: rows, loss, dim, Hessian flag, gradient, Hessian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * (4 + self.grad.len() + self.hess.len()));
+        let header = [self.rows, self.loss, self.grad.len() as f64, if self.hess.is_empty() { 0.0 } else { 1.0 }];
+        for v in header.iter().chain(&self.grad).chain(&self.hess) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`PassSums::to_bytes`] (no bytes: no rows).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = || TrainError::Invalid(format!("malformed partial sums ({} bytes)", bytes.len()));
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        if !bytes.len().is_multiple_of(8) || bytes.len() < 32 {
+            return Err(bad());
+        }
+        let values: Vec<f64> = bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        let dim = values[2] as usize;
+        let hess = if values[3] != 0.0 { dim * dim } else { 0 };
+        if values.len() != 4 + dim + hess {
+            return Err(bad());
+        }
+        Ok(Self {
+            rows: values[0],
+            loss: values[1],
+            grad: values[4..4 + dim].to_vec(),
+            hess: values[4 + dim..].to_vec(),
+        })
     }
 }
 
@@ -79,28 +131,43 @@ pub(crate) fn softplus(z: f64) -> f64 {
     if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() }
 }
 
-fn logistic_accumulate(x: &DesignMatrix, y: &[f64], beta: &[f64], intercept: bool, with_hessian: bool) -> Accum {
+/// One row's loss, its derivative in the margin `z`, and its second derivative.
+fn row_terms(objective: Objective, z: f64, y: f64) -> (f64, f64, f64) {
+    match objective {
+        // loss = log(1 + e^z) - y z
+        Objective::Logistic => {
+            let p = sigmoid(z);
+            (softplus(z) - y * z, p - y, p * (1.0 - p))
+        }
+        Objective::SquaredError => (0.5 * (z - y) * (z - y), z - y, 1.0),
+    }
+}
+
+/// One pass over `x` at `beta` (length `x.cols`, plus one for the intercept): summed loss,
+/// gradient and, with `hessian`, the Hessian's lower triangle. Parallel over row chunks.
+pub fn accumulate(
+    x: &DesignMatrix,
+    y: &[f64],
+    beta: &[f64],
+    objective: Objective,
+    intercept: bool,
+    hessian: bool,
+) -> PassSums {
     let dim = beta.len();
-    (0..x.rows)
-        .into_par_iter()
-        .step_by(CHUNK)
-        .map(|start| {
-            let mut acc = Accum::zero(if with_hessian { dim } else { 0 });
-            acc.grad = vec![0.0; dim];
+    tree_sum(
+        x.rows,
+        &|start, end| {
+            let mut acc = PassSums::zero(dim, hessian);
             let mut row = Vec::with_capacity(dim);
-            let end = (start + CHUNK).min(x.rows);
             for (i, &yi) in y.iter().enumerate().take(end).skip(start) {
                 augmented_row(x, i, intercept, &mut row);
-                let z = margin(&row, beta);
-                // loss = log(1 + e^z) - y z
-                acc.loss += softplus(z) - yi * z;
-                let p = sigmoid(z);
-                let r = p - yi;
+                let (loss, r, w) = row_terms(objective, margin(&row, beta), yi);
+                acc.rows += 1.0;
+                acc.loss += loss;
                 for (g, v) in acc.grad.iter_mut().zip(&row) {
                     *g += r * v;
                 }
-                if with_hessian {
-                    let w = p * (1.0 - p);
+                if hessian {
                     for a in 0..dim {
                         let wa = w * row[a];
                         if wa == 0.0 {
@@ -114,35 +181,66 @@ fn logistic_accumulate(x: &DesignMatrix, y: &[f64], beta: &[f64], intercept: boo
                 }
             }
             acc
-        })
-        .reduce(
-            || Accum { loss: 0.0, grad: vec![0.0; dim], hess: vec![0.0; if with_hessian { dim * dim } else { 0 }] },
-            Accum::merge,
-        )
+        },
+        &|mut a, b| {
+            a.merge(&b);
+            a
+        },
+    )
 }
 
-/// Add the mean scaling and the L2 penalty (not on the intercept), and mirror the Hessian's lower
-/// triangle to the upper.
-fn finish(acc: &mut Accum, beta: &[f64], n: f64, l2: f64, penalized: usize) {
+/// Sum `leaf(start, end)` over `0..rows` in chunks of [`CHUNK`] rows, in parallel, always
+/// splitting at the same rows and adding in the same order: floating-point sums (and so the
+/// model and its content hash) do not depend on thread timing or count. (A rayon `reduce`
+/// splits where threads steal work, so its sums differ in the last bits from run to run.)
+fn tree_sum<T: Send>(rows: usize, leaf: &(dyn Fn(usize, usize) -> T + Sync), merge: &(dyn Fn(T, T) -> T + Sync)) -> T {
+    fn go<T: Send>(
+        start: usize,
+        end: usize,
+        leaf: &(dyn Fn(usize, usize) -> T + Sync),
+        merge: &(dyn Fn(T, T) -> T + Sync),
+    ) -> T {
+        let chunks = (end - start).div_ceil(CHUNK);
+        if chunks <= 1 {
+            return leaf(start, end);
+        }
+        let mid = start + chunks / 2 * CHUNK;
+        let (a, b) = rayon::join(|| go(start, mid, leaf, merge), || go(mid, end, leaf, merge));
+        merge(a, b)
+    }
+    go(0, rows, leaf, merge)
+}
+
+/// Mean loss, gradient and (full, symmetric) Hessian with the L2 penalty added (not on the
+/// intercept).
+struct Point {
+    loss: f64,
+    grad: Vec<f64>,
+    hess: Vec<f64>,
+}
+
+fn finish(sums: PassSums, beta: &[f64], l2: f64, penalized: usize) -> Point {
     let dim = beta.len();
-    acc.loss /= n;
-    acc.grad.iter_mut().for_each(|g| *g /= n);
-    for (g, b) in acc.grad.iter_mut().zip(beta).take(penalized) {
-        acc.loss += 0.5 * l2 * b * b;
+    let n = sums.rows.max(1.0);
+    let mut p = Point { loss: sums.loss / n, grad: sums.grad, hess: sums.hess };
+    p.grad.iter_mut().for_each(|g| *g /= n);
+    for (g, b) in p.grad.iter_mut().zip(beta).take(penalized) {
+        p.loss += 0.5 * l2 * b * b;
         *g += l2 * b;
     }
-    if !acc.hess.is_empty() {
+    if !p.hess.is_empty() {
         for a in 0..dim {
             for b in 0..=a {
-                let v = acc.hess[a * dim + b] / n;
-                acc.hess[a * dim + b] = v;
-                acc.hess[b * dim + a] = v;
+                let v = p.hess[a * dim + b] / n;
+                p.hess[a * dim + b] = v;
+                p.hess[b * dim + a] = v;
             }
         }
         for j in 0..penalized {
-            acc.hess[j * dim + j] += l2;
+            p.hess[j * dim + j] += l2;
         }
     }
+    p
 }
 
 pub fn fit_linear(x: &DesignMatrix, y: &[f64], objective: Objective, options: &LinearOptions) -> Result<LinearFit> {
@@ -150,25 +248,58 @@ pub fn fit_linear(x: &DesignMatrix, y: &[f64], objective: Objective, options: &L
         return Err(TrainError::Empty);
     }
     match objective {
-        Objective::Logistic => fit_logistic(x, y, options),
+        Objective::Logistic => {
+            let mean = y.iter().sum::<f64>() / x.rows as f64;
+            fit_newton(x.cols, mean, objective, options, |beta, hessian| {
+                Ok(accumulate(x, y, beta, objective, options.fit_intercept, hessian))
+            })
+        }
         Objective::SquaredError => fit_ridge(x, y, options),
     }
 }
 
-fn fit_logistic(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit> {
-    let d = x.cols;
+/// Newton's method with a backtracking line search over `features` weights (plus an intercept
+/// when fitted), starting from the intercept-only optimum for a label mean of `label_mean`.
+/// `pass(beta, hessian)` returns the sums of one pass over the training rows at `beta` —
+/// computed here ([`fit_linear`]) or by an aggregate on a cluster's executors — so every
+/// engine takes the same steps. Squared error converges in one step (it is quadratic).
+pub fn fit_newton(
+    features: usize,
+    label_mean: f64,
+    objective: Objective,
+    o: &LinearOptions,
+    mut pass: impl FnMut(&[f64], bool) -> Result<PassSums>,
+) -> Result<LinearFit> {
+    let d = features;
     let dim = d + usize::from(o.fit_intercept);
-    let n = x.rows as f64;
     let mut beta = vec![0.0; dim];
     if o.fit_intercept {
-        // Start at the base rate: the optimum for the intercept alone.
-        let mean = (y.iter().sum::<f64>() / n).clamp(1e-6, 1.0 - 1e-6);
-        beta[d] = (mean / (1.0 - mean)).ln();
+        beta[d] = match objective {
+            // Start at the base rate: the optimum for the intercept alone.
+            Objective::Logistic => {
+                let mean = label_mean.clamp(1e-6, 1.0 - 1e-6);
+                (mean / (1.0 - mean)).ln()
+            }
+            Objective::SquaredError => label_mean,
+        };
     }
+    let mut evaluate = |beta: &[f64], hessian: bool| -> Result<Point> {
+        let sums = pass(beta, hessian)?;
+        if sums.rows == 0.0 {
+            return Err(TrainError::Empty);
+        }
+        if sums.grad.len() != beta.len() || (hessian && sums.hess.len() != beta.len() * beta.len()) {
+            return Err(TrainError::Invalid(format!(
+                "a pass over the data returned {} gradient terms for {} weights",
+                sums.grad.len(),
+                beta.len()
+            )));
+        }
+        Ok(finish(sums, beta, o.l2, d))
+    };
     let mut iterations = 0;
     let mut converged = false;
-    let mut acc = logistic_accumulate(x, y, &beta, o.fit_intercept, true);
-    finish(&mut acc, &beta, n, o.l2, d);
+    let mut acc = evaluate(&beta, true)?;
     while iterations < o.max_iter {
         let gmax = acc.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
         if gmax < o.tol {
@@ -182,8 +313,7 @@ fn fit_logistic(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<Linear
         let mut accepted = false;
         for _ in 0..40 {
             let trial: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
-            let mut next = logistic_accumulate(x, y, &trial, o.fit_intercept, false);
-            finish(&mut next, &trial, n, o.l2, d);
+            let next = evaluate(&trial, false)?;
             if next.loss <= acc.loss + 1e-4 * t * slope || (acc.loss - next.loss).abs() <= 1e-15 * acc.loss.abs() {
                 beta = trial;
                 accepted = true;
@@ -196,8 +326,7 @@ fn fit_logistic(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<Linear
             converged = true;
             break;
         }
-        acc = logistic_accumulate(x, y, &beta, o.fit_intercept, true);
-        finish(&mut acc, &beta, n, o.l2, d);
+        acc = evaluate(&beta, true)?;
     }
     if !converged {
         converged = acc.grad.iter().fold(0.0f64, |m, g| m.max(g.abs())) < o.tol;
@@ -226,14 +355,12 @@ fn fit_ridge(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit
     } else {
         (vec![0.0; d], 0.0)
     };
-    let (gram, rhs) = (0..n)
-        .into_par_iter()
-        .step_by(CHUNK)
-        .map(|start| {
+    let (gram, rhs) = tree_sum(
+        n,
+        &|start, end| {
             let mut gram = vec![0.0; d * d];
             let mut rhs = vec![0.0; d];
             let mut row = vec![0.0; d];
-            let end = (start + CHUNK).min(n);
             for (i, &y_raw) in y.iter().enumerate().take(end).skip(start) {
                 row.iter_mut().zip(x.row(i)).zip(&xmean).for_each(|((r, v), m)| *r = v - m);
                 let yi = y_raw - ymean;
@@ -249,15 +376,13 @@ fn fit_ridge(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit
                 }
             }
             (gram, rhs)
-        })
-        .reduce(
-            || (vec![0.0; d * d], vec![0.0; d]),
-            |(mut g1, mut r1), (g2, r2)| {
-                g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
-                r1.iter_mut().zip(&r2).for_each(|(a, b)| *a += b);
-                (g1, r1)
-            },
-        );
+        },
+        &|(mut g1, mut r1): (Vec<f64>, Vec<f64>), (g2, r2)| {
+            g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
+            r1.iter_mut().zip(&r2).for_each(|(a, b)| *a += b);
+            (g1, r1)
+        },
+    );
     let mut a = vec![0.0; d * d];
     for i in 0..d {
         for j in 0..=i {

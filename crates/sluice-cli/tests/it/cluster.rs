@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Events, SLUICE, Sandbox};
+use crate::support::{Events, SLUICE, Sandbox, object_path};
 
 /// A port nothing listens on right now.
 fn free_port() -> u16 {
@@ -175,6 +175,103 @@ steps:
     spec
 }
 
+/// Training on the larger pipeline's data (400k rows, 4 row groups): a logistic regression
+/// trained data-parallel (`distributed: true`) and the same model trained in this process, each
+/// scored on the same rows.
+fn write_training_pipeline(dir: &Path) -> std::path::PathBuf {
+    let spec = dir.join("train.yaml");
+    std::fs::write(
+        &spec,
+        r#"
+name: cluster-training
+sources:
+  sales: {path: "data/part-*.csv"}
+steps:
+  labelled:
+    kind: sql
+    inputs: [sales]
+    # P(label) = amount / 5000, with noise from a hash of the id.
+    query: |
+      SELECT amount, day, shop, (id * 2654435761) % 1000 < amount / 5 AS label FROM sales
+  spread:
+    kind: train
+    input: labelled
+    model: logistic_regression
+    label: label
+    distributed: true
+    preprocessing: {max_categories: 20}
+  here:
+    kind: train
+    input: labelled
+    model: logistic_regression
+    label: label
+    preprocessing: {max_categories: 20}
+  score_spread:
+    kind: evaluate
+    model: spread
+    input: labelled
+  score_here:
+    kind: evaluate
+    model: here
+    input: labelled
+"#,
+    )
+    .unwrap();
+    spec
+}
+
+/// The JSON artifact a step wrote.
+fn json_output(home: &Path, events: &Events, output: &str) -> serde_json::Value {
+    let hash = &outputs(events)[output];
+    serde_json::from_str(&std::fs::read_to_string(object_path(home, hash, "json")).unwrap()).unwrap()
+}
+
+/// A linear model's weights then intercept, wherever the artifact nests them.
+fn coefficients(model: &serde_json::Value) -> Vec<f64> {
+    fn find(v: &serde_json::Value) -> Option<&serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) if m.contains_key("weights") => Some(v),
+            serde_json::Value::Object(m) => m.values().find_map(find),
+            _ => None,
+        }
+    }
+    let linear = find(model).expect("a linear model");
+    let mut c: Vec<f64> = linear["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+    c.push(linear["intercept"].as_f64().unwrap());
+    c
+}
+
+/// The model trained by aggregates (`spread`) is the in-process one (`here`) up to rounding:
+/// same coefficients and the same metrics on the same rows.
+#[track_caller]
+fn check_spread_matches_here(home: &Path, events: &Events, engine: &str) {
+    let (spread, here) = (json_output(home, events, "spread/model"), json_output(home, events, "here/model"));
+    let (a, b) = (coefficients(&spread), coefficients(&here));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 20, "amount, day and 20 shops, plus the intercept: {a:?}");
+    let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    println!("{engine}: distributed vs in-process coefficients differ by at most {diff:e}");
+    assert!(diff < 1e-8, "{engine}: {a:?} vs {b:?}");
+    // The same one-hot categories; means and scales from the engine's aggregates, to rounding.
+    let (ts, th) = (spread["transforms"].as_array().unwrap(), here["transforms"].as_array().unwrap());
+    assert_eq!(ts.len(), th.len());
+    for (s, h) in ts.iter().zip(th) {
+        assert_eq!(s["categories"], h["categories"], "{engine}: {s}");
+        for key in ["mean", "scale"] {
+            if let (Some(a), Some(b)) = (s[key].as_f64(), h[key].as_f64()) {
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{engine}: {key} {a} vs {b}");
+            }
+        }
+    }
+    let (ms, mh) = (json_output(home, events, "score_spread/metrics"), json_output(home, events, "score_here/metrics"));
+    for (name, value) in mh["metrics"].as_object().unwrap() {
+        let other = ms["metrics"][name].as_f64().unwrap();
+        assert!((other - value.as_f64().unwrap()).abs() < 1e-9, "{engine}: {name} {other} vs {value}");
+    }
+    let report = events.of_type("step_report").find(|e| e["step"] == "spread").expect("a report from `spread`");
+    assert!(report["text"].as_str().unwrap().contains("trained data-parallel on the engine"), "{report}");
+}
+
 /// The Adult quickstart and a larger shuffling pipeline give the same artifacts, byte for byte
 /// (same content hashes), on a scheduler with two executors as on the local engine; then an
 /// executor killed in the middle of a run either leaves the run to finish on the other one with
@@ -206,6 +303,22 @@ fn pipelines_on_a_ballista_cluster_match_the_local_engine() {
     let rows = |e: &Events, step: &str| e.of_type("step_finished").find(|s| s["step"] == step).unwrap()["rows"].clone();
     assert_eq!(rows(&remote, "enriched"), 400_000);
     assert_eq!(rows(&remote, "shops"), 997);
+
+    // Training data-parallel: on the executors as in-process DataFusion, the model matches the
+    // one trained in this process.
+    let training = write_training_pipeline(&dir.path().join("larger"));
+    let (train_local_home, train_local) = run_on(&training, "local");
+    check_spread_matches_here(&train_local_home.home(), &train_local, "local engine");
+    let t0 = Instant::now();
+    let (train_remote_home, train_remote) = run_on(&training, &cluster.url());
+    println!("training pipeline on the cluster: {:.1} s", t0.elapsed().as_secs_f64());
+    check_spread_matches_here(&train_remote_home.home(), &train_remote, "cluster");
+    // Partitions' sums are added in a canonical order, and the data splits into the same
+    // partitions on both engines: the distributed model is the same bytes too.
+    check_same(&train_local, &train_remote);
+    for output in ["labelled/data", "here/model", "spread/model", "score_spread/metrics"] {
+        assert_eq!(outputs(&train_remote)[output], outputs(&train_local)[output], "{output}");
+    }
 
     // Kill one executor while the larger pipeline runs.
     let mut cluster = cluster;

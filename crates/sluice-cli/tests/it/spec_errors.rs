@@ -277,3 +277,15 @@ fn engine_url() {
     std::fs::write(&spec, text).unwrap();
     sb.sluice(&["plan", spec.to_str().unwrap()]).ok();
 }
+
+#[test]
+fn distributed_training_is_for_plain_linear_models() {
+    let message = spec_error(
+        &[(
+            "    label: label\n    params:",
+            "    label: label\n    distributed: true\n    cv: {folds: 3}\n    params:",
+        )],
+        &[],
+    );
+    assert_mentions(&message, &["step `train`", "`distributed: true`", "`cv`"]);
+}

@@ -6,6 +6,7 @@
 
 mod gbdt;
 mod metrics;
+mod newton;
 mod sklearn;
 mod support;
 mod transforms;

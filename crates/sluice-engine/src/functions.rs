@@ -1,0 +1,211 @@
+//! The functions sluice adds to DataFusion. One list, registered alike on a local context, on a
+//! Ballista client, on the scheduler (which plans with them) and on every executor (which runs
+//! them): a function missing from any of the three fails the query there.
+//!
+//! `sluice_linear_pass(config, label, feature...)` is one pass of Newton's method for a linear
+//! model: per partition, each batch's rows go through the model's fitted transforms (the same
+//! code that scores at inference) and the loss, gradient and Hessian at the config's weights are
+//! summed ([`sluice_train::accumulate`]); partitions' sums are merged into one. The config
+//! (JSON: transforms, weights, objective) is passed as a dictionary-encoded literal, so each
+//! batch carries it once rather than once per row.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+use sluice_model::Transform;
+use sluice_train::{Objective, PassSums};
+
+/// The name SQL and plans use for [`LinearPass`].
+pub const LINEAR_PASS: &str = "sluice_linear_pass";
+
+/// Every aggregate function sluice adds.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![Arc::new(AggregateUDF::from(LinearPass::default()))]
+}
+
+/// Add sluice's functions to a context (local, or a Ballista client after its upgrade).
+pub fn register(ctx: &SessionContext) {
+    for f in aggregate_functions() {
+        ctx.register_udaf((*f).clone());
+    }
+}
+
+/// Add sluice's functions to any registry (a scheduler's session state, an executor's
+/// function registry).
+pub fn register_in(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    for f in aggregate_functions() {
+        registry.register_udaf(f)?;
+    }
+    Ok(())
+}
+
+/// What one pass computes: at `beta`, through `transforms`, for `objective`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PassConfig {
+    pub logistic: bool,
+    pub intercept: bool,
+    pub hessian: bool,
+    pub beta: Vec<f64>,
+    pub transforms: Vec<Transform>,
+    /// The feature columns, in argument order after the label.
+    pub columns: Vec<String>,
+}
+
+impl PassConfig {
+    /// The literal to pass as the first argument.
+    pub fn literal(&self) -> Result<ScalarValue> {
+        let json = serde_json::to_string(self).map_err(|e| DataFusionError::Internal(e.to_string()))?;
+        Ok(ScalarValue::Dictionary(Box::new(DataType::Int32), Box::new(ScalarValue::Utf8(Some(json)))))
+    }
+
+    fn objective(&self) -> Objective {
+        if self.logistic { Objective::Logistic } else { Objective::SquaredError }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LinearPass {
+    signature: Signature,
+}
+
+impl Default for LinearPass {
+    fn default() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for LinearPass {
+    fn name(&self) -> &str {
+        LINEAR_PASS
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::<PassAccumulator>::default())
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "sums"), DataType::Binary, true))])
+    }
+}
+
+#[derive(Debug, Default)]
+struct PassAccumulator {
+    /// Read from the first batch's config argument.
+    config: Option<(PassConfig, Arc<Schema>)>,
+    /// This partition's rows, summed in batch order.
+    sums: PassSums,
+    /// Other partitions' sums, as they arrived.
+    parts: Vec<PassSums>,
+}
+
+impl PassAccumulator {
+    /// Every partition's sums added in one canonical order (by their bytes), not in the order
+    /// tasks happened to finish: the total, and so the model, is the same on every run, and the
+    /// same on a cluster as in-process when the data splits into the same partitions.
+    fn total(&self) -> PassSums {
+        let mut all: Vec<(Vec<u8>, &PassSums)> =
+            self.parts.iter().chain([&self.sums]).map(|p| (p.to_bytes(), p)).collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut total = PassSums::default();
+        for (_, part) in all {
+            total.merge(part);
+        }
+        total
+    }
+}
+
+fn failed(message: String) -> DataFusionError {
+    DataFusionError::Execution(format!("{LINEAR_PASS}: {message}"))
+}
+
+fn read_config(array: &ArrayRef) -> Result<PassConfig> {
+    let text = match ScalarValue::try_from_array(array, 0)? {
+        ScalarValue::Dictionary(_, inner) => *inner,
+        other => other,
+    };
+    let (ScalarValue::Utf8(Some(json)) | ScalarValue::LargeUtf8(Some(json)) | ScalarValue::Utf8View(Some(json))) = text
+    else {
+        return Err(failed(format!("the first argument must be the pass's JSON config, got {text:?}")));
+    };
+    serde_json::from_str(&json).map_err(|e| failed(format!("config: {e}")))
+}
+
+impl Accumulator for PassAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if values.first().is_none_or(|v| v.is_empty()) {
+            return Ok(());
+        }
+        if self.config.is_none() {
+            let config = read_config(&values[0])?;
+            if values.len() != config.columns.len() + 2 {
+                return Err(failed(format!(
+                    "{} arguments for {} feature columns (expected config, label, features)",
+                    values.len(),
+                    config.columns.len()
+                )));
+            }
+            let fields: Vec<Field> = config
+                .columns
+                .iter()
+                .zip(&values[2..])
+                .map(|(name, array)| Field::new(name, array.data_type().clone(), true))
+                .collect();
+            self.config = Some((config, Arc::new(Schema::new(fields))));
+        }
+        let Some((config, schema)) = &self.config else { return Ok(()) };
+        let batch = RecordBatch::try_new(schema.clone(), values[2..].to_vec())?;
+        let x = sluice_model::design_matrix(&config.transforms, &batch).map_err(|e| failed(e.to_string()))?;
+        let label = datafusion::arrow::compute::cast(&values[1], &DataType::Float64)?;
+        if label.null_count() > 0 {
+            return Err(failed(format!("{} missing labels", label.null_count())));
+        }
+        let y = label.as_primitive::<Float64Type>().values();
+        if config.logistic
+            && let Some(bad) = y.iter().find(|v| **v != 0.0 && **v != 1.0)
+        {
+            return Err(failed(format!("label value {bad} is not 0 or 1")));
+        }
+        let sums = sluice_train::accumulate(&x, y, &config.beta, config.objective(), config.intercept, config.hessian);
+        self.sums.merge(&sums);
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(Some(self.total().to_bytes())))
+    }
+
+    fn size(&self) -> usize {
+        let sums = |p: &PassSums| 8 * (p.grad.capacity() + p.hess.capacity()) + std::mem::size_of::<PassSums>();
+        std::mem::size_of_val(self) + sums(&self.sums) + self.parts.iter().map(sums).sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let Some(states) = states.first() else { return Ok(()) };
+        let binary = states.as_binary_opt::<i32>().ok_or_else(|| failed("state is not binary".into()))?;
+        for bytes in binary.iter().flatten() {
+            self.parts.push(PassSums::from_bytes(bytes).map_err(|e| failed(e.to_string()))?);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,382 @@
+//! Training a linear model data-parallel on the engine (`distributed: true` on a train step).
+//!
+//! Nothing gathers the training rows in one process. The engine runs, where the data is (a
+//! cluster's executors, or in-process partitions):
+//! 1. one aggregate query for the row count, the label's checks and mean, and each numeric
+//!    feature's count, mean and population variance (standardization);
+//! 2. one grouped query per text feature for its most frequent categories (one-hot encoding);
+//! 3. per Newton step, one [`LINEAR_PASS`](crate::functions::LINEAR_PASS) aggregate for the
+//!    summed loss, gradient and Hessian at the current weights (plus loss-only passes while the
+//!    line search backtracks).
+//!
+//! The solver itself, [`sluice_train::fit_newton`], is the one in-process training uses, so the
+//! model takes the same steps and differs only by floating-point summation order.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::functions::math::expr_fn::isnan;
+use datafusion::functions_aggregate::expr_fn::{avg, count, min, var_pop};
+use datafusion::logical_expr::{AggregateUDF, Expr, cast, lit, when};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, col, ident};
+use sluice_model::{ModelArtifact, Task, Transform};
+use sluice_train::{FeatureOptions, LinearOptions, Objective, PassSums, TrainError, TrainRequest};
+
+use crate::functions::{LinearPass, PassConfig};
+use crate::{Engine, EngineError, Result};
+
+/// A linear model to train on the engine.
+pub struct LinearOnEngine<'a> {
+    pub label: &'a str,
+    /// Feature columns; every column but the label and `exclude` when `None`.
+    pub features: Option<&'a [String]>,
+    pub exclude: &'a [String],
+    pub objective: Objective,
+    pub linear: LinearOptions,
+    pub preprocessing: FeatureOptions,
+}
+
+/// The model and how many queries and passes over the data it took.
+pub struct EngineFit {
+    pub model: ModelArtifact,
+    /// Newton passes (gradient and Hessian, or loss only during line search).
+    pub passes: u32,
+    /// Queries for the feature statistics before the first pass.
+    pub stat_queries: u32,
+}
+
+/// Train on the Parquet dataset at `data`; see the module documentation.
+pub async fn train_linear(engine: &Engine, data: &Path, request: &LinearOnEngine<'_>) -> Result<EngineFit> {
+    let ctx = engine.context()?;
+    // Sums do not depend on row order, so even a modest dataset may split into one scan
+    // partition per task slot (by row group) and spread over the executors.
+    ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_file_min_size = 64 << 10;
+    let path = data.to_str().ok_or_else(|| EngineError::Path(data.to_path_buf()))?;
+    ctx.register_parquet("train", path, ParquetReadOptions::default().file_extension("")).await?;
+    let df = ctx.table("train").await?;
+    let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+    let features: Vec<String> = match request.features {
+        Some(f) => f.to_vec(),
+        None => schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != request.label && !request.exclude.contains(n))
+            .collect(),
+    };
+    let task = match request.objective {
+        Objective::Logistic => Task::BinaryClassification,
+        Objective::SquaredError => Task::Regression,
+    };
+    // The in-process checks on no rows: they reject what in-process training rejects (missing
+    // columns, label and feature types) with the same errors, and say which transform each
+    // feature gets.
+    let empty = RecordBatch::new_empty(schema.clone());
+    sluice_train::label_values(&empty, request.label, task)?;
+    let mut transforms = sluice_train::fit_transforms(&empty, &features, &request.preprocessing)?;
+
+    let (rows, label_mean) = fit_statistics(&df, request, &mut transforms).await?;
+    let mut stat_queries = 1;
+    for t in transforms.iter_mut() {
+        if let Transform::OneHot { column, categories } = t {
+            *categories = top_categories(&df, column, request.preprocessing.max_categories).await?;
+            stat_queries += 1;
+        }
+    }
+
+    let handle = tokio::runtime::Handle::current();
+    let (label, objective, options) = (request.label.to_string(), request.objective, request.linear.clone());
+    let pass_transforms = transforms.clone();
+    let columns = features.clone();
+    let width: usize = transforms.iter().map(|t| t.feature_names().len()).sum();
+    let (fit, passes) = tokio::task::spawn_blocking(move || {
+        let mut passes = 0u32;
+        let fit = sluice_train::fit_newton(width, label_mean, objective, &options, |beta, hessian| {
+            passes += 1;
+            let config = PassConfig {
+                logistic: objective == Objective::Logistic,
+                intercept: options.fit_intercept,
+                hessian,
+                beta: beta.to_vec(),
+                transforms: pass_transforms.clone(),
+                columns: columns.clone(),
+            };
+            handle
+                .block_on(linear_pass(&df, &label, &config))
+                .map_err(|e| TrainError::Invalid(format!("pass {passes} over the training data: {e}")))
+        });
+        (fit, passes)
+    })
+    .await
+    .map_err(|e| EngineError::Invalid(format!("training stopped: {e}")))?;
+    let request = TrainRequest {
+        label: request.label,
+        features: &features,
+        objective: request.objective,
+        linear: request.linear.clone(),
+        preprocessing: request.preprocessing.clone(),
+    };
+    let model = sluice_train::linear_artifact(&schema, &request, transforms, fit?, rows)?;
+    Ok(EngineFit { model, passes, stat_queries })
+}
+
+/// A feature as Float64 with NaN as missing (in-process fitting skips NaN too).
+fn numeric(column: &str) -> Expr {
+    let x = cast(ident(column), DataType::Float64);
+    when(isnan(x.clone()), lit(ScalarValue::Float64(None))).otherwise(x).unwrap_or_else(|_| lit(0.0))
+}
+
+/// Row count, label checks and mean, and each standardized column's mean and scale, in one
+/// query. Returns the row count and the label mean.
+async fn fit_statistics(
+    df: &DataFrame,
+    request: &LinearOnEngine<'_>,
+    transforms: &mut [Transform],
+) -> Result<(u64, f64)> {
+    let label = cast(ident(request.label), DataType::Float64);
+    let mut aggregates = vec![
+        count(lit(1)).alias("rows"),
+        count(ident(request.label)).alias("labels"),
+        avg(label.clone()).alias("label_mean"),
+    ];
+    if request.objective == Objective::Logistic {
+        let binary = label.clone().eq(lit(0.0)).or(label.clone().eq(lit(1.0)));
+        let bad = when(binary, lit(ScalarValue::Float64(None))).otherwise(label)?;
+        aggregates.push(min(bad).alias("not_binary"));
+    }
+    for (i, t) in transforms.iter().enumerate() {
+        if let Transform::Standardize { column, .. } = t {
+            aggregates.push(avg(numeric(column)).alias(format!("mean_{i}")));
+            aggregates.push(var_pop(numeric(column)).alias(format!("var_{i}")));
+        }
+    }
+    let batches = df.clone().aggregate(vec![], aggregates)?.collect().await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| EngineError::Invalid("the statistics query over the training data returned no row".into()))?;
+    let value = |name: &str| -> Result<Option<f64>> {
+        let array = batch.column_by_name(name).ok_or_else(|| EngineError::Invalid(format!("no `{name}` column")))?;
+        Ok(match ScalarValue::try_from_array(array, 0)? {
+            ScalarValue::Float64(v) => v,
+            ScalarValue::Int64(v) => v.map(|v| v as f64),
+            other => other.cast_to(&DataType::Float64).ok().and_then(|v| match v {
+                ScalarValue::Float64(v) => v,
+                _ => None,
+            }),
+        })
+    };
+    let rows = value("rows")?.unwrap_or(0.0) as u64;
+    if rows == 0 {
+        return Err(TrainError::Empty.into());
+    }
+    let labels = value("labels")?.unwrap_or(0.0) as u64;
+    if labels < rows {
+        return Err(
+            TrainError::NullLabels { column: request.label.to_string(), nulls: (rows - labels) as usize }.into()
+        );
+    }
+    if request.objective == Objective::Logistic
+        && let Some(bad) = value("not_binary")?
+    {
+        return Err(TrainError::NotBinary { column: request.label.to_string(), value: bad.to_string() }.into());
+    }
+    for (i, t) in transforms.iter_mut().enumerate() {
+        if let Transform::Standardize { mean, scale, .. } = t {
+            *mean = value(&format!("mean_{i}"))?.unwrap_or(0.0);
+            let std = value(&format!("var_{i}"))?.unwrap_or(0.0).max(0.0).sqrt();
+            *scale = if request.preprocessing.standardize && std > 0.0 { std } else { 1.0 };
+        }
+    }
+    Ok((rows, value("label_mean")?.unwrap_or(0.0)))
+}
+
+/// The `max` most frequent values of a text column (ties by value), sorted — as
+/// `sluice_train::fit_transforms` picks them.
+async fn top_categories(df: &DataFrame, column: &str, max: usize) -> Result<Vec<String>> {
+    let top = df
+        .clone()
+        .filter(ident(column).is_not_null())?
+        .aggregate(vec![cast(ident(column), DataType::Utf8).alias("value")], vec![count(lit(1)).alias("n")])?
+        .sort(vec![col("n").sort(false, false), col("value").sort(true, false)])?
+        .limit(0, Some(max))?
+        .collect()
+        .await?;
+    let mut categories = Vec::new();
+    for batch in &top {
+        let values = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        categories.extend(values.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    categories.sort();
+    Ok(categories)
+}
+
+/// One [`LinearPass`] aggregate over `df`.
+async fn linear_pass(df: &DataFrame, label: &str, config: &PassConfig) -> Result<PassSums> {
+    let mut args = vec![lit(config.literal()?), ident(label)];
+    args.extend(config.columns.iter().map(|c| ident(c.as_str())));
+    let call = AggregateUDF::from(LinearPass::default()).call(args).alias("sums");
+    let batches = df.clone().aggregate(vec![], vec![call])?.collect().await?;
+    let mut sums = PassSums::default();
+    for batch in &batches {
+        let binary = batch
+            .column(0)
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| EngineError::Invalid("the pass returned no binary sums".into()))?;
+        for bytes in binary.iter().flatten() {
+            sums.merge(&PassSums::from_bytes(bytes)?);
+        }
+    }
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+    use sluice_model::{Model, Transform};
+    use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest};
+
+    use super::{LinearOnEngine, train_linear};
+    use crate::{Engine, write_batches};
+
+    /// Numeric (with NaN and nulls), integer, boolean and two text columns (one with more
+    /// categories than kept, with ties), and a noisy binary label and a numeric target.
+    fn data(rows: usize) -> RecordBatch {
+        let hash = |i: usize, salt: u64| ((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt) % 1000;
+        let x1: Float64Array = (0..rows)
+            .map(|i| match i % 97 {
+                0 => None,
+                1 => Some(f64::NAN),
+                _ => Some(hash(i, 1) as f64 / 100.0 - 5.0),
+            })
+            .collect();
+        let x2: Int64Array = (0..rows).map(|i| Some((hash(i, 2) % 40) as i64)).collect();
+        let flag: BooleanArray = (0..rows).map(|i| Some(hash(i, 3) % 3 == 0)).collect();
+        let color: StringArray =
+            (0..rows).map(|i| if i % 50 == 7 { None } else { Some(["red", "green", "blue", "tan"][i % 4]) }).collect();
+        let city: StringArray = (0..rows).map(|i| Some(format!("c{}", hash(i, 4) % 9))).collect();
+        let score = |i: usize| {
+            let x = x1.value(i);
+            0.8 * if x.is_nan() || x1.is_null(i) { 0.0 } else { x } + 0.05 * x2.value(i) as f64 - (i % 4) as f64 * 0.3
+        };
+        let label: BooleanArray = (0..rows).map(|i| Some(score(i) + (hash(i, 5) as f64 / 150.0 - 3.3) > 0.0)).collect();
+        let target: Float64Array = (0..rows).map(|i| Some(score(i) * 3.0 + hash(i, 6) as f64 / 500.0)).collect();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("x1", Arc::new(x1.clone())),
+            ("x2", Arc::new(x2)),
+            ("flag", Arc::new(flag)),
+            ("color", Arc::new(color)),
+            ("city", Arc::new(city)),
+            ("label", Arc::new(label)),
+            ("target", Arc::new(target)),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    fn write(dir: &std::path::Path, batch: &RecordBatch) -> std::path::PathBuf {
+        let path = dir.join("train.parquet");
+        write_batches(std::slice::from_ref(batch), batch.schema(), &path).unwrap();
+        path
+    }
+
+    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+    }
+
+    /// Trained by aggregates on the engine, the model is the in-process one: the same transforms
+    /// (categories exactly; means and scales to rounding) and the same weights to rounding.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn engine_training_matches_in_process_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = data(300_000);
+        let path = write(dir.path(), &batch);
+        let engine = Engine::local(2);
+        let features: Vec<String> = ["x1", "x2", "flag", "color", "city"].map(String::from).to_vec();
+        for (label, objective) in [("label", Objective::Logistic), ("target", Objective::SquaredError)] {
+            let preprocessing = FeatureOptions { standardize: true, max_categories: 5 };
+            let linear = LinearOptions { l2: 1e-3, ..Default::default() };
+            let exclude = vec![if label == "label" { "target".to_string() } else { "label".to_string() }];
+            let request = LinearOnEngine {
+                label,
+                features: None,
+                exclude: &exclude,
+                objective,
+                linear: linear.clone(),
+                preprocessing: preprocessing.clone(),
+            };
+            let fit = train_linear(&engine, &path, &request).await.unwrap();
+            let here = sluice_train::train_linear(
+                &batch,
+                &TrainRequest { label, features: &features, objective, linear, preprocessing },
+            )
+            .unwrap();
+            assert!(fit.passes >= 2 && fit.stat_queries == 3, "{label}: {} passes", fit.passes);
+            let model = &fit.model;
+            assert_eq!(model.feature_names, here.feature_names, "{label}");
+            assert_eq!(model.inputs, here.inputs, "{label}");
+            assert_eq!(model.training.rows, 300_000);
+            for (a, b) in model.transforms.iter().zip(&here.transforms) {
+                match (a, b) {
+                    (
+                        Transform::Standardize { column, mean, scale },
+                        Transform::Standardize { mean: m2, scale: s2, .. },
+                    ) => {
+                        assert!((mean - m2).abs() <= 1e-12 * m2.abs().max(1.0), "{column}: mean {mean} vs {m2}");
+                        assert!((scale - s2).abs() <= 1e-12 * s2, "{column}: scale {scale} vs {s2}");
+                    }
+                    _ => assert_eq!(a, b),
+                }
+            }
+            let (Model::Linear(a), Model::Linear(b)) = (&model.model, &here.model) else { panic!("linear models") };
+            let dw = max_diff(&a.weights, &b.weights);
+            println!("{label}: {} passes, {} weights, largest difference {dw:e}", fit.passes, a.weights.len());
+            assert!(dw < 1e-8, "{label}: weights differ by {dw:e}: {:?} vs {:?}", a.weights, b.weights);
+            assert!((a.intercept - b.intercept).abs() < 1e-8, "{label}: intercept");
+            assert!(model.training.converged);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_labels_and_columns_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::local(2);
+        let batch = data(1000);
+        let path = write(dir.path(), &batch);
+        fn train<'a>(label: &'a str, features: Option<&'a [String]>) -> LinearOnEngine<'a> {
+            LinearOnEngine {
+                label,
+                features,
+                exclude: &[],
+                objective: Objective::Logistic,
+                linear: LinearOptions::default(),
+                preprocessing: FeatureOptions::default(),
+            }
+        }
+        // `target` is not 0/1.
+        let err = train_linear(&engine, &path, &train("target", None)).await.err().unwrap().to_string();
+        assert!(err.contains("target") && err.contains("0/1"), "{err}");
+        // A text label.
+        let err = train_linear(&engine, &path, &train("color", None)).await.err().unwrap().to_string();
+        assert!(err.contains("color"), "{err}");
+        // A feature that is not there.
+        let missing = vec!["nope".to_string()];
+        let err = train_linear(&engine, &path, &train("label", Some(&missing))).await.err().unwrap().to_string();
+        assert!(err.contains("nope"), "{err}");
+        // Missing labels.
+        let labels: BooleanArray = (0..1000).map(|i| (i != 5).then_some(true)).collect();
+        let with_nulls = RecordBatch::try_from_iter([
+            ("x", Arc::new(Float64Array::from(vec![1.0; 1000])) as ArrayRef),
+            ("y", Arc::new(labels) as ArrayRef),
+        ])
+        .unwrap();
+        let path = write(dir.path(), &with_nulls);
+        let err = train_linear(&engine, &path, &train("y", None)).await.err().unwrap().to_string();
+        assert!(err.contains("`y`") && err.contains('1'), "{err}");
+    }
+}
