@@ -21,8 +21,6 @@ Usage: python3 bench/train_cluster.py [--rows 2000000] [--runs 3] [--bin PATH] [
 
 import argparse
 import json
-import math
-import os
 import socket
 import statistics
 import subprocess
@@ -31,18 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runner import sluice_bin  # noqa: E402
+
 L2 = 1e-4
-
-
-def sluice_bin(arg):
-    if arg:
-        return Path(arg).resolve()
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    path = target / "release" / "sluice"
-    if not path.exists():
-        subprocess.run(["cargo", "build", "--release", "--bin", "sluice"], cwd=ROOT, check=True)
-    return path
 
 
 def generate(path, rows, seed=7):
