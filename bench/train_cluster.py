@@ -169,6 +169,9 @@ def sluice_log_loss(model, path):
 
 
 def run_spark(path, runs):
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.evaluation import BinaryClassificationEvaluator  # noqa: F401
@@ -178,6 +181,7 @@ def run_spark(path, runs):
     spark = (
         SparkSession.builder.master("local[2]").appName("sluice-bench")
         .config("spark.driver.memory", "6g").config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2").getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

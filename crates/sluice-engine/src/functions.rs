@@ -8,10 +8,18 @@
 //! summed ([`sluice_train::accumulate`]); partitions' sums are merged into one. The config
 //! (JSON: transforms, weights, objective) is passed as a dictionary-encoded literal, so each
 //! batch carries it once rather than once per row.
+//!
+//! `sluice_moments(x1, ..., xk)` is, per argument, the count, mean and sum of squared
+//! deviations of its values (as Float64; nulls and NaN skipped): Welford's update in row order
+//! within a partition, as in-process fitting does, and Chan's merge across partitions.
+//!
+//! Both add partitions' states in one canonical order (by their bytes), not in the order tasks
+//! happened to finish, so the result is the same on every run. (DataFusion's own `avg` and
+//! `var_pop` merge in arrival order, which changes the last bits.)
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
@@ -26,9 +34,12 @@ use sluice_train::{Objective, PassSums};
 /// The name SQL and plans use for [`LinearPass`].
 pub const LINEAR_PASS: &str = "sluice_linear_pass";
 
+/// The name SQL and plans use for [`Moments`].
+pub const MOMENTS: &str = "sluice_moments";
+
 /// Every aggregate function sluice adds.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![Arc::new(AggregateUDF::from(LinearPass::default()))]
+    vec![Arc::new(AggregateUDF::from(LinearPass::default())), Arc::new(AggregateUDF::from(Moments::default()))]
 }
 
 /// Add sluice's functions to a context (local, or a Ballista client after its upgrade).
@@ -170,7 +181,8 @@ impl Accumulator for PassAccumulator {
             self.config = Some((config, Arc::new(Schema::new(fields))));
         }
         let Some((config, schema)) = &self.config else { return Ok(()) };
-        let batch = RecordBatch::try_new(schema.clone(), values[2..].to_vec())?;
+        let rows = RecordBatchOptions::new().with_row_count(Some(values[1].len()));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), values[2..].to_vec(), &rows)?;
         let x = sluice_model::design_matrix(&config.transforms, &batch).map_err(|e| failed(e.to_string()))?;
         let label = datafusion::arrow::compute::cast(&values[1], &DataType::Float64)?;
         if label.null_count() > 0 {
@@ -182,7 +194,9 @@ impl Accumulator for PassAccumulator {
         {
             return Err(failed(format!("label value {bad} is not 0 or 1")));
         }
-        let sums = sluice_train::accumulate(&x, y, &config.beta, config.objective(), config.intercept, config.hessian);
+        // Serial: this runs on an async worker thread, one of many partitions in parallel.
+        let sums =
+            sluice_train::accumulate_serial(&x, y, &config.beta, config.objective(), config.intercept, config.hessian);
         self.sums.merge(&sums);
         Ok(())
     }
@@ -206,6 +220,141 @@ impl Accumulator for PassAccumulator {
         for bytes in binary.iter().flatten() {
             self.parts.push(PassSums::from_bytes(bytes).map_err(|e| failed(e.to_string()))?);
         }
+        Ok(())
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Moments {
+    signature: Signature,
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for Moments {
+    fn name(&self) -> &str {
+        MOMENTS
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(MomentsAccumulator { own: vec![Welford::default(); args.exprs.len()], parts: Vec::new() }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "moments"), DataType::Binary, true))])
+    }
+}
+
+/// Count, mean and sum of squared deviations from the mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Welford {
+    pub count: f64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl Welford {
+    /// Chan et al.'s pairwise update; adding to an empty state copies the other exactly.
+    fn merge(&mut self, other: &Welford) {
+        if other.count == 0.0 {
+            return;
+        }
+        if self.count == 0.0 {
+            *self = *other;
+            return;
+        }
+        let n = self.count + other.count;
+        let delta = other.mean - self.mean;
+        self.mean += delta * other.count / n;
+        self.m2 += other.m2 + delta * delta * self.count * other.count / n;
+        self.count = n;
+    }
+
+    /// Population variance (0 without values).
+    pub fn variance(&self) -> f64 {
+        if self.count > 0.0 { self.m2 / self.count } else { 0.0 }
+    }
+}
+
+/// Decode a [`Moments`] result: one [`Welford`] per argument.
+pub fn decode_moments(bytes: &[u8]) -> Result<Vec<Welford>> {
+    if !bytes.len().is_multiple_of(24) {
+        return Err(DataFusionError::Execution(format!("{MOMENTS}: malformed state ({} bytes)", bytes.len())));
+    }
+    let f = |c: &[u8]| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    Ok(bytes.chunks_exact(24).map(|c| Welford { count: f(&c[..8]), mean: f(&c[8..16]), m2: f(&c[16..]) }).collect())
+}
+
+fn encode_moments(states: &[Welford]) -> Vec<u8> {
+    states.iter().flat_map(|w| [w.count, w.mean, w.m2]).flat_map(f64::to_le_bytes).collect()
+}
+
+#[derive(Debug)]
+struct MomentsAccumulator {
+    own: Vec<Welford>,
+    parts: Vec<Vec<u8>>,
+}
+
+impl Accumulator for MomentsAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for (state, array) in self.own.iter_mut().zip(values) {
+            let array = datafusion::arrow::compute::cast(array, &DataType::Float64)?;
+            // In row order, as `sluice_train::fit_transforms` does in-process.
+            for v in array.as_primitive::<Float64Type>().iter().flatten().filter(|v| !v.is_nan()) {
+                state.count += 1.0;
+                let delta = v - state.mean;
+                state.mean += delta / state.count;
+                state.m2 += delta * (v - state.mean);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let mut all: Vec<&[u8]> = self.parts.iter().map(Vec::as_slice).collect();
+        let own = encode_moments(&self.own);
+        all.push(&own);
+        all.sort_unstable();
+        let mut total: Vec<Welford> = Vec::new();
+        for bytes in all {
+            let states = decode_moments(bytes)?;
+            if total.len() < states.len() {
+                total.resize(states.len(), Welford::default());
+            }
+            for (t, w) in total.iter_mut().zip(states) {
+                t.merge(&w);
+            }
+        }
+        Ok(ScalarValue::Binary(Some(encode_moments(&total))))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + 24 * self.own.capacity() + self.parts.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let Some(states) = states.first() else { return Ok(()) };
+        let binary = states
+            .as_binary_opt::<i32>()
+            .ok_or_else(|| DataFusionError::Execution(format!("{MOMENTS}: state is not binary")))?;
+        self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
         Ok(())
     }
 }

@@ -821,9 +821,6 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
     Ok(())
 }
 
-/// Checks of a `tune` block that need no knowledge of samplers: where trials are scored, one
-/// distribution per parameter, parameter names that are fields of `params` and whose extreme
-/// values are valid settings, durations and sizes.
 /// What `distributed: true` supports: one linear model fitted by Newton steps over the whole
 /// training set, with the built-in preprocessing.
 fn check_distributed(t: &crate::kinds::TrainStep) -> Result<(), String> {
@@ -841,6 +838,9 @@ fn check_distributed(t: &crate::kinds::TrainStep) -> Result<(), String> {
     Err(format!("`distributed: true` trains linear models only; it cannot be combined with {what}"))
 }
 
+/// Checks of a `tune` block that need no knowledge of samplers: where trials are scored, one
+/// distribution per parameter, parameter names that are fields of `params` and whose extreme
+/// values are valid settings, durations and sizes.
 fn check_tune(t: &crate::kinds::TrainStep, tune: &crate::kinds::TuneSpec) -> Result<(), (String, String)> {
     use serde_json::{Map, Value};
     if t.validation.is_none() && t.cv.is_none() {

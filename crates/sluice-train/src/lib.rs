@@ -27,7 +27,9 @@ pub use error::{Result, TrainError};
 pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
-pub use linear::{LinearFit, LinearOptions, Objective, PassSums, accumulate, fit_linear, fit_newton};
+pub use linear::{
+    LinearFit, LinearOptions, Objective, PassSums, accumulate, accumulate_serial, fit_linear, fit_newton,
+};
 pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
 
 use arrow_array::RecordBatch;

@@ -153,9 +153,36 @@ pub fn accumulate(
     intercept: bool,
     hessian: bool,
 ) -> PassSums {
+    accumulate_with(x, y, beta, objective, intercept, hessian, true)
+}
+
+/// [`accumulate`] on the calling thread only, with the same chunks added in the same order (so
+/// the same result): for callers that are themselves one of many parallel tasks, such as a
+/// DataFusion aggregate on an async worker thread.
+pub fn accumulate_serial(
+    x: &DesignMatrix,
+    y: &[f64],
+    beta: &[f64],
+    objective: Objective,
+    intercept: bool,
+    hessian: bool,
+) -> PassSums {
+    accumulate_with(x, y, beta, objective, intercept, hessian, false)
+}
+
+fn accumulate_with(
+    x: &DesignMatrix,
+    y: &[f64],
+    beta: &[f64],
+    objective: Objective,
+    intercept: bool,
+    hessian: bool,
+    parallel: bool,
+) -> PassSums {
     let dim = beta.len();
     tree_sum(
         x.rows,
+        parallel,
         &|start, end| {
             let mut acc = PassSums::zero(dim, hessian);
             let mut row = Vec::with_capacity(dim);
@@ -193,10 +220,16 @@ pub fn accumulate(
 /// splitting at the same rows and adding in the same order: floating-point sums (and so the
 /// model and its content hash) do not depend on thread timing or count. (A rayon `reduce`
 /// splits where threads steal work, so its sums differ in the last bits from run to run.)
-fn tree_sum<T: Send>(rows: usize, leaf: &(dyn Fn(usize, usize) -> T + Sync), merge: &(dyn Fn(T, T) -> T + Sync)) -> T {
+fn tree_sum<T: Send>(
+    rows: usize,
+    parallel: bool,
+    leaf: &(dyn Fn(usize, usize) -> T + Sync),
+    merge: &(dyn Fn(T, T) -> T + Sync),
+) -> T {
     fn go<T: Send>(
         start: usize,
         end: usize,
+        parallel: bool,
         leaf: &(dyn Fn(usize, usize) -> T + Sync),
         merge: &(dyn Fn(T, T) -> T + Sync),
     ) -> T {
@@ -205,10 +238,14 @@ fn tree_sum<T: Send>(rows: usize, leaf: &(dyn Fn(usize, usize) -> T + Sync), mer
             return leaf(start, end);
         }
         let mid = start + chunks / 2 * CHUNK;
-        let (a, b) = rayon::join(|| go(start, mid, leaf, merge), || go(mid, end, leaf, merge));
+        let (a, b) = if parallel {
+            rayon::join(|| go(start, mid, true, leaf, merge), || go(mid, end, true, leaf, merge))
+        } else {
+            (go(start, mid, false, leaf, merge), go(mid, end, false, leaf, merge))
+        };
         merge(a, b)
     }
-    go(0, rows, leaf, merge)
+    go(0, rows, parallel, leaf, merge)
 }
 
 /// Mean loss, gradient and (full, symmetric) Hessian with the L2 penalty added (not on the
@@ -262,7 +299,7 @@ pub fn fit_linear(x: &DesignMatrix, y: &[f64], objective: Objective, options: &L
 /// when fitted), starting from the intercept-only optimum for a label mean of `label_mean`.
 /// `pass(beta, hessian)` returns the sums of one pass over the training rows at `beta` —
 /// computed here ([`fit_linear`]) or by an aggregate on a cluster's executors — so every
-/// engine takes the same steps. Squared error converges in one step (it is quadratic).
+/// engine takes the same steps. Squared error takes one exact step (it is quadratic): two passes.
 pub fn fit_newton(
     features: usize,
     label_mean: f64,
@@ -300,7 +337,17 @@ pub fn fit_newton(
     let mut iterations = 0;
     let mut converged = false;
     let mut acc = evaluate(&beta, true)?;
-    while iterations < o.max_iter {
+    if objective == Objective::SquaredError {
+        // Quadratic: one Newton step lands on the optimum (up to rounding, which an absolute
+        // gradient tolerance in label units would chase for large labels). One more pass for
+        // the objective there.
+        let step = solve_regularized(&acc.hess, &acc.grad, dim).ok_or(TrainError::Singular { dim })?;
+        beta.iter_mut().zip(&step).for_each(|(b, s)| *b -= s);
+        acc = evaluate(&beta, false)?;
+        iterations = 1;
+        converged = true;
+    }
+    while iterations < o.max_iter && !converged {
         let gmax = acc.grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
         if gmax < o.tol {
             converged = true;
@@ -357,6 +404,7 @@ fn fit_ridge(x: &DesignMatrix, y: &[f64], o: &LinearOptions) -> Result<LinearFit
     };
     let (gram, rhs) = tree_sum(
         n,
+        true,
         &|start, end| {
             let mut gram = vec![0.0; d * d];
             let mut rhs = vec![0.0; d];

@@ -206,6 +206,21 @@ steps:
     model: logistic_regression
     label: label
     preprocessing: {max_categories: 20}
+  spread_amount:
+    kind: train
+    input: labelled
+    model: linear_regression
+    label: amount
+    features: [day, shop]
+    distributed: true
+    preprocessing: {max_categories: 20}
+  here_amount:
+    kind: train
+    input: labelled
+    model: linear_regression
+    label: amount
+    features: [day, shop]
+    preprocessing: {max_categories: 20}
   score_spread:
     kind: evaluate
     model: spread
@@ -241,17 +256,27 @@ fn coefficients(model: &serde_json::Value) -> Vec<f64> {
     c
 }
 
+/// Coefficients (`expected` of them, with the intercept) within 1e-8 of the largest.
+#[track_caller]
+fn check_coefficients(spread: &serde_json::Value, here: &serde_json::Value, expected: usize, engine: &str) {
+    let (a, b) = (coefficients(spread), coefficients(here));
+    assert_eq!((a.len(), b.len()), (expected, expected), "{engine}: {a:?} vs {b:?}");
+    let scale = b.iter().fold(1.0f64, |m, c| m.max(c.abs()));
+    let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
+    println!("{engine}: distributed vs in-process coefficients differ by at most {diff:e} (relative)");
+    assert!(diff < 1e-8, "{engine}: {a:?} vs {b:?}");
+}
+
 /// The model trained by aggregates (`spread`) is the in-process one (`here`) up to rounding:
 /// same coefficients and the same metrics on the same rows.
 #[track_caller]
 fn check_spread_matches_here(home: &Path, events: &Events, engine: &str) {
     let (spread, here) = (json_output(home, events, "spread/model"), json_output(home, events, "here/model"));
-    let (a, b) = (coefficients(&spread), coefficients(&here));
-    assert_eq!(a.len(), b.len());
-    assert!(a.len() > 20, "amount, day and 20 shops, plus the intercept: {a:?}");
-    let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    println!("{engine}: distributed vs in-process coefficients differ by at most {diff:e}");
-    assert!(diff < 1e-8, "{engine}: {a:?} vs {b:?}");
+    check_coefficients(&spread, &here, 23, engine);
+    // Ridge: one exact Newton step on the engine vs the centred solve in-process.
+    let (spread_amount, here_amount) =
+        (json_output(home, events, "spread_amount/model"), json_output(home, events, "here_amount/model"));
+    check_coefficients(&spread_amount, &here_amount, 22, engine);
     // The same one-hot categories; means and scales from the engine's aggregates, to rounding.
     let (ts, th) = (spread["transforms"].as_array().unwrap(), here["transforms"].as_array().unwrap());
     assert_eq!(ts.len(), th.len());
@@ -313,10 +338,10 @@ fn pipelines_on_a_ballista_cluster_match_the_local_engine() {
     let (train_remote_home, train_remote) = run_on(&training, &cluster.url());
     println!("training pipeline on the cluster: {:.1} s", t0.elapsed().as_secs_f64());
     check_spread_matches_here(&train_remote_home.home(), &train_remote, "cluster");
-    // Partitions' sums are added in a canonical order, and the data splits into the same
-    // partitions on both engines: the distributed model is the same bytes too.
+    // Partitions' states are added in a canonical order, and the data splits into the same
+    // partitions (one per row group) on both engines: the distributed models are the same bytes.
     check_same(&train_local, &train_remote);
-    for output in ["labelled/data", "here/model", "spread/model", "score_spread/metrics"] {
+    for output in ["labelled/data", "here/model", "spread/model", "spread_amount/model", "score_spread/metrics"] {
         assert_eq!(outputs(&train_remote)[output], outputs(&train_local)[output], "{output}");
     }
 
