@@ -171,7 +171,18 @@ impl Engine {
 
     /// Run `query` with each `(table, parquet file)` registered under its table name.
     pub async fn sql(&self, tables: &[(String, PathBuf)], query: &str) -> Result<DataFrame> {
-        let ctx = self.context()?;
+        Self::sql_on(self.context()?, tables, query).await
+    }
+
+    /// [`Engine::sql`] in this process even when the engine is a cluster: for plain scans of
+    /// artifacts whose every row is consumed here anyway (a `fit_transform` fits and applies
+    /// its transforms on the client), where executors would only read the file and ship it
+    /// back over Arrow Flight.
+    pub async fn sql_here(&self, tables: &[(String, PathBuf)], query: &str) -> Result<DataFrame> {
+        Self::sql_on(self.in_process_context(), tables, query).await
+    }
+
+    async fn sql_on(ctx: SessionContext, tables: &[(String, PathBuf)], query: &str) -> Result<DataFrame> {
         for (name, path) in tables {
             let path = path.to_str().ok_or_else(|| EngineError::Path(path.clone()))?;
             ctx.register_parquet(name.as_str(), path, ParquetReadOptions::default().file_extension("")).await?;

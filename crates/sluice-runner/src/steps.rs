@@ -227,7 +227,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             // of steps that do not read each other's output): memory does not grow with rows.
             let specs = feature_specs(&ft.transforms);
             let label = ft.label.clone().unwrap_or_default();
-            let fit_schema = ctx.engine.sql(&[("fit".into(), fit_path.clone())], "SELECT * FROM fit").await?;
+            let fit_schema = ctx.engine.sql_here(&[("fit".into(), fit_path.clone())], "SELECT * FROM fit").await?;
             let wanted: Vec<String> = fit_schema
                 .schema()
                 .fields()
@@ -259,7 +259,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                     stage.iter().map(|&i| sluice_train::Accumulator::new(specs[i].clone())).collect();
                 let df = ctx
                     .engine
-                    .sql(&[("fit".into(), fit_path.clone())], &format!("SELECT {projection} FROM fit"))
+                    .sql_here(&[("fit".into(), fit_path.clone())], &format!("SELECT {projection} FROM fit"))
                     .await?;
                 let mut failure: Option<StepError> = None;
                 let streamed = sluice_engine::for_each_batch(df, |batch| {
@@ -281,8 +281,9 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                     pipeline.steps.push(a.finish().map_err(|e| unknown(e.into()))?);
                 }
             }
-            // ...then transform the input as it streams.
-            let df = ctx.engine.sql(&[("input".into(), input)], "SELECT * FROM input").await?;
+            // ...then transform the input as it streams. All of this runs here, on a cluster too:
+            // the rows come here to be fitted and transformed, so the scans are local.
+            let df = ctx.engine.sql_here(&[("input".into(), input)], "SELECT * FROM input").await?;
             let input_schema = std::sync::Arc::new(df.schema().as_arrow().clone());
             let tmp = ctx.ws.artifacts.scratch_path("parquet");
             let progress = ctx.progress();

@@ -110,8 +110,8 @@ fn run_on(spec: &Path, engine: &str) -> (Sandbox, Events) {
 
 /// A pipeline big enough for shuffles: 400k rows in 4 CSV files (split by byte range into the
 /// engine's partitions), an aggregate joined back, a window, a filter whose first partition is
-/// the slowest, and validate steps (with profiles and reports) over the aggregate and over the
-/// 4-file source itself.
+/// the slowest, a fit_transform (which scans in the client's process), and validate steps (with
+/// profiles and reports) over the aggregate and over the 4-file source itself.
 fn write_larger_pipeline(dir: &Path) -> std::path::PathBuf {
     use std::io::Write;
     std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -154,6 +154,12 @@ steps:
     query: |
       SELECT id, shop, amount FROM sales
       WHERE id >= 100000 OR length(repeat(shop, 4000)) > 0
+  scaled:
+    kind: fit_transform
+    input: sales
+    transforms:
+      - {op: standardize, columns: [amount]}
+      - {op: onehot, columns: [shop], max_categories: 5}
   checked:
     kind: validate
     input: shops
