@@ -77,11 +77,16 @@ impl PassSums {
         self.hess.iter_mut().zip(&other.hess).for_each(|(a, b)| *a += b);
     }
 
-    /// Little-endian f64s: rows, loss, dim, Hessian flag, gradient, Hessian.
+    /// Little-endian f64s: rows, loss, dim, Hessian flag, gradient, then the Hessian's lower
+    /// triangle row by row (the upper triangle is never summed: it stays zero).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * (4 + self.grad.len() + self.hess.len()));
-        let header = [self.rows, self.loss, self.grad.len() as f64, if self.hess.is_empty() { 0.0 } else { 1.0 }];
-        for v in header.iter().chain(&self.grad).chain(&self.hess) {
+        let dim = self.grad.len();
+        let triangle = if self.hess.is_empty() { 0 } else { dim * (dim + 1) / 2 };
+        let mut out = Vec::with_capacity(8 * (4 + dim + triangle));
+        let header = [self.rows, self.loss, dim as f64, if self.hess.is_empty() { 0.0 } else { 1.0 }];
+        let hess_rows = if self.hess.is_empty() { 0 } else { dim };
+        let lower = (0..hess_rows).flat_map(|a| &self.hess[a * dim..=a * dim + a]);
+        for v in header.iter().chain(&self.grad).chain(lower) {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out
@@ -101,16 +106,19 @@ impl PassSums {
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
         let dim = values[2] as usize;
-        let hess = if values[3] != 0.0 { dim * dim } else { 0 };
-        if values.len() != 4 + dim + hess {
+        let hessian = values[3] != 0.0;
+        let triangle = if hessian { dim * (dim + 1) / 2 } else { 0 };
+        if values.len() != 4 + dim + triangle {
             return Err(bad());
         }
-        Ok(Self {
-            rows: values[0],
-            loss: values[1],
-            grad: values[4..4 + dim].to_vec(),
-            hess: values[4 + dim..].to_vec(),
-        })
+        let mut hess = vec![0.0; if hessian { dim * dim } else { 0 }];
+        let mut packed = values[4 + dim..].iter();
+        for a in 0..if hessian { dim } else { 0 } {
+            for (h, v) in hess[a * dim..=a * dim + a].iter_mut().zip(packed.by_ref()) {
+                *h = *v;
+            }
+        }
+        Ok(Self { rows: values[0], loss: values[1], grad: values[4..4 + dim].to_vec(), hess })
     }
 }
 

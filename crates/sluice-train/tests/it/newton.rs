@@ -96,6 +96,8 @@ fn ridge_from_partition_sums_matches_the_exact_solve() {
 fn pass_sums_survive_bytes_and_reject_garbage() {
     let sums = PassSums { rows: 3.0, loss: 1.5, grad: vec![1.0, -2.0], hess: vec![1.0, 0.0, 0.5, 2.0] };
     assert_eq!(PassSums::from_bytes(&sums.to_bytes()).expect("valid test data"), sums);
+    // Only the lower triangle travels: 4 header values, 2 gradient terms, 3 Hessian terms.
+    assert_eq!(sums.to_bytes().len(), 8 * (4 + 2 + 3));
     let no_hessian = PassSums { hess: vec![], ..sums.clone() };
     assert_eq!(PassSums::from_bytes(&no_hessian.to_bytes()).expect("valid test data"), no_hessian);
     // A partition that saw no batch sends nothing; merging it changes nothing.
