@@ -250,7 +250,8 @@ impl AggregateUDFImpl for Moments {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MomentsAccumulator { own: vec![Welford::default(); args.exprs.len()], parts: Vec::new() }))
+        let own = vec![sluice_profile::Moments::default(); args.exprs.len()];
+        Ok(Box::new(MomentsAccumulator { own, parts: Vec::new() }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -258,53 +259,31 @@ impl AggregateUDFImpl for Moments {
     }
 }
 
-/// Count, mean and sum of squared deviations from the mean.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Welford {
-    pub count: f64,
-    pub mean: f64,
-    pub m2: f64,
-}
-
-impl Welford {
-    /// Chan et al.'s pairwise update; adding to an empty state copies the other exactly.
-    fn merge(&mut self, other: &Welford) {
-        if other.count == 0.0 {
-            return;
-        }
-        if self.count == 0.0 {
-            *self = *other;
-            return;
-        }
-        let n = self.count + other.count;
-        let delta = other.mean - self.mean;
-        self.mean += delta * other.count / n;
-        self.m2 += other.m2 + delta * delta * self.count * other.count / n;
-        self.count = n;
-    }
-
-    /// Population variance (0 without values).
-    pub fn variance(&self) -> f64 {
-        if self.count > 0.0 { self.m2 / self.count } else { 0.0 }
-    }
-}
-
-/// Decode a [`Moments`] result: one [`Welford`] per argument.
-pub fn decode_moments(bytes: &[u8]) -> Result<Vec<Welford>> {
+/// Decode a [`Moments`] result: count, mean and sum of squared deviations per argument (no
+/// min or max).
+pub fn decode_moments(bytes: &[u8]) -> Result<Vec<sluice_profile::Moments>> {
     if !bytes.len().is_multiple_of(24) {
         return Err(DataFusionError::Execution(format!("{MOMENTS}: malformed state ({} bytes)", bytes.len())));
     }
     let f = |c: &[u8]| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-    Ok(bytes.chunks_exact(24).map(|c| Welford { count: f(&c[..8]), mean: f(&c[8..16]), m2: f(&c[16..]) }).collect())
+    Ok(bytes
+        .chunks_exact(24)
+        .map(|c| sluice_profile::Moments {
+            count: f(&c[..8]) as u64,
+            mean: f(&c[8..16]),
+            m2: f(&c[16..]),
+            ..Default::default()
+        })
+        .collect())
 }
 
-fn encode_moments(states: &[Welford]) -> Vec<u8> {
-    states.iter().flat_map(|w| [w.count, w.mean, w.m2]).flat_map(f64::to_le_bytes).collect()
+fn encode_moments(states: &[sluice_profile::Moments]) -> Vec<u8> {
+    states.iter().flat_map(|m| [m.count as f64, m.mean, m.m2]).flat_map(f64::to_le_bytes).collect()
 }
 
 #[derive(Debug)]
 struct MomentsAccumulator {
-    own: Vec<Welford>,
+    own: Vec<sluice_profile::Moments>,
     parts: Vec<Vec<u8>>,
 }
 
@@ -313,10 +292,11 @@ impl Accumulator for MomentsAccumulator {
         for (state, array) in self.own.iter_mut().zip(values) {
             let array = datafusion::arrow::compute::cast(array, &DataType::Float64)?;
             // In row order, as `sluice_train::fit_transforms` does in-process.
+            // (Welford's update; `Moments::merge` is Chan's for the partitions.)
             for v in array.as_primitive::<Float64Type>().iter().flatten().filter(|v| !v.is_nan()) {
-                state.count += 1.0;
+                state.count += 1;
                 let delta = v - state.mean;
-                state.mean += delta / state.count;
+                state.mean += delta / state.count as f64;
                 state.m2 += delta * (v - state.mean);
             }
         }
@@ -328,11 +308,11 @@ impl Accumulator for MomentsAccumulator {
         let own = encode_moments(&self.own);
         all.push(&own);
         all.sort_unstable();
-        let mut total: Vec<Welford> = Vec::new();
+        let mut total: Vec<sluice_profile::Moments> = Vec::new();
         for bytes in all {
             let states = decode_moments(bytes)?;
             if total.len() < states.len() {
-                total.resize(states.len(), Welford::default());
+                total.resize(states.len(), sluice_profile::Moments::default());
             }
             for (t, w) in total.iter_mut().zip(states) {
                 t.merge(&w);

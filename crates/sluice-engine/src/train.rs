@@ -200,7 +200,8 @@ async fn fit_statistics(
         return Err(EngineError::Invalid(format!("{} moments for {} columns", moments.len(), standardized.len() + 1)));
     }
     for ((i, name), m) in standardized.iter().zip(&moments) {
-        let std = m.variance().max(0.0).sqrt();
+        let variance = if m.count > 0 { m.m2 / m.count as f64 } else { 0.0 };
+        let std = variance.max(0.0).sqrt();
         if !m.mean.is_finite() || !std.is_finite() {
             return Err(EngineError::Invalid(format!(
                 "feature `{name}` has infinite values (mean {}, standard deviation {std}); filter or clip them before training",
