@@ -13,8 +13,12 @@
 //! deviations of its values (as Float64; nulls and NaN skipped): Welford's update in row order
 //! within a partition, as in-process fitting does, and Chan's merge across partitions.
 //!
-//! Both add partitions' states in one canonical order (by their bytes), not in the order tasks
-//! happened to finish, so the result is the same on every run. (DataFusion's own `avg` and
+//! `sluice_profile(c1, ..., ck)` is the statistics profile of its columns (named as the
+//! arguments' fields; [`sluice_profile::Profile`] as JSON bytes): each partition streams its
+//! batches through a [`sluice_profile::Profiler`], partitions' profiles are merged.
+//!
+//! All three add partitions' states in one canonical order (by their bytes), not in the order
+//! tasks happened to finish, so the result is the same on every run. (DataFusion's own `avg` and
 //! `var_pop` merge in arrival order, which changes the last bits.)
 
 use std::sync::Arc;
@@ -37,9 +41,16 @@ pub const LINEAR_PASS: &str = "sluice_linear_pass";
 /// The name SQL and plans use for [`Moments`].
 pub const MOMENTS: &str = "sluice_moments";
 
+/// The name SQL and plans use for [`ProfileAggregate`].
+pub const PROFILE: &str = "sluice_profile";
+
 /// Every aggregate function sluice adds.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![Arc::new(AggregateUDF::from(LinearPass::default())), Arc::new(AggregateUDF::from(Moments::default()))]
+    vec![
+        Arc::new(AggregateUDF::from(LinearPass::default())),
+        Arc::new(AggregateUDF::from(Moments::default())),
+        Arc::new(AggregateUDF::from(ProfileAggregate::default())),
+    ]
 }
 
 /// Add sluice's functions to a context (local, or a Ballista client after its upgrade).
@@ -334,6 +345,114 @@ impl Accumulator for MomentsAccumulator {
         let binary = states
             .as_binary_opt::<i32>()
             .ok_or_else(|| DataFusionError::Execution(format!("{MOMENTS}: state is not binary")))?;
+        self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
+        Ok(())
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ProfileAggregate {
+    signature: Signature,
+}
+
+impl Default for ProfileAggregate {
+    fn default() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for ProfileAggregate {
+    fn name(&self) -> &str {
+        PROFILE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let schema = Arc::new(Schema::new(args.expr_fields.to_vec()));
+        Ok(Box::new(ProfileAccumulator {
+            profiler: Some(sluice_profile::Profiler::new(schema.clone())),
+            schema,
+            parts: Vec::new(),
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "profile"), DataType::Binary, true))])
+    }
+}
+
+#[derive(Debug)]
+struct ProfileAccumulator {
+    schema: Arc<Schema>,
+    /// This partition's batches; taken when its profile is read.
+    profiler: Option<sluice_profile::Profiler>,
+    /// Other partitions' profiles (JSON), as they arrived.
+    parts: Vec<Vec<u8>>,
+}
+
+fn profile_failed(message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("{PROFILE}: {message}"))
+}
+
+impl ProfileAccumulator {
+    /// This partition's profile and every merged one, non-empty ones merged in the order of their
+    /// bytes (the first is the base, so a lone profile comes out as it went in).
+    fn total(&mut self) -> Result<Vec<u8>> {
+        let own = match self.profiler.take() {
+            Some(p) => p.finish().to_json(),
+            None => return Err(profile_failed("the profile was already read")),
+        };
+        let mut all: Vec<&[u8]> = self.parts.iter().map(Vec::as_slice).chain([own.as_slice()]).collect();
+        all.sort_unstable();
+        let mut total: Option<sluice_profile::Profile> = None;
+        for bytes in all {
+            let part = sluice_profile::Profile::from_json(bytes).map_err(profile_failed)?;
+            match &mut total {
+                None => total = Some(part),
+                Some(t) if t.rows == 0 => *t = part,
+                Some(t) if part.rows > 0 => t.merge(&part).map_err(profile_failed)?,
+                Some(_) => {}
+            }
+        }
+        Ok(total.map(|t| t.to_json()).unwrap_or(own))
+    }
+}
+
+impl Accumulator for ProfileAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(profiler) = &mut self.profiler else { return Err(profile_failed("the profile was already read")) };
+        let rows = RecordBatchOptions::new().with_row_count(Some(values.first().map_or(0, |v| v.len())));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), values.to_vec(), &rows)?;
+        profiler.update(&batch).map_err(profile_failed)
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(Some(self.total()?)))
+    }
+
+    fn size(&self) -> usize {
+        // The sketches are bounded (KLL, Misra-Gries at 2,048 values, 4 KiB HyperLogLog); count
+        // each column at that bound rather than walking them.
+        std::mem::size_of_val(self)
+            + self.schema.fields().len() * 64 * 1024
+            + self.parts.iter().map(Vec::capacity).sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let Some(states) = states.first() else { return Ok(()) };
+        let binary = states.as_binary_opt::<i32>().ok_or_else(|| profile_failed("state is not binary"))?;
         self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
         Ok(())
     }

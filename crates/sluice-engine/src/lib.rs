@@ -18,6 +18,7 @@ mod database;
 mod dataset;
 mod error;
 pub mod functions;
+mod profile;
 mod source;
 mod split;
 mod stream;
@@ -30,6 +31,7 @@ pub use dataset::{
     DatasetWriter, WrittenDataset, for_each_batch, read_dataset_batch, schema_meta, write_batches, write_dataframe,
 };
 pub use error::{EngineError, Result};
+pub use profile::profile;
 pub use split::{SplitSpec, split};
 pub use stream::{Received, read_stream};
 pub use train::{EngineFit, LinearOnEngine, train_linear};

@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{count, min};
 use datafusion::logical_expr::{AggregateUDF, Expr, cast, lit, when};
-use datafusion::prelude::{DataFrame, ParquetReadOptions, col, ident};
+use datafusion::prelude::{DataFrame, col, ident};
 use sluice_model::{ModelArtifact, Task, Transform};
 use sluice_train::{FeatureOptions, LinearOptions, Objective, PassSums, TrainError, TrainRequest};
 
@@ -49,25 +49,8 @@ pub struct EngineFit {
 
 /// Train on the Parquet dataset at `data`; see the module documentation.
 pub async fn train_linear(engine: &Engine, data: &Path, request: &LinearOnEngine<'_>) -> Result<EngineFit> {
-    let ctx = engine.context()?;
-    // One scan partition per Parquet row group (128k rows; at most 64 partitions), whatever
-    // the client's core count: partitions' sums are then the same on any machine and engine, and
-    // even a modest dataset spreads over the executors.
-    let row_groups = {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let file = std::fs::File::open(data).map_err(|source| EngineError::Io { path: data.to_path_buf(), source })?;
-        SerializedFileReader::new(file)?.metadata().num_row_groups()
-    };
-    {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        options.execution.target_partitions = row_groups.clamp(1, 64);
-        options.optimizer.repartition_file_min_size = 64 << 10;
-    }
-    let path = data.to_str().ok_or_else(|| EngineError::Path(data.to_path_buf()))?;
-    ctx.register_parquet("train", path, ParquetReadOptions::default().file_extension("")).await?;
-    let df = ctx.table("train").await?;
+    let ctx = crate::profile::row_group_context(engine, data)?;
+    let df = crate::profile::scan(&ctx, data).await?;
     let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
     let features: Vec<String> = match request.features {
         Some(f) => f.to_vec(),

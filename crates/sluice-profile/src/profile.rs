@@ -344,6 +344,7 @@ impl Profile {
 }
 
 /// Builds a profile batch by batch (columns in parallel).
+#[derive(Debug)]
 pub struct Profiler {
     schema: SchemaRef,
     kinds: Vec<ColumnKind>,

@@ -268,7 +268,6 @@ struct Pass {
     good: DatasetWriter,
     bad: DatasetWriter,
     bad_schema: SchemaRef,
-    profiler: Profiler,
     rows_in: u64,
 }
 
@@ -296,13 +295,10 @@ impl Pass {
             });
         }
         let Some(q) = quarantined.filter(|q| q.true_count() > 0) else {
-            self.profiler.update(&data).map_err(|e| StepError::Invalid(e.to_string()))?;
             self.good.write(data)?;
             return Ok(());
         };
-        let keep = filter_record_batch(&data, &not(&q)?)?;
-        self.profiler.update(&keep).map_err(|e| StepError::Invalid(e.to_string()))?;
-        self.good.write(keep)?;
+        self.good.write(filter_record_batch(&data, &not(&q)?)?)?;
         let moved = filter_record_batch(&data, &q)?;
         let mut reasons = StringBuilder::new();
         for row in (0..rows).filter(|&r| q.value(r)) {
@@ -379,7 +375,6 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
         good: DatasetWriter::create(&good_path, schema.clone())?,
         bad: DatasetWriter::create(&bad_path, bad_schema.clone())?,
         bad_schema,
-        profiler: Profiler::new(schema.clone()),
         rows_in: 0,
     };
     let progress = ctx.progress();
@@ -401,8 +396,23 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
         cleanup();
         return Err(e.into());
     }
-    let Pass { counts, samples, good, bad, profiler, rows_in, .. } = pass;
-    let profile = profiler.finish();
+    let Pass { counts, samples, good, bad, rows_in, .. } = pass;
+    let (good, bad) = match (good.finish(), bad.finish()) {
+        (Ok(good), Ok(bad)) => (good, bad),
+        (Err(e), _) | (_, Err(e)) => {
+            cleanup();
+            return Err(e.into());
+        }
+    };
+    // The profile of the rows that pass, read back from their file where the data is (each
+    // executor profiles its row groups on a cluster), so it is the same on any engine.
+    let profile = match sluice_engine::profile(&ctx.engine, &good_path).await {
+        Ok(p) => p,
+        Err(e) => {
+            cleanup();
+            return Err(StepError::Invalid(format!("step `{}`: profiling the validated rows: {e}", ctx.step.name)));
+        }
+    };
 
     let mut checks: Vec<CheckResult> = rules
         .iter()
@@ -428,11 +438,11 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
         }
     };
     checks.extend(dataset);
-    let quarantined = bad.rows();
+    let quarantined = bad.rows;
     let report = Report {
         input: v.input.to_string(),
         rows_in,
-        rows_out: good.rows(),
+        rows_out: good.rows,
         rows_quarantined: quarantined,
         passed: !checks.iter().any(|c| c.status == Status::Failed),
         checks,
@@ -441,10 +451,8 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
         cleanup();
         return Err(StepError::Invalid(format!("step `{}` failed validation\n{}", ctx.step.name, report.summary())));
     }
-    let good = good.finish();
-    let bad = bad.finish();
-    let data = ctx.store_dataset("data", &good_path, good).await?;
-    let quarantine = ctx.store_dataset("quarantine", &bad_path, bad).await?;
+    let data = ctx.store_dataset("data", &good_path, Ok(good)).await?;
+    let quarantine = ctx.store_dataset("quarantine", &bad_path, Ok(bad)).await?;
     let warned = report.checks.iter().filter(|c| c.status == Status::Warned).count();
     ctx.report(&report.summary());
     let report_bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();

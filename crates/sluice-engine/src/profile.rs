@@ -1,0 +1,140 @@
+//! Aggregates over one stored dataset, split one partition per Parquet row group: the split, and
+//! so every partition's state and the merged result, is the same on any machine and engine.
+
+use std::path::Path;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, ident};
+use sluice_profile::Profile;
+
+use crate::functions::{PROFILE, ProfileAggregate};
+use crate::{Engine, EngineError, Result};
+
+/// A context of `engine` whose scans of `data` get one partition per row group (at most 64),
+/// whatever the client's core count; even a modest dataset spreads over a cluster's executors.
+pub(crate) fn row_group_context(engine: &Engine, data: &Path) -> Result<SessionContext> {
+    let ctx = engine.context()?;
+    let row_groups = {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let file = std::fs::File::open(data).map_err(|source| EngineError::Io { path: data.to_path_buf(), source })?;
+        SerializedFileReader::new(file)?.metadata().num_row_groups()
+    };
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions = row_groups.clamp(1, 64);
+        options.optimizer.repartition_file_min_size = 64 << 10;
+    }
+    Ok(ctx)
+}
+
+/// `data` as a table of `ctx`.
+pub(crate) async fn scan(ctx: &SessionContext, data: &Path) -> Result<DataFrame> {
+    let path = data.to_str().ok_or_else(|| EngineError::Path(data.to_path_buf()))?;
+    Ok(ctx.read_parquet(path, ParquetReadOptions::default().file_extension("")).await?)
+}
+
+/// The profile of the Parquet dataset at `data`, computed where the data is: on a cluster,
+/// each executor profiles its row groups and the client merges the partial profiles
+/// (`sluice_profile`).
+pub async fn profile(engine: &Engine, data: &Path) -> Result<Profile> {
+    let ctx = row_group_context(engine, data)?;
+    let df = scan(&ctx, data).await?;
+    let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let call =
+        AggregateUDF::from(ProfileAggregate::default()).call(columns.iter().map(|c| ident(c.as_str())).collect());
+    let batches = df.aggregate(vec![], vec![call.alias("profile")])?.collect().await?;
+    let bytes = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| b.column(0).as_binary_opt::<i32>().map(|a| a.value(0).to_vec()))
+        .ok_or_else(|| EngineError::Invalid(format!("`{PROFILE}` returned no profile")))?;
+    Profile::from_json(&bytes).map_err(|e| EngineError::Invalid(format!("`{PROFILE}` returned a bad profile: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+    use sluice_profile::{Profile, Profiler};
+
+    use super::profile;
+    use crate::{Engine, write_batches};
+
+    fn data(rows: usize) -> RecordBatch {
+        let hash = |i: usize, salt: u64| ((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt) % 10_000;
+        let x: Float64Array = (0..rows)
+            .map(|i| match i % 101 {
+                0 => None,
+                1 => Some(f64::NAN),
+                _ => Some(hash(i, 1) as f64 / 100.0 - 20.0),
+            })
+            .collect();
+        let city: StringArray =
+            (0..rows).map(|i| (i % 37 != 3).then(|| format!("c{}", hash(i, 2) % (1 + i as u64 % 500)))).collect();
+        let flag: BooleanArray = (0..rows).map(|i| Some(hash(i, 3) % 3 == 0)).collect();
+        let columns: Vec<(&str, ArrayRef)> =
+            vec![("x", Arc::new(x)), ("Pickup City", Arc::new(city)), ("flag", Arc::new(flag))];
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    fn in_process(batch: &RecordBatch) -> Profile {
+        let mut p = Profiler::new(batch.schema());
+        p.update(batch).unwrap();
+        p.finish()
+    }
+
+    /// Profiled by partitions on the engine, a dataset of several row groups gets the same
+    /// profile bytes whatever the client's cores, the exact counts, extremes and frequencies of
+    /// an in-process pass, its moments to rounding and its quantiles within the sketch's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitioned_profile_matches_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = data(300_000);
+        let path = dir.path().join("data.parquet");
+        write_batches(std::slice::from_ref(&batch), batch.schema(), &path).unwrap();
+        let got = profile(&Engine::local(2), &path).await.unwrap();
+        let again = profile(&Engine::local(1), &path).await.unwrap();
+        assert_eq!(got.to_json(), again.to_json());
+        let want = in_process(&batch);
+        assert_eq!(got.rows, 300_000);
+        for (g, w) in got.columns.iter().zip(&want.columns) {
+            assert_eq!((&g.name, g.kind, g.count, g.nulls), (&w.name, w.kind, w.count, w.nulls));
+            assert_eq!((g.distinct, g.distinct_exact), (w.distinct, w.distinct_exact), "{}", g.name);
+            assert_eq!(g.top, w.top, "{}", g.name);
+            if let (Some(g), Some(w)) = (&g.numeric, &w.numeric) {
+                assert_eq!((g.min, g.max), (w.min, w.max));
+                assert!((g.mean - w.mean).abs() < 1e-12 * w.mean.abs().max(1.0));
+                let (gs, ws) = (g.std.unwrap(), w.std.unwrap());
+                assert!((gs - ws).abs() < 1e-12 * ws);
+                // KLL's rank error is about 1% here; a quantile of values spread over
+                // [-20, 80) may move by about that share of the range.
+                for (gq, wq) in g.quantiles.iter().zip(&w.quantiles) {
+                    assert!((gq.value - wq.value).abs() < 2.0, "q{}: {} vs {}", gq.q, gq.value, wq.value);
+                }
+                assert_eq!(g.histogram.edges, w.histogram.edges);
+                assert_eq!(g.histogram.counts.iter().sum::<u64>(), w.histogram.counts.iter().sum::<u64>());
+            }
+        }
+        let x = got.column("x").unwrap();
+        assert_eq!(x.nulls, 2 * 300_000_u64.div_ceil(101));
+        assert!(x.numeric.is_some() && got.column("Pickup City").unwrap().top.is_some());
+    }
+
+    /// No rows: every column is there, with zero counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_dataset_profile_names_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = data(0);
+        let path = dir.path().join("empty.parquet");
+        write_batches(std::slice::from_ref(&batch), batch.schema(), &path).unwrap();
+        let got = profile(&Engine::local(2), &path).await.unwrap();
+        assert_eq!(got.rows, 0);
+        let names: Vec<&str> = got.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["x", "Pickup City", "flag"]);
+        assert!(got.columns.iter().all(|c| c.count == 0 && c.numeric.is_none()));
+    }
+}
