@@ -17,7 +17,12 @@
 //! arguments' fields; [`sluice_profile::Profile`] as JSON bytes): each partition streams its
 //! batches through a [`sluice_profile::Profiler`], partitions' profiles are merged.
 //!
-//! All three add partitions' states in one canonical order (by their bytes), not in the order
+//! `sluice_fit(config, c1, ..., ck)` gathers what fitting a stage of feature transforms needs
+//! (moments, quantile sketches, category, target and token counts; [`sluice_train::Accumulator`]),
+//! after the config's already fitted stages: the partitions' partial states, merged, as a JSON
+//! list with one entry per spec.
+//!
+//! All four add partitions' states in one canonical order (by their bytes), not in the order
 //! tasks happened to finish, so the result is the same on every run. (DataFusion's own `avg` and
 //! `var_pop` merge in arrival order, which changes the last bits.)
 
@@ -44,9 +49,13 @@ pub const MOMENTS: &str = "sluice_moments";
 /// The name SQL and plans use for [`ProfileAggregate`].
 pub const PROFILE: &str = "sluice_profile";
 
+/// The name SQL and plans use for [`FitAggregate`].
+pub const FIT: &str = "sluice_fit";
+
 /// Every aggregate function sluice adds.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
+        Arc::new(AggregateUDF::from(FitAggregate::default())),
         Arc::new(AggregateUDF::from(LinearPass::default())),
         Arc::new(AggregateUDF::from(Moments::default())),
         Arc::new(AggregateUDF::from(ProfileAggregate::default())),
@@ -84,8 +93,7 @@ pub struct PassConfig {
 impl PassConfig {
     /// The literal to pass as the first argument.
     pub fn literal(&self) -> Result<ScalarValue> {
-        let json = serde_json::to_string(self).map_err(|e| DataFusionError::Internal(e.to_string()))?;
-        Ok(ScalarValue::Dictionary(Box::new(DataType::Int32), Box::new(ScalarValue::Utf8(Some(json)))))
+        json_literal(self)
     }
 
     fn objective(&self) -> Objective {
@@ -157,16 +165,25 @@ fn failed(message: String) -> DataFusionError {
     DataFusionError::Execution(format!("{LINEAR_PASS}: {message}"))
 }
 
-fn read_config(array: &ArrayRef) -> Result<PassConfig> {
+/// A JSON config passed as the first argument (a literal: read from the first row).
+fn read_json<T: serde::de::DeserializeOwned>(function: &str, array: &ArrayRef) -> Result<T> {
     let text = match ScalarValue::try_from_array(array, 0)? {
         ScalarValue::Dictionary(_, inner) => *inner,
         other => other,
     };
     let (ScalarValue::Utf8(Some(json)) | ScalarValue::LargeUtf8(Some(json)) | ScalarValue::Utf8View(Some(json))) = text
     else {
-        return Err(failed(format!("the first argument must be the pass's JSON config, got {text:?}")));
+        return Err(DataFusionError::Execution(format!(
+            "{function}: the first argument must be a JSON config, got {text:?}"
+        )));
     };
-    serde_json::from_str(&json).map_err(|e| failed(format!("config: {e}")))
+    serde_json::from_str(&json).map_err(|e| DataFusionError::Execution(format!("{function}: config: {e}")))
+}
+
+/// A literal for a JSON config argument: dictionary-encoded, so a batch carries it once.
+fn json_literal(config: &impl Serialize) -> Result<ScalarValue> {
+    let json = serde_json::to_string(config).map_err(|e| DataFusionError::Internal(e.to_string()))?;
+    Ok(ScalarValue::Dictionary(Box::new(DataType::Int32), Box::new(ScalarValue::Utf8(Some(json)))))
 }
 
 impl Accumulator for PassAccumulator {
@@ -175,7 +192,7 @@ impl Accumulator for PassAccumulator {
             return Ok(());
         }
         if self.config.is_none() {
-            let config = read_config(&values[0])?;
+            let config: PassConfig = read_json(LINEAR_PASS, &values[0])?;
             if values.len() != config.columns.len() + 2 {
                 return Err(failed(format!(
                     "{} arguments for {} feature columns (expected config, label, features)",
@@ -454,6 +471,137 @@ impl Accumulator for ProfileAccumulator {
         let Some(states) = states.first() else { return Ok(()) };
         let binary = states.as_binary_opt::<i32>().ok_or_else(|| profile_failed("state is not binary"))?;
         self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
+        Ok(())
+    }
+}
+
+/// What a [`FitAggregate`] fits: `specs` (one stage), on the rows after `fitted` (the earlier
+/// stages); `label` for target encoding.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FitConfig {
+    pub specs: Vec<sluice_train::FeatureSpec>,
+    pub fitted: sluice_model::FeaturePipeline,
+    pub label: String,
+}
+
+impl FitConfig {
+    /// The literal to pass as the first argument.
+    pub fn literal(&self) -> Result<ScalarValue> {
+        json_literal(self)
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FitAggregate {
+    signature: Signature,
+}
+
+impl Default for FitAggregate {
+    fn default() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for FitAggregate {
+    fn name(&self) -> &str {
+        FIT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let fields = args.expr_fields.get(1..).unwrap_or_default().to_vec();
+        Ok(Box::new(FitAccumulator { schema: Arc::new(Schema::new(fields)), own: None, parts: Vec::new() }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "partials"), DataType::Binary, true))])
+    }
+}
+
+fn fit_failed(message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("{FIT}: {message}"))
+}
+
+#[derive(Debug)]
+struct FitAccumulator {
+    schema: Arc<Schema>,
+    /// Set by the first batch: the config, and one accumulator per spec.
+    own: Option<(FitConfig, Vec<sluice_train::Accumulator>)>,
+    /// Other partitions' states (JSON), as they arrived.
+    parts: Vec<String>,
+}
+
+impl FitAccumulator {
+    /// Every partition's state (each a JSON list of its specs' partials, in spec order): the
+    /// partitions that saw rows, in the order of their bytes, as a JSON list. The client merges
+    /// them in that order ([`sluice_train::Accumulator::merge_partial`]), so the fit is the same
+    /// on every run and engine.
+    fn states(&self) -> Vec<u8> {
+        let own = self.own.as_ref().map(|(_, accumulators)| {
+            let partials: Vec<String> =
+                accumulators.iter().map(|a| String::from_utf8_lossy(&a.partial()).into_owned()).collect();
+            format!("[{}]", partials.join(","))
+        });
+        let mut all: Vec<&str> = self.parts.iter().map(String::as_str).chain(own.as_deref()).collect();
+        all.sort_unstable();
+        format!("[{}]", all.join(",")).into_bytes()
+    }
+}
+
+impl Accumulator for FitAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if values.first().is_none_or(|v| v.is_empty()) {
+            return Ok(());
+        }
+        if self.own.is_none() {
+            let config: FitConfig = read_json(FIT, &values[0])?;
+            let accumulators = config.specs.iter().cloned().map(sluice_train::Accumulator::new).collect();
+            self.own = Some((config, accumulators));
+        }
+        let Some((config, accumulators)) = &mut self.own else { return Ok(()) };
+        let rows = RecordBatchOptions::new().with_row_count(Some(values[0].len()));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), values[1..].to_vec(), &rows)?;
+        let batch = config.fitted.apply(&batch).map_err(fit_failed)?;
+        let table = sluice_model::features::Table::from(&batch);
+        for a in accumulators.iter_mut() {
+            a.update(&table, &config.label).map_err(fit_failed)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(Some(self.states())))
+    }
+
+    fn size(&self) -> usize {
+        // Sketches are bounded; category and token counts are not, but are read only when
+        // states are shipped.
+        std::mem::size_of_val(self)
+            + self.own.as_ref().map_or(0, |(c, _)| c.specs.len() * 64 * 1024)
+            + self.parts.iter().map(String::capacity).sum::<usize>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let Some(states) = states.first() else { return Ok(()) };
+        let binary = states.as_binary_opt::<i32>().ok_or_else(|| fit_failed("state is not binary"))?;
+        for bytes in binary.iter().flatten() {
+            // Written by `states`; read back and written again, a state is the same bytes
+            // (serde_json keeps key order and writes the floats it read exactly).
+            let list: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(fit_failed)?;
+            self.parts.extend(list.iter().map(serde_json::Value::to_string));
+        }
         Ok(())
     }
 }

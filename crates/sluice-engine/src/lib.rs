@@ -14,16 +14,17 @@
 //! # Ok(()) }
 //! ```
 
+mod aggregate;
 mod database;
 mod dataset;
 mod error;
 pub mod functions;
-mod profile;
 mod source;
 mod split;
 mod stream;
 mod train;
 
+pub use aggregate::{fit_stage, profile};
 pub use database::{Chunk, interpolate_env, read_database};
 pub use datafusion::error::DataFusionError;
 pub use datafusion::prelude::DataFrame;
@@ -31,7 +32,6 @@ pub use dataset::{
     DatasetWriter, WrittenDataset, for_each_batch, read_dataset_batch, schema_meta, write_batches, write_dataframe,
 };
 pub use error::{EngineError, Result};
-pub use profile::profile;
 pub use split::{SplitSpec, split};
 pub use stream::{Received, read_stream};
 pub use train::{EngineFit, LinearOnEngine, train_linear};

@@ -49,8 +49,8 @@ pub struct EngineFit {
 
 /// Train on the Parquet dataset at `data`; see the module documentation.
 pub async fn train_linear(engine: &Engine, data: &Path, request: &LinearOnEngine<'_>) -> Result<EngineFit> {
-    let ctx = crate::profile::row_group_context(engine, data)?;
-    let df = crate::profile::scan(&ctx, data).await?;
+    let ctx = crate::aggregate::row_group_context(engine, data)?;
+    let df = crate::aggregate::scan(&ctx, data).await?;
     let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
     let features: Vec<String> = match request.features {
         Some(f) => f.to_vec(),

@@ -235,8 +235,6 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 .map(|f| f.name().clone())
                 .filter(|n| *n == label || ft.transforms.iter().any(|t| t.columns.contains(n)))
                 .collect();
-            let projection =
-                wanted.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect::<Vec<_>>().join(", ");
             // A column no step produces and the data lacks: say so with the data's columns
             // (the fit reads only the columns the transforms name).
             let data_columns: Vec<String> = fit_schema.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -253,36 +251,36 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 )),
                 _ => e,
             };
+            // Each stage's statistics are gathered where the data is (`sluice_fit`: per
+            // partition, on a cluster's executors), after the stages fitted before it. First on
+            // no rows here: a missing column or a wrong type fails with the in-process error.
+            let fields: Vec<datafusion::arrow::datatypes::FieldRef> =
+                fit_schema.schema().fields().iter().filter(|f| wanted.contains(f.name())).cloned().collect();
+            let empty = RecordBatch::new_empty(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)));
             let mut pipeline = sluice_model::FeaturePipeline::default();
             for stage in sluice_train::stages(&specs) {
-                let mut accumulators: Vec<sluice_train::Accumulator> =
-                    stage.iter().map(|&i| sluice_train::Accumulator::new(specs[i].clone())).collect();
-                let df = ctx
-                    .engine
-                    .sql_here(&[("fit".into(), fit_path.clone())], &format!("SELECT {projection} FROM fit"))
-                    .await?;
-                let mut failure: Option<StepError> = None;
-                let streamed = sluice_engine::for_each_batch(df, |batch| {
-                    let step = pipeline.apply(&batch).map_err(sluice_train::TrainError::from).and_then(|b| {
+                let stage: Vec<sluice_train::FeatureSpec> = stage.iter().map(|&i| specs[i].clone()).collect();
+                let mut probes: Vec<sluice_train::Accumulator> =
+                    stage.iter().cloned().map(sluice_train::Accumulator::new).collect();
+                pipeline
+                    .apply(&empty)
+                    .map_err(sluice_train::TrainError::from)
+                    .and_then(|b| {
                         let table = sluice_model::features::Table::from(&b);
-                        accumulators.iter_mut().try_for_each(|a| a.update(&table, &label))
-                    });
-                    step.map_err(|e| {
-                        failure = Some(e.into());
-                        sluice_engine::EngineError::Invalid("fitting failed".into())
+                        probes.iter_mut().try_for_each(|a| a.update(&table, &label))
                     })
-                })
-                .await;
-                if let Some(e) = failure {
-                    return Err(unknown(e));
-                }
-                streamed?;
-                for a in accumulators {
+                    .map_err(|e| unknown(e.into()))?;
+                let config = sluice_engine::functions::FitConfig {
+                    specs: stage,
+                    fitted: pipeline.clone(),
+                    label: label.clone(),
+                };
+                for a in sluice_engine::fit_stage(&ctx.engine, &fit_path, &config, &wanted).await? {
                     pipeline.steps.push(a.finish().map_err(|e| unknown(e.into()))?);
                 }
             }
-            // ...then transform the input as it streams. All of this runs here, on a cluster too:
-            // the rows come here to be fitted and transformed, so the scans are local.
+            // ...then transform the input as it streams, here (on a cluster too: the rows come
+            // here to be written, so the scan is local).
             let df = ctx.engine.sql_here(&[("input".into(), input)], "SELECT * FROM input").await?;
             let input_schema = std::sync::Arc::new(df.schema().as_arrow().clone());
             let tmp = ctx.ws.artifacts.scratch_path("parquet");

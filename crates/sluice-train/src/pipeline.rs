@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use serde::{Deserialize, Serialize};
 use sluice_core::rng::SplitMix64;
 use sluice_model::features::{Index, Table, apply_one, numbers, texts, tokenize};
 use sluice_model::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
@@ -14,7 +15,7 @@ use sluice_model::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
 use crate::error::{Result, TrainError};
 
 /// How to fill missing values.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Impute {
     Mean,
     Median,
@@ -23,7 +24,7 @@ pub enum Impute {
 }
 
 /// What to fit, one column at a time (a cross reads several).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FeatureSpec {
     Impute {
         column: String,
@@ -204,12 +205,22 @@ fn spec_column(spec: &FeatureSpec) -> &str {
 
 /// Values for medians and quantiles: all of them (exact, in memory) or a KLL sketch (streaming,
 /// within about 1% of rank).
+#[derive(Debug, Serialize, Deserialize)]
 enum Quantiles {
     Exact(Vec<f64>),
     Sketch(sluice_profile::Kll),
 }
 
 impl Quantiles {
+    fn merge(&mut self, other: &Quantiles) -> Result<()> {
+        match (self, other) {
+            (Quantiles::Exact(all), Quantiles::Exact(more)) => all.extend_from_slice(more),
+            (Quantiles::Sketch(kll), Quantiles::Sketch(more)) => kll.merge(more),
+            _ => return Err(TrainError::Invalid("cannot merge an exact fit with a sketched one".into())),
+        }
+        Ok(())
+    }
+
     fn add(&mut self, values: &[f64]) {
         match self {
             Quantiles::Exact(all) => all.extend_from_slice(values),
@@ -230,9 +241,39 @@ impl Quantiles {
     }
 }
 
+/// [`Accumulator::partial`]'s layout, written from borrowed parts and read back owned.
+#[derive(Serialize)]
+struct PartialRef<'a> {
+    moments: &'a sluice_profile::Moments,
+    quantiles: &'a Quantiles,
+    counts: Vec<(String, f64)>,
+    target: Vec<(String, (f64, f64))>,
+    label_sum: f64,
+    label_rows: f64,
+    tokens: Vec<(String, (usize, usize))>,
+    docs: usize,
+    rows: usize,
+    text: bool,
+}
+
+#[derive(Deserialize)]
+struct Partial {
+    moments: sluice_profile::Moments,
+    quantiles: Quantiles,
+    counts: Vec<(String, f64)>,
+    target: Vec<(String, (f64, f64))>,
+    label_sum: f64,
+    label_rows: f64,
+    tokens: Vec<(String, (usize, usize))>,
+    docs: usize,
+    rows: usize,
+    text: bool,
+}
+
 /// What one spec needs to see of the data, gathered batch by batch: exact moments and counts;
 /// medians and quantiles exact ([`Accumulator::exact`], the train step's in-memory fit) or from a
 /// KLL sketch ([`Accumulator::new`], the streaming fit of `fit_transform`).
+#[derive(Debug)]
 pub struct Accumulator {
     spec: FeatureSpec,
     moments: sluice_profile::Moments,
@@ -344,6 +385,73 @@ impl Accumulator {
             }
             FeatureSpec::Hash { .. } | FeatureSpec::DateParts { .. } | FeatureSpec::Cross { .. } => {}
         }
+        Ok(())
+    }
+
+    /// The data seen so far, without the spec, as bytes in a fixed order (maps sorted by key):
+    /// what one partition of a distributed fit ships to be merged.
+    pub fn partial(&self) -> Vec<u8> {
+        fn sorted<V: Clone>(map: &HashMap<String, V>) -> Vec<(String, V)> {
+            let mut v: Vec<(String, V)> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        }
+        let partial = PartialRef {
+            moments: &self.moments,
+            quantiles: &self.quantiles,
+            counts: sorted(&self.counts),
+            target: sorted(&self.target),
+            label_sum: self.label_sum,
+            label_rows: self.label_rows,
+            tokens: sorted(&self.tokens),
+            docs: self.docs,
+            rows: self.rows,
+            text: self.text,
+        };
+        // Plain data: cannot fail (an infinite sum is written as null and refused when read).
+        serde_json::to_vec(&partial).unwrap_or_default()
+    }
+
+    /// Add another partition's [`Accumulator::partial`] for the same spec. Into an accumulator
+    /// that has seen no rows, the partial is taken as it is, so merging one partial gives back
+    /// exactly that partition's state.
+    pub fn merge_partial(&mut self, bytes: &[u8]) -> Result<()> {
+        let p: Partial = serde_json::from_slice(bytes).map_err(|e| {
+            invalid(spec_column(&self.spec), format!("a partition's fit state: {e} (infinite values in the data?)"))
+        })?;
+        if self.rows == 0 {
+            self.moments = p.moments;
+            self.quantiles = p.quantiles;
+            self.counts = p.counts.into_iter().collect();
+            self.target = p.target.into_iter().collect();
+            (self.label_sum, self.label_rows) = (p.label_sum, p.label_rows);
+            self.tokens = p.tokens.into_iter().collect();
+            (self.docs, self.rows, self.text) = (p.docs, p.rows, p.text);
+            return Ok(());
+        }
+        if p.rows == 0 {
+            return Ok(());
+        }
+        self.moments.merge(&p.moments);
+        self.quantiles.merge(&p.quantiles)?;
+        for (k, n) in p.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        for (k, (sum, n)) in p.target {
+            let e = self.target.entry(k).or_default();
+            e.0 += sum;
+            e.1 += n;
+        }
+        self.label_sum += p.label_sum;
+        self.label_rows += p.label_rows;
+        for (k, (d, n)) in p.tokens {
+            let e = self.tokens.entry(k).or_default();
+            e.0 += d;
+            e.1 += n;
+        }
+        self.docs += p.docs;
+        self.rows += p.rows;
+        self.text |= p.text;
         Ok(())
     }
 

@@ -223,3 +223,67 @@ fn streaming_fit_matches_the_in_memory_fit() {
     let rank = xs.partition_point(|v| *v < m) as f64 / xs.len() as f64;
     assert!((rank - 0.5).abs() <= 0.01, "median {m} has rank {rank}");
 }
+
+/// Numbers equal to rounding, everything else equal.
+#[track_caller]
+fn json_close(a: &Value, b: &Value, path: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{path}: {x} vs {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}");
+            x.iter().zip(y).enumerate().for_each(|(i, (x, y))| json_close(x, y, &format!("{path}[{i}]")));
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert!(x.keys().eq(y.keys()), "{path}: keys {:?} vs {:?}", x.keys(), y.keys());
+            x.iter().zip(y).for_each(|((k, x), (_, y))| json_close(x, y, &format!("{path}.{k}")));
+        }
+        _ => assert_eq!(a, b, "{path}"),
+    }
+}
+
+/// A distributed fit: partitions' partial states, merged, fit what one pass over all the rows
+/// fits; a lone partial merged into a fresh accumulator is that partition's state exactly.
+#[test]
+fn merged_partial_states_fit_what_one_pass_fits() {
+    use sluice_model::features::Table;
+    use sluice_train::Accumulator;
+    let (batch, _) = input();
+    let specs = [
+        F::Standardize { column: "y".into() },
+        F::MinMax { column: "x".into() },
+        F::OneHot { column: "cat".into(), max_categories: 3, unseen: Unseen::Ignore },
+        F::Frequency { column: "text".into() },
+        F::Target { column: "cat".into(), folds: 5, smoothing: 10.0 },
+        F::Tokens { column: "text".into(), max_features: 6, idf: true },
+        F::Impute { column: "text".into(), strategy: Impute::MostFrequent },
+        F::Impute { column: "x".into(), strategy: Impute::Mean },
+    ];
+    let half = batch.num_rows() / 2;
+    for spec in specs {
+        let mut whole = Accumulator::new(spec.clone());
+        whole.update(&Table::from(&batch), "y").unwrap();
+        let parts: Vec<Accumulator> = [(0, half), (half, batch.num_rows() - half)]
+            .into_iter()
+            .map(|(start, len)| {
+                let mut a = Accumulator::new(spec.clone());
+                a.update(&Table::from(&batch.slice(start, len)), "y").unwrap();
+                a
+            })
+            .collect();
+        let mut lone = Accumulator::new(spec.clone());
+        lone.merge_partial(&parts[0].partial()).unwrap();
+        assert_eq!(lone.partial(), parts[0].partial(), "{spec:?}: a lone partial");
+        let mut merged = Accumulator::new(spec.clone());
+        for p in &parts {
+            merged.merge_partial(&p.partial()).unwrap();
+        }
+        let (got, want) = (merged.finish().unwrap(), whole.finish().unwrap());
+        json_close(&serde_json::to_value(&got).unwrap(), &serde_json::to_value(&want).unwrap(), &format!("{spec:?}"));
+    }
+    let mut broken = Accumulator::new(F::Standardize { column: "y".into() });
+    let err = broken.merge_partial(b"{\"rows\": 3}").unwrap_err().to_string();
+    assert!(err.contains("`y`") && err.contains("fit state"), "{err}");
+}

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, ident};
 use sluice_profile::Profile;
 
-use crate::functions::{PROFILE, ProfileAggregate};
+use crate::functions::{FIT, FitAggregate, FitConfig, PROFILE, ProfileAggregate};
 use crate::{Engine, EngineError, Result};
 
 /// A context of `engine` whose scans of `data` get one partition per row group (at most 64),
@@ -54,6 +54,46 @@ pub async fn profile(engine: &Engine, data: &Path) -> Result<Profile> {
     Profile::from_json(&bytes).map_err(|e| EngineError::Invalid(format!("`{PROFILE}` returned a bad profile: {e}")))
 }
 
+/// What fitting one stage of feature transforms needs to know of the Parquet dataset at `data`
+/// (its `columns`, after the stages `config.fitted`), gathered where the data is: each partition
+/// (an executor's row groups on a cluster) fills accumulators for `config.specs`; their partial
+/// states are merged here in a canonical order. Returns one accumulator per spec, to finish.
+pub async fn fit_stage(
+    engine: &Engine,
+    data: &Path,
+    config: &FitConfig,
+    columns: &[String],
+) -> Result<Vec<sluice_train::Accumulator>> {
+    let ctx = row_group_context(engine, data)?;
+    let df = scan(&ctx, data).await?;
+    let mut args = vec![lit(config.literal()?)];
+    args.extend(columns.iter().map(|c| ident(c.as_str())));
+    let call = AggregateUDF::from(FitAggregate::default()).call(args);
+    let batches = df.aggregate(vec![], vec![call.alias("states")])?.collect().await?;
+    let bytes = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| b.column(0).as_binary_opt::<i32>().map(|a| a.value(0).to_vec()))
+        .ok_or_else(|| EngineError::Invalid(format!("`{FIT}` returned no state")))?;
+    let bad = |e: serde_json::Error| EngineError::Invalid(format!("`{FIT}` returned a bad state: {e}"));
+    let states: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&bytes).map_err(bad)?;
+    let mut accumulators: Vec<sluice_train::Accumulator> =
+        config.specs.iter().cloned().map(sluice_train::Accumulator::new).collect();
+    for partials in states {
+        if partials.len() != accumulators.len() {
+            return Err(EngineError::Invalid(format!(
+                "`{FIT}` returned {} partial states for {} transforms",
+                partials.len(),
+                accumulators.len()
+            )));
+        }
+        for (a, p) in accumulators.iter_mut().zip(partials) {
+            a.merge_partial(p.to_string().as_bytes())?;
+        }
+    }
+    Ok(accumulators)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -61,7 +101,8 @@ mod tests {
     use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
     use sluice_profile::{Profile, Profiler};
 
-    use super::profile;
+    use super::{fit_stage, profile};
+    use crate::functions::FitConfig;
     use crate::{Engine, write_batches};
 
     fn data(rows: usize) -> RecordBatch {
@@ -136,5 +177,56 @@ mod tests {
         let names: Vec<&str> = got.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["x", "Pickup City", "flag"]);
         assert!(got.columns.iter().all(|c| c.count == 0 && c.numeric.is_none()));
+    }
+
+    /// Two stages of transforms fitted by partitions on the engine (the second on the first's
+    /// output): the same fit whatever the client's cores, and what one in-process pass fits —
+    /// categories and counts exactly, moments to rounding, the median within the sketch's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitioned_fit_matches_one_pass() {
+        use sluice_model::features::Table;
+        use sluice_model::{Feature, FeaturePipeline, Fill, Unseen};
+        use sluice_train::{Accumulator, FeatureSpec, Impute};
+        let dir = tempfile::tempdir().unwrap();
+        let batch = data(300_000);
+        let path = dir.path().join("data.parquet");
+        write_batches(std::slice::from_ref(&batch), batch.schema(), &path).unwrap();
+        let columns: Vec<String> = ["x", "Pickup City"].map(String::from).to_vec();
+        let stages = [
+            vec![
+                FeatureSpec::Impute { column: "x".into(), strategy: Impute::Median },
+                FeatureSpec::OneHot { column: "Pickup City".into(), max_categories: 5, unseen: Unseen::Ignore },
+            ],
+            vec![FeatureSpec::Standardize { column: "x".into() }],
+        ];
+        let mut fitted = FeaturePipeline::default();
+        let input = batch.project(&[0, 1]).unwrap();
+        for specs in stages {
+            let config = FitConfig { specs: specs.clone(), fitted: fitted.clone(), label: String::new() };
+            let got = fit_stage(&Engine::local(2), &path, &config, &columns).await.unwrap();
+            let again = fit_stage(&Engine::local(1), &path, &config, &columns).await.unwrap();
+            // One pass over what the engine's earlier stages make of the rows.
+            let seen = fitted.apply(&input).unwrap();
+            let mut stage = Vec::new();
+            for ((g, a), spec) in got.into_iter().zip(again).zip(specs) {
+                assert_eq!(g.partial(), a.partial());
+                let mut one = Accumulator::new(spec);
+                one.update(&Table::from(&seen), "").unwrap();
+                let (g, w) = (g.finish().unwrap(), one.finish().unwrap());
+                match (&g, &w) {
+                    (Feature::Impute { fill: Fill::Number(a), .. }, Feature::Impute { fill: Fill::Number(b), .. }) => {
+                        // KLL: about 1% of rank, of values spread over [-20, 80).
+                        assert!((a - b).abs() < 2.0, "median {a} vs {b}")
+                    }
+                    (Feature::Scale { center: a, scale: b, .. }, Feature::Scale { center: c, scale: d, .. }) => {
+                        assert!((a - c).abs() < 1e-12 * c.abs().max(1.0) && (b - d).abs() < 1e-12 * d, "{g:?} {w:?}")
+                    }
+                    _ => assert_eq!(g, w),
+                }
+                stage.push(g);
+            }
+            fitted.steps.extend(stage);
+        }
+        assert!(matches!(&fitted.steps[1], Feature::OneHot { categories, .. } if categories.len() == 5));
     }
 }
