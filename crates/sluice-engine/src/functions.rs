@@ -19,8 +19,9 @@
 //!
 //! `sluice_fit(config, c1, ..., ck)` gathers what fitting a stage of feature transforms needs
 //! (moments, quantile sketches, category, target and token counts; [`sluice_train::Accumulator`]),
-//! after the config's already fitted stages: the partitions' partial states, merged, as a JSON
-//! list with one entry per spec.
+//! after the config's already fitted stages. It returns the partitions' states unmerged, as a
+//! JSON list (one entry per partition that saw rows, each a list of its specs' partials); the
+//! client, which has the specs, merges them in that order.
 //!
 //! All four add partitions' states in one canonical order (by their bytes), not in the order
 //! tasks happened to finish, so the result is the same on every run. (DataFusion's own `avg` and
@@ -395,7 +396,7 @@ impl AggregateUDFImpl for ProfileAggregate {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let schema = Arc::new(Schema::new(args.expr_fields.to_vec()));
         Ok(Box::new(ProfileAccumulator {
-            profiler: Some(sluice_profile::Profiler::new(schema.clone())),
+            profiler: sluice_profile::Profiler::new(schema.clone()),
             schema,
             parts: Vec::new(),
         }))
@@ -409,8 +410,8 @@ impl AggregateUDFImpl for ProfileAggregate {
 #[derive(Debug)]
 struct ProfileAccumulator {
     schema: Arc<Schema>,
-    /// This partition's batches; taken when its profile is read.
-    profiler: Option<sluice_profile::Profiler>,
+    /// This partition's batches.
+    profiler: sluice_profile::Profiler,
     /// Other partitions' profiles (JSON), as they arrived.
     parts: Vec<Vec<u8>>,
 }
@@ -422,11 +423,8 @@ fn profile_failed(message: impl std::fmt::Display) -> DataFusionError {
 impl ProfileAccumulator {
     /// This partition's profile and every merged one, non-empty ones merged in the order of their
     /// bytes (the first is the base, so a lone profile comes out as it went in).
-    fn total(&mut self) -> Result<Vec<u8>> {
-        let own = match self.profiler.take() {
-            Some(p) => p.finish().to_json(),
-            None => return Err(profile_failed("the profile was already read")),
-        };
+    fn total(&self) -> Result<Vec<u8>> {
+        let own = self.profiler.clone().finish().to_json();
         let mut all: Vec<&[u8]> = self.parts.iter().map(Vec::as_slice).chain([own.as_slice()]).collect();
         all.sort_unstable();
         let mut total: Option<sluice_profile::Profile> = None;
@@ -445,10 +443,9 @@ impl ProfileAccumulator {
 
 impl Accumulator for ProfileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(profiler) = &mut self.profiler else { return Err(profile_failed("the profile was already read")) };
         let rows = RecordBatchOptions::new().with_row_count(Some(values.first().map_or(0, |v| v.len())));
         let batch = RecordBatch::try_new_with_options(self.schema.clone(), values.to_vec(), &rows)?;
-        profiler.update(&batch).map_err(profile_failed)
+        self.profiler.update(&batch).map_err(profile_failed)
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -603,5 +600,90 @@ impl Accumulator for FitAccumulator {
             self.parts.extend(list.iter().map(serde_json::Value::to_string));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, BinaryArray, Float64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Accumulator;
+
+    use super::{FitAccumulator, FitConfig, ProfileAccumulator};
+
+    fn columns(start: usize, rows: usize) -> Vec<ArrayRef> {
+        let x: Float64Array = (start..start + rows).map(|i| Some((i * 7919 % 1000) as f64 / 10.0)).collect();
+        let c: StringArray = (start..start + rows).map(|i| Some(format!("k{}", i % 9))).collect();
+        vec![Arc::new(x), Arc::new(c)]
+    }
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true), Field::new("c", DataType::Utf8, true)]))
+    }
+
+    /// The final result is the same bytes in whatever order partitions' states arrive.
+    fn same_in_any_order(states: &[Vec<u8>], mut fresh: impl FnMut() -> Box<dyn Accumulator>) {
+        let mut results = Vec::new();
+        for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+            let mut acc = fresh();
+            for i in order {
+                let one: ArrayRef = Arc::new(BinaryArray::from_vec(vec![states[i].as_slice()]));
+                acc.merge_batch(&[one]).unwrap();
+            }
+            results.push(acc.evaluate().unwrap());
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn profile_states_merge_the_same_in_any_order() {
+        let fresh = || ProfileAccumulator {
+            schema: schema(),
+            profiler: sluice_profile::Profiler::new(schema()),
+            parts: Vec::new(),
+        };
+        let states: Vec<Vec<u8>> = [(0, 5000), (5000, 3000), (8000, 7000)]
+            .into_iter()
+            .map(|(start, rows)| {
+                let mut a = fresh();
+                a.update_batch(&columns(start, rows)).unwrap();
+                // Read twice (e.g. as a window function): the same answer.
+                assert_eq!(a.evaluate().unwrap(), a.evaluate().unwrap());
+                match a.state().unwrap().remove(0) {
+                    datafusion::common::ScalarValue::Binary(Some(b)) => b,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        same_in_any_order(&states, || Box::new(fresh()));
+    }
+
+    #[test]
+    fn fit_states_merge_the_same_in_any_order() {
+        let config = FitConfig {
+            specs: vec![
+                sluice_train::FeatureSpec::Standardize { column: "x".into() },
+                sluice_train::FeatureSpec::Frequency { column: "c".into() },
+            ],
+            fitted: Default::default(),
+            label: String::new(),
+        };
+        let fresh = || FitAccumulator { schema: schema(), own: None, parts: Vec::new() };
+        let states: Vec<Vec<u8>> = [(0, 5000), (5000, 3000), (8000, 7000)]
+            .into_iter()
+            .map(|(start, rows)| {
+                let mut a = fresh();
+                let mut values = vec![config.literal().unwrap().to_array_of_size(rows).unwrap()];
+                values.extend(columns(start, rows));
+                a.update_batch(&values).unwrap();
+                match a.state().unwrap().remove(0) {
+                    datafusion::common::ScalarValue::Binary(Some(b)) => b,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        same_in_any_order(&states, || Box::new(fresh()));
     }
 }

@@ -65,7 +65,7 @@ impl ColumnKind {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColumnState {
     pub rows: u64,
-    /// Nulls, and NaN in float columns.
+    /// Nulls, and NaN and infinities in float columns.
     pub nulls: u64,
     pub hll: Hll,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +108,9 @@ impl ColumnState {
         match kind {
             ColumnKind::Numeric | ColumnKind::Temporal => {
                 let floats = to_f64(array, kind)?;
-                let values: Vec<f64> = floats.iter().flatten().filter(|v| !v.is_nan()).collect();
+                // NaN and infinities count as missing: moments, quantiles and the stored profile
+                // (JSON, which has no infinity) stay finite.
+                let values: Vec<f64> = floats.iter().flatten().filter(|v| v.is_finite()).collect();
                 self.nulls += (array.len() - values.len()) as u64;
                 for v in &values {
                     // -0.0 and 0.0 are one value.
@@ -344,7 +346,7 @@ impl Profile {
 }
 
 /// Builds a profile batch by batch (columns in parallel).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Profiler {
     schema: SchemaRef,
     kinds: Vec<ColumnKind>,

@@ -275,7 +275,10 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                     fitted: pipeline.clone(),
                     label: label.clone(),
                 };
-                for a in sluice_engine::fit_stage(&ctx.engine, &fit_path, &config, &wanted).await? {
+                let fitted = sluice_engine::fit_stage(&ctx.engine, &fit_path, &config, &wanted).await.map_err(|e| {
+                    StepError::Invalid(format!("step `{}`: fitting `transforms` on the data: {e}", ctx.step.name))
+                })?;
+                for a in fitted {
                     pipeline.steps.push(a.finish().map_err(|e| unknown(e.into()))?);
                 }
             }

@@ -107,15 +107,27 @@ impl AppState {
         self.log.is_some() || self.live.is_some()
     }
 
-    /// Offer a scored request to the live drift sketches and (if sampled) the prediction log.
-    /// Never blocks: both queue it for a background task.
+    /// Keep a request's rows for monitoring before they are scored (`None` when nothing
+    /// observes): its id, and whether the prediction log samples it.
+    pub(crate) fn observe(&self, given_id: Option<String>, batch: &arrow_array::RecordBatch) -> Option<Observation> {
+        self.observing().then(|| Observation {
+            batch: batch.clone(),
+            request_id: self.request_id(given_id),
+            logged: self.log.as_ref().is_some_and(|l| l.sample()),
+        })
+    }
+
+    /// Offer a scored request to the live drift sketches and (if sampled) the prediction log,
+    /// with the traffic-policy arm that answered it. Never blocks: both queue it for a
+    /// background task.
     pub(crate) fn log(
         &self,
         model: &LoadedModel,
-        request_id: String,
-        batch: &arrow_array::RecordBatch,
+        arm: &'static str,
+        observed: Observation,
         predictions: &sluice_model::Predictions,
     ) {
+        let Observation { batch, request_id, logged } = observed;
         if let Some(live) = &self.live {
             live.offer(live::Item {
                 model: model.name.clone(),
@@ -125,11 +137,8 @@ impl AppState {
                 predictions: predictions.clone(),
             });
         }
-        if let Some(log) = self.log.as_ref().filter(|l| l.sample())
-            && let Ok(scored) =
-                sluice_model::Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD)
-        {
-            log.push(&model.name, model.version, request_id, scored);
+        if logged && let Some(log) = &self.log {
+            log.push_scored(model, arm, request_id, &batch, predictions);
         }
     }
 
@@ -218,13 +227,40 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     }
 }
 
+/// A request's rows kept for monitoring ([`AppState::observe`]).
+pub(crate) struct Observation {
+    batch: arrow_array::RecordBatch,
+    request_id: String,
+    /// Sampled by the prediction log.
+    logged: bool,
+}
+
+impl Observation {
+    /// The request id under which a sampled request is logged (its shadow's rows too).
+    pub(crate) fn logged_as(&self) -> Option<String> {
+        self.logged.then(|| self.request_id.clone())
+    }
+}
+
 /// Score a copy of a request with the shadow (challenger) model in the background; its answer is
-/// counted, never returned, and never delays or fails the real request.
-pub(crate) fn shadow(state: &AppState, model: Arc<LoadedModel>, batch: arrow_array::RecordBatch) {
+/// counted, never returned, and never delays or fails the real request. When the request is
+/// logged (`logged_as`), the shadow's predictions are logged too, under the same request id
+/// with arm `shadow`, to compare the two offline.
+pub(crate) fn shadow(
+    state: &AppState,
+    model: Arc<LoadedModel>,
+    batch: arrow_array::RecordBatch,
+    logged_as: Option<String>,
+) {
     let metrics = state.metrics.clone();
+    let log = state.log.clone().filter(|_| logged_as.is_some());
     tokio::spawn(async move {
-        if model.batcher.predict(batch).await.is_ok() {
+        let logged = log.is_some().then(|| batch.clone());
+        if let Ok(predictions) = model.batcher.predict(batch).await {
             metrics.arm(&model.name, "shadow", model.version);
+            if let (Some(log), Some(id), Some(batch)) = (log, logged_as, logged) {
+                log.push_scored(&model, "shadow", id, &batch, &predictions);
+            }
         }
     });
 }

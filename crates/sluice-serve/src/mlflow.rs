@@ -187,14 +187,14 @@ pub async fn invocations(
     };
     let rows = batch.num_rows();
     state.check_rows(rows)?;
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let observed = state.observe(given, &batch);
     if let Some(shadow) = routed.shadow {
-        crate::shadow(&state, shadow, batch.clone());
+        crate::shadow(&state, shadow, batch.clone(), observed.as_ref().and_then(crate::Observation::logged_as));
     }
-    let logged = state.observing().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
-    if let Some(batch) = logged {
-        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-        state.log(model, state.request_id(given), &batch, &predictions);
+    if let Some(observed) = observed {
+        state.log(model, routed.arm, observed, &predictions);
     }
     state.metrics.arm(&model.name, routed.arm, model.version);
     let tensors = outputs(&predictions, 0.5);

@@ -1,5 +1,5 @@
 //! Prediction logging for monitoring: a sample of scored requests (features, predictions, model
-//! version, request id, row, time) written asynchronously as Parquet files into the artifact store
+//! version, traffic-policy arm, request id, row, time) written asynchronously as Parquet files into the artifact store
 //! under `logs/predictions/<model>/`.
 //!
 //! The request path only `try_send`s onto a bounded channel: it never waits and never fails
@@ -33,6 +33,9 @@ impl Default for LogOptions {
 struct Entry {
     model: String,
     version: u32,
+    /// `primary`, `canary`, `pinned` (a version asked for by number) or `shadow` (scored
+    /// alongside, not answered).
+    arm: &'static str,
     request_id: String,
     time_ms: i64,
     /// The scored inputs with the prediction columns appended.
@@ -71,13 +74,26 @@ impl PredictionLog {
         ((n + 1) as f64 * self.sample_rate).floor() > (n as f64 * self.sample_rate).floor()
     }
 
-    /// Queue a sampled request for writing; never waits (a full queue drops and counts it).
-    pub(crate) fn push(&self, model: &str, version: u32, request_id: String, scored: RecordBatch) {
+    /// Queue a sampled request's rows and `model`'s predictions for writing; never waits (a full
+    /// queue drops and counts it).
+    pub(crate) fn push_scored(
+        &self,
+        model: &crate::models::LoadedModel,
+        arm: &'static str,
+        request_id: String,
+        batch: &RecordBatch,
+        predictions: &sluice_model::Predictions,
+    ) {
+        let Ok(scored) = sluice_model::Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD)
+        else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let time_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let entry = Entry { model: model.to_string(), version, request_id, time_ms, scored };
+        let entry = Entry { model: model.name.clone(), version: model.version, arm, request_id, time_ms, scored };
         if self.tx.try_send(entry).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -155,14 +171,16 @@ fn chrono_like_stamp() -> String {
     format!("{ms:015}")
 }
 
-/// The scored batch plus `model_version`, `request_id`, `row` (the row's index in its request:
-/// with `request_id`, the key ground truth joins on) and `time` columns.
+/// The scored batch plus `model_version`, `arm`, `request_id`, `row` (the row's index in its
+/// request: with `request_id`, the key ground truth joins on) and `time` columns.
 fn with_context(e: &Entry) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = e.scored.num_rows();
     let mut fields: Vec<Field> = e.scored.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns: Vec<ArrayRef> = e.scored.columns().to_vec();
     fields.push(Field::new("model_version", DataType::UInt32, false));
     columns.push(Arc::new(UInt32Array::from(vec![e.version; n])));
+    fields.push(Field::new("arm", DataType::Utf8, false));
+    columns.push(Arc::new(StringArray::from(vec![e.arm; n])));
     fields.push(Field::new("request_id", DataType::Utf8, false));
     columns.push(Arc::new(StringArray::from(vec![e.request_id.as_str(); n])));
     fields.push(Field::new("row", DataType::UInt32, false));

@@ -285,13 +285,13 @@ async fn run_infer(
     let batch = batch_from_columns(artifact, columns)?;
     let rows = batch.num_rows();
     state.check_rows(rows)?;
+    let observed = state.observe(request.id.clone(), &batch);
     if let Some(shadow) = shadow {
-        crate::shadow(state, shadow, batch.clone());
+        crate::shadow(state, shadow, batch.clone(), observed.as_ref().and_then(crate::Observation::logged_as));
     }
-    let logged = state.observing().then(|| batch.clone());
     let predictions = model.batcher.predict(batch).await?;
-    if let Some(batch) = logged {
-        state.log(model, state.request_id(request.id.clone()), &batch, &predictions);
+    if let Some(observed) = observed {
+        state.log(model, arm, observed, &predictions);
     }
     state.metrics.arm(&model.name, arm, model.version);
     let mut tensors = outputs(&predictions, 0.5);

@@ -321,8 +321,16 @@ impl Accumulator {
     pub fn update(&mut self, t: &Table, label: &str) -> Result<()> {
         let column = spec_column(&self.spec).to_string();
         self.rows += t.rows;
+        // Values for moments and quantiles: NaN is missing; an infinity would make the fit
+        // meaningless (a mean of inf), so it is refused, as scikit-learn does.
         let numeric = |t: &Table| -> Result<Vec<f64>> {
-            Ok(numbers(&column, t.get(&column)?)?.into_iter().filter(|x| !x.is_nan()).collect())
+            let values: Vec<f64> = numbers(&column, t.get(&column)?)?.into_iter().filter(|x| !x.is_nan()).collect();
+            match values.iter().find(|x| x.is_infinite()) {
+                Some(x) => {
+                    Err(invalid(&column, format!("has the value {x}; clip or filter infinities before fitting")))
+                }
+                None => Ok(values),
+            }
         };
         match &self.spec {
             FeatureSpec::Impute { strategy, .. } => {
@@ -408,7 +416,7 @@ impl Accumulator {
             rows: self.rows,
             text: self.text,
         };
-        // Plain data: cannot fail (an infinite sum is written as null and refused when read).
+        // Plain data: cannot fail. (Values are finite: `update` refuses infinities.)
         serde_json::to_vec(&partial).unwrap_or_default()
     }
 
@@ -416,9 +424,11 @@ impl Accumulator {
     /// that has seen no rows, the partial is taken as it is, so merging one partial gives back
     /// exactly that partition's state.
     pub fn merge_partial(&mut self, bytes: &[u8]) -> Result<()> {
-        let p: Partial = serde_json::from_slice(bytes).map_err(|e| {
-            invalid(spec_column(&self.spec), format!("a partition's fit state: {e} (infinite values in the data?)"))
-        })?;
+        let p: Partial = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(spec_column(&self.spec), format!("a partition's fit state: {e}")))?;
+        if std::mem::discriminant(&self.quantiles) != std::mem::discriminant(&p.quantiles) {
+            return Err(invalid(spec_column(&self.spec), "cannot merge an exact fit with a sketched one"));
+        }
         if self.rows == 0 {
             self.moments = p.moments;
             self.quantiles = p.quantiles;

@@ -8,7 +8,7 @@ use crate::output::{json, short, table};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Registered models with their latest version and aliases.
+    /// Registered models with their latest version, aliases and the latest version's tags.
     List {
         #[arg(long)]
         json: bool,
@@ -60,17 +60,36 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json: as_json } => {
             let models = ws.meta.list_models()?;
-            if as_json {
-                return json(&models).map(|_| ExitCode::SUCCESS);
+            // The latest version's tags, beside the summary.
+            let mut tags: Vec<Vec<(String, String)>> = Vec::with_capacity(models.len());
+            for m in &models {
+                let versions = ws.meta.model_versions(&m.name)?;
+                tags.push(
+                    versions.into_iter().find(|v| v.version == m.latest_version).map(|v| v.tags).unwrap_or_default(),
+                );
             }
-            let mut t = table(&["model", "latest", "versions", "aliases", "updated"]);
-            for m in models {
+            if as_json {
+                let listed: Vec<serde_json::Value> = models
+                    .iter()
+                    .zip(&tags)
+                    .map(|(m, tags)| {
+                        let mut v = serde_json::to_value(m).unwrap_or_default();
+                        v["latest_tags"] = tags.iter().map(|(k, val)| (k.clone(), serde_json::Value::from(val.as_str()))).collect();
+                        v
+                    })
+                    .collect();
+                return json(&listed).map(|_| ExitCode::SUCCESS);
+            }
+            let mut t = table(&["model", "latest", "versions", "aliases", "latest's tags", "updated"]);
+            for (m, tags) in models.into_iter().zip(tags) {
                 let aliases: Vec<String> = m.aliases.iter().map(|(a, v)| format!("{a}→{v}")).collect();
+                let tags: Vec<String> = tags.iter().map(|(k, val)| format!("{k}={val}")).collect();
                 t.add_row(vec![
                     m.name,
                     m.latest_version.to_string(),
                     m.versions.to_string(),
                     aliases.join(", "),
+                    tags.join(" "),
                     m.updated_at,
                 ]);
             }

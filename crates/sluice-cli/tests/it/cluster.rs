@@ -56,6 +56,11 @@ impl Cluster {
                 .args(["--slots", "1", "--heartbeat", "1"])
                 .arg("--work-dir")
                 .arg(dir.join(format!("executor-{i}")))
+                // Object-store settings come from the client with each query.
+                .env_remove("AWS_ENDPOINT")
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
                 .stdout(Stdio::null())
                 .stderr(log(&format!("executor-{i}")))
                 .spawn()
@@ -110,8 +115,9 @@ fn run_on(spec: &Path, engine: &str) -> (Sandbox, Events) {
 
 /// A pipeline big enough for shuffles: 400k rows in 4 CSV files (split by byte range into the
 /// engine's partitions), an aggregate joined back, a window, a filter whose first partition is
-/// the slowest, a fit_transform (which scans in the client's process), and validate steps (with
-/// profiles and reports) over the aggregate and over the 4-file source itself.
+/// the slowest, a fit_transform (fitted on the executors, applied in the client's process), and
+/// validate steps (with profiles, computed on the executors, and reports) over the aggregate and
+/// over the 4-file source itself.
 fn write_larger_pipeline(dir: &Path) -> std::path::PathBuf {
     use std::io::Write;
     std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -350,6 +356,39 @@ fn pipelines_on_a_ballista_cluster_match_the_local_engine() {
     for output in ["labelled/data", "here/model", "spread/model", "spread_amount/model", "score_spread/metrics"] {
         assert_eq!(outputs(&train_remote)[output], outputs(&train_local)[output], "{output}");
     }
+
+    // An `s3://` source (a real S3-compatible server): the executors read the objects with the
+    // settings the client sends, and the artifacts are the local engine's.
+    let s3 = crate::object_store::S3::start();
+    assert_eq!(s3.http("PUT", "/sluice-test", b"").0, 200);
+    for part in 0..2 {
+        let mut csv = String::from("id,shop,amount\n");
+        for i in 0..20_000 {
+            let id = part * 20_000 + i;
+            csv.push_str(&format!("{id},s{},{}.{}\n", id % 13, id % 997, id % 7));
+        }
+        s3.put(&format!("sales/part-{part}.csv"), &csv);
+    }
+    let s3_spec = dir.path().join("s3.yaml");
+    std::fs::write(
+        &s3_spec,
+        "name: s3-cluster\nsources:\n  sales: {path: 's3://sluice-test/sales/*.csv'}\nsteps:\n  \
+         shops:\n    kind: sql\n    inputs: [sales]\n    query: SELECT shop, count(*) AS n, sum(amount) AS total FROM sales GROUP BY shop ORDER BY shop\n  \
+         checked:\n    kind: validate\n    input: sales\n    columns:\n      amount: {min: 0, max: 996.5, policy: quarantine}\n",
+    )
+    .unwrap();
+    let run_s3 = |engine: &str| {
+        let sb = Sandbox::new();
+        let args = ["run", s3_spec.to_str().unwrap(), "--json", "--engine", engine];
+        let events = crate::object_store::run_with(&sb, &s3.env(), &args).ok().events();
+        (sb, events)
+    };
+    let (_s3_local_home, s3_local) = run_s3("local");
+    let (_s3_remote_home, s3_remote) = run_s3(&cluster.url());
+    assert_eq!(rows(&s3_remote, "sales"), 40_000);
+    assert_eq!(rows(&s3_remote, "shops"), 13);
+    assert!(outputs(&s3_local).contains_key("checked/profile"), "{:?}", outputs(&s3_local));
+    check_same(&s3_local, &s3_remote);
 
     // Kill one executor while the larger pipeline runs.
     let mut cluster = cluster;

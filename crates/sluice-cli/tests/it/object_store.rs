@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Output, Sandbox};
 
-struct S3 {
+pub(crate) struct S3 {
     child: Child,
     port: u16,
 }
@@ -21,7 +21,7 @@ impl Drop for S3 {
 }
 
 impl S3 {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -40,7 +40,7 @@ impl S3 {
 
     /// A plain HTTP request; returns status and body. moto does not check signatures, but it
     /// treats requests without credentials as anonymous (no overwrites), hence the header.
-    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    pub(crate) fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let auth =
             "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
@@ -57,12 +57,12 @@ impl S3 {
         (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
     }
 
-    fn put(&self, key: &str, body: &str) {
+    pub(crate) fn put(&self, key: &str, body: &str) {
         let (status, text) = self.http("PUT", &format!("/sluice-test/{key}"), body.as_bytes());
         assert_eq!(status, 200, "PUT {key}: {text}");
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
             ("AWS_ALLOW_HTTP", "true".into()),
@@ -73,7 +73,7 @@ impl S3 {
     }
 }
 
-fn run_with(sb: &Sandbox, env: &[(&str, String)], args: &[&str]) -> Output {
+pub(crate) fn run_with(sb: &Sandbox, env: &[(&str, String)], args: &[&str]) -> Output {
     let out = sb.command(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap();
     Output {
         code: out.status.code(),

@@ -57,6 +57,12 @@ fn gates_guard_the_alias_and_promote_runs_them() {
     assert_eq!(versions[0]["tags"], serde_json::json!([["reason", "too-regularized"]]));
     assert_eq!(versions[1]["gates"].as_array().unwrap().len(), 2);
     assert!(versions[1]["evaluation"]["data"].is_string(), "the evaluation data is recorded: {versions}");
+    // `models list` shows the latest version's tags.
+    let latest = sb.sluice(&["models", "list", "--json"]).ok().json()[0]["latest_version"].as_u64().unwrap();
+    sb.sluice(&["models", "tag", &format!("adult-income:{latest}"), "stage=candidate"]).ok();
+    let listed = sb.sluice(&["models", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["latest_tags"], serde_json::json!({"stage": "candidate"}), "{listed}");
+    assert!(sb.sluice(&["models", "list"]).ok().stdout.contains("stage=candidate"));
 
     // Bad references are errors that say what was expected.
     let bad = sb.sluice(&["models", "promote", "adult-income"]).expect_code(1);

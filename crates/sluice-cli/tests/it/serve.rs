@@ -562,7 +562,18 @@ fn canary_and_shadow_traffic_policies() {
     sb.run_json(&spec, &["--set", "train.params.l2=0.01", "--set", "register.alias=challenger"]);
     let body = v2_request();
 
-    let canary = start(&sb, &["--canary", "adult-income@challenger=30", "adult-income@champion"]);
+    let canary = start(
+        &sb,
+        &[
+            "--canary",
+            "adult-income@challenger=30",
+            "--log-predictions",
+            "1",
+            "--log-flush-every",
+            "0.1",
+            "adult-income@champion",
+        ],
+    );
     let mut by_version = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..400 {
         let (status, _, bytes) = http(
@@ -578,6 +589,12 @@ fn canary_and_shadow_traffic_policies() {
     }
     let share = *by_version.get("2").unwrap_or(&0) as f64 / 400.0;
     assert!((0.23..=0.37).contains(&share), "challenger share {share} for a 30% canary: {by_version:?}");
+    // Every request logged (3 rows each): each row says which arm answered it, with which version.
+    wait_logged(&canary, 1200);
+    let logged = logged_arms(&sb.home());
+    assert_eq!(logged.len(), 1200);
+    assert!(logged.iter().all(|r| (r.0 == "canary") == (r.1 == 2) && r.0 != "shadow"), "{logged:?}");
+    assert_eq!(logged.iter().filter(|r| r.0 == "canary").count(), 3 * by_version.get("2").copied().unwrap_or(0));
     let (_, _, metrics) = http(&canary, "GET", "/metrics", &[], b"");
     let text = String::from_utf8(metrics).unwrap();
     assert!(
@@ -599,9 +616,23 @@ fn canary_and_shadow_traffic_policies() {
     assert!(raw.contains("x-sluice-arm: primary") || raw.contains("x-sluice-arm: canary"), "{raw}");
     assert!(raw.contains("x-sluice-model-version: "), "{raw}");
     drop(canary);
+    std::fs::remove_dir_all(sb.home().join("artifacts/logs")).unwrap();
 
-    let shadow = start(&sb, &["--shadow", "adult-income@challenger", "adult-income@champion"]);
-    for _ in 0..20 {
+    let shadow = start(
+        &sb,
+        &[
+            "--shadow",
+            "adult-income@challenger",
+            "--log-predictions",
+            "1",
+            "--log-flush-every",
+            "0.1",
+            "adult-income@champion",
+        ],
+    );
+    let mut body = body;
+    for i in 0..20 {
+        body["id"] = json!(format!("s{i}"));
         let (status, answer) = post_json(&shadow, "/v2/models/adult-income/infer", &body);
         assert_eq!((status, answer["model_version"].as_str()), (200, Some("1")), "the champion answers");
     }
@@ -618,11 +649,58 @@ fn canary_and_shadow_traffic_policies() {
         assert!(std::time::Instant::now() < deadline, "shadow requests not all scored:\n{text}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The shadow's predictions are logged beside the champion's, under the same request ids.
+    wait_logged(&shadow, 120);
+    let logged = logged_arms(&sb.home());
+    let ids = |arm: &str, version: u32| -> std::collections::BTreeSet<String> {
+        logged.iter().filter(|r| r.0 == arm && r.1 == version).map(|r| r.2.clone()).collect()
+    };
+    assert_eq!(logged.len(), 120, "20 requests x 3 rows, answered and shadowed: {logged:?}");
+    assert_eq!(ids("primary", 1).len(), 20);
+    assert_eq!(ids("shadow", 2), ids("primary", 1));
     // A challenger of a model that is not served is an error at start-up.
     let bad = sb
         .sluice(&["serve", "--listen", "127.0.0.1:0", "--canary", "other@x=5", "adult-income@champion"])
         .expect_code(1);
     assert!(bad.stderr.contains("other@x"), "{}", bad.stderr);
+}
+
+/// Wait until the server has written `rows` prediction-log rows (its files are complete then).
+fn wait_logged(server: &Server, rows: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8(http(server, "GET", "/metrics", &[], b"").2).unwrap();
+        if text.contains(&format!("sluice_prediction_log_rows_total {rows}\n")) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the log never reached {rows} rows:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Every prediction-log row of the adult model: (arm, model version, request id).
+fn logged_arms(home: &std::path::Path) -> Vec<(String, u32, String)> {
+    use arrow::array::AsArray;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(home.join("artifacts/logs/predictions/adult-income")) else { return out };
+    for entry in dir {
+        let path = entry.unwrap().path();
+        // Only finished files (the store writes a temporary name, then renames it).
+        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+            continue;
+        }
+        for batch in crate::support::read_parquet(&path) {
+            let arm = batch.column_by_name("arm").expect("an `arm` column");
+            let version = batch.column_by_name("model_version").unwrap();
+            let id = batch.column_by_name("request_id").unwrap();
+            let (arm, id) = (arm.as_string::<i32>(), id.as_string::<i32>());
+            let version = version.as_primitive::<arrow::datatypes::UInt32Type>();
+            out.extend(
+                (0..batch.num_rows()).map(|i| (arm.value(i).to_string(), version.value(i), id.value(i).to_string())),
+            );
+        }
+    }
+    out
 }
 
 /// A sample of scored requests lands as Parquet in the artifact store, with features,
@@ -661,7 +739,9 @@ fn prediction_log_writes_sampled_requests_as_parquet() {
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            for column in ["age", "workclass", "probability", "prediction", "model_version", "request_id", "time"] {
+            for column in
+                ["age", "workclass", "probability", "prediction", "model_version", "arm", "request_id", "time"]
+            {
                 assert!(batch.column_by_name(column).is_some(), "no `{column}` in {}", path.display());
             }
             let id = batch.column_by_name("request_id").unwrap();
