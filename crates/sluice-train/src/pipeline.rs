@@ -205,7 +205,7 @@ fn spec_column(spec: &FeatureSpec) -> &str {
 
 /// Values for medians and quantiles: all of them (exact, in memory) or a KLL sketch (streaming,
 /// within about 1% of rank).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Quantiles {
     Exact(Vec<f64>),
     Sketch(sluice_profile::Kll),
@@ -241,22 +241,8 @@ impl Quantiles {
     }
 }
 
-/// [`Accumulator::partial`]'s layout, written from borrowed parts and read back owned.
-#[derive(Serialize)]
-struct PartialRef<'a> {
-    moments: &'a sluice_profile::Moments,
-    quantiles: &'a Quantiles,
-    counts: Vec<(String, f64)>,
-    target: Vec<(String, (f64, f64))>,
-    label_sum: f64,
-    label_rows: f64,
-    tokens: Vec<(String, (usize, usize))>,
-    docs: usize,
-    rows: usize,
-    text: bool,
-}
-
-#[derive(Deserialize)]
+/// [`Accumulator::partial`]'s layout.
+#[derive(Serialize, Deserialize)]
 struct Partial {
     moments: sluice_profile::Moments,
     quantiles: Quantiles,
@@ -404,9 +390,9 @@ impl Accumulator {
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
         }
-        let partial = PartialRef {
-            moments: &self.moments,
-            quantiles: &self.quantiles,
+        let partial = Partial {
+            moments: self.moments.clone(),
+            quantiles: self.quantiles.clone(),
             counts: sorted(&self.counts),
             target: sorted(&self.target),
             label_sum: self.label_sum,

@@ -74,7 +74,8 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                     .zip(&tags)
                     .map(|(m, tags)| {
                         let mut v = serde_json::to_value(m).unwrap_or_default();
-                        v["latest_tags"] = tags.iter().map(|(k, val)| (k.clone(), serde_json::Value::from(val.as_str()))).collect();
+                        v["latest_tags"] =
+                            tags.iter().map(|(k, val)| (k.clone(), serde_json::Value::from(val.as_str()))).collect();
                         v
                     })
                     .collect();
