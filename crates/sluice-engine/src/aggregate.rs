@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::logical_expr::{AggregateUDF, lit};
+use datafusion::logical_expr::{Expr, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext, ident};
 use sluice_profile::Profile;
 
-use crate::functions::{FIT, FitAggregate, FitConfig, PROFILE, ProfileAggregate};
+use crate::functions::{FIT, FitConfig, PROFILE};
 use crate::{Engine, EngineError, Result};
 
 /// Most partitions an aggregate scan is split into. All of them run at once, each holding a row
@@ -43,6 +43,16 @@ pub(crate) async fn scan(ctx: &SessionContext, data: &Path) -> Result<DataFrame>
     Ok(ctx.read_parquet(path, ParquetReadOptions::default().file_extension("")).await?)
 }
 
+/// The one value of an aggregate of sluice's over all of `df` (they all return bytes).
+pub(crate) async fn aggregate_bytes(df: DataFrame, call: Expr, function: &str) -> Result<Vec<u8>> {
+    let batches = df.aggregate(vec![], vec![call.alias("value")])?.collect().await?;
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| b.column(0).as_binary_opt::<i32>().map(|a| a.value(0).to_vec()))
+        .ok_or_else(|| EngineError::Invalid(format!("`{function}` returned no value")))
+}
+
 /// The profile of the Parquet dataset at `data`, computed where the data is: on a cluster,
 /// each executor profiles its row groups and the client merges the partial profiles
 /// (`sluice_profile`).
@@ -50,14 +60,8 @@ pub async fn profile(engine: &Engine, data: &Path) -> Result<Profile> {
     let ctx = row_group_context(engine, data)?;
     let df = scan(&ctx, data).await?;
     let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-    let call =
-        AggregateUDF::from(ProfileAggregate::default()).call(columns.iter().map(|c| ident(c.as_str())).collect());
-    let batches = df.aggregate(vec![], vec![call.alias("profile")])?.collect().await?;
-    let bytes = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_binary_opt::<i32>().map(|a| a.value(0).to_vec()))
-        .ok_or_else(|| EngineError::Invalid(format!("`{PROFILE}` returned no profile")))?;
+    let call = crate::functions::profile().call(columns.iter().map(|c| ident(c.as_str())).collect());
+    let bytes = aggregate_bytes(df, call, PROFILE).await?;
     Profile::from_json(&bytes).map_err(|e| EngineError::Invalid(format!("`{PROFILE}` returned a bad profile: {e}")))
 }
 
@@ -75,13 +79,7 @@ pub async fn fit_stage(
     let df = scan(&ctx, data).await?;
     let mut args = vec![lit(config.literal()?)];
     args.extend(columns.iter().map(|c| ident(c.as_str())));
-    let call = AggregateUDF::from(FitAggregate::default()).call(args);
-    let batches = df.aggregate(vec![], vec![call.alias("states")])?.collect().await?;
-    let bytes = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| b.column(0).as_binary_opt::<i32>().map(|a| a.value(0).to_vec()))
-        .ok_or_else(|| EngineError::Invalid(format!("`{FIT}` returned no state")))?;
+    let bytes = aggregate_bytes(df, crate::functions::fit().call(args), FIT).await?;
     let bad = |e: serde_json::Error| EngineError::Invalid(format!("`{FIT}` returned a bad state: {e}"));
     let states: Vec<Vec<serde_json::Value>> = serde_json::from_slice(&bytes).map_err(bad)?;
     let mut accumulators: Vec<sluice_train::Accumulator> =

@@ -41,26 +41,122 @@ use serde::{Deserialize, Serialize};
 use sluice_model::Transform;
 use sluice_train::{Objective, PassSums};
 
-/// The name SQL and plans use for [`LinearPass`].
+/// The name SQL and plans use for [`linear_pass`].
 pub const LINEAR_PASS: &str = "sluice_linear_pass";
 
-/// The name SQL and plans use for [`Moments`].
+/// The name SQL and plans use for [`moments`].
 pub const MOMENTS: &str = "sluice_moments";
 
-/// The name SQL and plans use for [`ProfileAggregate`].
+/// The name SQL and plans use for [`profile`].
 pub const PROFILE: &str = "sluice_profile";
 
-/// The name SQL and plans use for [`FitAggregate`].
+/// The name SQL and plans use for [`fit`].
 pub const FIT: &str = "sluice_fit";
+
+/// One of sluice's aggregates: variadic, returning (and shipping between partitions) bytes; they
+/// differ only in name, state name and accumulator.
+#[derive(Debug)]
+pub struct SluiceAggregate {
+    name: &'static str,
+    state: &'static str,
+    signature: Signature,
+    accumulator: fn(&AccumulatorArgs) -> Result<Box<dyn Accumulator>>,
+}
+
+// One function per name, as DataFusion identifies them.
+impl PartialEq for SluiceAggregate {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for SluiceAggregate {}
+
+impl std::hash::Hash for SluiceAggregate {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl SluiceAggregate {
+    fn udf(
+        name: &'static str,
+        state: &'static str,
+        accumulator: fn(&AccumulatorArgs) -> Result<Box<dyn Accumulator>>,
+    ) -> AggregateUDF {
+        AggregateUDF::from(Self { name, state, signature: Signature::variadic_any(Volatility::Immutable), accumulator })
+    }
+}
+
+impl AggregateUDFImpl for SluiceAggregate {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        (self.accumulator)(&args)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format_state_name(args.name, self.state), DataType::Binary, true))])
+    }
+}
+
+/// `sluice_linear_pass(config, label, feature...)`.
+pub fn linear_pass() -> AggregateUDF {
+    SluiceAggregate::udf(LINEAR_PASS, "sums", |_| Ok(Box::<PassAccumulator>::default()))
+}
+
+/// `sluice_moments(x...)`.
+pub fn moments() -> AggregateUDF {
+    SluiceAggregate::udf(MOMENTS, "moments", |args| {
+        let own = vec![sluice_profile::Moments::default(); args.exprs.len()];
+        Ok(Box::new(MomentsAccumulator { own, parts: Vec::new() }))
+    })
+}
+
+/// `sluice_profile(column...)`.
+pub fn profile() -> AggregateUDF {
+    SluiceAggregate::udf(PROFILE, "profile", |args| {
+        let schema = Arc::new(Schema::new(args.expr_fields.to_vec()));
+        let profiler = sluice_profile::Profiler::new(schema.clone());
+        Ok(Box::new(ProfileAccumulator { profiler, schema, parts: Vec::new() }))
+    })
+}
+
+/// `sluice_fit(config, column...)`.
+pub fn fit() -> AggregateUDF {
+    SluiceAggregate::udf(FIT, "partials", |args| {
+        let fields = args.expr_fields.get(1..).unwrap_or_default().to_vec();
+        Ok(Box::new(FitAccumulator { schema: Arc::new(Schema::new(fields)), own: None, parts: Vec::new() }))
+    })
+}
 
 /// Every aggregate function sluice adds.
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![
-        Arc::new(AggregateUDF::from(FitAggregate::default())),
-        Arc::new(AggregateUDF::from(LinearPass::default())),
-        Arc::new(AggregateUDF::from(Moments::default())),
-        Arc::new(AggregateUDF::from(ProfileAggregate::default())),
-    ]
+    vec![Arc::new(fit()), Arc::new(linear_pass()), Arc::new(moments()), Arc::new(profile())]
+}
+
+/// A failure inside one of sluice's aggregates, naming it.
+fn failed(function: &str, message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("{function}: {message}"))
+}
+
+/// The partial states another partition shipped (the one binary state column).
+fn binary_states<'a>(function: &str, states: &'a [ArrayRef]) -> Result<impl Iterator<Item = &'a [u8]>> {
+    let binary = match states.first() {
+        Some(s) => Some(s.as_binary_opt::<i32>().ok_or_else(|| failed(function, "state is not binary"))?),
+        None => None,
+    };
+    Ok(binary.into_iter().flat_map(|b| b.iter().flatten()))
 }
 
 /// Add sluice's functions to a context (local, or a Ballista client after its upgrade).
@@ -102,40 +198,6 @@ impl PassConfig {
     }
 }
 
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct LinearPass {
-    signature: Signature,
-}
-
-impl Default for LinearPass {
-    fn default() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl AggregateUDFImpl for LinearPass {
-    fn name(&self) -> &str {
-        LINEAR_PASS
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::<PassAccumulator>::default())
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "sums"), DataType::Binary, true))])
-    }
-}
-
 #[derive(Debug, Default)]
 struct PassAccumulator {
     /// Read from the first batch's config argument.
@@ -162,10 +224,6 @@ impl PassAccumulator {
     }
 }
 
-fn failed(message: String) -> DataFusionError {
-    DataFusionError::Execution(format!("{LINEAR_PASS}: {message}"))
-}
-
 /// A JSON config passed as the first argument (a literal: read from the first row).
 fn read_json<T: serde::de::DeserializeOwned>(function: &str, array: &ArrayRef) -> Result<T> {
     let text = match ScalarValue::try_from_array(array, 0)? {
@@ -174,11 +232,9 @@ fn read_json<T: serde::de::DeserializeOwned>(function: &str, array: &ArrayRef) -
     };
     let (ScalarValue::Utf8(Some(json)) | ScalarValue::LargeUtf8(Some(json)) | ScalarValue::Utf8View(Some(json))) = text
     else {
-        return Err(DataFusionError::Execution(format!(
-            "{function}: the first argument must be a JSON config, got {text:?}"
-        )));
+        return Err(failed(function, format!("the first argument must be a JSON config, got {text:?}")));
     };
-    serde_json::from_str(&json).map_err(|e| DataFusionError::Execution(format!("{function}: config: {e}")))
+    serde_json::from_str(&json).map_err(|e| failed(function, format!("config: {e}")))
 }
 
 /// A literal for a JSON config argument: dictionary-encoded, so a batch carries it once.
@@ -195,11 +251,14 @@ impl Accumulator for PassAccumulator {
         if self.config.is_none() {
             let config: PassConfig = read_json(LINEAR_PASS, &values[0])?;
             if values.len() != config.columns.len() + 2 {
-                return Err(failed(format!(
-                    "{} arguments for {} feature columns (expected config, label, features)",
-                    values.len(),
-                    config.columns.len()
-                )));
+                return Err(failed(
+                    LINEAR_PASS,
+                    format!(
+                        "{} arguments for {} feature columns (expected config, label, features)",
+                        values.len(),
+                        config.columns.len()
+                    ),
+                ));
             }
             let fields: Vec<Field> = config
                 .columns
@@ -212,20 +271,20 @@ impl Accumulator for PassAccumulator {
         let Some((config, schema)) = &self.config else { return Ok(()) };
         let rows = RecordBatchOptions::new().with_row_count(Some(values[1].len()));
         let batch = RecordBatch::try_new_with_options(schema.clone(), values[2..].to_vec(), &rows)?;
-        let x = sluice_model::design_matrix(&config.transforms, &batch).map_err(|e| failed(e.to_string()))?;
+        let x = sluice_model::design_matrix(&config.transforms, &batch).map_err(|e| failed(LINEAR_PASS, e))?;
         let label = datafusion::arrow::compute::cast(&values[1], &DataType::Float64)?;
         if label.null_count() > 0 {
-            return Err(failed(format!("{} missing labels", label.null_count())));
+            return Err(failed(LINEAR_PASS, format!("{} missing labels", label.null_count())));
         }
         let y = label.as_primitive::<Float64Type>().values();
         if config.logistic
             && let Some(bad) = y.iter().find(|v| **v != 0.0 && **v != 1.0)
         {
-            return Err(failed(format!("label value {bad} is not 0 or 1")));
+            return Err(failed(LINEAR_PASS, format!("label value {bad} is not 0 or 1")));
         }
         // Serial: this runs on an async worker thread, one of many partitions in parallel.
         let sums =
-            sluice_train::accumulate_serial(&x, y, &config.beta, config.objective(), config.intercept, config.hessian);
+            sluice_train::accumulate(&x, y, &config.beta, config.objective(), config.intercept, config.hessian, false);
         self.sums.merge(&sums);
         Ok(())
     }
@@ -244,55 +303,18 @@ impl Accumulator for PassAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(states) = states.first() else { return Ok(()) };
-        let binary = states.as_binary_opt::<i32>().ok_or_else(|| failed("state is not binary".into()))?;
-        for bytes in binary.iter().flatten() {
-            self.parts.push(PassSums::from_bytes(bytes).map_err(|e| failed(e.to_string()))?);
+        for bytes in binary_states(LINEAR_PASS, states)? {
+            self.parts.push(PassSums::from_bytes(bytes).map_err(|e| failed(LINEAR_PASS, e))?);
         }
         Ok(())
     }
 }
 
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Moments {
-    signature: Signature,
-}
-
-impl Default for Moments {
-    fn default() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl AggregateUDFImpl for Moments {
-    fn name(&self) -> &str {
-        MOMENTS
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let own = vec![sluice_profile::Moments::default(); args.exprs.len()];
-        Ok(Box::new(MomentsAccumulator { own, parts: Vec::new() }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "moments"), DataType::Binary, true))])
-    }
-}
-
-/// Decode a [`Moments`] result: count, mean and sum of squared deviations per argument (no
+/// Decode a [`moments`] result: count, mean and sum of squared deviations per argument (no
 /// min or max).
 pub fn decode_moments(bytes: &[u8]) -> Result<Vec<sluice_profile::Moments>> {
     if !bytes.len().is_multiple_of(24) {
-        return Err(DataFusionError::Execution(format!("{MOMENTS}: malformed state ({} bytes)", bytes.len())));
+        return Err(failed(MOMENTS, format!("malformed state ({} bytes)", bytes.len())));
     }
     let f = |c: &[u8]| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
     Ok(bytes
@@ -359,51 +381,8 @@ impl Accumulator for MomentsAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(states) = states.first() else { return Ok(()) };
-        let binary = states
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| DataFusionError::Execution(format!("{MOMENTS}: state is not binary")))?;
-        self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
+        self.parts.extend(binary_states(MOMENTS, states)?.map(<[u8]>::to_vec));
         Ok(())
-    }
-}
-
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct ProfileAggregate {
-    signature: Signature,
-}
-
-impl Default for ProfileAggregate {
-    fn default() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl AggregateUDFImpl for ProfileAggregate {
-    fn name(&self) -> &str {
-        PROFILE
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let schema = Arc::new(Schema::new(args.expr_fields.to_vec()));
-        Ok(Box::new(ProfileAccumulator {
-            profiler: sluice_profile::Profiler::new(schema.clone()),
-            schema,
-            parts: Vec::new(),
-        }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "profile"), DataType::Binary, true))])
     }
 }
 
@@ -416,10 +395,6 @@ struct ProfileAccumulator {
     parts: Vec<Vec<u8>>,
 }
 
-fn profile_failed(message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Execution(format!("{PROFILE}: {message}"))
-}
-
 impl ProfileAccumulator {
     /// This partition's profile and every merged one, non-empty ones merged in the order of their
     /// bytes (the first is the base, so a lone profile comes out as it went in).
@@ -429,11 +404,11 @@ impl ProfileAccumulator {
         all.sort_unstable();
         let mut total: Option<sluice_profile::Profile> = None;
         for bytes in all {
-            let part = sluice_profile::Profile::from_json(bytes).map_err(profile_failed)?;
+            let part = sluice_profile::Profile::from_json(bytes).map_err(|e| failed(PROFILE, e))?;
             match &mut total {
                 None => total = Some(part),
                 Some(t) if t.rows == 0 => *t = part,
-                Some(t) if part.rows > 0 => t.merge(&part).map_err(profile_failed)?,
+                Some(t) if part.rows > 0 => t.merge(&part).map_err(|e| failed(PROFILE, e))?,
                 Some(_) => {}
             }
         }
@@ -445,7 +420,7 @@ impl Accumulator for ProfileAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let rows = RecordBatchOptions::new().with_row_count(Some(values.first().map_or(0, |v| v.len())));
         let batch = RecordBatch::try_new_with_options(self.schema.clone(), values.to_vec(), &rows)?;
-        self.profiler.update(&batch).map_err(profile_failed)
+        self.profiler.update(&batch).map_err(|e| failed(PROFILE, e))
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -465,14 +440,12 @@ impl Accumulator for ProfileAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(states) = states.first() else { return Ok(()) };
-        let binary = states.as_binary_opt::<i32>().ok_or_else(|| profile_failed("state is not binary"))?;
-        self.parts.extend(binary.iter().flatten().map(<[u8]>::to_vec));
+        self.parts.extend(binary_states(PROFILE, states)?.map(<[u8]>::to_vec));
         Ok(())
     }
 }
 
-/// What a [`FitAggregate`] fits: `specs` (one stage), on the rows after `fitted` (the earlier
+/// What a [`fit`] aggregate fits: `specs` (one stage), on the rows after `fitted` (the earlier
 /// stages); `label` for target encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FitConfig {
@@ -486,45 +459,6 @@ impl FitConfig {
     pub fn literal(&self) -> Result<ScalarValue> {
         json_literal(self)
     }
-}
-
-/// See the module documentation.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct FitAggregate {
-    signature: Signature,
-}
-
-impl Default for FitAggregate {
-    fn default() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
-    }
-}
-
-impl AggregateUDFImpl for FitAggregate {
-    fn name(&self) -> &str {
-        FIT
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Binary)
-    }
-
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let fields = args.expr_fields.get(1..).unwrap_or_default().to_vec();
-        Ok(Box::new(FitAccumulator { schema: Arc::new(Schema::new(fields)), own: None, parts: Vec::new() }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(format_state_name(args.name, "partials"), DataType::Binary, true))])
-    }
-}
-
-fn fit_failed(message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Execution(format!("{FIT}: {message}"))
 }
 
 #[derive(Debug)]
@@ -566,10 +500,10 @@ impl Accumulator for FitAccumulator {
         let Some((config, accumulators)) = &mut self.own else { return Ok(()) };
         let rows = RecordBatchOptions::new().with_row_count(Some(values[0].len()));
         let batch = RecordBatch::try_new_with_options(self.schema.clone(), values[1..].to_vec(), &rows)?;
-        let batch = config.fitted.apply(&batch).map_err(fit_failed)?;
+        let batch = config.fitted.apply(&batch).map_err(|e| failed(FIT, e))?;
         let table = sluice_model::features::Table::from(&batch);
         for a in accumulators.iter_mut() {
-            a.update(&table, &config.label).map_err(fit_failed)?;
+            a.update(&table, &config.label).map_err(|e| failed(FIT, e))?;
         }
         Ok(())
     }
@@ -591,12 +525,10 @@ impl Accumulator for FitAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(states) = states.first() else { return Ok(()) };
-        let binary = states.as_binary_opt::<i32>().ok_or_else(|| fit_failed("state is not binary"))?;
-        for bytes in binary.iter().flatten() {
+        for bytes in binary_states(FIT, states)? {
             // Written by `states`; read back and written again, a state is the same bytes
             // (serde_json keeps key order and writes the floats it read exactly).
-            let list: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(fit_failed)?;
+            let list: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(|e| failed(FIT, e))?;
             self.parts.extend(list.iter().map(serde_json::Value::to_string));
         }
         Ok(())

@@ -19,12 +19,12 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{count, min};
-use datafusion::logical_expr::{AggregateUDF, Expr, cast, lit, when};
+use datafusion::logical_expr::{Expr, cast, lit, when};
 use datafusion::prelude::{DataFrame, col, ident};
 use sluice_model::{ModelArtifact, Task, Transform};
 use sluice_train::{FeatureOptions, LinearOptions, Objective, PassSums, TrainError, TrainRequest};
 
-use crate::functions::{LinearPass, Moments, PassConfig, decode_moments};
+use crate::functions::{LINEAR_PASS, PassConfig, decode_moments};
 use crate::{Engine, EngineError, Result};
 
 /// A linear model to train on the engine.
@@ -52,15 +52,7 @@ pub async fn train_linear(engine: &Engine, data: &Path, request: &LinearOnEngine
     let ctx = crate::aggregate::row_group_context(engine, data)?;
     let df = crate::aggregate::scan(&ctx, data).await?;
     let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
-    let features: Vec<String> = match request.features {
-        Some(f) => f.to_vec(),
-        None => schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .filter(|n| n != request.label && !request.exclude.contains(n))
-            .collect(),
-    };
+    let features = sluice_train::feature_columns(&schema, request.features, request.label, request.exclude);
     let task = match request.objective {
         Objective::Logistic => Task::BinaryClassification,
         Objective::SquaredError => Task::Regression,
@@ -143,7 +135,7 @@ async fn fit_statistics(
         .collect();
     let mut moment_args: Vec<Expr> = standardized.iter().map(|(_, c)| ident(c.as_str())).collect();
     moment_args.push(label);
-    let moments = AggregateUDF::from(Moments::default()).call(moment_args).alias("moments");
+    let moments = crate::functions::moments().call(moment_args).alias("moments");
     aggregates.push(moments);
     let batches = df.clone().aggregate(vec![], aggregates)?.collect().await?;
     let batch = batches
@@ -219,22 +211,13 @@ async fn top_categories(df: &DataFrame, column: &str, max: usize) -> Result<Vec<
     Ok(categories)
 }
 
-/// One [`LinearPass`] aggregate over `df`.
+/// One [`linear_pass`](crate::functions::linear_pass) aggregate over `df`.
 async fn linear_pass(df: &DataFrame, label: &str, config: &PassConfig) -> Result<PassSums> {
     let mut args = vec![lit(config.literal()?), ident(label)];
     args.extend(config.columns.iter().map(|c| ident(c.as_str())));
-    let call = AggregateUDF::from(LinearPass::default()).call(args).alias("sums");
-    let batches = df.clone().aggregate(vec![], vec![call])?.collect().await?;
-    let mut sums = PassSums::default();
-    for batch in &batches {
-        let binary = batch
-            .column(0)
-            .as_binary_opt::<i32>()
-            .ok_or_else(|| EngineError::Invalid("the pass returned no binary sums".into()))?;
-        for bytes in binary.iter().flatten() {
-            sums.merge(&PassSums::from_bytes(bytes)?);
-        }
-    }
+    let bytes =
+        crate::aggregate::aggregate_bytes(df.clone(), crate::functions::linear_pass().call(args), LINEAR_PASS).await?;
+    let sums = PassSums::from_bytes(&bytes)?;
     Ok(sums)
 }
 

@@ -388,16 +388,12 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             } else {
                 blocking(move || {
                     let batch = read_dataset_batch(&path)?;
-                    let features: Vec<String> = match &train.features {
-                        Some(f) => f.clone(),
-                        None => batch
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().clone())
-                            .filter(|n| *n != train.label && !train.exclude.contains(n))
-                            .collect(),
-                    };
+                    let features = sluice_train::feature_columns(
+                        &batch.schema(),
+                        train.features.as_deref(),
+                        &train.label,
+                        &train.exclude,
+                    );
                     let valid = valid_path.map(|p| read_dataset_batch(&p)).transpose()?;
                     if let Some(study) = study {
                         let say = |text: String| reporter.event(&Event::StepReport { step: step_name.clone(), text });

@@ -27,9 +27,7 @@ pub use error::{Result, TrainError};
 pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
-pub use linear::{
-    LinearFit, LinearOptions, Objective, PassSums, accumulate, accumulate_serial, fit_linear, fit_newton,
-};
+pub use linear::{LinearFit, LinearOptions, Objective, PassSums, accumulate, fit_linear, fit_newton};
 pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
 
 use arrow_array::RecordBatch;
@@ -235,6 +233,22 @@ pub fn train_ftrl(
         objective,
     };
     artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(model), training)
+}
+
+/// A train step's feature columns: the ones it names, else every column of `schema` but the
+/// label and the excluded ones.
+pub fn feature_columns(
+    schema: &arrow_schema::Schema,
+    named: Option<&[String]>,
+    label: &str,
+    exclude: &[String],
+) -> Vec<String> {
+    match named {
+        Some(f) => f.to_vec(),
+        None => {
+            schema.fields().iter().map(|f| f.name().clone()).filter(|n| n != label && !exclude.contains(n)).collect()
+        }
+    }
 }
 
 /// Fit transforms and a linear model on one batch of training data.

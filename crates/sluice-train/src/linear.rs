@@ -152,33 +152,11 @@ fn row_terms(objective: Objective, z: f64, y: f64) -> (f64, f64, f64) {
 }
 
 /// One pass over `x` at `beta` (length `x.cols`, plus one for the intercept): summed loss,
-/// gradient and, with `hessian`, the Hessian's lower triangle. Parallel over row chunks.
+/// gradient and, with `hessian`, the Hessian's lower triangle. Row chunks are summed in a fixed
+/// tree, in parallel or (`parallel: false`, for callers that are themselves one of many parallel
+/// tasks, such as a DataFusion aggregate on an async worker) on the calling thread, with the same
+/// result either way.
 pub fn accumulate(
-    x: &DesignMatrix,
-    y: &[f64],
-    beta: &[f64],
-    objective: Objective,
-    intercept: bool,
-    hessian: bool,
-) -> PassSums {
-    accumulate_with(x, y, beta, objective, intercept, hessian, true)
-}
-
-/// [`accumulate`] on the calling thread only, with the same chunks added in the same order (so
-/// the same result): for callers that are themselves one of many parallel tasks, such as a
-/// DataFusion aggregate on an async worker thread.
-pub fn accumulate_serial(
-    x: &DesignMatrix,
-    y: &[f64],
-    beta: &[f64],
-    objective: Objective,
-    intercept: bool,
-    hessian: bool,
-) -> PassSums {
-    accumulate_with(x, y, beta, objective, intercept, hessian, false)
-}
-
-fn accumulate_with(
     x: &DesignMatrix,
     y: &[f64],
     beta: &[f64],
@@ -296,7 +274,7 @@ pub fn fit_linear(x: &DesignMatrix, y: &[f64], objective: Objective, options: &L
         Objective::Logistic => {
             let mean = y.iter().sum::<f64>() / x.rows as f64;
             fit_newton(x.cols, mean, objective, options, |beta, hessian| {
-                Ok(accumulate(x, y, beta, objective, options.fit_intercept, hessian))
+                Ok(accumulate(x, y, beta, objective, options.fit_intercept, hessian, true))
             })
         }
         Objective::SquaredError => fit_ridge(x, y, options),

@@ -43,7 +43,8 @@ fn fit_partitioned(
         passes += 1;
         let mut total = PassSums::default();
         for w in bounds.windows(2) {
-            let part = accumulate(&rows(x, w[0], w[1]), &y[w[0]..w[1]], beta, objective, o.fit_intercept, hessian);
+            let part =
+                accumulate(&rows(x, w[0], w[1]), &y[w[0]..w[1]], beta, objective, o.fit_intercept, hessian, true);
             total.merge(&PassSums::from_bytes(&part.to_bytes())?);
         }
         Ok(total)
