@@ -52,9 +52,9 @@ import pandas as pd
 import scipy
 import sklearn
 from scipy.special import expit
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import ElasticNet, LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -78,6 +78,13 @@ GRAD_TOL = 1e-9
 THRESHOLD = 0.5
 LOGISTIC_L2 = [1e-2, 1e-4]
 RIDGE_L2 = [1e-3]
+# (l1, l2) for the elastic-net cases: lasso and an even mix.
+ELASTIC_NET = [(1.0, 0.0), (0.5, 0.5)]
+LOGISTIC_L1 = [(0.02, 0.0), (0.01, 0.01)]
+MULTINOMIAL_L2 = [1e-2, 1e-3]
+# The sluice objective's optimality gap (largest component of the minimum-norm subgradient)
+# that the L1 references must reach: saga and coordinate descent converge linearly.
+L1_GAP_TOL = 1e-7
 METRICS_SEED = 20240611
 
 
@@ -271,6 +278,157 @@ def ridge_cases(frame: pd.DataFrame, csv: str, label: str):
     return cases
 
 
+def l1_gap(grad_w, w, l1, grad_b):
+    """Largest component of the minimum-norm subgradient of `smooth + l1 ||w||_1`."""
+    gap = np.where(w != 0, np.abs(grad_w + l1 * np.sign(w)), np.maximum(np.abs(grad_w) - l1, 0.0))
+    return float(max(gap.max(initial=0.0), abs(grad_b)))
+
+
+def elastic_net_cases(frame: pd.DataFrame, csv: str, label: str):
+    features = table_columns(frame, label)
+    x = frame[features].to_numpy(dtype=float)
+    y = frame[label].to_numpy(dtype=float)
+    n = len(y)
+    xs, mean, scale = standardize(x)
+    cases = []
+    for l1, l2 in ELASTIC_NET:
+        alpha, ratio = l1 + l2, l1 / (l1 + l2)
+        model = ElasticNet(alpha=alpha, l1_ratio=ratio, tol=1e-14, max_iter=1_000_000).fit(xs, y)
+        w, b = model.coef_.astype(float), float(model.intercept_)
+        r = xs @ w + b - y
+        gap = l1_gap(xs.T @ r / n + l2 * w, w, l1, r.mean())
+        if gap > L1_GAP_TOL:
+            sys.exit(f"elastic net l1={l1} l2={l2}: optimality gap {gap} > {L1_GAP_TOL}")
+        yhat = model.predict(xs)
+        cases.append(
+            {
+                "name": f"elastic_net_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}",
+                "csv": csv,
+                "label": label,
+                "features": features,
+                "objective": "squared_error",
+                "l2": l2,
+                "l1": l1,
+                "rows": n,
+                "sklearn_estimator": f"ElasticNet(alpha={alpha!r}, l1_ratio={ratio!r}, tol=1e-14, "
+                "max_iter=1_000_000).fit(Xs, y)  # alpha = l1 + l2, l1_ratio = l1 / alpha",
+                "solver": "coordinate descent",
+                "attempts": [],
+                "max_abs_gradient": gap,
+                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
+                "coef": w.tolist(),
+                "intercept": b,
+                "zero_coefficients": int((w == 0).sum()),
+                "predictions": yhat.tolist(),
+                "metrics": regression_metrics(y, yhat),
+                "metric_commands": REGRESSION_METRIC_COMMANDS,
+            }
+        )
+    return cases
+
+
+def logistic_l1_cases(frame: pd.DataFrame, csv: str, label: str):
+    features = table_columns(frame, label)
+    x = frame[features].to_numpy(dtype=float)
+    y = frame[label].to_numpy(dtype=float)
+    n = len(y)
+    xs, mean, scale = standardize(x)
+    cases = []
+    for l1, l2 in LOGISTIC_L1:
+        # scikit-learn: C * sum(loss) + l1_ratio ||w||_1 + (1 - l1_ratio) / 2 ||w||^2; divided by
+        # C n it is sluice's objective with l1 = l1_ratio / (C n), l2 = (1 - l1_ratio) / (C n).
+        ratio = l1 / (l1 + l2)
+        c = 1.0 / ((l1 + l2) * n)
+        model = LogisticRegression(C=c, l1_ratio=ratio, solver="saga", tol=1e-14, max_iter=1_000_000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(xs, y)
+        w, b = model.coef_[0].astype(float), float(model.intercept_[0])
+        r = expit(xs @ w + b) - y
+        gap = l1_gap(xs.T @ r / n + l2 * w, w, l1, r.mean())
+        if gap > L1_GAP_TOL:
+            sys.exit(f"logistic l1={l1} l2={l2}: optimality gap {gap} > {L1_GAP_TOL}")
+        p = model.predict_proba(xs)[:, 1]
+        cases.append(
+            {
+                "name": f"logistic_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}",
+                "csv": csv,
+                "label": label,
+                "features": features,
+                "objective": "logistic",
+                "l2": l2,
+                "l1": l1,
+                "rows": n,
+                "sklearn_estimator": f"LogisticRegression(C={c!r}, l1_ratio={ratio!r}, solver='saga', tol=1e-14, "
+                "max_iter=1_000_000).fit(Xs, y)  # C = 1 / ((l1 + l2) n), l1_ratio = l1 / (l1 + l2)",
+                "solver": "saga",
+                "attempts": [],
+                "max_abs_gradient": gap,
+                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
+                "coef": w.tolist(),
+                "intercept": b,
+                "zero_coefficients": int((w == 0).sum()),
+                "predictions": p.tolist(),
+                "metrics": binary_metrics(y, p),
+                "metric_commands": BINARY_METRIC_COMMANDS,
+            }
+        )
+    return cases
+
+
+def multinomial_cases(frame: pd.DataFrame, csv: str, label: str):
+    features = table_columns(frame, label)
+    x = frame[features].to_numpy(dtype=float)
+    y = frame[label].to_numpy(dtype=int)
+    n = len(y)
+    classes = sorted(set(y.tolist()))
+    xs, mean, scale = standardize(x)
+    cases = []
+    for l2 in MULTINOMIAL_L2:
+        c = 1.0 / (l2 * n)
+        attempts = []
+        for solver in ["lbfgs", "newton-cholesky"]:
+            model = LogisticRegression(C=c, tol=1e-12, max_iter=100_000, solver=solver).fit(xs, y)
+            w, b = model.coef_.astype(float), model.intercept_.astype(float)
+            b = b - b.mean()
+            p = model.predict_proba(xs)
+            r = p - np.eye(len(classes))[y]
+            grad = np.concatenate([(r.T @ xs / n + l2 * w).ravel(), r.mean(axis=0)])
+            gap = float(np.abs(grad).max())
+            attempts.append({"solver": solver, "n_iter": int(np.max(model.n_iter_)), "max_abs_gradient": gap})
+            if gap <= GRAD_TOL:
+                break
+        if gap > GRAD_TOL:
+            sys.exit(f"multinomial l2={l2}: no solver reached |gradient| <= {GRAD_TOL}: {attempts}")
+        pred = p.argmax(axis=1)
+        cases.append(
+            {
+                "name": f"multinomial_{Path(csv).stem}_l2_{l2:g}",
+                "csv": csv,
+                "label": label,
+                "features": features,
+                "objective": "multinomial",
+                "l2": l2,
+                "rows": n,
+                "classes": [str(k) for k in classes],
+                "sklearn_estimator": f"LogisticRegression(C={c!r}, tol=1e-12, max_iter=100_000, solver={solver!r})"
+                ".fit(Xs, y)  # C = 1 / (l2 * n); intercepts centred to sum to 0",
+                "solver": solver,
+                "attempts": attempts,
+                "max_abs_gradient": gap,
+                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
+                "coef": w.ravel().tolist(),
+                "intercepts": b.tolist(),
+                "probabilities": p.ravel().tolist(),
+                "metrics": {
+                    "log_loss": float(log_loss(y, p, labels=classes)),
+                    "accuracy": float(accuracy_score(y, pred)),
+                },
+            }
+        )
+    return cases
+
+
 def linear_models():
     cancer = load_breast_cancer(as_frame=True).frame
     cancer.columns = [c.replace(" ", "_") for c in cancer.columns]
@@ -279,6 +437,9 @@ def linear_models():
     diabetes = load_diabetes(scaled=False, as_frame=True).frame
     diabetes = write_csv(diabetes, "diabetes.csv")
 
+    wine = load_wine(as_frame=True).frame
+    wine = write_csv(wine.rename(columns={"od280/od315_of_diluted_wines": "od280_od315"}), "wine.csv")
+
     return {
         "generated_by": COMMAND,
         "versions": versions(),
@@ -286,11 +447,16 @@ def linear_models():
             "breast_cancer.csv": "sklearn.datasets.load_breast_cancer(as_frame=True).frame, spaces in "
             "column names replaced by '_', 'target' renamed 'label' (1 = benign)",
             "diabetes.csv": "sklearn.datasets.load_diabetes(scaled=False, as_frame=True).frame",
+            "wine.csv": "sklearn.datasets.load_wine(as_frame=True).frame, 'od280/od315_of_diluted_wines' "
+            "renamed 'od280_od315' (label 'target': classes 0, 1, 2)",
         },
         "preprocessing": "Xs = (X - X.mean(0)) / S, S = X.std(0, ddof=0) with 0 replaced by 1",
         "threshold": THRESHOLD,
         "cases": logistic_cases(cancer, "breast_cancer.csv", "label")
-        + ridge_cases(diabetes, "diabetes.csv", "target"),
+        + ridge_cases(diabetes, "diabetes.csv", "target")
+        + elastic_net_cases(diabetes, "diabetes.csv", "target")
+        + logistic_l1_cases(cancer, "breast_cancer.csv", "label")
+        + multinomial_cases(wine, "wine.csv", "target"),
     }
 
 

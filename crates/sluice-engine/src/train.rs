@@ -7,9 +7,10 @@
 //! 2. one grouped query per text feature for its most frequent categories (one-hot encoding);
 //! 3. per Newton step, one [`LINEAR_PASS`](crate::functions::LINEAR_PASS) aggregate for the
 //!    summed loss, gradient and Hessian at the current weights (plus loss-only passes while the
-//!    line search backtracks).
+//!    line search backtracks); per L-BFGS iteration, one or more loss-and-gradient passes.
 //!
-//! The solver itself, [`sluice_train::fit_newton`], is the one in-process training uses, so the
+//! The solver itself, [`sluice_train::fit_passes`] (Newton, proximal Newton with `l1`, or
+//! L-BFGS), is the one in-process training uses, so the
 //! model takes the same steps and differs only by floating-point summation order.
 
 use std::path::Path;
@@ -80,7 +81,7 @@ pub async fn train_linear(engine: &Engine, data: &Path, request: &LinearOnEngine
     let width: usize = transforms.iter().map(|t| t.feature_names().len()).sum();
     let (fit, passes) = tokio::task::spawn_blocking(move || {
         let mut passes = 0u32;
-        let fit = sluice_train::fit_newton(width, label_mean, objective, &options, |beta, hessian| {
+        let fit = sluice_train::fit_passes(width, label_mean, objective, &options, |beta, hessian| {
             passes += 1;
             let config = PassConfig {
                 logistic: objective == Objective::Logistic,
@@ -165,7 +166,12 @@ async fn fit_statistics(
     if request.objective == Objective::Logistic
         && let Some(bad) = value("not_binary")?
     {
-        return Err(TrainError::NotBinary { column: request.label.to_string(), value: bad.to_string() }.into());
+        return Err(TrainError::Invalid(format!(
+            "label `{}` has value {bad}: `distributed: true` trains binary logistic regression (boolean or 0/1 \
+             labels); multinomial models train in-process",
+            request.label
+        ))
+        .into());
     }
     let moments = match ScalarValue::try_from_array(column("moments")?, 0)? {
         ScalarValue::Binary(Some(bytes)) => decode_moments(&bytes)?,

@@ -135,7 +135,7 @@ impl ModelArtifact {
         let multiclass = self.task == Task::MulticlassClassification;
         let outputs = match &self.model {
             Model::Gbdt(m) => m.num_class,
-            Model::Linear(_) => 1,
+            Model::Linear(m) => m.outputs(),
         };
         if multiclass && (self.classes.len() < 2 || self.classes.len() != outputs) {
             return Err(ModelError::Inconsistent(format!(
@@ -147,8 +147,8 @@ impl ModelArtifact {
             return Err(ModelError::Inconsistent(format!("{:?} model with {outputs} outputs", self.task)));
         }
         match &self.model {
-            Model::Linear(m) if m.weights.len() != width => Err(ModelError::Inconsistent(format!(
-                "linear model has {} weights for {width} features",
+            Model::Linear(m) if m.weights.len() != width * outputs => Err(ModelError::Inconsistent(format!(
+                "linear model has {} weights for {width} features and {outputs} output(s)",
                 m.weights.len()
             ))),
             Model::Linear(_) => Ok(()),

@@ -3,11 +3,16 @@ use serde::{Deserialize, Serialize};
 use crate::transform::DesignMatrix;
 
 /// `score = link(intercept + weights · x)`; the link is the logistic function for binary
-/// classification and the identity for regression.
+/// classification and the identity for regression. A multinomial (softmax) model has one margin
+/// per class: `weights` holds `classes x features` (class by class) and `intercepts` one per
+/// class, and the class probabilities are the softmax of the margins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearModel {
     pub weights: Vec<f64>,
     pub intercept: f64,
+    /// Multinomial models: the per-class intercepts (`intercept` is then 0); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intercepts: Vec<f64>,
     /// For online (FTRL) models: the per-coordinate state that further `partial_fit`s continue
     /// from. Prediction uses `weights` and `intercept` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,11 +35,31 @@ pub struct FtrlState {
 }
 
 impl LinearModel {
-    /// Raw margins `intercept + weights · x` for every row of `x`.
+    /// A single-output model (binary or regression).
+    pub fn new(weights: Vec<f64>, intercept: f64) -> Self {
+        Self { weights, intercept, intercepts: Vec::new(), online: None }
+    }
+
+    /// Margins per row: one (`intercept + weights · x`) or, for a multinomial model, one per
+    /// class (row-major, `rows x classes`).
     pub fn margins(&self, x: &DesignMatrix) -> Vec<f64> {
-        (0..x.rows)
-            .map(|i| self.intercept + x.row(i).iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>())
-            .collect()
+        let dot = |w: &[f64], row: &[f64]| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>();
+        if self.intercepts.is_empty() {
+            return (0..x.rows).map(|i| self.intercept + dot(&self.weights, x.row(i))).collect();
+        }
+        let mut out = Vec::with_capacity(x.rows * self.intercepts.len());
+        for i in 0..x.rows {
+            let row = x.row(i);
+            for (k, b) in self.intercepts.iter().enumerate() {
+                out.push(b + dot(&self.weights[k * x.cols..(k + 1) * x.cols], row));
+            }
+        }
+        out
+    }
+
+    /// Margins per row: 1, or the number of classes of a multinomial model.
+    pub fn outputs(&self) -> usize {
+        self.intercepts.len().max(1)
     }
 }
 

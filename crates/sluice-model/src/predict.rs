@@ -126,10 +126,14 @@ impl Predictor {
         let x = self.prepared.matrix(&batch)?;
         let scores = match &self.artifact.model {
             Model::Linear(m) => {
-                let margins = m.margins(&x);
+                let mut margins = m.margins(&x);
                 match self.artifact.task {
                     Task::BinaryClassification => margins.into_iter().map(sigmoid).collect(),
-                    _ => margins,
+                    Task::MulticlassClassification => {
+                        margins.chunks_mut(m.outputs()).for_each(crate::gbdt::softmax);
+                        margins
+                    }
+                    Task::Regression => margins,
                 }
             }
             Model::Gbdt(m) => m.predict(&x),

@@ -794,7 +794,13 @@ fn linear_settings(
         ModelKind::LinearRegression => Objective::SquaredError,
         _ => Objective::Logistic,
     };
-    let linear = LinearOptions { l2: p.l2, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept };
+    let solver = match p.solver {
+        sluice_spec::kinds::LinearSolver::Auto => sluice_train::Solver::Auto,
+        sluice_spec::kinds::LinearSolver::Newton => sluice_train::Solver::Newton,
+        sluice_spec::kinds::LinearSolver::Lbfgs => sluice_train::Solver::Lbfgs,
+    };
+    let linear =
+        LinearOptions { l2: p.l2, l1: p.l1, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept, solver };
     let preprocessing = FeatureOptions {
         standardize: train.preprocessing.standardize,
         max_categories: train.preprocessing.max_categories,

@@ -459,26 +459,56 @@ default_from_serde!(FtrlParams, ForestParams, GbdtParams);
 
 /// Hyper-parameters of the linear models.
 ///
-/// Objective: `mean(loss) + l2 / 2 * ||w||²` (intercept not penalized). In scikit-learn terms,
-/// `LogisticRegression(C = 1 / (l2 * n))` and `Ridge(alpha = l2 * n)` for `n` training rows.
+/// Objective: `mean(loss) + l2 / 2 * ||w||² + l1 * ||w||₁` (intercept not penalized). In
+/// scikit-learn terms, `LogisticRegression(C = 1 / (l2 * n))`, `Ridge(alpha = l2 * n)` and
+/// `ElasticNet(alpha = l1 + l2, l1_ratio = l1 / (l1 + l2))` for `n` training rows. Logistic
+/// regression on a label with more than two values (or text values) is multinomial (softmax).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinearParams {
     #[serde(default = "default_l2")]
     pub l2: f64,
-    #[serde(default = "default_max_iter")]
-    pub max_iter: u32,
-    /// Stop when the largest gradient component falls below this.
+    /// L1 penalty: lasso, or elastic net with `l2`. Binary logistic and linear regression only.
+    #[serde(default)]
+    pub l1: f64,
+    /// Newton steps (default 100) or L-BFGS iterations (default 1,000).
+    #[serde(default)]
+    pub max_iter: Option<u32>,
+    /// Stop when the largest gradient component (with `l1`: of the minimum-norm subgradient)
+    /// falls below this.
     #[serde(default = "default_tol")]
     pub tol: f64,
     #[serde(default = "yes")]
     pub fit_intercept: bool,
+    #[serde(default)]
+    pub solver: LinearSolver,
 }
 
 impl Default for LinearParams {
     fn default() -> Self {
-        Self { l2: default_l2(), max_iter: default_max_iter(), tol: default_tol(), fit_intercept: true }
+        Self {
+            l2: default_l2(),
+            l1: 0.0,
+            max_iter: None,
+            tol: default_tol(),
+            fit_intercept: true,
+            solver: LinearSolver::Auto,
+        }
     }
+}
+
+/// How a linear model's weights are found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LinearSolver {
+    /// Newton's method (proximal Newton with `l1`) up to 256 weights, L-BFGS above; ridge
+    /// regression exactly; multinomial models by L-BFGS.
+    #[default]
+    Auto,
+    /// Newton's method: each step one pass with the Hessian, ~10 steps.
+    Newton,
+    /// L-BFGS: one or two gradient passes per iteration, for many features.
+    Lbfgs,
 }
 
 /// How raw columns become model features. The fitted transforms ship inside the model.
@@ -1114,9 +1144,6 @@ fn default_seed() -> u64 {
 }
 fn default_l2() -> f64 {
     1e-4
-}
-fn default_max_iter() -> u32 {
-    100
 }
 fn default_tol() -> f64 {
     1e-8

@@ -12,8 +12,8 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
 use crate::kinds::{
-    Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams, ModelKind,
-    Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
+    Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams,
+    LinearSolver, ModelKind, Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
 
@@ -792,8 +792,14 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
             if p.tol.is_nan() || p.tol <= 0.0 {
                 return fail("params.tol", format!("`params.tol` must be > 0, got {}", p.tol));
             }
-            if p.max_iter == 0 {
+            if !(p.l1 >= 0.0 && p.l1.is_finite()) {
+                return fail("params.l1", format!("`params.l1` must be >= 0, got {}", p.l1));
+            }
+            if p.max_iter == Some(0) {
                 return fail("params.max_iter", "`params.max_iter` must be at least 1".into());
+            }
+            if p.l1 > 0.0 && p.solver == LinearSolver::Lbfgs {
+                return fail("params.solver", "`params.l1` needs `solver: newton` or `auto` (proximal Newton)".into());
             }
         }
         TrainParams::Gbdt(p) => check_gbdt(p, has_validation).map_err(|(f, m)| (f.to_string(), m))?,

@@ -75,7 +75,7 @@ pub fn partial_fit(
     }
     let weights: Vec<f64> = (0..x.cols).map(|i| weight(&s, i)).collect();
     let intercept = weight(&s, x.cols);
-    LinearModel { weights, intercept, online: Some(s) }
+    LinearModel { online: Some(s), ..LinearModel::new(weights, intercept) }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Model training: fitting feature transforms, and linear models (logistic regression by Newton's
-//! method, ridge regression by an exact solve).
+//! Model training: fitting feature transforms; linear models (binary and multinomial logistic,
+//! ridge, lasso and elastic net by Newton, proximal Newton or L-BFGS; online FTRL); GBDT and
+//! random forests.
 //!
 //! Training builds its design matrix with `sluice_model::design_matrix`, the same code that
 //! scores at inference time. The result is a [`sluice_model::ModelArtifact`] without lineage; the
@@ -19,7 +20,9 @@ mod error;
 mod features;
 pub mod ftrl;
 pub mod gbdt;
+mod lbfgs;
 mod linear;
+mod multinomial;
 pub mod pipeline;
 
 pub use cv::{CvMethod, CvSpec, cv_folds};
@@ -27,7 +30,11 @@ pub use error::{Result, TrainError};
 pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
-pub use linear::{LinearFit, LinearOptions, Objective, PassSums, accumulate, fit_linear, fit_newton};
+pub use linear::{
+    LinearFit, LinearOptions, NEWTON_MAX_WEIGHTS, Objective, PassSums, Solver, accumulate, fit_linear, fit_newton,
+    fit_passes,
+};
+pub use multinomial::{fit_multinomial, multinomial_pass};
 pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
 
 use arrow_array::RecordBatch;
@@ -251,16 +258,40 @@ pub fn feature_columns(
     }
 }
 
-/// Fit transforms and a linear model on one batch of training data.
+/// The task logistic regression takes on for `label`: binary for a boolean or 0/1 label,
+/// multinomial for text or any other numbers (as scikit-learn's `LogisticRegression` does).
+pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
+    let column = batch.column_by_name(label).ok_or_else(|| TrainError::MissingColumn(label.to_string()))?;
+    let dt = column.data_type();
+    if *dt == arrow_schema::DataType::Boolean || batch.num_rows() == 0 {
+        return Ok(Task::BinaryClassification);
+    }
+    if dt.is_numeric() {
+        let values = label_values(batch, label, Task::Regression)?;
+        if values.iter().all(|v| *v == 0.0 || *v == 1.0) {
+            return Ok(Task::BinaryClassification);
+        }
+    }
+    Ok(Task::MulticlassClassification)
+}
+
+/// Fit transforms and a linear model on one batch of training data. Logistic regression on a
+/// label with more than two classes (or text classes) is multinomial.
 pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<ModelArtifact> {
     let task = match request.objective {
-        Objective::Logistic => Task::BinaryClassification,
+        Objective::Logistic => logistic_task(batch, request.label)?,
         Objective::SquaredError => Task::Regression,
     };
-    let y = label_values(batch, request.label, task)?;
+    let (classes, y) = match task {
+        Task::MulticlassClassification => class_labels(batch, request.label)?,
+        _ => (Vec::new(), label_values(batch, request.label, task)?),
+    };
     let transforms = fit_transforms(batch, request.features, &request.preprocessing)?;
     let x = design_matrix(&transforms, batch)?;
-    let fit = fit_linear(&x, &y, request.objective, &request.linear)?;
+    let fit = match task {
+        Task::MulticlassClassification => fit_multinomial(&x, &y, classes.len(), &request.linear)?,
+        _ => fit_linear(&x, &y, request.objective, &request.linear)?,
+    };
     let inputs = input_columns(&batch.schema(), request.features);
     let training = TrainingSummary {
         rows: batch.num_rows() as u64,
@@ -268,7 +299,7 @@ pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<Model
         converged: fit.converged,
         objective: fit.objective,
     };
-    artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(fit.model), training)
+    artifact(task, request.label, classes, inputs, transforms, Model::Linear(fit.model), training)
 }
 
 /// The artifact of a linear model fitted elsewhere — on an engine's executors, by

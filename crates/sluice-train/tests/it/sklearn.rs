@@ -1,15 +1,17 @@
 //! Linear models against scikit-learn on its bundled data sets (`tests/fixtures/linear_models.json`,
 //! written by `scripts/reference/linear_models.py`).
 //!
-//! sluice's objective `mean(loss) + l2/2 ||w||²` is scikit-learn's `LogisticRegression` with
-//! `C = 1 / (l2 n)` and `Ridge` with `alpha = l2 n`, both on the standardized matrix. The training
-//! here starts from the RAW CSV, so `fit_transforms` and `design_matrix` are under test too.
+//! sluice's objective `mean(loss) + l2/2 ||w||² + l1 ||w||₁` is scikit-learn's
+//! `LogisticRegression` with `C = 1 / ((l1 + l2) n)` and `l1_ratio = l1 / (l1 + l2)` (binary and
+//! multinomial), `Ridge` with `alpha = l2 n` and `ElasticNet` with `alpha = l1 + l2`, all on the
+//! standardized matrix. The training here starts from the RAW CSV, so `fit_transforms` and
+//! `design_matrix` are under test too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use sluice_model::{Model, ModelArtifact, Predictor, Task, Transform, design_matrix, sigmoid};
-use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest, label_values, train_linear};
+use sluice_train::{FeatureOptions, LinearOptions, Objective, TrainRequest, train_linear};
 
 use crate::support::{check, max_abs_diff, max_rel_diff, read_csv, read_json};
 
@@ -39,13 +41,29 @@ struct Case {
     features: Vec<String>,
     objective: String,
     l2: f64,
+    #[serde(default)]
+    l1: f64,
     rows: usize,
     solver: String,
     max_abs_gradient: f64,
     standardize: Standardization,
     coef: Vec<f64>,
+    /// Binary and regression models.
+    #[serde(default)]
     intercept: f64,
+    #[serde(default)]
     predictions: Vec<f64>,
+    /// Multinomial models: class names, per-class intercepts (centred) and `rows x classes`
+    /// probabilities.
+    #[serde(default)]
+    classes: Vec<String>,
+    #[serde(default)]
+    intercepts: Vec<f64>,
+    #[serde(default)]
+    probabilities: Vec<f64>,
+    /// L1 models: how many coefficients are exactly zero.
+    #[serde(default)]
+    zero_coefficients: Option<usize>,
     metrics: BTreeMap<String, f64>,
 }
 
@@ -55,8 +73,17 @@ struct Standardization {
     scale: Vec<f64>,
 }
 
-const CASES: [&str; 3] =
-    ["logistic_breast_cancer_l2_0.01", "logistic_breast_cancer_l2_0.0001", "ridge_diabetes_l2_0.001"];
+const CASES: [&str; 9] = [
+    "logistic_breast_cancer_l2_0.01",
+    "logistic_breast_cancer_l2_0.0001",
+    "ridge_diabetes_l2_0.001",
+    "elastic_net_diabetes_l1_1_l2_0",
+    "elastic_net_diabetes_l1_0.5_l2_0.5",
+    "logistic_breast_cancer_l1_0.02_l2_0",
+    "logistic_breast_cancer_l1_0.01_l2_0.01",
+    "multinomial_wine_l2_0.01",
+    "multinomial_wine_l2_0.001",
+];
 
 fn fixture() -> Fixture {
     read_json("linear_models.json")
@@ -66,7 +93,11 @@ fn metric_map(task: Task, y: &[f64], scores: &[f64], threshold: f64) -> BTreeMap
     match task {
         Task::BinaryClassification => sluice_metrics::binary(y, scores, threshold).expect("binary metrics").to_map(),
         Task::Regression => sluice_metrics::regression(y, scores).expect("regression metrics").to_map(),
-        Task::MulticlassClassification => panic!("no multiclass linear fixtures"),
+        Task::MulticlassClassification => {
+            let p: Vec<f64> = scores.to_vec();
+            let m = sluice_metrics::multiclass(y, &p, p.len() / y.len().max(1)).expect("multiclass metrics");
+            BTreeMap::from([("accuracy".to_string(), m.accuracy), ("log_loss".to_string(), m.log_loss)])
+        }
     }
 }
 
@@ -85,6 +116,7 @@ fn run_case(name: &str) {
     println!("== {name} (scikit-learn solver {}, |gradient| {:.1e})", case.solver, case.max_abs_gradient);
     let (objective, task) = match case.objective.as_str() {
         "logistic" => (Objective::Logistic, Task::BinaryClassification),
+        "multinomial" => (Objective::Logistic, Task::MulticlassClassification),
         "squared_error" => (Objective::SquaredError, Task::Regression),
         other => panic!("unknown objective {other}"),
     };
@@ -95,7 +127,7 @@ fn run_case(name: &str) {
         label: &case.label,
         features: &case.features,
         objective,
-        linear: LinearOptions { l2: case.l2, ..Default::default() },
+        linear: LinearOptions { l2: case.l2, l1: case.l1, ..Default::default() },
         preprocessing: FeatureOptions::default(),
     };
     let artifact = train_linear(&batch, &request).expect("training");
@@ -134,32 +166,57 @@ fn run_case(name: &str) {
     // Parameters.
     let Model::Linear(model) = &artifact.model else { panic!("not a linear model") };
     check("coefficients", max_rel_diff(&model.weights, &case.coef, COEF_FLOOR), COEF_TOL, &model.weights, &case.coef);
-    let intercept = [model.intercept];
+    let (intercepts, reference_intercepts) = match task {
+        Task::MulticlassClassification => {
+            assert_eq!(artifact.classes, case.classes);
+            (model.intercepts.clone(), case.intercepts.clone())
+        }
+        _ => (vec![model.intercept], vec![case.intercept]),
+    };
     check(
         "intercept",
-        max_rel_diff(&intercept, &[case.intercept], COEF_FLOOR),
+        max_rel_diff(&intercepts, &reference_intercepts, COEF_FLOOR),
         COEF_TOL,
-        &intercept,
-        &[case.intercept],
+        &intercepts,
+        &reference_intercepts,
     );
+    if let Some(zeros) = case.zero_coefficients {
+        // Exact zeros are what L1 is for: the same coefficients dropped.
+        let ours: Vec<usize> = (0..model.weights.len()).filter(|j| model.weights[*j] == 0.0).collect();
+        let theirs: Vec<usize> = (0..case.coef.len()).filter(|j| case.coef[*j] == 0.0).collect();
+        assert_eq!(theirs.len(), zeros);
+        assert_eq!(ours, theirs, "coefficients at exactly zero");
+    }
 
-    // Predictions, through the inference path.
+    // Predictions, through the inference path (multinomial: every class's probability).
     let predictor = Predictor::new(artifact.clone()).expect("predictor");
-    let scores = predictor.predict(&batch).expect("predict").scores;
-    check("predictions", max_abs_diff(&scores, &case.predictions), PREDICTION_TOL, &scores, &case.predictions);
+    let predictions = predictor.predict(&batch).expect("predict");
+    let (scores, reference) = match task {
+        Task::MulticlassClassification => (predictions.probabilities.clone(), &case.probabilities),
+        _ => (predictions.scores.clone(), &case.predictions),
+    };
+    check("predictions", max_abs_diff(&scores, reference), PREDICTION_TOL, &scores, reference);
 
     // The predictor's scores are exactly the training-time margins through the link.
     let x = design_matrix(&artifact.transforms, &batch).expect("design matrix");
-    let margins = model.margins(&x);
+    let mut margins = model.margins(&x);
     let linked: Vec<f64> = match task {
         Task::BinaryClassification => margins.iter().copied().map(sigmoid).collect(),
-        Task::Regression | Task::MulticlassClassification => margins.clone(),
+        Task::MulticlassClassification => {
+            margins.chunks_mut(model.outputs()).for_each(sluice_model::softmax);
+            margins.clone()
+        }
+        Task::Regression => margins.clone(),
     };
     assert_eq!(scores, linked, "Predictor scores differ from link(training margins)");
     // ... and survive the artifact's JSON round trip, to within a few ulps: serde_json is built
     // without its `float_roundtrip` feature, so parsing an f64 can be off by one ulp.
     let reloaded = ModelArtifact::from_json(&artifact.to_json()).expect("artifact JSON round trip");
-    let reloaded_scores = Predictor::new(reloaded).expect("predictor").predict(&batch).expect("predict").scores;
+    let reloaded = Predictor::new(reloaded).expect("predictor").predict(&batch).expect("predict");
+    let reloaded_scores = match task {
+        Task::MulticlassClassification => reloaded.probabilities,
+        _ => reloaded.scores,
+    };
     check(
         "predictions after JSON round trip",
         max_abs_diff(&reloaded_scores, &scores),
@@ -170,10 +227,10 @@ fn run_case(name: &str) {
 
     // Metrics: sluice-metrics on our predictions vs scikit-learn's on its own; and, to tell a
     // metric discrepancy from a model one, sluice-metrics on scikit-learn's predictions.
-    let y = label_values(&batch, &case.label, task).expect("labels");
+    let y = sluice_train::model_labels(&artifact, &batch).expect("labels");
     let ours = metric_map(task, &y, &scores, fixture.threshold);
     check_metrics("metrics (our model)", &ours, &case.metrics, METRIC_TOL);
-    let on_reference = metric_map(task, &y, &case.predictions, fixture.threshold);
+    let on_reference = metric_map(task, &y, reference, fixture.threshold);
     check_metrics("metrics (scikit-learn's predictions)", &on_reference, &case.metrics, SAME_INPUT_METRIC_TOL);
 }
 
@@ -190,6 +247,36 @@ fn logistic_breast_cancer_weak_l2() {
 #[test]
 fn ridge_diabetes() {
     run_case(CASES[2]);
+}
+
+#[test]
+fn lasso_diabetes() {
+    run_case(CASES[3]);
+}
+
+#[test]
+fn elastic_net_diabetes() {
+    run_case(CASES[4]);
+}
+
+#[test]
+fn logistic_breast_cancer_lasso() {
+    run_case(CASES[5]);
+}
+
+#[test]
+fn logistic_breast_cancer_elastic_net() {
+    run_case(CASES[6]);
+}
+
+#[test]
+fn multinomial_wine_strong_l2() {
+    run_case(CASES[7]);
+}
+
+#[test]
+fn multinomial_wine_weak_l2() {
+    run_case(CASES[8]);
 }
 
 /// A case added to the script must get a test here.
