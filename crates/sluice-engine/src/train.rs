@@ -295,9 +295,19 @@ mod tests {
         let path = write(dir.path(), &batch);
         let engine = Engine::local(2);
         let features: Vec<String> = ["x1", "Trip Miles", "flag", "color", "city"].map(String::from).to_vec();
-        for (label, objective) in [("label", Objective::Logistic), ("target", Objective::SquaredError)] {
+        let l2 = LinearOptions { l2: 1e-3, ..Default::default() };
+        let lasso = LinearOptions { l1: 2e-3, ..l2.clone() };
+        let lbfgs = LinearOptions { solver: sluice_train::Solver::Lbfgs, ..l2.clone() };
+        let cases = [
+            ("label", Objective::Logistic, l2.clone(), 4..=40, 1e-8),
+            ("target", Objective::SquaredError, l2, 2..=2, 1e-8),
+            // Proximal Newton (elastic net) and L-BFGS take the same passes on the engine.
+            ("label", Objective::Logistic, lasso.clone(), 4..=60, 1e-8),
+            ("target", Objective::SquaredError, lasso, 3..=20, 1e-8),
+            ("label", Objective::Logistic, lbfgs, 5..=200, 1e-6),
+        ];
+        for (label, objective, linear, passes, tolerance) in cases {
             let preprocessing = FeatureOptions { standardize: true, max_categories: 5 };
-            let linear = LinearOptions { l2: 1e-3, ..Default::default() };
             let exclude = vec![if label == "label" { "target".to_string() } else { "label".to_string() }];
             let request = LinearOnEngine {
                 label,
@@ -310,10 +320,9 @@ mod tests {
             let fit = train_linear(&engine, &path, &request).await.unwrap();
             let here = sluice_train::train_linear(
                 &batch,
-                &TrainRequest { label, features: &features, objective, linear, preprocessing },
+                &TrainRequest { label, features: &features, objective, linear: linear.clone(), preprocessing },
             )
             .unwrap();
-            let passes = if objective == Objective::SquaredError { 2..=2 } else { 4..=40 };
             assert!(passes.contains(&fit.passes) && fit.stat_queries == 3, "{label}: {} passes", fit.passes);
             let model = &fit.model;
             assert_eq!(model.feature_names, here.feature_names, "{label}");
@@ -333,9 +342,16 @@ mod tests {
             }
             let (Model::Linear(a), Model::Linear(b)) = (&model.model, &here.model) else { panic!("linear models") };
             let dw = max_diff(&a.weights, &b.weights);
-            println!("{label}: {} passes, {} weights, largest difference {dw:e}", fit.passes, a.weights.len());
-            assert!(dw < 1e-8, "{label}: weights differ by {dw:e}: {:?} vs {:?}", a.weights, b.weights);
-            assert!((a.intercept - b.intercept).abs() < 1e-8, "{label}: intercept");
+            let zeros = a.weights.iter().filter(|w| **w == 0.0).count();
+            println!(
+                "{label} ({:?}, l1 {}): {} passes, {} weights ({zeros} zero), largest difference {dw:e}",
+                linear.solver,
+                linear.l1,
+                fit.passes,
+                a.weights.len()
+            );
+            assert!(dw < tolerance, "{label}: weights differ by {dw:e}: {:?} vs {:?}", a.weights, b.weights);
+            assert!((a.intercept - b.intercept).abs() < tolerance, "{label}: intercept");
             assert!(model.training.converged);
         }
     }

@@ -799,7 +799,11 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
                 return fail("params.max_iter", "`params.max_iter` must be at least 1".into());
             }
             if p.l1 > 0.0 && p.solver == LinearSolver::Lbfgs {
-                return fail("params.solver", "`params.l1` needs `solver: newton` or `auto` (proximal Newton)".into());
+                return fail(
+                    "params.solver",
+                    "`params.solver: lbfgs` fits l2 penalties only; `params.l1` needs `newton` or `auto` (proximal Newton)"
+                        .into(),
+                );
             }
         }
         TrainParams::Gbdt(p) => check_gbdt(p, has_validation).map_err(|(f, m)| (f.to_string(), m))?,

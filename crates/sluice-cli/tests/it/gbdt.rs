@@ -303,3 +303,70 @@ fn ftrl_online_model_continues_on_new_data() {
     assert!(rows.1 < rows.0 * 2.1, "{rows:?}");
     assert!(auc > 0.88, "{auc}");
 }
+
+/// Logistic regression on a text label with six values is multinomial: it evaluates with the
+/// multiclass metrics and predicts classes; an L1 penalty on the binary quickstart drops
+/// features to exactly zero; and L1 with the lbfgs solver is a spec error naming the field.
+#[test]
+fn multinomial_and_lasso_linear_models_through_the_spec() {
+    let sb = Sandbox::new();
+    let spec_path = sb.copy_adult();
+    let dir = spec_path.parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    let multi = spec
+        .replace("    label: label\n    params:", "    label: relationship\n    exclude: [label]\n    params:")
+        .replace("name: adult-income\n", "name: adult-relationship\n");
+    assert_ne!(multi, spec, "the quickstart's train step changed shape");
+    std::fs::write(dir.join("multi.yaml"), &multi).unwrap();
+    let events = sb.run_json(&dir.join("multi.yaml"), &[]);
+    events.check_complete(&["train", "evaluate", "register"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let (accuracy, log_loss) = (run_metric(&show, "accuracy", None), run_metric(&show, "log_loss", None));
+    println!("relationship, multinomial logistic: accuracy {accuracy:.4}, log loss {log_loss:.4}");
+    assert!(accuracy > 0.7 && log_loss < 0.9, "accuracy {accuracy}, log loss {log_loss}");
+    let csv = sb.path().join("rows.csv");
+    std::fs::write(
+        &csv,
+        "age,workclass,fnlwgt,education,education_num,marital_status,occupation,race,sex,capital_gain,capital_loss,hours_per_week,native_country\n\
+         50,Self-emp-not-inc,83311,Bachelors,13,Married-civ-spouse,Exec-managerial,White,Male,0,0,13,United-States\n\
+         28,Private,338409,Bachelors,13,Married-civ-spouse,Prof-specialty,Black,Female,0,0,40,Cuba\n",
+    )
+    .unwrap();
+    let out = sb.path().join("rel.csv");
+    sb.sluice(&[
+        "predict",
+        "--model",
+        "adult-relationship@champion",
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.lines().next().unwrap().contains(",prediction,probability,probability_Husband,"), "{text}");
+    let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(13).unwrap()).collect();
+    assert_eq!(predicted, ["Husband", "Wife"], "{text}");
+
+    // Lasso on the binary quickstart: fewer weights, nearly the same AUC.
+    let events = sb.run_json(&spec_path, &["--set", "train.params.l1=0.002"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let auc = run_metric(&show, "roc_auc", None);
+    let versions = sb.sluice(&["models", "show", "adult-income", "--json"]).ok().json();
+    let hash = versions[0]["artifact"].as_str().unwrap().to_string();
+    let file = crate::support::object_files(&sb.home())
+        .into_iter()
+        .find(|f| f.file_name().unwrap().to_str().unwrap() == format!("{hash}.json"))
+        .expect("the model artifact");
+    let artifact: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let weights = artifact["model"]["weights"].as_array().unwrap_or_else(|| panic!("{artifact}"));
+    let zeros = weights.iter().filter(|w| w.as_f64() == Some(0.0)).count();
+    println!("quickstart with l1 = 0.002: AUC {auc:.4}, {zeros} of {} weights exactly zero", weights.len());
+    assert!(auc > 0.89, "AUC {auc}");
+    assert!(zeros > weights.len() / 4, "{zeros} of {} weights are zero", weights.len());
+
+    let bad = spec.replace("      l2: 0.0001", "      l2: 0.0001\n      l1: 0.01\n      solver: lbfgs");
+    std::fs::write(dir.join("bad.yaml"), bad).unwrap();
+    let out = sb.sluice(&["run", dir.join("bad.yaml").to_str().unwrap()]).expect_code(2);
+    assert!(out.stderr.contains("params.solver") && out.stderr.contains("l1"), "{}", out.stderr);
+}
