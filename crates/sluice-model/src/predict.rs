@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 
 use crate::artifact::{Model, ModelArtifact, Task};
 use crate::error::Result;
@@ -23,13 +23,15 @@ pub struct Explanation {
     pub values: DesignMatrix,
 }
 
-/// Scores for a batch: probabilities of the positive class, predicted values, or (multiclass)
-/// the probability of the likeliest class with every class's probability alongside.
+/// Scores for a batch: probabilities of the positive class, predicted values, (multiclass) the
+/// probability of the likeliest class with every class's probability alongside, or (clustering)
+/// each row's cluster index with its distance to every centroid in `probabilities`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predictions {
     pub task: Task,
     pub scores: Vec<f64>,
-    /// Multiclass: the class names, and `rows x classes` probabilities (row-major).
+    /// Multiclass: the class names, and `rows x classes` probabilities (row-major). Clustering:
+    /// the cluster names, and `rows x clusters` distances to the centroids.
     pub classes: Arc<[String]>,
     pub probabilities: Vec<f64>,
 }
@@ -43,8 +45,12 @@ impl Predictions {
         self.scores.len()
     }
 
-    /// Multiclass: the index of each row's likeliest class (the first on ties).
+    /// Multiclass: the index of each row's likeliest class (the first on ties); clustering: each
+    /// row's cluster.
     pub fn predicted_classes(&self) -> Vec<usize> {
+        if self.task == Task::Clustering {
+            return self.scores.iter().map(|c| *c as usize).collect();
+        }
         let k = self.classes.len().max(1);
         self.probabilities
             .chunks(k)
@@ -85,6 +91,16 @@ impl Predictions {
                 vec![("probability".into(), scores), ("prediction".into(), Arc::new(labels) as ArrayRef)]
             }
             Task::Regression => vec![("prediction".into(), scores)],
+            Task::Clustering => {
+                let k = self.classes.len().max(1);
+                let cluster: Int64Array = self.scores.iter().map(|c| Some(*c as i64)).collect();
+                let distance: Float64Array =
+                    self.scores.iter().zip(self.probabilities.chunks(k)).map(|(c, d)| Some(d[*c as usize])).collect();
+                vec![
+                    ("cluster".into(), Arc::new(cluster) as ArrayRef),
+                    ("distance".into(), Arc::new(distance) as ArrayRef),
+                ]
+            }
             Task::MulticlassClassification => {
                 let k = self.classes.len();
                 let labels: StringArray =
@@ -121,6 +137,12 @@ impl Predictor {
         Ok(std::borrow::Cow::Owned(self.artifact.features.apply(batch)?))
     }
 
+    /// The model's design matrix for `batch`: its feature engineering, then its transforms.
+    pub fn design_matrix(&self, batch: &RecordBatch) -> Result<DesignMatrix> {
+        let batch = self.engineered(batch)?;
+        self.prepared.matrix(&batch)
+    }
+
     pub fn predict(&self, batch: &RecordBatch) -> Result<Predictions> {
         let batch = self.engineered(batch)?;
         let x = self.prepared.matrix(&batch)?;
@@ -133,10 +155,20 @@ impl Predictor {
                         margins.chunks_mut(m.outputs()).for_each(crate::gbdt::softmax);
                         margins
                     }
-                    Task::Regression => margins,
+                    Task::Regression | Task::Clustering => margins,
                 }
             }
             Model::Gbdt(m) => m.predict(&x),
+            Model::Kmeans(m) => {
+                let distances = m.distances(&x);
+                let scores = distances.chunks(m.clusters).map(|d| crate::kmeans::nearest(d) as f64).collect();
+                return Ok(Predictions {
+                    task: self.artifact.task,
+                    scores,
+                    classes: self.classes.clone(),
+                    probabilities: distances,
+                });
+            }
         };
         if self.artifact.task == Task::MulticlassClassification {
             let k = self.artifact.classes.len();
@@ -156,14 +188,18 @@ impl Predictor {
     /// classification), plus the bias: `bias + Σ contributions == raw score`. Exact TreeSHAP for
     /// GBDT; `weight x transformed value` summed per input column for linear models.
     pub fn explain(&self, batch: &RecordBatch) -> Result<Explanation> {
-        if self.artifact.task == Task::MulticlassClassification {
-            return Err(crate::error::ModelError::Unsupported("explanations of multiclass models".into()));
+        if matches!(self.artifact.task, Task::MulticlassClassification | Task::Clustering) {
+            return Err(crate::error::ModelError::Unsupported(format!(
+                "explanations of {} models",
+                if self.artifact.task == Task::Clustering { "clustering" } else { "multiclass" }
+            )));
         }
         let batch = self.engineered(batch)?;
         let x = self.prepared.matrix(&batch)?;
         let per_feature = match &self.artifact.model {
             Model::Linear(m) => m.contributions(&x),
             Model::Gbdt(m) => m.contributions(&x),
+            Model::Kmeans(_) => unreachable!("clustering models are refused above"),
         };
         // Fold design-matrix columns back into the input columns they came from.
         let transforms = &self.artifact.transforms;

@@ -26,6 +26,7 @@ pub fn task_metrics(
         Task::BinaryClassification => sluice_metrics::binary(y, p, threshold)?.to_map(),
         Task::Regression => sluice_metrics::regression(y, p)?.to_map(),
         Task::MulticlassClassification => sluice_metrics::multiclass(y, p, classes)?.to_map(),
+        Task::Clustering => return Err(sluice_metrics::MetricsError::Unlabeled),
     })
 }
 
@@ -112,6 +113,11 @@ impl PerformanceJoin {
         threshold: f64,
         window: Option<(Window, String)>,
     ) -> Result<Self> {
+        if artifact.task == Task::Clustering {
+            return Err(MonitorError::Invalid(
+                "performance monitoring joins labels to predictions; a clustering model has no label".into(),
+            ));
+        }
         let mut map = HashMap::new();
         let mut truth_rows = 0;
         for batch in truth {
@@ -165,6 +171,7 @@ impl PerformanceJoin {
             Task::MulticlassClassification => {
                 self.classes.iter().map(|c| f64_column(batch, &format!("probability_{c}"))).collect::<Result<_>>()?
             }
+            Task::Clustering => unreachable!("refused in PerformanceJoin::new"),
         };
         let starts: Vec<Option<i64>> = match &self.window {
             None => vec![Some(0); n],

@@ -26,6 +26,11 @@ pub const LOG_THRESHOLD: f64 = 0.5;
 /// The columns monitoring compares: the model's inputs, then its prediction columns.
 pub fn monitored_columns(artifact: &ModelArtifact) -> Vec<String> {
     let mut names: Vec<String> = artifact.inputs.iter().map(|i| i.name.clone()).collect();
+    if artifact.task == sluice_model::Task::Clustering {
+        // Which cluster rows fall in, and how far from its centroid.
+        names.extend(["cluster".to_string(), "distance".to_string()]);
+        return names;
+    }
     names.push("prediction".into());
     names.push("probability".into());
     for c in &artifact.classes {

@@ -59,8 +59,33 @@ pub(crate) fn score(
     let y = sluice_train::model_labels(&model, batch)?;
     let predictor = Predictor::new(model)?;
     let predictions = predictor.predict(batch)?;
-    let metrics = task_metrics(predictor.artifact().task, &y, &predictions, threshold)?;
+    let mut metrics = task_metrics(predictor.artifact().task, &y, &predictions, threshold)?;
+    if predictor.artifact().task == Task::Clustering {
+        let x = predictor.design_matrix(batch)?;
+        if let Some(s) = silhouette(&x, &predictions.predicted_classes()) {
+            metrics.insert("silhouette".into(), s);
+        }
+    }
     Ok(Scored { metrics, predictor, predictions, y })
+}
+
+/// Rows the silhouette is computed on at most (a seeded sample above that, as scikit-learn's
+/// `silhouette_score(sample_size=...)`): it is quadratic in the rows.
+const SILHOUETTE_ROWS: usize = 2000;
+
+/// The silhouette of a clustering, `None` when it is undefined (one cluster used, or one row
+/// per cluster).
+fn silhouette(x: &sluice_model::DesignMatrix, labels: &[usize]) -> Option<f64> {
+    let rows: Vec<usize> = if x.rows > SILHOUETTE_ROWS {
+        let mut r = sluice_core::rng::SplitMix64::new(0).sample_indices(x.rows, SILHOUETTE_ROWS);
+        r.sort_unstable();
+        r
+    } else {
+        (0..x.rows).collect()
+    };
+    let data: Vec<f64> = rows.iter().flat_map(|i| x.row(*i).iter().copied()).collect();
+    let labels: Vec<usize> = rows.iter().map(|i| labels[*i]).collect();
+    sluice_metrics::silhouette(&data, x.cols, &labels).ok()
 }
 
 /// The metrics of the model's task for labels `y`.
@@ -70,6 +95,21 @@ pub(crate) fn task_metrics(
     p: &sluice_model::Predictions,
     threshold: f64,
 ) -> Result<BTreeMap<String, f64>, sluice_metrics::MetricsError> {
+    if task == Task::Clustering {
+        // No label: how tightly rows sit around their centroids (scikit-learn's `inertia_`).
+        let k = p.classes.len().max(1);
+        let squared: Vec<f64> =
+            p.predicted_classes().iter().enumerate().map(|(i, c)| p.probabilities[i * k + c].powi(2)).collect();
+        if squared.is_empty() {
+            return Err(sluice_metrics::MetricsError::Empty);
+        }
+        let inertia: f64 = squared.iter().sum();
+        return Ok(BTreeMap::from([
+            ("inertia".to_string(), inertia),
+            ("mean_squared_distance".to_string(), inertia / squared.len() as f64),
+            ("rows".to_string(), squared.len() as f64),
+        ]));
+    }
     let scores = if task == Task::MulticlassClassification { &p.probabilities } else { &p.scores };
     sluice_monitor::performance::task_metrics(task, p.classes.len(), y, scores, threshold)
 }

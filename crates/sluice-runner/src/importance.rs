@@ -19,6 +19,8 @@ fn main_metric(task: Task) -> (&'static str, bool) {
         Task::BinaryClassification => ("roc_auc", true),
         Task::Regression => ("rmse", false),
         Task::MulticlassClassification => ("log_loss", false),
+        // How far rows sit from their centroids once a column is shuffled.
+        Task::Clustering => ("inertia", false),
     }
 }
 

@@ -754,7 +754,7 @@ pub(crate) fn fit_with_features(
         return fit_model(train, batch, valid, features, init, on_round);
     }
     let mut keep: Vec<usize> = Vec::new();
-    for name in features.iter().chain(std::iter::once(&train.label)) {
+    for name in features.iter().chain(std::iter::once(&train.label).filter(|l| !l.is_empty())) {
         let i = batch.schema().index_of(name).map_err(|_| sluice_train::TrainError::MissingColumn(name.clone()))?;
         keep.push(i);
     }
@@ -854,6 +854,22 @@ fn fit_model(
             (sluice_train::train_linear(batch, &request)?, vec![])
         }
         TrainParams::Ftrl(p) => (ftrl(train, p, batch, features, init)?, vec![]),
+        TrainParams::Kmeans(p) => {
+            let options = sluice_train::kmeans::KmeansOptions {
+                clusters: p.clusters,
+                max_iter: p.max_iter,
+                tol: p.tol,
+                n_init: p.n_init,
+                seed: p.seed,
+            };
+            let preprocessing = FeatureOptions {
+                standardize: train.preprocessing.standardize,
+                max_categories: train.preprocessing.max_categories,
+            };
+            let model = sluice_train::train_kmeans(batch, features, &preprocessing, &options)?;
+            let inertia = model.training.objective * model.training.rows as f64;
+            (model, vec![("inertia".to_string(), inertia)])
+        }
         TrainParams::Forest(p) => {
             let request = forest_request(p, &train.label, features, train.preprocessing.max_categories);
             let model = sluice_train::train_gbdt(batch, None, &request, None, on_round)?;

@@ -45,6 +45,8 @@ fn default_metric(train: &TrainStep) -> &'static str {
         TrainParams::Forest(p) => (p.objective == ForestObjective::Binary).then_some(true),
         TrainParams::Ftrl(p) => (p.objective == ForestObjective::Binary).then_some(true),
         TrainParams::Linear(_) => (train.model == ModelKind::LogisticRegression).then_some(true),
+        // Refused by the spec (no label to score trials against).
+        TrainParams::Kmeans(_) => None,
     };
     match binary {
         Some(true) => "roc_auc",
@@ -121,6 +123,8 @@ fn memory_estimate(params: &TrainParams, rows: usize, features: usize) -> u64 {
         TrainParams::Forest(p) => rows * features + rows * 28 + 64 * features * p.max_bin as u64 * 24,
         // A dense f64 design matrix and its Gram matrix.
         TrainParams::Linear(_) | TrainParams::Ftrl(_) => rows * features * 8 + features * features * 8,
+        // The design matrix and the per-row assignments.
+        TrainParams::Kmeans(_) => rows * features * 8 + rows * 16,
     }
 }
 

@@ -49,6 +49,10 @@ fn metadata(model: &LoadedModel) -> Value {
             json!({ "name": "prediction", "datatype": "BOOL", "shape": [-1] }),
         ],
         sluice_model::Task::Regression => vec![json!({ "name": "prediction", "datatype": "FP64", "shape": [-1] })],
+        sluice_model::Task::Clustering => vec![
+            json!({ "name": "cluster", "datatype": "INT64", "shape": [-1] }),
+            json!({ "name": "distance", "datatype": "FP64", "shape": [-1] }),
+        ],
         sluice_model::Task::MulticlassClassification => {
             let mut v = vec![
                 json!({ "name": "prediction", "datatype": "BYTES", "shape": [-1] }),

@@ -199,6 +199,9 @@ pub enum ModelKind {
     /// An online linear model (FTRL-Proximal), updated row by row; with `init_model` it
     /// continues from another step's online model on new data, as one pass over both would.
     Ftrl,
+    /// k-means clustering (k-means++ seeding, Lloyd's iterations); no label. Predictions are
+    /// each row's `cluster` and its `distance` to the cluster's centroid.
+    Kmeans,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -242,6 +245,36 @@ pub enum TrainParams {
     Gbdt(Box<GbdtParams>),
     Forest(ForestParams),
     Ftrl(FtrlParams),
+    Kmeans(KmeansParams),
+}
+
+/// Hyper-parameters of `model: kmeans`; defaults are scikit-learn's `KMeans` (with one seeding).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KmeansParams {
+    /// Number of clusters (scikit-learn's `n_clusters`).
+    #[serde(default = "default_clusters")]
+    pub clusters: usize,
+    #[serde(default = "default_kmeans_iter")]
+    pub max_iter: u32,
+    /// Stop when the centroids' summed squared shift is below `tol` x the mean feature variance.
+    #[serde(default = "default_kmeans_tol")]
+    pub tol: f64,
+    /// Seedings tried; the lowest inertia wins.
+    #[serde(default = "one_u32")]
+    pub n_init: u32,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_clusters() -> usize {
+    8
+}
+fn default_kmeans_iter() -> u32 {
+    300
+}
+fn default_kmeans_tol() -> f64 {
+    1e-4
 }
 
 /// Hyper-parameters of `model: ftrl` (the names of the FTRL-Proximal paper).
@@ -455,7 +488,7 @@ macro_rules! default_from_serde {
     )*};
 }
 
-default_from_serde!(FtrlParams, ForestParams, GbdtParams);
+default_from_serde!(FtrlParams, ForestParams, GbdtParams, KmeansParams);
 
 /// Hyper-parameters of the linear models.
 ///
@@ -747,7 +780,9 @@ pub struct TrainStep {
     #[schemars(with = "String")]
     pub input: Ref,
     pub model: ModelKind,
-    /// The column to predict (boolean or 0/1 for classification).
+    /// The column to predict (boolean or 0/1 for classification; text or several values for
+    /// multiclass). Every model but `kmeans` needs one.
+    #[serde(default)]
     pub label: String,
     /// Feature columns; all columns but the label (and `exclude`) when omitted.
     #[serde(default)]
@@ -803,6 +838,7 @@ impl TrainStep {
             TrainParams::Gbdt(_) => TrainParams::Gbdt(Box::new(serde_json::from_value(json).map_err(name)?)),
             TrainParams::Forest(_) => TrainParams::Forest(serde_json::from_value(json).map_err(name)?),
             TrainParams::Ftrl(_) => TrainParams::Ftrl(serde_json::from_value(json).map_err(name)?),
+            TrainParams::Kmeans(_) => TrainParams::Kmeans(serde_json::from_value(json).map_err(name)?),
         })
     }
 }

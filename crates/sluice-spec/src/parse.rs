@@ -12,8 +12,8 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span};
 
 use crate::error::{Location, Result, SpecError, SpecErrors, Suggestion};
 use crate::kinds::{
-    Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, LinearParams,
-    LinearSolver, ModelKind, Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
+    Expectations, FileFormat, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, KmeansParams,
+    LinearParams, LinearSolver, ModelKind, Policy, SourceStep, SplitMethod, TrainParams, TrainStep, ValidateStep,
 };
 use crate::pipeline::{Input, KINDS, OutputRef, OutputType, Pipeline, SOURCE_KINDS, Step, StepConfig};
 
@@ -328,6 +328,7 @@ fn read_train(body: &Node) -> Result<TrainStep, marked_yaml::FromNodeError> {
         ModelKind::LogisticRegression | ModelKind::LinearRegression => {
             TrainParams::Linear(marked_yaml::from_node::<Only<LinearParams>>(&params)?.params)
         }
+        ModelKind::Kmeans => TrainParams::Kmeans(marked_yaml::from_node::<Only<KmeansParams>>(&params)?.params),
     };
     if let Some(tune) = &mut step.tune {
         // YAML scalars arrive as text where the type is open (choices, settings): type them.
@@ -652,6 +653,7 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             }
         }
         StepConfig::Train(t) => {
+            check_label(t).map_err(|(field, message)| invalid(field, message))?;
             if !t.transforms.is_empty() && t.init_model.is_some() {
                 return Err(invalid(
                     "transforms",
@@ -813,6 +815,11 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
                 return fail("params", "`alpha` must be > 0, `beta`, `l1`, `l2` >= 0 and `epochs` at least 1".into());
             }
         }
+        TrainParams::Kmeans(p) => {
+            if p.clusters == 0 || p.max_iter == 0 || p.n_init == 0 || !(p.tol >= 0.0 && p.tol.is_finite()) {
+                return fail("params", "`clusters`, `max_iter` and `n_init` must be at least 1 and `tol` >= 0".into());
+            }
+        }
         TrainParams::Forest(p) => {
             if p.num_trees == 0 {
                 return fail("params.num_trees", "`params.num_trees` must be at least 1".into());
@@ -827,6 +834,37 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Supervised models need a label; k-means takes none, and nothing that scores against one.
+fn check_label(t: &crate::kinds::TrainStep) -> Result<(), (&'static str, String)> {
+    if t.model != ModelKind::Kmeans {
+        if t.label.is_empty() {
+            return Err(("label", "`label` (the column to predict) is required; only `model: kmeans` has none".into()));
+        }
+        return Ok(());
+    }
+    let unsupervised =
+        |field: &'static str, what: &str| Err((field, format!("`model: kmeans` has no label, so no {what}")));
+    if !t.label.is_empty() {
+        return Err(("label", "`model: kmeans` is unsupervised: remove `label` (`exclude` leaves columns out)".into()));
+    }
+    if t.cv.is_some() {
+        return unsupervised("cv", "`cv`");
+    }
+    if t.tune.is_some() {
+        return unsupervised("tune", "`tune` (trials are scored against the label)");
+    }
+    if t.validation.is_some() {
+        return unsupervised("validation", "`validation`");
+    }
+    if t.init_model.is_some() {
+        return unsupervised("init_model", "warm start (`init_model`)");
+    }
+    if t.transforms.iter().any(|x| x.op == crate::kinds::TransformOp::Target) {
+        return unsupervised("transforms", "target encoding");
     }
     Ok(())
 }

@@ -3,8 +3,10 @@
 //!
 //! cargo run --release -p sluice-train --example gbdt_bench -- TRAIN.parquet TEST.parquet LABEL LOSS ROUNDS [THREADS]
 //!
-//! LOSS: `binary` or `l2` (GBDT), `logistic` (L2-regularized logistic regression, ROUNDS ignored),
-//! `ftrl` (online logistic regression, one pass in 1,000-row batches).
+//! LOSS: `binary` or `l2` (GBDT), `logistic` (L2-regularized logistic regression by the automatic
+//! solver, Newton here; ROUNDS ignored), `logistic-lbfgs` (the same objective by L-BFGS, to
+//! scikit-learn's default tolerance), `ftrl` (online logistic regression, one pass in 1,000-row
+//! batches).
 
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -44,10 +46,10 @@ fn main() {
     }
     let (train, test) = (read(&args[1]), read(&args[2]));
     let label = &args[3];
-    let linear = args[4] == "logistic";
+    let linear = args[4].starts_with("logistic");
     let online = args[4] == "ftrl";
     let loss = match args[4].as_str() {
-        "binary" | "logistic" | "ftrl" => Loss::Binary,
+        "binary" | "logistic" | "logistic-lbfgs" | "ftrl" => Loss::Binary,
         _ => Loss::L2,
     };
     let rounds: u32 = args[5].parse().expect("rounds");
@@ -90,7 +92,17 @@ fn main() {
             label,
             features: &features,
             objective: Objective::Logistic,
-            linear: LinearOptions { l2: 1.0 / train.num_rows() as f64, ..Default::default() },
+            linear: if args[4] == "logistic-lbfgs" {
+                // scikit-learn's lbfgs stops at a largest gradient component of 1e-4.
+                LinearOptions {
+                    l2: 1.0 / train.num_rows() as f64,
+                    solver: sluice_train::Solver::Lbfgs,
+                    tol: 1e-4,
+                    ..Default::default()
+                }
+            } else {
+                LinearOptions { l2: 1.0 / train.num_rows() as f64, ..Default::default() }
+            },
             preprocessing: FeatureOptions::default(),
         };
         if threads > 0 {

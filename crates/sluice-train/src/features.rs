@@ -155,6 +155,8 @@ fn label_text(batch: &RecordBatch, label: &str) -> Result<arrow_array::StringArr
 pub fn model_labels(model: &sluice_model::ModelArtifact, batch: &RecordBatch) -> Result<Vec<f64>> {
     match model.task {
         Task::MulticlassClassification => class_indices(batch, &model.label, &model.classes),
+        // Clustering has no label.
+        Task::Clustering => Ok(Vec::new()),
         task => label_values(batch, &model.label, task),
     }
 }
@@ -174,7 +176,7 @@ pub fn label_values(batch: &RecordBatch, label: &str, task: Task) -> Result<Vec<
             expected: match task {
                 Task::BinaryClassification => "boolean or 0/1 (e.g. `income = '>50K' AS label` in SQL)".into(),
                 Task::Regression => "a number".into(),
-                Task::MulticlassClassification => "class labels".into(),
+                Task::MulticlassClassification | Task::Clustering => "class labels".into(),
             },
         });
     }

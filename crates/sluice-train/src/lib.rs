@@ -20,6 +20,7 @@ mod error;
 mod features;
 pub mod ftrl;
 pub mod gbdt;
+pub mod kmeans;
 mod lbfgs;
 mod linear;
 mod multinomial;
@@ -114,10 +115,7 @@ pub fn train_gbdt(
                 return Err(TrainError::Invalid(format!(
                     "warm start needs a GBDT model for the same task ({task:?}); got a {:?} {} model",
                     a.task,
-                    match a.model {
-                        Model::Linear(_) => "linear",
-                        Model::Gbdt(_) => "GBDT",
-                    }
+                    a.model.kind()
                 )));
             }
         },
@@ -240,6 +238,29 @@ pub fn train_ftrl(
         objective,
     };
     artifact(task, request.label, Vec::new(), inputs, transforms, Model::Linear(model), training)
+}
+
+/// Fit transforms (standardization, one-hot) and k-means clusters on `batch`'s `features`.
+/// The model's classes name the clusters `0`, `1`, ...; the training objective is the mean
+/// squared distance of a row to its centroid.
+pub fn train_kmeans(
+    batch: &RecordBatch,
+    features: &[String],
+    preprocessing: &FeatureOptions,
+    options: &kmeans::KmeansOptions,
+) -> Result<ModelArtifact> {
+    let transforms = fit_transforms(batch, features, preprocessing)?;
+    let x = design_matrix(&transforms, batch)?;
+    let fit = kmeans::fit_kmeans(&x, options)?;
+    let training = TrainingSummary {
+        rows: batch.num_rows() as u64,
+        iterations: fit.iterations,
+        converged: fit.converged,
+        objective: fit.inertia / batch.num_rows().max(1) as f64,
+    };
+    let classes = (0..options.clusters).map(|c| c.to_string()).collect();
+    let inputs = input_columns(&batch.schema(), features);
+    artifact(Task::Clustering, "", classes, inputs, transforms, Model::Kmeans(fit.model), training)
 }
 
 /// A train step's feature columns: the ones it names, else every column of `schema` but the

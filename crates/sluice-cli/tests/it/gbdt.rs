@@ -370,3 +370,86 @@ fn multinomial_and_lasso_linear_models_through_the_spec() {
     let out = sb.sluice(&["run", dir.join("bad.yaml").to_str().unwrap()]).expect_code(2);
     assert!(out.stderr.contains("params.solver") && out.stderr.contains("l1"), "{}", out.stderr);
 }
+
+/// `model: kmeans` takes no label: it trains on the quickstart's columns, evaluates with
+/// inertia and silhouette, registers behind a gate, predicts each row's cluster and distance,
+/// and serves them on both protocols; a label or `cv` on it is a spec error.
+#[test]
+fn kmeans_clusters_evaluates_predicts_and_serves() {
+    let sb = Sandbox::new();
+    let spec_path = sb.copy_adult();
+    let dir = spec_path.parent().unwrap().to_path_buf();
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    let train = "    model: logistic_regression\n    label: label\n    params:\n      l2: 0.0001\n";
+    assert!(spec.contains(train), "the quickstart's train step changed shape");
+    let kmeans = spec
+        .replace(
+            train,
+            "    model: kmeans\n    features: [age, education_num, hours_per_week, capital_gain, sex]\n    params: {clusters: 4, n_init: 3, seed: 1}\n",
+        )
+        .replace("name: adult-income\n", "name: adult-segments\n");
+    let kmeans = kmeans.replace("    alias: champion\n", "    alias: champion\n    gates: [\"silhouette >= 0.1\"]\n");
+    std::fs::write(dir.join("kmeans.yaml"), &kmeans).unwrap();
+    let events = sb.run_json(&dir.join("kmeans.yaml"), &[]);
+    events.check_complete(&["train", "evaluate", "register"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    let (inertia, silhouette) = (run_metric(&show, "inertia", Some("evaluate")), run_metric(&show, "silhouette", None));
+    let msd = run_metric(&show, "mean_squared_distance", None);
+    println!("adult segments: test inertia {inertia:.1} (mean squared distance {msd:.3}), silhouette {silhouette:.3}");
+    assert!(silhouette > 0.1 && silhouette < 1.0, "silhouette {silhouette}");
+    // 5 standardized or one-hot columns: a row sits well within a few units of its centroid.
+    assert!(msd > 0.0 && msd < 5.0, "mean squared distance {msd}");
+
+    let csv = sb.path().join("rows.csv");
+    std::fs::write(
+        &csv,
+        "age,education_num,hours_per_week,capital_gain,sex\n39,13,40,2174,Male\n39,13,40,2174,Male\n70,4,10,0,Female\n",
+    )
+    .unwrap();
+    let out = sb.path().join("segments.csv");
+    sb.sluice(&[
+        "predict",
+        "--model",
+        "adult-segments@champion",
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "age,education_num,hours_per_week,capital_gain,sex,cluster,distance", "{text}");
+    let cluster = |l: &str| l.split(',').nth(5).unwrap().parse::<i64>().unwrap();
+    assert_eq!(cluster(lines[1]), cluster(lines[2]), "the same row, the same cluster");
+    assert!((0..4).contains(&cluster(lines[3])));
+
+    let server = crate::serve::start(&sb, &["adult-segments@champion"]);
+    let row =
+        serde_json::json!({"age": 39, "education_num": 13, "hours_per_week": 40, "capital_gain": 2174, "sex": "Male"});
+    let (status, body) =
+        crate::serve::post_json(&server, "/invocations", &serde_json::json!({"dataframe_records": [row]}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["predictions"][0]["cluster"].as_i64(), Some(cluster(lines[1])), "{body}");
+    let served_distance = body["predictions"][0]["distance"].as_f64().unwrap();
+    let predicted_distance: f64 = lines[1].split(',').nth(6).unwrap().parse().unwrap();
+    assert!((served_distance - predicted_distance).abs() < 1e-9, "{body} vs {text}");
+    let body: serde_json::Value =
+        serde_json::from_str(&crate::serve::get_text(&server, "/v2/models/adult-segments")).unwrap();
+    assert_eq!(body["outputs"][0]["name"], "cluster", "{body}");
+    assert_eq!(body["outputs"][0]["datatype"], "INT64", "{body}");
+
+    for (bad, field) in [
+        (kmeans.replace("    model: kmeans\n", "    model: kmeans\n    label: sex\n"), "label"),
+        (kmeans.replace("    model: kmeans\n", "    model: kmeans\n    cv: {folds: 3}\n"), "cv"),
+        (kmeans.replace("clusters: 4", "clusters: 0"), "params"),
+    ] {
+        std::fs::write(dir.join("bad.yaml"), bad).unwrap();
+        let out = sb.sluice(&["run", dir.join("bad.yaml").to_str().unwrap()]).expect_code(2);
+        assert!(
+            out.stderr.contains(field) && out.stderr.contains("kmeans") || out.stderr.contains("clusters"),
+            "{}",
+            out.stderr
+        );
+    }
+}

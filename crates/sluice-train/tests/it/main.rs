@@ -5,6 +5,7 @@
 //! `scripts/reference/linear_models.py` (see its header for versions and commands).
 
 mod gbdt;
+mod kmeans;
 mod metrics;
 mod newton;
 mod sklearn;

@@ -98,6 +98,7 @@ fn metric_map(task: Task, y: &[f64], scores: &[f64], threshold: f64) -> BTreeMap
             let m = sluice_metrics::multiclass(y, &p, p.len() / y.len().max(1)).expect("multiclass metrics");
             BTreeMap::from([("accuracy".to_string(), m.accuracy), ("log_loss".to_string(), m.log_loss)])
         }
+        Task::Clustering => panic!("no clustering cases here (see kmeans.rs)"),
     }
 }
 
@@ -207,6 +208,7 @@ fn run_case(name: &str) {
             margins.clone()
         }
         Task::Regression => margins.clone(),
+        Task::Clustering => panic!("not a linear model's task"),
     };
     assert_eq!(scores, linked, "Predictor scores differ from link(training margins)");
     // ... and survive the artifact's JSON round trip, to within a few ulps: serde_json is built
