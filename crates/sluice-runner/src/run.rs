@@ -146,10 +146,34 @@ pub(crate) async fn key_inputs(
             })
             .collect();
     }
-    Ok(resolved
+    let mut inputs: Vec<KeyInput> = resolved
         .iter()
         .map(|(i, o)| KeyInput { name: format!("{}={}", i.role, i.source), hash: o.artifact.hash })
-        .collect())
+        .collect();
+    // A registered model to continue from: the version it resolves to now.
+    if let sluice_spec::StepConfig::Train(t) = &step.config
+        && let Some(reference) = &t.warm_start
+    {
+        let hash = match warm_start_model(ws, reference)? {
+            Some(v) => v.artifact,
+            None => ContentHash::of_bytes(b"nothing registered"),
+        };
+        inputs.push(KeyInput { name: format!("warm_start={reference}"), hash });
+    }
+    Ok(inputs)
+}
+
+/// The registered version a train step's `warm_start` names, `None` while there is none.
+pub(crate) fn warm_start_model(
+    ws: &Workspace,
+    reference: &str,
+) -> std::result::Result<Option<sluice_store::ModelVersion>, StepError> {
+    let (name, selector) = sluice_store::ModelSelector::parse(reference);
+    match ws.meta.resolve_model(&name, &selector) {
+        Ok(v) => Ok(Some(v)),
+        Err(sluice_store::StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reuse cached outputs if every artifact is still present in the store and, for steps whose

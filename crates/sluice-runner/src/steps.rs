@@ -356,9 +356,24 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 Some((_, o)) => Some(ctx.path_of(&o.artifact).await?),
                 None => None,
             };
-            let init = match ctx.inputs.iter().any(|(i, _)| i.role == "init_model") {
-                true => Some(ctx.load_model("init_model").await?.1),
-                false => None,
+            let init = match (ctx.inputs.iter().any(|(i, _)| i.role == "init_model"), &train.warm_start) {
+                (true, _) => Some(ctx.load_model("init_model").await?.1),
+                (false, Some(reference)) => match crate::run::warm_start_model(&ctx.ws, reference)? {
+                    Some(v) => {
+                        let bytes = ctx.ws.artifacts.get_bytes(&v.artifact, ArtifactKind::Model).await?;
+                        let model = ModelArtifact::from_json(&bytes)?;
+                        ctx.report(&format!(
+                            "continuing {}:{} ({} rows seen, {} iterations so far)",
+                            v.name, v.version, model.training.rows, model.training.iterations
+                        ));
+                        Some(model)
+                    }
+                    None => {
+                        ctx.report(&format!("nothing registered as `{reference}` yet: training from scratch"));
+                        None
+                    }
+                },
+                (false, None) => None,
             };
             let train = train.clone();
             let lineage = sluice_model::Lineage {

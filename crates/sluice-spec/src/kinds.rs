@@ -798,6 +798,13 @@ pub struct TrainStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub init_model: Option<Ref>,
+    /// A registered model (`NAME@ALIAS`, `NAME:VERSION` or `NAME` for the latest) to continue
+    /// training from, as `init_model` does with a step's model (`gbdt`, `ftrl`): each run learns
+    /// from its new rows — a stream's micro-batch, say — on top of what is registered. While
+    /// nothing is registered there, the step trains from scratch. The cache key covers the
+    /// version it resolves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<String>,
     /// Cross-validate before training the final model on all rows: the step's metrics gain
     /// `cv_<metric>_mean` and `cv_<metric>_std` over the folds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -668,6 +668,28 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
             if t.validation.is_some() && t.tune.is_none() && !gbdt {
                 return Err(invalid("validation", "`validation` is used by `model: gbdt` (and by `tune`) only".into()));
             }
+            if let Some(w) = &t.warm_start {
+                let what = if t.init_model.is_some() {
+                    Some(
+                        "`warm_start` (a registered model) and `init_model` (a step's model) both say where to start; give one",
+                    )
+                } else if !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
+                    Some("`warm_start` continues `model: gbdt` and `ftrl` models only")
+                } else if !t.transforms.is_empty() {
+                    Some(
+                        "`warm_start` cannot be combined with `transforms` (the model continued keeps its own features)",
+                    )
+                } else if t.tune.is_some() {
+                    Some("`warm_start` cannot be combined with `tune`")
+                } else if w.trim().is_empty() || w.starts_with(['@', ':']) {
+                    Some("`warm_start` names a registered model: `NAME@ALIAS`, `NAME:VERSION` or `NAME`")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    return Err(invalid("warm_start", what.into()));
+                }
+            }
             if t.init_model.is_some() && !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
                 let what = if forest {
                     "random forests have no warm start"

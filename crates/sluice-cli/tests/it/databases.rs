@@ -263,3 +263,91 @@ fn nats_jetstream_micro_batches_are_acknowledged_only_once_stored() {
         let _ = async_nats::jetstream::new(client).delete_stream(&stream_name).await;
     });
 }
+
+/// Online learning from a stream: each run takes the next micro-batch from NATS JetStream and an
+/// FTRL model continues from the version registered last (`warm_start`), so the registered model
+/// has seen every batch once without retraining on old ones.
+#[test]
+fn ftrl_learns_online_from_nats_micro_batches() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tag = format!("sluice_online_{}", std::process::id());
+    let stream_name = tag.to_uppercase();
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222");
+        let js = async_nats::jetstream::new(client);
+        let _ = js.delete_stream(&stream_name).await;
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![format!("{tag}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // label = [x1 - 0.5 x2 + noise > 0], from a fixed sequence.
+        let mut state = 12345u64;
+        let mut uniform = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        for i in 0..900 {
+            let (x1, x2, noise) = (uniform(), uniform(), uniform() * 0.3);
+            let label = x1 - 0.5 * x2 + noise > 0.0;
+            let body = format!("{{\"id\": {i}, \"x1\": {x1}, \"x2\": {x2}, \"label\": {label}}}");
+            js.publish(format!("{tag}.rows"), body.into()).await.unwrap().await.unwrap();
+        }
+    });
+    let sb = Sandbox::new();
+    let spec = format!(
+        "name: online\n\
+         sources:\n  events: {{kind: stream, nats: 'nats://127.0.0.1:4222', stream: {stream_name}, subject: '{tag}.>', consumer: online, max_messages: 300, max_wait: 500ms}}\n\
+         steps:\n\
+         \x20 learn: {{kind: train, input: events, model: ftrl, label: label, exclude: [id], warm_start: online-model@live, params: {{alpha: 0.5}}}}\n\
+         \x20 score: {{kind: evaluate, model: learn, input: events}}\n\
+         \x20 publish: {{kind: register, model: learn, metrics: score.metrics, name: online-model, alias: live}}\n"
+    );
+    std::fs::write(sb.path().join("online.yaml"), spec).unwrap();
+    let model_rows = |sb: &Sandbox| -> (u64, Vec<f64>) {
+        let versions = sb.sluice(&["models", "show", "online-model", "--json"]).ok().json();
+        let live = versions.as_array().unwrap().iter().find(|v| v["aliases"] == serde_json::json!(["live"])).unwrap();
+        let hash = live["artifact"].as_str().unwrap().to_string();
+        let file = crate::support::object_files(&sb.home())
+            .into_iter()
+            .find(|f| f.file_name().unwrap().to_str().unwrap() == format!("{hash}.json"))
+            .expect("the model artifact");
+        let a: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let weights = a["model"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+        (a["training"]["rows"].as_u64().unwrap(), weights)
+    };
+    let mut seen = Vec::new();
+    for run in 1..=3u64 {
+        let events = sb.run_json(&sb.path().join("online.yaml"), &[]);
+        events.check_complete(&["learn", "score", "publish"]);
+        let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+        let auc = show["metrics"].as_array().unwrap().iter().find(|m| m["key"] == "roc_auc").unwrap()["value"]
+            .as_f64()
+            .unwrap();
+        let (rows, weights) = model_rows(&sb);
+        println!("run {run}: model has seen {rows} rows, batch AUC {auc:.4}, weights {weights:?}");
+        assert_eq!(rows, 300 * run, "run {run}: each batch once, on top of the registered model");
+        assert!(auc > 0.85, "run {run}: AUC {auc}");
+        seen.push(weights);
+    }
+    assert!(seen[0] != seen[1] && seen[1] != seen[2], "every batch moved the weights");
+    // x1 pushes towards the positive class, x2 away from it.
+    assert!(seen[2][0] > 0.0 && seen[2][1] < 0.0, "{:?}", seen[2]);
+    let versions = sb.sluice(&["models", "show", "online-model", "--json"]).ok().json();
+    assert_eq!(versions.as_array().unwrap().len(), 3, "a version per batch");
+    // Only models that can continue take `warm_start`.
+    let spec = std::fs::read_to_string(sb.path().join("online.yaml")).unwrap();
+    std::fs::write(
+        sb.path().join("bad.yaml"),
+        spec.replace("model: ftrl", "model: logistic_regression").replace(", params: {alpha: 0.5}", ""),
+    )
+    .unwrap();
+    let out = sb.sluice(&["run", "bad.yaml"]).expect_code(2);
+    assert!(out.stderr.contains("warm_start") && out.stderr.contains("ftrl"), "{}", out.stderr);
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let _ = async_nats::jetstream::new(client).delete_stream(&stream_name).await;
+    });
+}
