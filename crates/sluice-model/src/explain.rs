@@ -133,16 +133,29 @@ impl Tree {
 
 impl GbdtModel {
     /// Per row, one contribution per feature followed by the bias (expected raw score): a
-    /// `rows x (cols + 1)` row-major matrix whose rows sum to the raw scores.
+    /// `rows x (cols + 1)` row-major matrix whose rows sum to the raw scores. A multiclass model
+    /// has such a block per class, class after class (`rows x classes * (cols + 1)`), each
+    /// summing to that class's raw score — LightGBM's `pred_contrib` layout.
     pub fn contributions(&self, x: &DesignMatrix) -> DesignMatrix {
-        let cols = x.cols + 1;
-        let bias = self.base_score + self.scoring_trees().iter().map(Tree::expected_value).sum::<f64>();
+        let k = self.num_class.max(1);
+        let block = x.cols + 1;
+        let cols = k * block;
+        let trees = self.scoring_trees();
+        let bias: Vec<f64> = (0..k)
+            .map(|c| {
+                let base = if k > 1 { self.class_base[c] } else { self.base_score };
+                base + trees.iter().skip(c).step_by(k).map(Tree::expected_value).sum::<f64>()
+            })
+            .collect();
         let mut data = vec![0.0; x.rows * cols];
         data.par_chunks_mut(cols).enumerate().for_each(|(r, out)| {
-            for tree in self.scoring_trees() {
-                tree.shap(x.row(r), &mut out[..x.cols]);
+            for (t, tree) in trees.iter().enumerate() {
+                let c = t % k;
+                tree.shap(x.row(r), &mut out[c * block..c * block + x.cols]);
             }
-            out[x.cols] = bias;
+            for (c, b) in bias.iter().enumerate() {
+                out[c * block + x.cols] = *b;
+            }
         });
         DesignMatrix { data, rows: x.rows, cols }
     }
@@ -162,13 +175,18 @@ impl GbdtModel {
 }
 
 impl LinearModel {
-    /// Per row, `weight x value` per design-matrix column followed by the intercept.
+    /// Per row, `weight x value` per design-matrix column followed by the intercept; for a
+    /// multinomial model a block per class, class after class (as [`GbdtModel::contributions`]).
     pub fn contributions(&self, x: &DesignMatrix) -> DesignMatrix {
-        let cols = x.cols + 1;
+        let k = self.outputs();
+        let cols = k * (x.cols + 1);
         let mut data = Vec::with_capacity(x.rows * cols);
         for r in 0..x.rows {
-            data.extend(x.row(r).iter().zip(&self.weights).map(|(v, w)| v * w));
-            data.push(self.intercept);
+            for c in 0..k {
+                let weights = &self.weights[c * x.cols..(c + 1) * x.cols];
+                data.extend(x.row(r).iter().zip(weights).map(|(v, w)| v * w));
+                data.push(if self.intercepts.is_empty() { self.intercept } else { self.intercepts[c] });
+            }
         }
         DesignMatrix { data, rows: x.rows, cols }
     }

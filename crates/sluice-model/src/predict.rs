@@ -16,10 +16,13 @@ pub struct Predictor {
     classes: Arc<[String]>,
 }
 
-/// Per-row contributions: `values` is `rows x (columns.len() + 1)`, the last column the bias.
+/// Per-row contributions: `values` is `rows x (columns.len() + 1)`, the last column the bias;
+/// for a multiclass model, one such block per class (`classes`), class after class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Explanation {
     pub columns: Vec<String>,
+    /// Multiclass: the classes whose raw scores the blocks explain; empty otherwise.
+    pub classes: Vec<String>,
     pub values: DesignMatrix,
 }
 
@@ -185,54 +188,69 @@ impl Predictor {
     }
 
     /// Each input column's contribution to every row's raw score (log-odds for binary
-    /// classification), plus the bias: `bias + Σ contributions == raw score`. Exact TreeSHAP for
-    /// GBDT; `weight x transformed value` summed per input column for linear models.
+    /// classification; each class's raw score, before the softmax, for multiclass), plus the
+    /// bias: `bias + Σ contributions == raw score`. Exact TreeSHAP for GBDT; `weight x
+    /// transformed value` summed per input column for linear models.
     pub fn explain(&self, batch: &RecordBatch) -> Result<Explanation> {
-        if matches!(self.artifact.task, Task::MulticlassClassification | Task::Clustering) {
-            return Err(crate::error::ModelError::Unsupported(format!(
-                "explanations of {} models",
-                if self.artifact.task == Task::Clustering { "clustering" } else { "multiclass" }
-            )));
-        }
         let batch = self.engineered(batch)?;
         let x = self.prepared.matrix(&batch)?;
         let per_feature = match &self.artifact.model {
             Model::Linear(m) => m.contributions(&x),
             Model::Gbdt(m) => m.contributions(&x),
-            Model::Kmeans(_) => unreachable!("clustering models are refused above"),
+            Model::Kmeans(_) => {
+                return Err(crate::error::ModelError::Unsupported(
+                    "explanations of clustering models (there is no score to attribute)".into(),
+                ));
+            }
         };
-        // Fold design-matrix columns back into the input columns they came from.
+        // Fold design-matrix columns back into the input columns they came from, per output.
         let transforms = &self.artifact.transforms;
-        let cols = transforms.len() + 1;
+        let block = transforms.len() + 1;
+        let outputs = per_feature.cols / (x.cols + 1);
+        let cols = outputs * block;
         let mut values = vec![0.0; x.rows * cols];
         for r in 0..x.rows {
-            let src = per_feature.row(r);
-            let mut at = 0;
-            for (t, transform) in transforms.iter().enumerate() {
-                values[r * cols + t] = src[at..at + transform.width()].iter().sum();
-                at += transform.width();
+            for (o, src) in per_feature.row(r).chunks(x.cols + 1).enumerate() {
+                let out = &mut values[r * cols + o * block..r * cols + (o + 1) * block];
+                let mut at = 0;
+                for (t, transform) in transforms.iter().enumerate() {
+                    out[t] = src[at..at + transform.width()].iter().sum();
+                    at += transform.width();
+                }
+                out[block - 1] = src[at];
             }
-            values[r * cols + cols - 1] = src[at];
         }
+        let classes = if outputs > 1 { self.artifact.classes.clone() } else { Vec::new() };
         Ok(Explanation {
             columns: transforms.iter().map(|t| t.column().to_string()).collect(),
+            classes,
             values: DesignMatrix { data: values, rows: x.rows, cols },
         })
     }
 
     /// The input batch with the prediction columns, then `contribution_<column>` for every input
-    /// column and `contribution_bias`.
+    /// column and `contribution_bias` (multiclass: `contribution_<class>_<column>` and
+    /// `contribution_<class>_bias` for every class).
     pub fn explain_batch(&self, batch: &RecordBatch, threshold: f64) -> Result<RecordBatch> {
         let scored = self.score_batch(batch, threshold)?;
         let e = self.explain(batch)?;
         let mut fields: Vec<(String, ArrayRef)> =
             scored.schema().fields().iter().zip(scored.columns()).map(|(f, c)| (f.name().clone(), c.clone())).collect();
-        let names = e.columns.iter().map(String::as_str).chain(["bias"]);
-        for (j, name) in names.enumerate() {
-            let col: Float64Array = (0..e.values.rows).map(|r| Some(e.values.row(r)[j])).collect();
-            let name = format!("contribution_{name}");
-            fields.retain(|(n, _)| *n != name);
-            fields.push((name, Arc::new(col) as ArrayRef));
+        let names: Vec<&str> = e.columns.iter().map(String::as_str).chain(["bias"]).collect();
+        let prefixes: Vec<String> = if e.classes.is_empty() {
+            vec![String::new()]
+        } else {
+            e.classes.iter().map(|c| format!("{c}_")).collect()
+        };
+        let mut j = 0;
+        for prefix in &prefixes {
+            for name in &names {
+                let col: Float64Array = (0..e.values.rows).map(|r| Some(e.values.row(r)[j])).collect();
+                let name = format!("contribution_{prefix}{name}");
+                fields.retain(|(n, _)| *n != name);
+                fields.push((name, Arc::new(col) as ArrayRef));
+                j += 1;
+            }
         }
         RecordBatch::try_from_iter(fields)
             .map_err(|e| crate::error::ModelError::Internal(format!("building explanation batch: {e}")))

@@ -200,6 +200,44 @@ fn multiclass_pipeline_evaluates_predicts_and_serves_classes() {
     let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(14).unwrap()).collect();
     assert_eq!(predicted, ["Not-in-family", "Husband", "Wife"], "{text}");
 
+    // `sluice explain` per class: each class's contributions and bias are its raw score, whose
+    // softmax is the predicted probabilities.
+    let explained = sb.path().join("why.parquet");
+    sb.sluice(&[
+        "explain",
+        "--model",
+        "adult-income-gbdt@champion",
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        explained.to_str().unwrap(),
+    ])
+    .ok();
+    let classes = ["Husband", "Not-in-family", "Other-relative", "Own-child", "Unmarried", "Wife"];
+    let inputs = ["age", "workclass", "education", "education_num", "marital_status", "occupation", "race", "sex"];
+    let inputs = inputs.iter().chain(&["capital_gain", "capital_loss", "hours_per_week", "native_country", "bias"]);
+    let inputs: Vec<&&str> = inputs.collect();
+    let raw: Vec<Vec<f64>> = classes
+        .iter()
+        .map(|c| {
+            let mut total = vec![0.0; 3];
+            for i in &inputs {
+                let v = crate::support::parquet_f64_column(&explained, &format!("contribution_{c}_{i}"));
+                total.iter_mut().zip(&v).for_each(|(t, v)| *t += v);
+            }
+            total
+        })
+        .collect();
+    for row in 0..3 {
+        let max = raw.iter().map(|r| r[row]).fold(f64::MIN, f64::max);
+        let sum: f64 = raw.iter().map(|r| (r[row] - max).exp()).sum();
+        for (c, class) in classes.iter().enumerate() {
+            let p = crate::support::parquet_f64_column(&explained, &format!("probability_{class}"))[row];
+            let softmax = (raw[c][row] - max).exp() / sum;
+            assert!((softmax - p).abs() < 1e-9, "row {row}, {class}: softmax of contributions {softmax} vs {p}");
+        }
+    }
+
     // Served: the class and every class's probability, on both protocols.
     let server = crate::serve::start(&sb, &["adult-income-gbdt@champion"]);
     let row = serde_json::json!({"age": 28, "workclass": "Private", "education": "Bachelors", "education_num": 13,

@@ -500,6 +500,13 @@ fn flights_origin_multiclass_matches_lightgbm() {
     assert!(p.probabilities.chunks(3).all(|row| (row.iter().sum::<f64>() - 1.0).abs() < 1e-12));
     let names: Vec<String> = p.columns(0.5).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["prediction", "probability", "probability_EWR", "probability_JFK", "probability_LGA"]);
+    // Per-class TreeSHAP: each class's contributions and bias add up to its raw score.
+    let rows = test.slice(0, 300);
+    let e = Predictor::new(model.clone()).unwrap().explain(&rows).unwrap();
+    assert_eq!(e.classes, r.classes);
+    let Model::Gbdt(g) = &model.model else { panic!("not a GBDT") };
+    let raw = g.raw_scores(&sluice_model::design_matrix(&model.transforms, &rows).unwrap());
+    check_contributions(&e, &raw, 3);
     // Round trip, and a warm start keeps the classes and adds 3 trees per round.
     let back = ModelArtifact::from_json(&model.to_json()).unwrap();
     assert_eq!(Predictor::new(back).unwrap().predict(&test).unwrap(), p);
@@ -507,6 +514,19 @@ fn flights_origin_multiclass_matches_lightgbm() {
     let warm = train_gbdt(&test, None, &request("origin", &features, more), Some(&model), &mut no_callback()).unwrap();
     let Model::Gbdt(w) = &warm.model else { panic!("not a GBDT") };
     assert_eq!((w.num_class, w.trees.len()), (3, 3 * (r.rounds as usize + 2)));
+}
+
+/// Every row's contributions plus bias equal its raw score, per output (class).
+fn check_contributions(e: &sluice_model::Explanation, raw: &[f64], outputs: usize) {
+    let block = e.columns.len() + 1;
+    assert_eq!(e.values.cols, outputs * block);
+    let mut worst = 0.0f64;
+    for r in 0..e.values.rows {
+        for (c, values) in e.values.row(r).chunks(block).enumerate() {
+            worst = worst.max((values.iter().sum::<f64>() - raw[r * outputs + c]).abs());
+        }
+    }
+    assert!(worst < 1e-9, "contributions miss the raw score by {worst:e}");
 }
 
 #[derive(Deserialize)]
@@ -683,5 +703,10 @@ fn linear_models_match_scikit_learn_on_real_data() {
     );
     assert!(model.training.converged, "{:?}", model.training);
     assert!((m.log_loss / case.log_loss - 1.0).abs() < 0.01, "log loss {} vs {}", m.log_loss, case.log_loss);
+    // Per-class linear terms add up to each class's margin.
+    let rows = test.slice(0, 300);
+    let e = Predictor::new(model.clone()).unwrap().explain(&rows).unwrap();
+    let Model::Linear(linear) = &model.model else { panic!("not linear") };
+    check_contributions(&e, &linear.margins(&sluice_model::design_matrix(&model.transforms, &rows).unwrap()), 3);
     assert!((m.accuracy - case.accuracy).abs() < 0.01, "accuracy {} vs {}", m.accuracy, case.accuracy);
 }
