@@ -362,7 +362,10 @@ pub fn silhouette(x: &[f64], cols: usize, labels: &[usize]) -> Result<f64> {
             .filter(|c| *c != own && sizes[*c] > 0)
             .map(|c| sums[c] / sizes[c] as f64)
             .fold(f64::INFINITY, f64::min);
-        total += (b - a) / a.max(b);
+        // Duplicate rows in two clusters make a = b = 0: scikit-learn counts that row as 0.
+        if a.max(b) > 0.0 {
+            total += (b - a) / a.max(b);
+        }
     }
     Ok(total / n as f64)
 }
@@ -370,6 +373,15 @@ pub fn silhouette(x: &[f64], cols: usize, labels: &[usize]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silhouette_of_coincident_rows_is_zero_not_nan() {
+        // Rows 0-3 coincide across clusters 0 and 1 (a = b = 0: scikit-learn counts 0); rows 4
+        // and 5 have a = 0, b = 3: silhouette 1. Mean: 2 / 6.
+        let s = silhouette(&[0.0, 0.0, 0.0, 0.0, 3.0, 3.0], 1, &[0, 0, 1, 1, 2, 2]).expect("defined");
+        assert!((s - 1.0 / 3.0).abs() < 1e-15, "{s}");
+        assert_eq!(silhouette(&[1.0, 2.0], 1, &[0, 0]), Err(MetricsError::Clusters(1)));
+    }
 
     #[test]
     fn auc_with_ties_matches_trapezoid() {

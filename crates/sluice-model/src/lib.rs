@@ -28,7 +28,7 @@ pub use artifact::{FORMAT_VERSION, InputColumn, Lineage, Model, ModelArtifact, T
 pub use error::{ModelError, Result};
 pub use features::{DatePart, Feature, FeaturePipeline, Fill, Unseen};
 pub use gbdt::{GbdtModel, Link, Tree, softmax};
-pub use kmeans::{KmeansModel, nearest};
+pub use kmeans::{KmeansModel, nearest_centroid, squared_distance};
 pub use linear::{FtrlState, LinearModel, sigmoid};
 pub use predict::{Explanation, Predictions, Predictor};
 pub use transform::{DesignMatrix, Transform, design_matrix};

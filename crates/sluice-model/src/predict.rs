@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
 
 use crate::artifact::{Model, ModelArtifact, Task};
 use crate::error::Result;
@@ -61,6 +61,12 @@ impl Predictions {
             .collect()
     }
 
+    /// Clustering: each row's distance to its cluster's centroid.
+    pub fn cluster_distances(&self) -> Vec<f64> {
+        let k = self.classes.len().max(1);
+        self.predicted_classes().into_iter().enumerate().map(|(i, c)| self.probabilities[i * k + c]).collect()
+    }
+
     /// Rows `offset..offset + n`.
     pub fn slice(&self, offset: usize, n: usize) -> Self {
         let k = self.classes.len();
@@ -95,10 +101,10 @@ impl Predictions {
             }
             Task::Regression => vec![("prediction".into(), scores)],
             Task::Clustering => {
-                let k = self.classes.len().max(1);
-                let cluster: Int64Array = self.scores.iter().map(|c| Some(*c as i64)).collect();
-                let distance: Float64Array =
-                    self.scores.iter().zip(self.probabilities.chunks(k)).map(|(c, d)| Some(d[*c as usize])).collect();
+                // The cluster by name (`0`, `1`, ...): an id, profiled by monitoring as a category.
+                let cluster: StringArray =
+                    self.predicted_classes().into_iter().map(|c| Some(self.classes[c].as_str())).collect();
+                let distance = Float64Array::from(self.cluster_distances());
                 vec![
                     ("cluster".into(), Arc::new(cluster) as ArrayRef),
                     ("distance".into(), Arc::new(distance) as ArrayRef),
@@ -163,8 +169,8 @@ impl Predictor {
             }
             Model::Gbdt(m) => m.predict(&x),
             Model::Kmeans(m) => {
-                let distances = m.distances(&x);
-                let scores = distances.chunks(m.clusters).map(|d| crate::kmeans::nearest(d) as f64).collect();
+                let (clusters, distances) = m.assign(&x);
+                let scores = clusters.into_iter().map(|c| c as f64).collect();
                 return Ok(Predictions {
                     task: self.artifact.task,
                     scores,

@@ -97,9 +97,7 @@ pub(crate) fn task_metrics(
 ) -> Result<BTreeMap<String, f64>, sluice_metrics::MetricsError> {
     if task == Task::Clustering {
         // No label: how tightly rows sit around their centroids (scikit-learn's `inertia_`).
-        let k = p.classes.len().max(1);
-        let squared: Vec<f64> =
-            p.predicted_classes().iter().enumerate().map(|(i, c)| p.probabilities[i * k + c].powi(2)).collect();
+        let squared: Vec<f64> = p.cluster_distances().iter().map(|d| d * d).collect();
         if squared.is_empty() {
             return Err(sluice_metrics::MetricsError::Empty);
         }

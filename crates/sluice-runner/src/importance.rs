@@ -76,7 +76,8 @@ pub(crate) fn explain(
         let std = (drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / drops.len() as f64).sqrt();
         importance.push(json!({"column": input.name, "mean": mean, "std": std}));
 
-        if predictor.artifact().reads_text(&input.name) || grid == 0 {
+        // Cluster ids have no mean: clustering gets importance only.
+        if predictor.artifact().reads_text(&input.name) || grid == 0 || task == Task::Clustering {
             continue;
         }
         let values = cast(column, &DataType::Float64).map_err(|e| StepError::Internal(e.to_string()))?;

@@ -37,7 +37,8 @@ pub(crate) fn evaluate_slices(
         let mut out = serde_json::Map::new();
         let (mut rates, mut recalls) = (Vec::new(), Vec::new());
         for (value, rows) in &groups {
-            let gy: Vec<f64> = rows.iter().map(|&i| y[i]).collect();
+            // Clustering has no labels (`y` is empty): its metrics need none.
+            let gy: Vec<f64> = if y.is_empty() { Vec::new() } else { rows.iter().map(|&i| y[i]).collect() };
             let group = predictions.take(rows);
             // AUC needs both classes: a group with one class gets no metrics.
             let metrics = crate::gates::task_metrics(task, &gy, &group, threshold).ok();

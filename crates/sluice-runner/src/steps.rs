@@ -578,10 +578,7 @@ fn ftrl(
             ForestObjective::Regression => Objective::SquaredError,
         },
         linear: LinearOptions::default(),
-        preprocessing: FeatureOptions {
-            standardize: train.preprocessing.standardize,
-            max_categories: train.preprocessing.max_categories,
-        },
+        preprocessing: preprocessing(train),
     };
     let options =
         sluice_train::ftrl::FtrlOptions { alpha: p.alpha, beta: p.beta, l1: p.l1, l2: p.l2, epochs: p.epochs };
@@ -800,6 +797,11 @@ pub(crate) fn every_round(_: &sluice_train::gbdt::RoundReport) -> std::ops::Cont
     std::ops::ControlFlow::Continue(())
 }
 
+/// The built-in preprocessing (standardization, one-hot) of a train step.
+fn preprocessing(train: &sluice_spec::kinds::TrainStep) -> FeatureOptions {
+    FeatureOptions { standardize: train.preprocessing.standardize, max_categories: train.preprocessing.max_categories }
+}
+
 /// The objective and settings of a linear model step.
 fn linear_settings(
     train: &sluice_spec::kinds::TrainStep,
@@ -816,11 +818,7 @@ fn linear_settings(
     };
     let linear =
         LinearOptions { l2: p.l2, l1: p.l1, max_iter: p.max_iter, tol: p.tol, fit_intercept: p.fit_intercept, solver };
-    let preprocessing = FeatureOptions {
-        standardize: train.preprocessing.standardize,
-        max_categories: train.preprocessing.max_categories,
-    };
-    (objective, linear, preprocessing)
+    (objective, linear, preprocessing(train))
 }
 
 /// `distributed: true`: a linear model trained by aggregates the engine runs where the data is
@@ -877,11 +875,7 @@ fn fit_model(
                 n_init: p.n_init,
                 seed: p.seed,
             };
-            let preprocessing = FeatureOptions {
-                standardize: train.preprocessing.standardize,
-                max_categories: train.preprocessing.max_categories,
-            };
-            let model = sluice_train::train_kmeans(batch, features, &preprocessing, &options)?;
+            let model = sluice_train::train_kmeans(batch, features, &preprocessing(train), &options)?;
             let inertia = model.training.objective * model.training.rows as f64;
             (model, vec![("inertia".to_string(), inertia)])
         }

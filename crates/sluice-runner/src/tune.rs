@@ -34,8 +34,9 @@ pub(crate) struct TuneData<'a> {
     pub features: &'a [String],
 }
 
-/// The metric a study optimizes by default, for the step's model.
-fn default_metric(train: &TrainStep) -> &'static str {
+/// The metric a study optimizes by default, for the step's model (and, for logistic
+/// regression, its training label: multinomial models have no ROC AUC).
+fn default_metric(train: &TrainStep, batch: &RecordBatch) -> &'static str {
     let binary = match &train.params {
         TrainParams::Gbdt(p) => match p.objective {
             GbdtObjective::Binary => Some(true),
@@ -44,7 +45,10 @@ fn default_metric(train: &TrainStep) -> &'static str {
         },
         TrainParams::Forest(p) => (p.objective == ForestObjective::Binary).then_some(true),
         TrainParams::Ftrl(p) => (p.objective == ForestObjective::Binary).then_some(true),
-        TrainParams::Linear(_) => (train.model == ModelKind::LogisticRegression).then_some(true),
+        TrainParams::Linear(_) if train.model == ModelKind::LogisticRegression => Some(
+            sluice_train::logistic_task(batch, &train.label).ok() != Some(sluice_model::Task::MulticlassClassification),
+        ),
+        TrainParams::Linear(_) => None,
         // Refused by the spec (no label to score trials against).
         TrainParams::Kmeans(_) => None,
     };
@@ -229,7 +233,7 @@ pub(crate) fn tune(
     let metric = match tune.metric.as_deref() {
         Some("auc") => "roc_auc".to_string(),
         Some(m) => m.to_string(),
-        None => default_metric(train).to_string(),
+        None => default_metric(train, data.batch).to_string(),
     };
     let direction = match tune.direction {
         Some(TuneDirection::Maximize) => Direction::Maximize,

@@ -87,15 +87,14 @@ pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<(String,
             vec![("probability".into(), "FP64", scores), ("prediction".into(), "BOOL", labels)]
         }
         Task::Regression => vec![("prediction".into(), "FP64", scores)],
-        Task::Clustering => {
-            let k = predictions.classes.len().max(1);
-            let clusters = predictions.predicted_classes();
-            let distance = clusters.iter().enumerate().map(|(i, c)| Value::from(predictions.probabilities[i * k + c]));
-            vec![
-                ("cluster".into(), "INT64", clusters.iter().map(|c| Value::from(*c as i64)).collect()),
-                ("distance".into(), "FP64", distance.collect()),
-            ]
-        }
+        Task::Clustering => vec![
+            (
+                "cluster".into(),
+                "INT64",
+                predictions.predicted_classes().into_iter().map(|c| Value::from(c as i64)).collect(),
+            ),
+            ("distance".into(), "FP64", predictions.cluster_distances().into_iter().map(Value::from).collect()),
+        ],
         Task::MulticlassClassification => {
             let k = predictions.classes.len();
             let labels = predictions

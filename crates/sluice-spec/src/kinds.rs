@@ -534,8 +534,8 @@ impl Default for LinearParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LinearSolver {
-    /// Newton's method (proximal Newton with `l1`) up to 256 weights, L-BFGS above; ridge
-    /// regression exactly; multinomial models by L-BFGS.
+    /// Newton's method up to 256 weights, L-BFGS above; with `l1`, proximal Newton (up to 2,048
+    /// weights); ridge regression exactly; multinomial models by L-BFGS.
     #[default]
     Auto,
     /// Newton's method: each step one pass with the Hessian, ~10 steps.

@@ -654,50 +654,13 @@ fn check_semantics(origin: &Origin, name: &str, config: &StepConfig, def: &Node)
         }
         StepConfig::Train(t) => {
             check_label(t).map_err(|(field, message)| invalid(field, message))?;
-            if !t.transforms.is_empty() && t.init_model.is_some() {
-                return Err(invalid(
-                    "transforms",
-                    "`transforms` cannot be combined with `init_model` (the model continued keeps its own features)"
-                        .into(),
-                ));
-            }
             check_transforms(&t.transforms).map_err(|(field, message)| invalid(&field, message))?;
             check_param_values(&t.params, t.validation.is_some()).map_err(|(f, m)| invalid(&f, m))?;
             let gbdt = matches!(t.params, TrainParams::Gbdt(_));
-            let forest = matches!(t.params, TrainParams::Forest(_));
             if t.validation.is_some() && t.tune.is_none() && !gbdt {
                 return Err(invalid("validation", "`validation` is used by `model: gbdt` (and by `tune`) only".into()));
             }
-            if let Some(w) = &t.warm_start {
-                let what = if t.init_model.is_some() {
-                    Some(
-                        "`warm_start` (a registered model) and `init_model` (a step's model) both say where to start; give one",
-                    )
-                } else if !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
-                    Some("`warm_start` continues `model: gbdt` and `ftrl` models only")
-                } else if !t.transforms.is_empty() {
-                    Some(
-                        "`warm_start` cannot be combined with `transforms` (the model continued keeps its own features)",
-                    )
-                } else if t.tune.is_some() {
-                    Some("`warm_start` cannot be combined with `tune`")
-                } else if w.trim().is_empty() || w.starts_with(['@', ':']) {
-                    Some("`warm_start` names a registered model: `NAME@ALIAS`, `NAME:VERSION` or `NAME`")
-                } else {
-                    None
-                };
-                if let Some(what) = what {
-                    return Err(invalid("warm_start", what.into()));
-                }
-            }
-            if t.init_model.is_some() && !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
-                let what = if forest {
-                    "random forests have no warm start"
-                } else {
-                    "`init_model` (warm start) is for `model: gbdt` and `ftrl` only"
-                };
-                return Err(invalid("init_model", what.into()));
-            }
+            check_start(t).map_err(|(field, message)| invalid(field, message))?;
             if let Some(cv) = &t.cv {
                 if cv.folds < 2 {
                     return Err(invalid("cv.folds", format!("`cv.folds` must be at least 2, got {}", cv.folds)));
@@ -838,8 +801,11 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
             }
         }
         TrainParams::Kmeans(p) => {
-            if p.clusters == 0 || p.max_iter == 0 || p.n_init == 0 || !(p.tol >= 0.0 && p.tol.is_finite()) {
-                return fail("params", "`clusters`, `max_iter` and `n_init` must be at least 1 and `tol` >= 0".into());
+            if p.clusters < 2 {
+                return fail("params.clusters", format!("`params.clusters` must be at least 2, got {}", p.clusters));
+            }
+            if p.max_iter == 0 || p.n_init == 0 || !(p.tol >= 0.0 && p.tol.is_finite()) {
+                return fail("params", "`max_iter` and `n_init` must be at least 1 and `tol` >= 0".into());
             }
         }
         TrainParams::Forest(p) => {
@@ -858,6 +824,39 @@ fn check_param_values(params: &TrainParams, has_validation: bool) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Where a continued model comes from — `init_model` (a step's model) or `warm_start` (a
+/// registered one) — and what may be combined with continuing one.
+fn check_start(t: &crate::kinds::TrainStep) -> Result<(), (&'static str, String)> {
+    let field = match (&t.init_model, &t.warm_start) {
+        (None, None) => return Ok(()),
+        (Some(_), Some(_)) => {
+            return Err((
+                "warm_start",
+                "`warm_start` (a registered model) and `init_model` (a step's model) both say where to start; give one"
+                    .into(),
+            ));
+        }
+        (Some(_), None) => "init_model",
+        (None, Some(_)) => "warm_start",
+    };
+    let what = if matches!(t.params, TrainParams::Forest(_)) {
+        "random forests have no warm start".to_string()
+    } else if !matches!(t.params, TrainParams::Gbdt(_) | TrainParams::Ftrl(_)) {
+        format!("`{field}` (warm start) is for `model: gbdt` and `ftrl` only")
+    } else if !t.transforms.is_empty() {
+        format!("`{field}` cannot be combined with `transforms` (the model continued keeps its own features)")
+    } else if t.tune.is_some() {
+        format!("`tune` cannot be combined with `{field}`")
+    } else if t.cv.is_some() {
+        format!("`cv` cannot be combined with `{field}`: the continued model may have seen the folds' rows")
+    } else if t.warm_start.as_ref().is_some_and(|w| w.trim().is_empty() || w.starts_with(['@', ':'])) {
+        "`warm_start` names a registered model: `NAME@ALIAS`, `NAME:VERSION` or `NAME`".to_string()
+    } else {
+        return Ok(());
+    };
+    Err((field, what))
 }
 
 /// Supervised models need a label; k-means takes none, and nothing that scores against one.
@@ -918,9 +917,6 @@ fn check_tune(t: &crate::kinds::TrainStep, tune: &crate::kinds::TuneSpec) -> Res
             "tune".into(),
             "`tune` scores each trial on `validation` (a dataset with the label) or by `cv`; give one".into(),
         ));
-    }
-    if t.init_model.is_some() {
-        return Err(("tune".into(), "`tune` cannot be combined with `init_model`".into()));
     }
     if tune.space.is_empty() {
         return Err(("tune.space".into(), "`tune.space` needs at least one parameter".into()));

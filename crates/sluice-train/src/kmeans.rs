@@ -14,7 +14,7 @@
 //! same clusters at any thread count.
 
 use sluice_core::rng::SplitMix64;
-use sluice_model::{DesignMatrix, KmeansModel};
+use sluice_model::{DesignMatrix, KmeansModel, nearest_centroid, squared_distance};
 
 use crate::error::{Result, TrainError};
 use crate::linear::tree_sum;
@@ -44,28 +44,16 @@ pub struct KmeansFit {
     pub converged: bool,
 }
 
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-/// Per row: its nearest centroid and the squared distance to it.
+/// Per row: its nearest centroid and the squared distance to it (the inference path's rule).
 fn assign(x: &DesignMatrix, centroids: &[f64], k: usize) -> Vec<(u32, f64)> {
-    let d = x.cols;
     tree_sum(
         x.rows,
         true,
         &|start, end| {
             (start..end)
                 .map(|i| {
-                    let row = x.row(i);
-                    let mut best = (0u32, f64::INFINITY);
-                    for c in 0..k {
-                        let dist = squared_distance(row, &centroids[c * d..(c + 1) * d]);
-                        if dist < best.1 {
-                            best = (c as u32, dist);
-                        }
-                    }
-                    best
+                    let (c, dist) = nearest_centroid(x.row(i), centroids, k);
+                    (c as u32, dist)
                 })
                 .collect::<Vec<_>>()
         },
@@ -142,7 +130,7 @@ fn lloyd(
     while iterations < o.max_iter {
         iterations += 1;
         // Per cluster: the sum of its rows and their count, summed in a fixed tree.
-        let (mut sums, counts) = tree_sum(
+        let (mut sums, mut counts) = tree_sum(
             x.rows,
             true,
             &|start, end| {
@@ -161,13 +149,18 @@ fn lloyd(
                 (s1, c1)
             },
         );
-        // Empty clusters take the rows farthest from their centroids, farthest first.
+        // Empty clusters take the rows farthest from their centroids, farthest first; each row
+        // leaves the cluster it was in (as scikit-learn's relocation does).
         let empty: Vec<usize> = (0..k).filter(|c| counts[*c] == 0).collect();
         if !empty.is_empty() {
             let mut far: Vec<usize> = (0..x.rows).collect();
             far.sort_by(|a, b| labels[*b].1.total_cmp(&labels[*a].1).then(a.cmp(b)));
             for (c, row) in empty.iter().zip(far) {
+                let old = labels[row].0 as usize;
+                sums[old * d..(old + 1) * d].iter_mut().zip(x.row(row)).for_each(|(s, v)| *s -= v);
+                counts[old] -= 1;
                 sums[c * d..(c + 1) * d].copy_from_slice(x.row(row));
+                counts[*c] = 1;
             }
         }
         let mut shift = 0.0;
@@ -194,8 +187,8 @@ fn lloyd(
 /// Cluster the rows of `x` into `o.clusters` groups.
 pub fn fit_kmeans(x: &DesignMatrix, o: &KmeansOptions) -> Result<KmeansFit> {
     let k = o.clusters;
-    if k == 0 {
-        return Err(TrainError::Invalid("k-means needs at least 1 cluster".into()));
+    if k < 2 {
+        return Err(TrainError::Invalid(format!("k-means needs at least 2 clusters; got {k}")));
     }
     if x.rows < k {
         return Err(TrainError::Invalid(format!("k-means with {k} clusters needs at least {k} rows; got {}", x.rows)));

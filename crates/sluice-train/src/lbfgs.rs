@@ -74,8 +74,10 @@ impl<F: FnMut(&[f64]) -> Result<(f64, Vec<f64>)>> Gradient for Shared<'_, F> {
 }
 
 /// Minimize a smooth function from `init`: `evaluate(p)` returns its value and gradient. Stops
-/// when the gradient's largest component is below `tol` (as SciPy's `pgtol`, which scikit-learn's
-/// lbfgs uses), when the value stops changing, or after `max_iter` iterations.
+/// when the gradient's Euclidean norm falls below `tol` (then its largest component is below
+/// `tol` too, scikit-learn's lbfgs test), when the line search finds no decrease, or after
+/// `max_iter` iterations. The result is the best point seen; it counts as converged if its
+/// gradient's largest component is below `tol`.
 pub(crate) fn minimize(
     init: Vec<f64>,
     max_iter: u32,
@@ -88,61 +90,27 @@ pub(crate) fn minimize(
         return Ok(Minimum { param: init, value, iterations: 0, converged: true });
     }
     let invalid = |e: argmin::core::Error| TrainError::Invalid(format!("L-BFGS settings: {e}"));
-    // argmin's gradient test is on the Euclidean norm; the max-norm test is applied below, so
-    // argmin's is only a backstop at a tolerance the max-norm test always meets first.
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), HISTORY)
-        .with_tolerance_grad(tol * 1e-3)
+        .with_tolerance_grad(tol)
         .map_err(invalid)?
         .with_tolerance_cost(0.0)
         .map_err(invalid)?;
-    let mut best = (init.clone(), value, grad.clone());
-    let mut iterations = 0u32;
-    let mut converged = false;
-    // Run in slices of iterations so the max-norm test can stop it: argmin has no hook for a
-    // custom convergence test, and its state (the correction pairs) survives in `solver`.
-    let mut solver = Some(solver);
-    let mut state_param = init;
-    let mut state_cost = value;
-    let mut state_grad = grad;
-    while iterations < max_iter {
-        let run = Executor::new(Shared(&problem), solver.take().expect("solver present"))
-            .configure(|s| s.param(state_param.clone()).cost(state_cost).gradient(state_grad.clone()).max_iters(1))
-            .run();
-        let result = match run {
-            Ok(r) => r,
-            Err(e) => {
-                if problem.failure.borrow().is_some() {
-                    return Err(take_failure(&problem, e));
-                }
-                // The line search found no decrease: the best point is as good as this
-                // precision allows; it counts as converged only if its gradient says so.
-                converged = max_abs(&best.2) < tol;
-                break;
-            }
-        };
-        iterations += 1;
-        let argmin::core::OptimizationResult { solver: s, state, .. } = result;
-        let reason = state.get_termination_reason().cloned();
-        let param = state.get_param().cloned().unwrap_or_else(|| state_param.clone());
-        let (v, g) = problem.at(&param).map_err(|e| take_failure(&problem, e))?;
-        if v <= best.1 {
-            best = (param.clone(), v, g.clone());
-        }
-        if max_abs(&g) < tol {
-            converged = true;
-            break;
-        }
-        if !matches!(reason, Some(TerminationReason::MaxItersReached) | None) {
-            // argmin's own test (its Euclidean-norm gradient tolerance) fired.
-            converged = true;
-            break;
-        }
-        solver = Some(s);
-        state_param = param;
-        state_cost = v;
-        state_grad = g;
+    let result = Executor::new(Shared(&problem), solver)
+        .configure(|s| s.param(init).cost(value).gradient(grad).max_iters(u64::from(max_iter)))
+        .run()
+        .map_err(|e| take_failure(&problem, e))?;
+    if let Some(e) = problem.failure.borrow_mut().take() {
+        return Err(e);
     }
-    Ok(Minimum { param: best.0, value: best.1, iterations, converged })
+    let state = result.state();
+    let iterations = state.get_iter() as u32;
+    let param =
+        state.get_best_param().cloned().ok_or_else(|| TrainError::Invalid("L-BFGS finished without a point".into()))?;
+    // The best point's gradient: usually the last evaluation's, else one more pass.
+    let (value, grad) = problem.at(&param).map_err(|e| take_failure(&problem, e))?;
+    let converged =
+        matches!(state.get_termination_reason(), Some(TerminationReason::SolverConverged)) || max_abs(&grad) < tol;
+    Ok(Minimum { param, value, iterations, converged })
 }
 
 fn take_failure<F>(problem: &Problem<F>, e: argmin::core::Error) -> TrainError {

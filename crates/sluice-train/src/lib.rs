@@ -32,8 +32,8 @@ pub use features::{
     FeatureOptions, class_indices, class_labels, fit_transforms, fit_tree_transforms, label_values, model_labels,
 };
 pub use linear::{
-    LinearFit, LinearOptions, NEWTON_MAX_WEIGHTS, Objective, PassSums, Solver, accumulate, fit_linear, fit_newton,
-    fit_passes,
+    L1_MAX_WEIGHTS, LinearFit, LinearOptions, NEWTON_MAX_WEIGHTS, Objective, PassSums, Solver, accumulate, fit_linear,
+    fit_newton, fit_passes,
 };
 pub use multinomial::{fit_multinomial, multinomial_pass};
 pub use pipeline::{Accumulator, FeatureSpec, Fitted, Impute, fit_pipeline, stages};
@@ -279,8 +279,14 @@ pub fn feature_columns(
     }
 }
 
+/// The most classes multinomial logistic regression takes (a label with more is an id or a
+/// number, not a class).
+pub const MAX_CLASSES: usize = 1000;
+
 /// The task logistic regression takes on for `label`: binary for a boolean or 0/1 label,
-/// multinomial for text or any other numbers (as scikit-learn's `LogisticRegression` does).
+/// multinomial for text or whole numbers with 3 to [`MAX_CLASSES`] values. Two other values
+/// (text, or numbers such as 1/2) are refused rather than guessed at: which one is positive is
+/// the user's to say.
 pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
     let column = batch.column_by_name(label).ok_or_else(|| TrainError::MissingColumn(label.to_string()))?;
     let dt = column.data_type();
@@ -292,8 +298,25 @@ pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
         if values.iter().all(|v| *v == 0.0 || *v == 1.0) {
             return Ok(Task::BinaryClassification);
         }
+        if let Some(v) = values.iter().find(|v| v.fract() != 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "label `{label}` has value {v}: logistic regression predicts classes (boolean or 0/1, or whole \
+                 numbers or text for several classes); for a numeric target use `linear_regression`"
+            )));
+        }
     }
-    Ok(Task::MulticlassClassification)
+    let (classes, _) = class_labels(batch, label)?;
+    match classes.len() {
+        2 => Err(TrainError::Invalid(format!(
+            "label `{label}` has two values (`{}`, `{}`): binary logistic regression reads a boolean or 0/1 \
+             label, e.g. `{label} = '{}' AS label` in SQL",
+            classes[0], classes[1], classes[1]
+        ))),
+        n if n > MAX_CLASSES => Err(TrainError::Invalid(format!(
+            "label `{label}` has {n} distinct values; multinomial logistic regression takes at most {MAX_CLASSES} classes"
+        ))),
+        _ => Ok(Task::MulticlassClassification),
+    }
 }
 
 /// Fit transforms and a linear model on one batch of training data. Logistic regression on a
@@ -368,4 +391,43 @@ fn artifact(
     };
     artifact.check()?;
     Ok(artifact)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BooleanArray, Float64Array, StringArray};
+    use sluice_model::DesignMatrix;
+
+    use super::*;
+
+    fn batch(label: ArrayRef) -> RecordBatch {
+        RecordBatch::try_from_iter([("y", label)]).expect("batch")
+    }
+
+    #[test]
+    fn logistic_labels_pick_binary_or_multinomial_or_are_refused() {
+        let task = |a: ArrayRef| logistic_task(&batch(a), "y");
+        assert_eq!(task(Arc::new(BooleanArray::from(vec![true, false]))).unwrap(), Task::BinaryClassification);
+        assert_eq!(task(Arc::new(Float64Array::from(vec![0.0, 1.0, 1.0]))).unwrap(), Task::BinaryClassification);
+        assert_eq!(task(Arc::new(Float64Array::from(vec![0.0, 1.0, 2.0]))).unwrap(), Task::MulticlassClassification);
+        assert_eq!(task(Arc::new(StringArray::from(vec!["a", "b", "c"]))).unwrap(), Task::MulticlassClassification);
+        let e = task(Arc::new(Float64Array::from(vec![0.0, 2.5, 1.0]))).unwrap_err().to_string();
+        assert!(e.contains("2.5") && e.contains("linear_regression"), "{e}");
+        let e = task(Arc::new(StringArray::from(vec!["no", "yes", "no"]))).unwrap_err().to_string();
+        assert!(e.contains("two values (`no`, `yes`)") && e.contains("y = 'yes' AS label"), "{e}");
+        let many: Vec<String> = (0..=MAX_CLASSES).map(|i| format!("id{i}")).collect();
+        let e = task(Arc::new(StringArray::from(many))).unwrap_err().to_string();
+        assert!(e.contains("1001 distinct values"), "{e}");
+    }
+
+    #[test]
+    fn l1_refuses_more_weights_than_a_dense_hessian_suits() {
+        let cols = L1_MAX_WEIGHTS + 1;
+        let x = DesignMatrix { data: vec![0.5; 2 * cols], rows: 2, cols };
+        let o = LinearOptions { l1: 0.1, fit_intercept: false, ..Default::default() };
+        let e = fit_linear(&x, &[0.0, 1.0], Objective::Logistic, &o).unwrap_err().to_string();
+        assert!(e.contains("`l1` with 2049 weights") && e.contains("ftrl"), "{e}");
+    }
 }

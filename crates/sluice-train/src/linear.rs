@@ -41,6 +41,9 @@ pub enum Solver {
 /// Above this many weights `Solver::Auto` picks L-BFGS: Newton's passes cost `weights²` per row.
 pub const NEWTON_MAX_WEIGHTS: usize = 256;
 
+/// The most weights `l1` (proximal Newton, with its dense Hessian) takes.
+pub const L1_MAX_WEIGHTS: usize = 2048;
+
 #[derive(Clone, Debug)]
 pub struct LinearOptions {
     pub l2: f64,
@@ -66,13 +69,18 @@ impl LinearOptions {
             Solver::Lbfgs if self.l1 > 0.0 => Err(TrainError::Invalid(
                 "`l1` needs the newton solver (proximal Newton); lbfgs fits l2 penalties only".into(),
             )),
+            _ if self.l1 > 0.0 && weights > L1_MAX_WEIGHTS => Err(TrainError::Invalid(format!(
+                "`l1` with {weights} weights: proximal Newton forms a {weights}x{weights} Hessian per pass, \
+                 so it takes at most {L1_MAX_WEIGHTS}; use fewer features (e.g. `max_categories`) or \
+                 `model: ftrl`, whose `l1` scales to any width"
+            ))),
             Solver::Auto if self.l1 > 0.0 || weights <= NEWTON_MAX_WEIGHTS => Ok(Solver::Newton),
             Solver::Auto => Ok(Solver::Lbfgs),
             s => Ok(s),
         }
     }
 
-    fn iterations(&self, solver: Solver) -> u32 {
+    pub(crate) fn iterations(&self, solver: Solver) -> u32 {
         self.max_iter.unwrap_or(if solver == Solver::Lbfgs { 1000 } else { 100 })
     }
 }
@@ -280,22 +288,24 @@ pub(crate) fn tree_sum<T: Send>(
     go(0, rows, parallel, leaf, merge)
 }
 
-/// Mean loss, gradient and (full, symmetric) Hessian with the L2 penalty added (not on the
-/// intercept).
-struct Point {
-    loss: f64,
-    grad: Vec<f64>,
+/// Mean loss, gradient and (full, symmetric) Hessian with the L2 penalty added on the weights
+/// `penalized(j)` says are penalized (not the intercepts).
+pub(crate) struct Point {
+    pub loss: f64,
+    pub grad: Vec<f64>,
     hess: Vec<f64>,
 }
 
-fn finish(sums: PassSums, beta: &[f64], l2: f64, penalized: usize) -> Point {
+pub(crate) fn finish(sums: PassSums, beta: &[f64], l2: f64, penalized: &dyn Fn(usize) -> bool) -> Point {
     let dim = beta.len();
     let n = sums.rows.max(1.0);
     let mut p = Point { loss: sums.loss / n, grad: sums.grad, hess: sums.hess };
     p.grad.iter_mut().for_each(|g| *g /= n);
-    for (g, b) in p.grad.iter_mut().zip(beta).take(penalized) {
-        p.loss += 0.5 * l2 * b * b;
-        *g += l2 * b;
+    for (j, (g, b)) in p.grad.iter_mut().zip(beta).enumerate() {
+        if penalized(j) {
+            p.loss += 0.5 * l2 * b * b;
+            *g += l2 * b;
+        }
     }
     if !p.hess.is_empty() {
         for a in 0..dim {
@@ -305,7 +315,7 @@ fn finish(sums: PassSums, beta: &[f64], l2: f64, penalized: usize) -> Point {
                 p.hess[b * dim + a] = v;
             }
         }
-        for j in 0..penalized {
+        for j in (0..dim).filter(|j| penalized(*j)) {
             p.hess[j * dim + j] += l2;
         }
     }
@@ -345,7 +355,7 @@ pub fn fit_passes(
     let m = lbfgs::minimize(init, o.iterations(Solver::Lbfgs), o.tol, |beta| {
         let sums = pass(beta, false)?;
         check_sums(&sums, beta.len(), false)?;
-        let p = finish(sums, beta, o.l2, features);
+        let p = finish(sums, beta, o.l2, &|j| j < features);
         Ok((p.loss, p.grad))
     })?;
     let mut beta = m.param;
@@ -405,7 +415,7 @@ pub fn fit_newton(
     let mut evaluate = |beta: &[f64], hessian: bool| -> Result<Point> {
         let sums = pass(beta, hessian)?;
         check_sums(&sums, beta.len(), hessian)?;
-        Ok(finish(sums, beta, o.l2, d))
+        Ok(finish(sums, beta, o.l2, &|j| j < d))
     };
     // The L1 term, which the smooth pass sums leave out.
     let l1_norm = |beta: &[f64]| o.l1 * beta[..d].iter().map(|w| w.abs()).sum::<f64>();

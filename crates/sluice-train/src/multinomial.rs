@@ -6,7 +6,7 @@ use sluice_model::{DesignMatrix, LinearModel};
 
 use crate::error::{Result, TrainError};
 use crate::lbfgs;
-use crate::linear::{LinearFit, LinearOptions, PassSums, Solver, tree_sum};
+use crate::linear::{LinearFit, LinearOptions, PassSums, Solver, finish, tree_sum};
 
 /// Summed loss and gradient at `beta` (per class: `x.cols` weights, then the intercept when
 /// `intercept`), over the rows of `x` with class indices `y` in `0..classes`.
@@ -86,19 +86,10 @@ pub fn fit_multinomial(x: &DesignMatrix, y: &[f64], classes: usize, o: &LinearOp
             init[k * width + d] = (c / n).max(1e-6).ln();
         }
     }
-    let n = x.rows as f64;
-    let m = lbfgs::minimize(init, o.max_iter.unwrap_or(1000), o.tol, |beta| {
+    let m = lbfgs::minimize(init, o.iterations(Solver::Lbfgs), o.tol, |beta| {
         let sums = multinomial_pass(x, y, classes, beta, o.fit_intercept, true);
-        let mut loss = sums.loss / n;
-        let mut grad = sums.grad;
-        grad.iter_mut().for_each(|g| *g /= n);
-        for (j, (g, b)) in grad.iter_mut().zip(beta).enumerate() {
-            if j % width < d {
-                loss += 0.5 * o.l2 * b * b;
-                *g += o.l2 * b;
-            }
-        }
-        Ok((loss, grad))
+        let p = finish(sums, beta, o.l2, &|j| j % width < d);
+        Ok((p.loss, p.grad))
     })?;
     let mut weights = Vec::with_capacity(classes * d);
     let mut intercepts = Vec::with_capacity(classes);
