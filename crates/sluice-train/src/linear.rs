@@ -398,7 +398,7 @@ fn check_sums(sums: &PassSums, dim: usize, hessian: bool) -> Result<()> {
 /// `pass(beta, hessian)` returns the sums of one pass over the training rows at `beta` —
 /// computed here ([`fit_linear`]) or by an aggregate on a cluster's executors — so every
 /// engine takes the same steps. Squared error takes one exact step (it is quadratic): two passes.
-/// With `l1 > 0` each step is a proximal Newton step (see [`prox_step`]).
+/// With `l1 > 0` each step is a proximal Newton step (coordinate descent on the pass's Hessian, then a line search).
 pub fn fit_newton(
     features: usize,
     label_mean: f64,
