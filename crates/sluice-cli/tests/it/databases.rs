@@ -210,27 +210,41 @@ fn sqlite_file_relative_to_the_spec() {
     assert!(out.stderr.contains("source `flights`") && out.stderr.contains("missing.db"), "{}", out.stderr);
 }
 
+/// A fresh JetStream stream `name` over `<subject's first token>.>`, holding `messages`
+/// published to `subject`.
+fn jetstream(rt: &tokio::runtime::Runtime, name: &str, subject: &str, messages: impl Iterator<Item = String>) {
+    let prefix = subject.split('.').next().unwrap_or(subject).to_string();
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222");
+        let js = async_nats::jetstream::new(client);
+        let _ = js.delete_stream(name).await;
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for body in messages {
+            js.publish(subject.to_string(), body.into()).await.unwrap().await.unwrap();
+        }
+    });
+}
+
+fn drop_stream(rt: &tokio::runtime::Runtime, name: &str) {
+    rt.block_on(async {
+        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+        let _ = async_nats::jetstream::new(client).delete_stream(name).await;
+    });
+}
+
 #[test]
 fn nats_jetstream_micro_batches_are_acknowledged_only_once_stored() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tag = format!("sluice_it_{}", std::process::id());
     let stream_name = tag.to_uppercase();
-    rt.block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222");
-        let js = async_nats::jetstream::new(client);
-        let _ = js.delete_stream(&stream_name).await;
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![format!("{tag}.>")],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        for i in 0..5 {
-            let body = format!("{{\"id\": {i}, \"value\": {}, \"tag\": \"t{i}\"}}", i as f64 * 1.5);
-            js.publish(format!("{tag}.events"), body.into()).await.unwrap().await.unwrap();
-        }
-    });
+    let messages = (0..5).map(|i| format!("{{\"id\": {i}, \"value\": {}, \"tag\": \"t{i}\"}}", i as f64 * 1.5));
+    jetstream(&rt, &stream_name, &format!("{tag}.events"), messages);
     let sb = Sandbox::new();
     let spec = format!(
         "name: s\nsources:\n  events: {{kind: stream, nats: 'nats://127.0.0.1:4222', stream: {stream_name}, subject: '{tag}.>', consumer: sluice-it, max_messages: 3, max_wait: 500ms}}\n"
@@ -258,10 +272,7 @@ fn nats_jetstream_micro_batches_are_acknowledged_only_once_stored() {
     let third = sb.run_json(&sb.path().join("s.yaml"), &[]);
     let (empty, _) = output(&sb, &third, "events");
     assert_eq!(empty.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "everything was acknowledged once");
-    rt.block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
-        let _ = async_nats::jetstream::new(client).delete_stream(&stream_name).await;
-    });
+    drop_stream(&rt, &stream_name);
 }
 
 /// Online learning from a stream: each run takes the next micro-batch from NATS JetStream and an
@@ -272,30 +283,18 @@ fn ftrl_learns_online_from_nats_micro_batches() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let tag = format!("sluice_online_{}", std::process::id());
     let stream_name = tag.to_uppercase();
-    rt.block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS on 127.0.0.1:4222");
-        let js = async_nats::jetstream::new(client);
-        let _ = js.delete_stream(&stream_name).await;
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: stream_name.clone(),
-            subjects: vec![format!("{tag}.>")],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        // label = [x1 - 0.5 x2 + noise > 0], from a fixed sequence.
-        let mut state = 12345u64;
-        let mut uniform = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
-        for i in 0..900 {
-            let (x1, x2, noise) = (uniform(), uniform(), uniform() * 0.3);
-            let label = x1 - 0.5 * x2 + noise > 0.0;
-            let body = format!("{{\"id\": {i}, \"x1\": {x1}, \"x2\": {x2}, \"label\": {label}}}");
-            js.publish(format!("{tag}.rows"), body.into()).await.unwrap().await.unwrap();
-        }
+    // label = [x1 - 0.5 x2 + noise > 0], from a fixed sequence.
+    let mut state = 12345u64;
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let messages = (0..900).map(|i| {
+        let (x1, x2, noise) = (uniform(), uniform(), uniform() * 0.3);
+        let label = x1 - 0.5 * x2 + noise > 0.0;
+        format!("{{\"id\": {i}, \"x1\": {x1}, \"x2\": {x2}, \"label\": {label}}}")
     });
+    jetstream(&rt, &stream_name, &format!("{tag}.rows"), messages);
     let sb = Sandbox::new();
     let spec = format!(
         "name: online\n\
@@ -307,14 +306,7 @@ fn ftrl_learns_online_from_nats_micro_batches() {
     );
     std::fs::write(sb.path().join("online.yaml"), spec).unwrap();
     let model_rows = |sb: &Sandbox| -> (u64, Vec<f64>) {
-        let versions = sb.sluice(&["models", "show", "online-model", "--json"]).ok().json();
-        let live = versions.as_array().unwrap().iter().find(|v| v["aliases"] == serde_json::json!(["live"])).unwrap();
-        let hash = live["artifact"].as_str().unwrap().to_string();
-        let file = crate::support::object_files(&sb.home())
-            .into_iter()
-            .find(|f| f.file_name().unwrap().to_str().unwrap() == format!("{hash}.json"))
-            .expect("the model artifact");
-        let a: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let a = sb.model_artifact("online-model@live");
         let weights = a["model"]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
         (a["training"]["rows"].as_u64().unwrap(), weights)
     };
@@ -346,8 +338,5 @@ fn ftrl_learns_online_from_nats_micro_batches() {
     .unwrap();
     let out = sb.sluice(&["run", "bad.yaml"]).expect_code(2);
     assert!(out.stderr.contains("warm_start") && out.stderr.contains("ftrl"), "{}", out.stderr);
-    rt.block_on(async {
-        let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
-        let _ = async_nats::jetstream::new(client).delete_stream(&stream_name).await;
-    });
+    drop_stream(&rt, &stream_name);
 }

@@ -184,17 +184,7 @@ fn multiclass_pipeline_evaluates_predicts_and_serves_classes() {
                 28,Private,Bachelors,13,Married-civ-spouse,Prof-specialty,Wife,Black,Female,0,0,40,Cuba,false\n";
     let csv = sb.path().join("rows.csv");
     std::fs::write(&csv, rows).unwrap();
-    sb.sluice(&[
-        "predict",
-        "--model",
-        "adult-income-gbdt@champion",
-        "--input",
-        csv.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = sb.predict_csv("adult-income-gbdt@champion", &csv, &out);
     let header = text.lines().next().unwrap();
     assert!(header.ends_with("prediction,probability,probability_Husband,probability_Not-in-family,probability_Other-relative,probability_Own-child,probability_Unmarried,probability_Wife"), "{header}");
     let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(14).unwrap()).collect();
@@ -371,17 +361,7 @@ fn multinomial_and_lasso_linear_models_through_the_spec() {
     )
     .unwrap();
     let out = sb.path().join("rel.csv");
-    sb.sluice(&[
-        "predict",
-        "--model",
-        "adult-relationship@champion",
-        "--input",
-        csv.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = sb.predict_csv("adult-relationship@champion", &csv, &out);
     assert!(text.lines().next().unwrap().contains(",prediction,probability,probability_Husband,"), "{text}");
     let predicted: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(13).unwrap()).collect();
     assert_eq!(predicted, ["Husband", "Wife"], "{text}");
@@ -390,13 +370,7 @@ fn multinomial_and_lasso_linear_models_through_the_spec() {
     let events = sb.run_json(&spec_path, &["--set", "train.params.l1=0.002"]);
     let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
     let auc = run_metric(&show, "roc_auc", None);
-    let versions = sb.sluice(&["models", "show", "adult-income", "--json"]).ok().json();
-    let hash = versions[0]["artifact"].as_str().unwrap().to_string();
-    let file = crate::support::object_files(&sb.home())
-        .into_iter()
-        .find(|f| f.file_name().unwrap().to_str().unwrap() == format!("{hash}.json"))
-        .expect("the model artifact");
-    let artifact: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let artifact = sb.model_artifact("adult-income@champion");
     let weights = artifact["model"]["weights"].as_array().unwrap_or_else(|| panic!("{artifact}"));
     let zeros = weights.iter().filter(|w| w.as_f64() == Some(0.0)).count();
     println!("quickstart with l1 = 0.002: AUC {auc:.4}, {zeros} of {} weights exactly zero", weights.len());
@@ -445,17 +419,7 @@ fn kmeans_clusters_evaluates_predicts_and_serves() {
     )
     .unwrap();
     let out = sb.path().join("segments.csv");
-    sb.sluice(&[
-        "predict",
-        "--model",
-        "adult-segments@champion",
-        "--input",
-        csv.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    let text = std::fs::read_to_string(&out).unwrap();
+    let text = sb.predict_csv("adult-segments@champion", &csv, &out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "age,education_num,hours_per_week,capital_gain,sex,cluster,distance", "{text}");
     let cluster = |l: &str| l.split(',').nth(5).unwrap().parse::<i64>().unwrap();

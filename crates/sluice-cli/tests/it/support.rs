@@ -186,6 +186,39 @@ impl Sandbox {
         to.join("pipeline.yaml")
     }
 
+    /// `sluice predict --model MODEL --input INPUT --output OUTPUT` (a CSV), read back as text.
+    pub fn predict_csv(&self, model: &str, input: &Path, output: &Path) -> String {
+        self.sluice(&[
+            "predict",
+            "--model",
+            model,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ])
+        .ok();
+        std::fs::read_to_string(output).unwrap()
+    }
+
+    /// The model artifact (JSON) of a registered model, `NAME@ALIAS`, read from the store.
+    pub fn model_artifact(&self, reference: &str) -> serde_json::Value {
+        let (name, alias) = reference.split_once('@').expect("NAME@ALIAS");
+        let versions = self.sluice(&["models", "show", name, "--json"]).ok().json();
+        let version = versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["aliases"].as_array().is_some_and(|a| a.iter().any(|x| x == alias)))
+            .unwrap_or_else(|| panic!("no version of {name} is `{alias}`: {versions}"));
+        let file = format!("{}.json", version["artifact"].as_str().unwrap());
+        let path = object_files(&self.home())
+            .into_iter()
+            .find(|f| f.file_name().unwrap().to_str().unwrap() == file)
+            .expect("the model artifact");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
     /// A `sluice --home <tmp>/home` command, not yet run.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(SLUICE);
