@@ -108,7 +108,7 @@ pub(crate) async fn key_inputs(
     base_dir: &std::path::Path,
     step: &Step,
     resolved: &[(sluice_spec::Input, OutputRecord)],
-    listed: Option<&std::sync::OnceLock<Vec<sluice_store::remote::RemoteObject>>>,
+    seen: Option<&crate::steps::Seen>,
 ) -> std::result::Result<Vec<KeyInput>, StepError> {
     // A database or a stream can change without sluice seeing it: such sources run every time
     // (steps after them are still cached by the content of what they read).
@@ -131,8 +131,8 @@ pub(crate) async fn key_inputs(
             })
             .collect();
         // The step reads exactly the objects its key covers.
-        if let Some(slot) = listed {
-            let _ = slot.set(objects);
+        if let Some(seen) = seen {
+            let _ = seen.objects.set(objects);
         }
         return Ok(inputs);
     }
@@ -154,26 +154,20 @@ pub(crate) async fn key_inputs(
     if let sluice_spec::StepConfig::Train(t) = &step.config
         && let Some(reference) = &t.warm_start
     {
-        let hash = match warm_start_model(ws, reference)? {
-            Some(v) => v.artifact,
-            None => ContentHash::of_bytes(b"nothing registered"),
+        let (name, selector) = sluice_store::ModelSelector::parse(reference);
+        let version = match ws.meta.resolve_model(&name, &selector) {
+            Ok(v) => Some(v),
+            Err(sluice_store::StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
         };
+        let hash = version.as_ref().map_or_else(|| ContentHash::of_bytes(b"nothing registered"), |v| v.artifact);
         inputs.push(KeyInput { name: format!("warm_start={reference}"), hash });
+        // The step continues exactly the version its key covers.
+        if let Some(seen) = seen {
+            let _ = seen.warm_start.set(version);
+        }
     }
     Ok(inputs)
-}
-
-/// The registered version a train step's `warm_start` names, `None` while there is none.
-pub(crate) fn warm_start_model(
-    ws: &Workspace,
-    reference: &str,
-) -> std::result::Result<Option<sluice_store::ModelVersion>, StepError> {
-    let (name, selector) = sluice_store::ModelSelector::parse(reference);
-    match ws.meta.resolve_model(&name, &selector) {
-        Ok(v) => Ok(Some(v)),
-        Err(sluice_store::StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Reuse cached outputs if every artifact is still present in the store and, for steps whose
@@ -334,7 +328,7 @@ async fn step_task(ctx: StepCtx, base_dir: std::path::PathBuf, force: bool) -> F
     let name = ctx.step.name.clone();
     let mut keyed = None;
     let outcome = async {
-        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs, Some(&ctx.listed)).await?;
+        let inputs = key_inputs(&ctx.ws, &base_dir, &ctx.step, &ctx.inputs, Some(&ctx.seen)).await?;
         let key = cache_key(&ctx.step, &inputs);
         keyed = Some((key, inputs.clone()));
         if !force && let Some(outputs) = cache_hit(&ctx.ws, &ctx.step, &ctx.inputs, &key).await? {
@@ -447,7 +441,7 @@ async fn schedule(
                 inputs: resolved,
                 reporter: reporter.clone(),
                 base_dir: pipeline.base_dir.clone(),
-                listed: Default::default(),
+                seen: Default::default(),
             };
             let handle = tasks.spawn(step_task(ctx, pipeline.base_dir.clone(), forced.contains(step.name.as_str())));
             task_names.insert(handle.id(), step.name.clone());

@@ -33,8 +33,17 @@ pub(crate) struct StepCtx {
     pub reporter: Arc<dyn Reporter>,
     /// The spec's folder (relative SQLite paths).
     pub base_dir: std::path::PathBuf,
-    /// An object-store source's objects, as listed for its cache key.
-    pub listed: std::sync::OnceLock<Vec<sluice_store::remote::RemoteObject>>,
+    /// What the cache key saw outside the pipeline, for the step to use exactly that.
+    pub seen: Seen,
+}
+
+/// Things outside the pipeline that a step's cache key covers, kept as the key saw them so the
+/// step reads the same: an object-store source's listing, a train step's `warm_start` version.
+#[derive(Default)]
+pub(crate) struct Seen {
+    pub objects: std::sync::OnceLock<Vec<sluice_store::remote::RemoteObject>>,
+    /// `None` inside: nothing was registered under the name.
+    pub warm_start: std::sync::OnceLock<Option<sluice_store::ModelVersion>>,
 }
 
 /// Work to do once the step's outputs and run record are committed (acknowledging a stream's
@@ -148,7 +157,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     match &ctx.step.config {
         StepConfig::Source(source) => {
             let df = if sluice_core::is_url(source.path.as_str()) {
-                ctx.engine.read_remote_source(source, ctx.listed.get().map(Vec::as_slice)).await?
+                ctx.engine.read_remote_source(source, ctx.seen.objects.get().map(Vec::as_slice)).await?
             } else {
                 ctx.engine.read_source(source, &ctx.step.files).await?
             };
@@ -358,8 +367,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             };
             let init = match (ctx.inputs.iter().any(|(i, _)| i.role == "init_model"), &train.warm_start) {
                 (true, _) => Some(ctx.load_model("init_model").await?.1),
-                (false, Some(reference)) => match crate::run::warm_start_model(&ctx.ws, reference)? {
-                    Some(v) => {
+                (false, Some(reference)) => match ctx.seen.warm_start.get() {
+                    Some(Some(v)) => {
                         let bytes = ctx.ws.artifacts.get_bytes(&v.artifact, ArtifactKind::Model).await?;
                         let model = ModelArtifact::from_json(&bytes)?;
                         ctx.report(&format!(
@@ -368,10 +377,11 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                         ));
                         Some(model)
                     }
-                    None => {
+                    Some(None) => {
                         ctx.report(&format!("nothing registered as `{reference}` yet: training from scratch"));
                         None
                     }
+                    None => return Err(StepError::Internal("`warm_start` was not resolved for the cache key".into())),
                 },
                 (false, None) => None,
             };

@@ -214,7 +214,7 @@ pub fn train_ftrl(
             }
             _ => {
                 return Err(TrainError::Invalid(
-                    "`init_model` for an online model must be an online (ftrl) model of the same task".into(),
+                    "the model to continue (`init_model` or `warm_start`) must be an online (ftrl) model of the same task".into(),
                 ));
             }
         },
@@ -288,15 +288,22 @@ pub const MAX_CLASSES: usize = 1000;
 /// (text, or numbers such as 1/2) are refused rather than guessed at: which one is positive is
 /// the user's to say.
 pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
+    Ok(logistic_labels(batch, label)?.0)
+}
+
+/// [`logistic_task`] with what it read: the classes (multinomial) and every row's label as the
+/// model reads it (0/1, or the class index).
+fn logistic_labels(batch: &RecordBatch, label: &str) -> Result<(Task, Vec<String>, Vec<f64>)> {
     let column = batch.column_by_name(label).ok_or_else(|| TrainError::MissingColumn(label.to_string()))?;
     let dt = column.data_type();
     if *dt == arrow_schema::DataType::Boolean || batch.num_rows() == 0 {
-        return Ok(Task::BinaryClassification);
+        let y = label_values(batch, label, Task::BinaryClassification)?;
+        return Ok((Task::BinaryClassification, Vec::new(), y));
     }
     if dt.is_numeric() {
         let values = label_values(batch, label, Task::Regression)?;
         if values.iter().all(|v| *v == 0.0 || *v == 1.0) {
-            return Ok(Task::BinaryClassification);
+            return Ok((Task::BinaryClassification, Vec::new(), values));
         }
         if let Some(v) = values.iter().find(|v| v.fract() != 0.0) {
             return Err(TrainError::Invalid(format!(
@@ -305,7 +312,7 @@ pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
             )));
         }
     }
-    let (classes, _) = class_labels(batch, label)?;
+    let (classes, y) = class_labels(batch, label)?;
     match classes.len() {
         2 => Err(TrainError::Invalid(format!(
             "label `{label}` has two values (`{}`, `{}`): binary logistic regression reads a boolean or 0/1 \
@@ -315,20 +322,18 @@ pub fn logistic_task(batch: &RecordBatch, label: &str) -> Result<Task> {
         n if n > MAX_CLASSES => Err(TrainError::Invalid(format!(
             "label `{label}` has {n} distinct values; multinomial logistic regression takes at most {MAX_CLASSES} classes"
         ))),
-        _ => Ok(Task::MulticlassClassification),
+        _ => Ok((Task::MulticlassClassification, classes, y)),
     }
 }
 
 /// Fit transforms and a linear model on one batch of training data. Logistic regression on a
 /// label with more than two classes (or text classes) is multinomial.
 pub fn train_linear(batch: &RecordBatch, request: &TrainRequest) -> Result<ModelArtifact> {
-    let task = match request.objective {
-        Objective::Logistic => logistic_task(batch, request.label)?,
-        Objective::SquaredError => Task::Regression,
-    };
-    let (classes, y) = match task {
-        Task::MulticlassClassification => class_labels(batch, request.label)?,
-        _ => (Vec::new(), label_values(batch, request.label, task)?),
+    let (task, classes, y) = match request.objective {
+        Objective::Logistic => logistic_labels(batch, request.label)?,
+        Objective::SquaredError => {
+            (Task::Regression, Vec::new(), label_values(batch, request.label, Task::Regression)?)
+        }
     };
     let transforms = fit_transforms(batch, request.features, &request.preprocessing)?;
     let x = design_matrix(&transforms, batch)?;
