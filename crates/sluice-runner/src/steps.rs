@@ -8,12 +8,12 @@ use sluice_core::{ArtifactKind, ArtifactMeta, ContentHash};
 use sluice_engine::{Engine, read_dataset_batch, write_batches, write_dataframe};
 use sluice_model::{ModelArtifact, Predictor};
 use sluice_spec::kinds::{
-    ClassWeightSpec, ForestObjective, ForestParams, FtrlParams, GbdtMetric, GbdtObjective, GbdtParams, ModelKind,
-    TrainParams,
+    ClassWeightSpec, ForestCategoricalSplits, ForestObjective, ForestParams, FtrlParams, GbdtMetric, GbdtObjective,
+    GbdtParams, ModelKind, TrainParams,
 };
 use sluice_spec::{Input, Step, StepConfig};
 use sluice_store::OutputRecord;
-use sluice_train::gbdt::{ForestOptions, GbdtOptions, Loss, Metric};
+use sluice_train::gbdt::{CategorySplits, ForestOptions, GbdtOptions, Loss, Metric};
 use sluice_train::{ClassWeight, FeatureOptions, GbdtRequest, LinearOptions, Objective, TrainRequest};
 
 use crate::error::StepError;
@@ -615,7 +615,16 @@ fn forest_request<'a>(
         max_bin: p.max_bin,
         seed: p.seed,
         threads: p.threads,
-        random_forest: Some(ForestOptions { bootstrap: p.bootstrap, features_per_split: p.max_features }),
+        random_forest: Some(ForestOptions {
+            bootstrap: p.bootstrap,
+            features_per_split: p.max_features,
+            categories: match p.categorical_splits {
+                ForestCategoricalSplits::Ordinal => CategorySplits::Ordinal,
+                ForestCategoricalSplits::Order => CategorySplits::ByLabel,
+                ForestCategoricalSplits::Partition => CategorySplits::Partition,
+            },
+            ..Default::default()
+        }),
         ..Default::default()
     };
     options.split.min_data_in_leaf = p.min_data_in_leaf;

@@ -304,6 +304,20 @@ fn one_u32() -> u32 {
     1
 }
 
+/// How a random forest splits a text (categorical) column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ForestCategoricalSplits {
+    /// Categories in sorted order, split like numbers: what scikit-learn's forests do with
+    /// `OrdinalEncoder` codes and ranger's default.
+    #[default]
+    Ordinal,
+    /// Categories ordered once by their mean label (ranger's `order`).
+    Order,
+    /// The best subset of categories at every node, as boosting does (LightGBM's).
+    Partition,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ForestObjective {
@@ -333,6 +347,9 @@ pub struct ForestParams {
     pub max_features: Option<f64>,
     #[serde(default = "yes")]
     pub bootstrap: bool,
+    /// How a text (categorical) column is split.
+    #[serde(default)]
+    pub categorical_splits: ForestCategoricalSplits,
     #[serde(default = "default_max_bin")]
     pub max_bin: usize,
     #[serde(default)]

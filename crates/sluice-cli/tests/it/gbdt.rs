@@ -287,6 +287,15 @@ fn random_forest_model_kind_trains_and_registers() {
         .sluice(&["plan", dir.join("rf.yaml").to_str().unwrap(), "--set", "train.params.max_features=1.5"])
         .expect_code(2);
     assert!(out.stderr.contains("`params.max_features`"), "{}", out.stderr);
+    let out = sb
+        .sluice(&["plan", dir.join("rf.yaml").to_str().unwrap(), "--set", "train.params.categorical_splits=best"])
+        .expect_code(2);
+    assert!(out.stderr.contains("categorical_splits"), "{}", out.stderr);
+    // Categories split in mean-label order train too.
+    let events = sb.run_json(&dir.join("rf.yaml"), &["--set", "train.params.categorical_splits=order"]);
+    events.check_complete(&["train", "evaluate", "register"]);
+    let show = sb.sluice(&["runs", "show", &events.run_id(), "--json"]).ok().json();
+    assert!(run_metric(&show, "roc_auc", None) > 0.88);
 }
 
 #[test]

@@ -105,7 +105,7 @@ impl BinMapper {
     }
 }
 
-fn midpoint(a: f64, b: f64) -> f64 {
+pub(crate) fn midpoint(a: f64, b: f64) -> f64 {
     let m = a + (b - a) / 2.0;
     // Keep `a <= m < b` even when the two are adjacent floats.
     if m >= b { a } else { m }

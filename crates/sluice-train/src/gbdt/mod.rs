@@ -115,7 +115,43 @@ pub struct ForestOptions {
     /// Fraction of features considered at each split; None: sqrt(features) for classification,
     /// all for regression (scikit-learn's defaults).
     pub features_per_split: Option<f64>,
+    /// Leaves of at most this many rows split numeric features between their own sorted values
+    /// (scikit-learn's exact splitter) instead of at the feature's bin bounds; 0 = bins only.
+    pub exact_rows: usize,
+    pub categories: CategorySplits,
 }
+
+impl Default for ForestOptions {
+    fn default() -> Self {
+        Self {
+            bootstrap: true,
+            features_per_split: None,
+            exact_rows: EXACT_ROWS,
+            categories: CategorySplits::default(),
+        }
+    }
+}
+
+/// How a forest splits a categorical feature: the categories up to some point in a fixed order
+/// go left (`Ordinal`, `ByLabel`), or the best subset at each node (`Partition`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CategorySplits {
+    /// In their sorted order, as scikit-learn's forests see `OrdinalEncoder` codes and ranger
+    /// splits factors by default.
+    #[default]
+    Ordinal,
+    /// Ordered once by mean label over the training rows (ranger's `order`).
+    ByLabel,
+    /// Re-sorted by gradient at every node, as boosting does (LightGBM's): on fully grown trees
+    /// this overfits many-valued features (flights RMSE 17.43 against 17.11 in order).
+    Partition,
+}
+
+/// Forests' default [`ForestOptions::exact_rows`]. A fully grown tree has a leaf per row or two,
+/// and below this size sorting a leaf's values costs less than building, subtracting and scanning
+/// its histograms: 100 trees on the 48k-row flights fixture took 13.6 s with it against 38.7 s
+/// over bins alone (scikit-learn: 14.1 s), at the same RMSE within noise.
+pub const EXACT_ROWS: usize = 4096;
 
 impl Default for GbdtOptions {
     /// LightGBM's defaults.
@@ -309,6 +345,8 @@ struct Leaf {
     start: usize,
     len: usize,
     depth: u32,
+    /// Small enough to split between its own values (it has no histogram).
+    exact: bool,
     hist: Option<Histogram>,
     total: BinStat,
     bounds: Bounds,
@@ -355,6 +393,9 @@ struct Booster<'a> {
     valid_data: Option<BinnedData>,
     weight: Vec<f64>,
     valid_weight: Vec<f64>,
+    /// Per feature, for a forest's categorical features: the fixed order their categories are
+    /// split in (see [`split::ordered_categorical`]); empty when boosting.
+    order: Vec<Option<Vec<u32>>>,
 }
 
 impl<'a> Booster<'a> {
@@ -384,6 +425,47 @@ impl<'a> Booster<'a> {
             valid_data,
             weight,
             valid_weight,
+            order: Vec::new(),
+        }
+    }
+
+    /// Each categorical feature's fixed split order, for `CategorySplits::Ordinal` and `ByLabel`.
+    /// By label: ordered by mean label over the training rows (ties by index); for L2 and binary
+    /// labels the best split of a node on one categorical feature is a prefix of its own such
+    /// order, and a forest uses the whole data's.
+    fn category_orders(&self, splits: CategorySplits) -> Vec<Option<Vec<u32>>> {
+        let y = self.train.y;
+        (0..self.mappers.len())
+            .into_par_iter()
+            .map(|j| {
+                let BinMapper::Categorical { categories } = self.mappers[j] else { return None };
+                match splits {
+                    CategorySplits::Partition => return None,
+                    CategorySplits::Ordinal => return Some((0..categories as u32).collect()),
+                    CategorySplits::ByLabel => {}
+                }
+                let mut sums = vec![(0.0f64, 0.0f64); categories + 1];
+                for r in 0..self.data.rows {
+                    let s = &mut sums[self.data.bin(j, r) as usize];
+                    s.0 += self.weight[r] * y[r];
+                    s.1 += self.weight[r];
+                }
+                let mean = |k: u32| {
+                    let (wy, w) = sums[k as usize];
+                    if w > 0.0 { wy / w } else { f64::INFINITY }
+                };
+                let mut order: Vec<u32> = (0..categories as u32).collect();
+                order.sort_by(|a, b| mean(*a).total_cmp(&mean(*b)).then(a.cmp(b)));
+                Some(order)
+            })
+            .collect()
+    }
+
+    /// The best split of feature `j` from its histogram `hist` over bins `mapper`.
+    fn split_on(&self, node: &Node, j: usize, hist: &[BinStat], mapper: &BinMapper) -> Option<SplitInfo> {
+        match self.order.get(j).and_then(Option::as_ref) {
+            Some(order) => split::ordered_categorical(node, j, hist, order),
+            None => split::best_split(node, j, hist, mapper, self.monotone(j)),
         }
     }
 
@@ -542,13 +624,14 @@ impl<'a> Booster<'a> {
     /// holds its rows' mean label), with leaf values divided by the number of trees, so the sum
     /// of the trees plus `base` is the forest's average.
     fn forest(
-        self,
+        mut self,
         forest: ForestOptions,
         on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send),
     ) -> Result<GbdtFit> {
         let opts = self.opts;
         let n = self.train.x.rows;
         let y = self.train.y;
+        self.order = self.category_orders(forest.categories);
         let base = Loss::L2.init_score(y, &self.weight);
         let scores = vec![base; n];
         let mut plain: Vec<hist::GradPair> = vec![[0.0; 2]; n];
@@ -561,32 +644,40 @@ impl<'a> Booster<'a> {
         let all_features: Vec<usize> = (0..p).collect();
         let mut rng = SplitMix64::new(opts.seed);
         let scale = 1.0 / opts.num_rounds as f64;
-        let mut trees = Vec::with_capacity(opts.num_rounds as usize);
-        let mut gh = plain.clone();
-        for _ in 0..opts.num_rounds {
-            let mut indices: Vec<u32> = if forest.bootstrap {
+        // Each tree draws from its own seed, so trees grow in parallel and the forest does not
+        // depend on the number of threads.
+        let seeds: Vec<u64> = (0..opts.num_rounds).map(|_| rng.next_u64()).collect();
+        let grow_tree = |seed: u64| -> Tree {
+            let mut rng = SplitMix64::new(seed);
+            let mut weighted;
+            let (mut indices, gh): (Vec<u32>, &[hist::GradPair]) = if forest.bootstrap {
                 let mut counts = vec![0u32; n];
                 (0..n).for_each(|_| counts[rng.below(n)] += 1);
-                gh.iter_mut()
-                    .zip(&plain)
-                    .zip(&counts)
-                    .for_each(|((o, p), c)| *o = [p[0] * *c as f32, p[1] * *c as f32]);
-                (0..n as u32).filter(|&r| counts[r as usize] > 0).collect()
+                weighted = plain.clone();
+                weighted.iter_mut().zip(&counts).for_each(|(o, c)| *o = [o[0] * *c as f32, o[1] * *c as f32]);
+                ((0..n as u32).filter(|&r| counts[r as usize] > 0).collect(), &weighted)
             } else {
-                (0..n as u32).collect()
+                ((0..n as u32).collect(), &plain)
             };
             let node_features = (fraction < 1.0).then(|| (fraction, rng.next_u64()));
-            let tree = match self.grow_with(&mut indices, &gh, &all_features, node_features) {
-                Some((mut tree, _, _)) => {
+            match self.grow_with(&mut indices, gh, &all_features, node_features, forest.exact_rows) {
+                Some(grown) => {
+                    let mut tree = grown.tree;
                     tree.leaf_value.iter_mut().for_each(|v| *v *= scale);
                     tree
                 }
                 // Nothing to split on this sample: the tree predicts the base.
                 None => Tree { leaf_value: vec![0.0], leaf_count: vec![indices.len() as u64], ..Tree::default() },
-            };
-            trees.push(tree);
-            if on_round(&RoundReport { round: trees.len() as u32, valid_metric: None }).is_break() {
-                break;
+            }
+        };
+        let mut trees = Vec::with_capacity(opts.num_rounds as usize);
+        'trees: for batch in seeds.chunks(rayon::current_num_threads().max(1)) {
+            let grown: Vec<Tree> = batch.par_iter().map(|&seed| grow_tree(seed)).collect();
+            for tree in grown {
+                trees.push(tree);
+                if on_round(&RoundReport { round: trees.len() as u32, valid_metric: None }).is_break() {
+                    break 'trees;
+                }
             }
         }
         let rounds = trees.len() as u32;
@@ -608,9 +699,17 @@ impl<'a> Booster<'a> {
         self.opts.monotone.get(j).copied().unwrap_or(0)
     }
 
-    /// The best split of `leaf`; with `sample = (fraction, seed)`, among a random subset of the
-    /// features (a random forest's per-split sampling), drawn from the seed and the leaf's rows.
-    fn best_split_among(&self, leaf: &Leaf, features: &[usize], sample: Option<(f64, u64)>) -> Option<SplitInfo> {
+    /// The best split of `leaf` (whose rows are `rows`); with `sample = (fraction, seed)`, among
+    /// a random subset of the features (a random forest's per-split sampling), drawn from the
+    /// seed and the leaf's rows. Over the leaf's histograms, or for an exact leaf its own values.
+    fn best_split_among(
+        &self,
+        leaf: &Leaf,
+        rows: &[u32],
+        gh: &[hist::GradPair],
+        features: &[usize],
+        sample: Option<(f64, u64)>,
+    ) -> Option<SplitInfo> {
         let subset: Vec<usize>;
         let features = match sample {
             Some((fraction, seed)) => {
@@ -625,21 +724,71 @@ impl<'a> Booster<'a> {
             }
             None => features,
         };
-        let hist = leaf.hist.as_ref()?;
         let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
-        let find =
-            |&j: &usize| split::best_split(&node, j, hist.feature(&self.layout, j), &self.mappers[j], self.monotone(j));
-        // Scanning a few features' 256 bins is cheaper than waking the thread pool.
-        let candidates: Vec<Option<SplitInfo>> = if features.len() < 64 {
-            features.iter().map(find).collect()
+        let candidates: Vec<Option<SplitInfo>> = if leaf.exact {
+            features.iter().map(|&j| self.exact_split(&node, j, rows, gh)).collect()
         } else {
-            features.par_iter().map(find).collect()
+            let hist = leaf.hist.as_ref()?;
+            let find = |&j: &usize| self.split_on(&node, j, hist.feature(&self.layout, j), &self.mappers[j]);
+            // Scanning a few features' 256 bins is cheaper than waking the thread pool.
+            if features.len() < 64 {
+                features.iter().map(find).collect()
+            } else {
+                features.par_iter().map(find).collect()
+            }
         };
         // Highest gain; the lowest feature index on ties (candidates are in feature order).
         candidates.into_iter().flatten().fold(None, |best: Option<SplitInfo>, s| match best {
             Some(b) if b.gain >= s.gain => Some(b),
             _ => Some(s),
         })
+    }
+
+    /// The best split of feature `j` over the rows of a small leaf. A numeric feature is split
+    /// between the leaf's own distinct values, as scikit-learn's exact splitter does: they become
+    /// the bins of a histogram of this leaf alone, searched like any other. A categorical
+    /// feature's histogram is summed from the rows.
+    fn exact_split(&self, node: &Node, j: usize, rows: &[u32], gh: &[hist::GradPair]) -> Option<SplitInfo> {
+        let add = |s: &mut BinStat, [g, h]: hist::GradPair| {
+            s.g += f64::from(g);
+            s.h += f64::from(h);
+            s.n += 1;
+        };
+        let mapper = &self.mappers[j];
+        if mapper.is_categorical() {
+            let mut hist = vec![BinStat::default(); mapper.num_bins()];
+            rows.iter().for_each(|&r| add(&mut hist[self.data.bin(j, r as usize) as usize], gh[r as usize]));
+            return self.split_on(node, j, &hist, mapper);
+        }
+        let x = self.train.x;
+        let mut missing = BinStat::default();
+        let mut values: Vec<(f64, hist::GradPair)> = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let v = x.data[r as usize * x.cols + j];
+            if v.is_nan() { add(&mut missing, gh[r as usize]) } else { values.push((v, gh[r as usize])) }
+        }
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut hist, mut upper) = (Vec::new(), Vec::new());
+        for (k, &(v, pair)) in values.iter().enumerate() {
+            if k == 0 || v != values[k - 1].0 {
+                if k > 0 {
+                    upper.push(bin::midpoint(values[k - 1].0, v));
+                }
+                hist.push(BinStat::default());
+            }
+            if let Some(s) = hist.last_mut() {
+                add(s, pair);
+            }
+        }
+        upper.push(f64::INFINITY);
+        hist.push(missing);
+        let own = BinMapper::Numeric { upper };
+        let mut s = self.split_on(node, j, &hist, &own)?;
+        s.threshold = Some(own.threshold(s.bin));
+        Some(s)
     }
 
     fn can_split(&self, leaf: &Leaf) -> bool {
@@ -656,37 +805,52 @@ impl<'a> Booster<'a> {
         gh: &[hist::GradPair],
         features: &[usize],
     ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
-        self.grow_with(indices, gh, features, None)
+        let grown = self.grow_with(indices, gh, features, None, 0)?;
+        // With no exact leaves every split is over bins, so the bin-space twin is always there.
+        Some((grown.tree, grown.bin_tree?, grown.segments))
     }
 
-    /// `grow`, choosing each split among a random `node_features = (fraction, seed)` subset.
-    #[allow(clippy::type_complexity)]
+    /// `grow`, choosing each split among a random `node_features = (fraction, seed)` subset,
+    /// and splitting leaves of at most `exact_rows` rows between their own values.
     fn grow_with(
         &self,
         indices: &mut [u32],
         gh: &[hist::GradPair],
         features: &[usize],
         node_features: Option<(f64, u64)>,
-    ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
+        exact_rows: usize,
+    ) -> Option<Grown> {
         let opts = self.opts;
-        let root_hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
-        let total = root_hist.feature(&self.layout, features[0]).iter().fold(BinStat::default(), |a, b| a + *b);
+        let exact = |len: usize| len <= exact_rows;
+        let (root_hist, total) = if exact(indices.len()) {
+            let total = indices.iter().fold(BinStat::default(), |a, &r| {
+                let [g, h] = gh[r as usize];
+                a + BinStat { g: f64::from(g), h: f64::from(h), n: 1 }
+            });
+            (None, total)
+        } else {
+            let hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
+            let total = hist.feature(&self.layout, features[0]).iter().fold(BinStat::default(), |a, b| a + *b);
+            (Some(hist), total)
+        };
         let mut root = Leaf {
             start: 0,
             len: indices.len(),
             depth: 0,
-            hist: Some(root_hist),
+            exact: root_hist.is_none(),
+            hist: root_hist,
             total,
             bounds: Bounds::NONE,
             output: opts.split.output(&total, 0.0, Bounds::NONE),
             best: None,
             parent: None,
         };
-        root.best = self.phases.time(4, || self.best_split_among(&root, features, node_features));
+        root.best = self.phases.time(4, || self.best_split_among(&root, indices, gh, features, node_features));
         root.best.as_ref()?;
         let mut leaves = vec![root];
         let mut tree = Tree::default();
-        let mut bin_tree = BinTree { nodes: Vec::new(), left: Vec::new(), right: Vec::new() };
+        // Dropped at the first split between a leaf's own values, which bins cannot express.
+        let mut bin_tree = Some(BinTree { nodes: Vec::new(), left: Vec::new(), right: Vec::new() });
         while leaves.len() < opts.num_leaves {
             let mut open = (0..leaves.len()).filter(|&i| leaves[i].best.is_some());
             // Best leaf first; with no leaf limit (forests) the order cannot change the tree, so
@@ -722,15 +886,34 @@ impl<'a> Booster<'a> {
                 cats,
             };
             // Stable partition of the leaf's rows: left rows first, both in row order.
-            let (bins, t) = (&self.data.groups[s.feature / bin::GROUP], s.feature % bin::GROUP);
-            let w =
-                self.phases.time(3, || partition(&mut indices[start..start + len], bins, |b| bin_node.goes_left(b[t])));
+            let rows = &mut indices[start..start + len];
+            let w = self.phases.time(3, || match s.threshold {
+                Some(threshold) => {
+                    let (x, j) = (self.train.x, s.feature);
+                    partition(
+                        rows,
+                        |r| {
+                            let v = x.data[r * x.cols + j];
+                            if v.is_nan() { s.default_left } else { v <= threshold }
+                        },
+                        |_| {},
+                    )
+                }
+                None => {
+                    let (bins, t) = (&self.data.groups[s.feature / bin::GROUP], s.feature % bin::GROUP);
+                    partition(rows, |r| bin_node.goes_left(bins[r][t]), |r| hist::prefetch(bins, r))
+                }
+            });
 
             // Record the internal node.
             let node = tree.split_feature.len();
             let new_leaf = leaves.len();
             tree.split_feature.push(s.feature as u32);
-            tree.threshold.push(if mapper.is_categorical() { 0.0 } else { mapper.threshold(s.bin) });
+            tree.threshold.push(match s.threshold {
+                _ if mapper.is_categorical() => 0.0,
+                Some(threshold) => threshold,
+                None => mapper.threshold(s.bin),
+            });
             tree.default_left.push(s.default_left);
             tree.cat_set.push(if mapper.is_categorical() {
                 tree.cat_sets.push(s.categories.clone());
@@ -742,14 +925,21 @@ impl<'a> Booster<'a> {
             tree.right.push(!(new_leaf as i32));
             tree.split_gain.push(s.gain);
             tree.internal_count.push(len as u64);
-            bin_tree.nodes.push(bin_node);
-            bin_tree.left.push(!(l as i32));
-            bin_tree.right.push(!(new_leaf as i32));
+            if s.threshold.is_some() {
+                bin_tree = None;
+            }
+            if let Some(bt) = bin_tree.as_mut() {
+                bt.nodes.push(bin_node);
+                bt.left.push(!(l as i32));
+                bt.right.push(!(new_leaf as i32));
+            }
             if let Some((p, is_left)) = grandparent {
                 let slot = if is_left { &mut tree.left[p] } else { &mut tree.right[p] };
                 *slot = node as i32;
-                let slot = if is_left { &mut bin_tree.left[p] } else { &mut bin_tree.right[p] };
-                *slot = node as i32;
+                if let Some(bt) = bin_tree.as_mut() {
+                    let slot = if is_left { &mut bt.left[p] } else { &mut bt.right[p] };
+                    *slot = node as i32;
+                }
             }
 
             // Monotone constraints bound the children's outputs by the midpoint of the two.
@@ -765,33 +955,27 @@ impl<'a> Booster<'a> {
                     rb.hi = rb.hi.min(mid);
                 }
             }
-            let mut left = Leaf {
+            let child = |start: usize, len: usize, total: BinStat, bounds: Bounds, output: f64, is_left: bool| Leaf {
                 start,
-                len: w,
+                len,
                 depth,
+                exact: exact(len),
                 hist: None,
-                total: s.left,
-                bounds: lb,
-                output: s.left_output,
+                total,
+                bounds,
+                output,
                 best: None,
-                parent: Some((node, true)),
+                parent: Some((node, is_left)),
             };
-            let mut right = Leaf {
-                start: start + w,
-                len: len - w,
-                depth,
-                hist: None,
-                total: s.right,
-                bounds: rb,
-                output: s.right_output,
-                best: None,
-                parent: Some((node, false)),
-            };
+            let mut left = child(start, w, s.left, lb, s.left_output, true);
+            let mut right = child(start + w, len - w, s.right, rb, s.right_output, false);
             let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
-            if (split_left || split_right)
+            // Leaves that may split over bins get histograms: the smaller child's is built, the
+            // larger one's is the difference (a leaf over exact_rows had a histogram).
+            let (hist_left, hist_right) = (split_left && !left.exact, split_right && !right.exact);
+            if (hist_left || hist_right)
                 && let Some(parent_hist) = parent_hist
             {
-                // Build the smaller child's histogram; the larger one is the difference.
                 let left_smaller = left.len <= right.len;
                 let small = if left_smaller { &left } else { &right };
                 let range = small.start..small.start + small.len;
@@ -799,17 +983,18 @@ impl<'a> Booster<'a> {
                     self.phases.time(2, || hist::build(&self.data, &self.layout, &indices[range], gh, features));
                 let large_hist = small_hist.sibling_of(&parent_hist);
                 let (lh, rh) = if left_smaller { (small_hist, large_hist) } else { (large_hist, small_hist) };
-                if split_left {
-                    left.hist = Some(lh);
-                    left.best = self.phases.time(4, || self.best_split_among(&left, features, node_features));
-                }
-                if split_right {
-                    right.hist = Some(rh);
-                    right.best = self.phases.time(4, || self.best_split_among(&right, features, node_features));
+                left.hist = Some(lh).filter(|_| hist_left);
+                right.hist = Some(rh).filter(|_| hist_right);
+            }
+            for (leaf, may_split) in [(&mut left, split_left), (&mut right, split_right)] {
+                if may_split {
+                    let rows = &indices[leaf.start..leaf.start + leaf.len];
+                    leaf.best = self.phases.time(4, || self.best_split_among(leaf, rows, gh, features, node_features));
                 }
                 // Only leaves that may still split keep a histogram.
-                left.hist = left.hist.filter(|_| left.best.is_some());
-                right.hist = right.hist.filter(|_| right.best.is_some());
+                if leaf.best.is_none() {
+                    leaf.hist = None;
+                }
             }
             leaves[l] = left;
             leaves.push(right);
@@ -817,14 +1002,23 @@ impl<'a> Booster<'a> {
         tree.leaf_value = leaves.iter().map(|l| l.output).collect();
         tree.leaf_count = leaves.iter().map(|l| l.len as u64).collect();
         let segments = leaves.iter().map(|l| (l.start, l.len)).collect();
-        Some((tree, bin_tree, segments))
+        Some(Grown { tree, bin_tree, segments })
     }
 }
 
-/// Stable partition of rows by `left`: returns how many go left. Each chunk is partitioned in
-/// place without branching on the outcome (a split sends rows either way unpredictably); large
-/// ranges partition their chunks in parallel, then gather the chunks' left and right parts.
-fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + Sync) -> usize {
+/// A grown tree: unshrunk leaf values, its bin-space twin (None when a leaf was split between
+/// its own values), and each leaf's `(start, len)` range in the grown rows.
+struct Grown {
+    tree: Tree,
+    bin_tree: Option<BinTree>,
+    segments: Vec<(usize, usize)>,
+}
+
+/// Stable partition of rows by `left(row)`: returns how many go left. Each chunk is partitioned
+/// in place without branching on the outcome (a split sends rows either way unpredictably),
+/// calling `ahead` on the row [`hist::PREFETCH`] places ahead so its data can be prefetched;
+/// large ranges partition their chunks in parallel, then gather the chunks' left and right parts.
+fn partition(rows: &mut [u32], left: impl Fn(usize) -> bool + Sync, ahead: impl Fn(usize) + Sync) -> usize {
     const CHUNK: usize = 32 * 1024;
     // Every row is written to both sides; only the side it belongs to advances its cursor. Left
     // rows overwrite rows already read; right rows wait in a buffer.
@@ -833,10 +1027,10 @@ fn partition<T: Sync>(rows: &mut [u32], data: &[T], left: impl Fn(&T) -> bool + 
         let (mut l, mut r) = (0usize, 0usize);
         for k in 0..rows.len() {
             let row = rows[k];
-            if let Some(&ahead) = rows.get(k + hist::PREFETCH) {
-                hist::prefetch(data, ahead as usize);
+            if let Some(&next) = rows.get(k + hist::PREFETCH) {
+                ahead(next as usize);
             }
-            let go = left(&data[row as usize]) as usize;
+            let go = left(row as usize) as usize;
             rows[l] = row;
             right[r] = row;
             l += go;

@@ -36,6 +36,10 @@ pub struct SplitInfo {
     pub gain: f64,
     /// Numeric: value bins `0..=bin` go left.
     pub bin: usize,
+    /// Numeric split found among the leaf's own values rather than the feature's bins (a
+    /// forest's exact splitter): rows with `x <= threshold` go left, and `bin` indexes the
+    /// leaf's distinct values. None for splits over the feature's bins.
+    pub threshold: Option<f64>,
     pub default_left: bool,
     /// Categorical: the categories (bins) that go left, sorted; empty for numeric splits.
     pub categories: Vec<u32>,
@@ -127,6 +131,7 @@ fn numeric(node: &Node, feature: usize, hist: &[BinStat], missing: usize, monoto
                     feature,
                     gain,
                     bin,
+                    threshold: None,
                     default_left,
                     categories: Vec::new(),
                     left,
@@ -198,12 +203,52 @@ fn categorical(node: &Node, feature: usize, hist: &[BinStat], missing: usize) ->
         feature,
         gain,
         bin: 0,
+        threshold: None,
         default_left: false,
         categories,
         left,
         right: node.total - left,
         left_output: wl,
         right_output: wr,
+    })
+}
+
+/// The best split of a categorical feature whose categories are tried in a fixed `order` (a
+/// forest's: by mean label over all training rows, as ranger's `order` mode): the categories
+/// up to some point in the order go left. Far fewer candidate partitions than re-sorting them
+/// at every node, so fully grown trees overfit many-valued features less.
+pub fn ordered_categorical(node: &Node, feature: usize, hist: &[BinStat], order: &[u32]) -> Option<SplitInfo> {
+    let present: Vec<u32> = order.iter().copied().filter(|&k| hist[k as usize].n > 0).collect();
+    let mut best: Option<(f64, usize, BinStat, f64, f64)> = None;
+    let parent = node.parent_gain(0.0);
+    // All present categories left is a split only when missing values go right.
+    let all_left = usize::from(hist.last().is_some_and(|m| m.n > 0));
+    let mut acc = BinStat::default();
+    for (i, &k) in present.iter().enumerate().take((present.len() + all_left).saturating_sub(1)) {
+        acc = acc + hist[k as usize];
+        let right = node.total - acc;
+        if let Some((gain, wl, wr)) = node.score(&acc, &right, 0.0, 0) {
+            let gain = gain - parent;
+            if gain > node.params.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.0) {
+                best = Some((gain, i, acc, wl, wr));
+            }
+        }
+    }
+    best.map(|(gain, last, left, wl, wr)| {
+        let mut categories = present[..=last].to_vec();
+        categories.sort_unstable();
+        SplitInfo {
+            feature,
+            gain,
+            bin: 0,
+            threshold: None,
+            default_left: false,
+            categories,
+            left,
+            right: node.total - left,
+            left_output: wl,
+            right_output: wr,
+        }
     })
 }
 
@@ -284,5 +329,23 @@ mod tests {
         let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
         let mapper = BinMapper::Numeric { upper: vec![1.0, f64::INFINITY] };
         assert!(best_split(&node, 0, &hist, &mapper, 0).is_none());
+    }
+
+    #[test]
+    fn ordered_categorical_splits_at_a_prefix_of_the_order() {
+        // Categories 0 and 2 push up, 1 3 push down; in the order [2, 0, 3, 1] the best split
+        // sends {0, 2} left; in index order it can only cut between neighbours.
+        let hist = [stat(5.0, 10), stat(-5.0, 10), stat(6.0, 10), stat(-4.0, 10), stat(0.0, 0)];
+        let p = params();
+        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let s = ordered_categorical(&node, 0, &hist, &[2, 0, 3, 1]).unwrap();
+        assert_eq!(s.categories, [0, 2]);
+        assert_eq!((s.left.n, s.right.n), (20, 20));
+        let s = ordered_categorical(&node, 0, &hist, &[0, 1, 2, 3]).unwrap();
+        assert!(s.categories == [0] || s.categories == [0, 1, 2], "{:?}", s.categories);
+        // Missing values (last bin) go right, so all present categories may go left.
+        let hist = [stat(5.0, 10), stat(6.0, 10), stat(-20.0, 10)];
+        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        assert_eq!(ordered_categorical(&node, 0, &hist, &[0, 1]).unwrap().categories, [0, 1]);
     }
 }
