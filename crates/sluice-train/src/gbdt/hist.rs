@@ -122,6 +122,9 @@ pub fn build(data: &BinnedData, layout: &Layout, rows: &[u32], gh: &[GradPair], 
     let blocks = if rows.len() >= 2 * BLOCK { rows.len().div_ceil(BLOCK) } else { 1 };
     let block_len = rows.len().div_ceil(blocks).max(1);
     let tasks: Vec<(usize, usize)> = groups.iter().flat_map(|&g| (0..blocks).map(move |b| (g, b))).collect();
+    // The leaf's gradient pairs, gathered once in its row order (LightGBM's ordered gradients):
+    // every feature group then reads them sequentially instead of scattered.
+    let ordered: Vec<GradPair> = if all_rows { Vec::new() } else { gather(rows, gh) };
     let sum_task = |&(g, b): &(usize, usize)| -> [[BinStat; 256]; GROUP] {
         let bins = &data.groups[g];
         let range = b * block_len..((b + 1) * block_len).min(rows.len());
@@ -140,13 +143,12 @@ pub fn build(data: &BinnedData, layout: &Layout, rows: &[u32], gh: &[GradPair], 
                 add(row, pair);
             }
         } else {
-            let rows = &rows[range];
-            for (k, &r) in rows.iter().enumerate() {
+            let (rows, pairs) = (&rows[range.clone()], &ordered[range]);
+            for (k, (&r, &pair)) in rows.iter().zip(pairs).enumerate() {
                 if let Some(&ahead) = rows.get(k + PREFETCH) {
                     prefetch(bins, ahead as usize);
-                    prefetch(gh, ahead as usize);
                 }
-                add(&bins[r as usize], gh[r as usize]);
+                add(&bins[r as usize], pair);
             }
         }
         acc
@@ -169,6 +171,25 @@ pub fn build(data: &BinnedData, layout: &Layout, rows: &[u32], gh: &[GradPair], 
         }
     }
     hist
+}
+
+/// `gh[r]` for each row `r` of `rows`, in that order; large leaves gather in parallel blocks.
+fn gather(rows: &[u32], gh: &[GradPair]) -> Vec<GradPair> {
+    let mut out = vec![[0.0f32; 2]; rows.len()];
+    let fill = |(rows, out): (&[u32], &mut [GradPair])| {
+        for (k, (&r, o)) in rows.iter().zip(out.iter_mut()).enumerate() {
+            if let Some(&ahead) = rows.get(k + PREFETCH) {
+                prefetch(gh, ahead as usize);
+            }
+            *o = gh[r as usize];
+        }
+    };
+    if rows.len() < PARALLEL_ROWS {
+        fill((rows, &mut out));
+    } else {
+        rows.par_chunks(BLOCK).zip(out.par_chunks_mut(BLOCK)).for_each(fill);
+    }
+    out
 }
 
 #[cfg(test)]
