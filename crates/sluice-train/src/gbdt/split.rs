@@ -199,7 +199,19 @@ fn categorical(node: &Node, feature: usize, hist: &[BinStat], missing: usize) ->
             }
         }
     }
-    best.map(|(gain, categories, left, wl, wr)| SplitInfo {
+    best.map(|(gain, categories, left, wl, wr)| category_split(node, feature, gain, categories, left, (wl, wr)))
+}
+
+/// A categorical split: `categories` (sorted) go left with sums `left`, outputs `(left, right)`.
+fn category_split(
+    node: &Node,
+    feature: usize,
+    gain: f64,
+    categories: Vec<u32>,
+    left: BinStat,
+    (left_output, right_output): (f64, f64),
+) -> SplitInfo {
+    SplitInfo {
         feature,
         gain,
         bin: 0,
@@ -208,9 +220,9 @@ fn categorical(node: &Node, feature: usize, hist: &[BinStat], missing: usize) ->
         categories,
         left,
         right: node.total - left,
-        left_output: wl,
-        right_output: wr,
-    })
+        left_output,
+        right_output,
+    }
 }
 
 /// The best split of a categorical feature whose categories are tried in a fixed `order` (a
@@ -237,18 +249,7 @@ pub fn ordered_categorical(node: &Node, feature: usize, hist: &[BinStat], order:
     best.map(|(gain, last, left, wl, wr)| {
         let mut categories = present[..=last].to_vec();
         categories.sort_unstable();
-        SplitInfo {
-            feature,
-            gain,
-            bin: 0,
-            threshold: None,
-            default_left: false,
-            categories,
-            left,
-            right: node.total - left,
-            left_output: wl,
-            right_output: wr,
-        }
+        category_split(node, feature, gain, categories, left, (wl, wr))
     })
 }
 
