@@ -181,12 +181,24 @@ def table_columns(frame: pd.DataFrame, label: str):
     return [c for c in frame.columns if c != label]
 
 
-def logistic_cases(frame: pd.DataFrame, csv: str, label: str):
+def design(frame: pd.DataFrame, label: str, label_type=float):
+    """Every case's inputs: feature names, standardized matrix, labels and the scaling used."""
     features = table_columns(frame, label)
-    x = frame[features].to_numpy(dtype=float)
-    y = frame[label].to_numpy(dtype=float)
+    xs, mean, scale = standardize(frame[features].to_numpy(dtype=float))
+    return features, xs, frame[label].to_numpy(dtype=label_type), mean, scale
+
+
+def case(name, csv, label, features, objective, penalty, head, fitted, standardized, tail):
+    """One fixture case, in the fields' fixed order: `penalty` ({"l2", "l1"}), `head` (from
+    "rows" to "max_abs_gradient") and `tail` (the fitted model and its metrics)."""
+    mean, scale = standardized
+    return {"name": name, "csv": csv, "label": label, "features": features, "objective": objective, **penalty,
+            **head, "standardize": {"mean": mean.tolist(), "scale": scale.tolist()}, **fitted, **tail}
+
+
+def logistic_cases(frame: pd.DataFrame, csv: str, label: str):
+    features, xs, y, mean, scale = design(frame, label)
     n = len(y)
-    xs, mean, scale = standardize(x)
     cases = []
     for l2 in LOGISTIC_L2:
         c = 1.0 / (l2 * n)
@@ -215,36 +227,19 @@ def logistic_cases(frame: pd.DataFrame, csv: str, label: str):
         p = model.predict_proba(xs)[:, 1]
         # predict_proba must be the logistic function of the margin we compare against.
         assert np.allclose(p, expit(xs @ w + b), rtol=0, atol=1e-15)
-        cases.append(
-            {
-                "name": f"logistic_{Path(csv).stem}_l2_{l2:g}",
-                "csv": csv,
-                "label": label,
-                "features": features,
-                "objective": "logistic",
-                "l2": l2,
-                "rows": n,
-                "sklearn_estimator": command,
-                "solver": solver,
-                "attempts": attempts,
-                "max_abs_gradient": grad,
-                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
-                "coef": w.tolist(),
-                "intercept": b,
-                "predictions": p.tolist(),
-                "metrics": binary_metrics(y, p),
-                "metric_commands": BINARY_METRIC_COMMANDS,
-            }
-        )
+        cases.append(case(
+            f"logistic_{Path(csv).stem}_l2_{l2:g}", csv, label, features, "logistic", {"l2": l2},
+            {"rows": n, "sklearn_estimator": command, "solver": solver, "attempts": attempts,
+             "max_abs_gradient": grad},
+            {"coef": w.tolist(), "intercept": b}, (mean, scale),
+            {"predictions": p.tolist(), "metrics": binary_metrics(y, p), "metric_commands": BINARY_METRIC_COMMANDS},
+        ))
     return cases
 
 
 def ridge_cases(frame: pd.DataFrame, csv: str, label: str):
-    features = table_columns(frame, label)
-    x = frame[features].to_numpy(dtype=float)
-    y = frame[label].to_numpy(dtype=float)
+    features, xs, y, mean, scale = design(frame, label)
     n = len(y)
-    xs, mean, scale = standardize(x)
     cases = []
     for l2 in RIDGE_L2:
         alpha = l2 * n
@@ -254,28 +249,22 @@ def ridge_cases(frame: pd.DataFrame, csv: str, label: str):
         if grad > GRAD_TOL:
             sys.exit(f"ridge l2={l2}: |gradient| {grad} > {GRAD_TOL}")
         yhat = model.predict(xs)
-        cases.append(
-            {
-                "name": f"ridge_{Path(csv).stem}_l2_{l2:g}",
-                "csv": csv,
-                "label": label,
-                "features": features,
-                "objective": "squared_error",
-                "l2": l2,
-                "rows": n,
-                "sklearn_estimator": f"Ridge(alpha={alpha!r}).fit(Xs, y)  # alpha = l2 * n; solver 'auto'",
-                "solver": str(getattr(model, "solver_", "auto")),
-                "attempts": [],
-                "max_abs_gradient": grad,
-                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
-                "coef": w.tolist(),
-                "intercept": b,
-                "predictions": yhat.tolist(),
-                "metrics": regression_metrics(y, yhat),
-                "metric_commands": REGRESSION_METRIC_COMMANDS,
-            }
-        )
+        cases.append(case(
+            f"ridge_{Path(csv).stem}_l2_{l2:g}", csv, label, features, "squared_error", {"l2": l2},
+            {"rows": n, "sklearn_estimator": f"Ridge(alpha={alpha!r}).fit(Xs, y)  # alpha = l2 * n; solver 'auto'",
+             "solver": str(getattr(model, "solver_", "auto")), "attempts": [], "max_abs_gradient": grad},
+            {"coef": w.tolist(), "intercept": b}, (mean, scale), regression_tail(y, yhat),
+        ))
     return cases
+
+
+def sparse_fit(w, b):
+    return {"coef": w.tolist(), "intercept": b, "zero_coefficients": int((w == 0).sum())}
+
+
+def regression_tail(y, yhat):
+    return {"predictions": yhat.tolist(), "metrics": regression_metrics(y, yhat),
+            "metric_commands": REGRESSION_METRIC_COMMANDS}
 
 
 def l1_gap(grad_w, w, l1, grad_b):
@@ -285,11 +274,8 @@ def l1_gap(grad_w, w, l1, grad_b):
 
 
 def elastic_net_cases(frame: pd.DataFrame, csv: str, label: str):
-    features = table_columns(frame, label)
-    x = frame[features].to_numpy(dtype=float)
-    y = frame[label].to_numpy(dtype=float)
+    features, xs, y, mean, scale = design(frame, label)
     n = len(y)
-    xs, mean, scale = standardize(x)
     cases = []
     for l1, l2 in ELASTIC_NET:
         alpha, ratio = l1 + l2, l1 / (l1 + l2)
@@ -300,39 +286,20 @@ def elastic_net_cases(frame: pd.DataFrame, csv: str, label: str):
         if gap > L1_GAP_TOL:
             sys.exit(f"elastic net l1={l1} l2={l2}: optimality gap {gap} > {L1_GAP_TOL}")
         yhat = model.predict(xs)
-        cases.append(
-            {
-                "name": f"elastic_net_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}",
-                "csv": csv,
-                "label": label,
-                "features": features,
-                "objective": "squared_error",
-                "l2": l2,
-                "l1": l1,
-                "rows": n,
-                "sklearn_estimator": f"ElasticNet(alpha={alpha!r}, l1_ratio={ratio!r}, tol=1e-14, "
-                "max_iter=1_000_000).fit(Xs, y)  # alpha = l1 + l2, l1_ratio = l1 / alpha",
-                "solver": "coordinate descent",
-                "attempts": [],
-                "max_abs_gradient": gap,
-                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
-                "coef": w.tolist(),
-                "intercept": b,
-                "zero_coefficients": int((w == 0).sum()),
-                "predictions": yhat.tolist(),
-                "metrics": regression_metrics(y, yhat),
-                "metric_commands": REGRESSION_METRIC_COMMANDS,
-            }
-        )
+        cases.append(case(
+            f"elastic_net_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}", csv, label, features, "squared_error",
+            {"l2": l2, "l1": l1},
+            {"rows": n, "sklearn_estimator": f"ElasticNet(alpha={alpha!r}, l1_ratio={ratio!r}, tol=1e-14, "
+             "max_iter=1_000_000).fit(Xs, y)  # alpha = l1 + l2, l1_ratio = l1 / alpha",
+             "solver": "coordinate descent", "attempts": [], "max_abs_gradient": gap},
+            sparse_fit(w, b), (mean, scale), regression_tail(y, yhat),
+        ))
     return cases
 
 
 def logistic_l1_cases(frame: pd.DataFrame, csv: str, label: str):
-    features = table_columns(frame, label)
-    x = frame[features].to_numpy(dtype=float)
-    y = frame[label].to_numpy(dtype=float)
+    features, xs, y, mean, scale = design(frame, label)
     n = len(y)
-    xs, mean, scale = standardize(x)
     cases = []
     for l1, l2 in LOGISTIC_L1:
         # scikit-learn: C * sum(loss) + l1_ratio ||w||_1 + (1 - l1_ratio) / 2 ||w||^2; divided by
@@ -349,40 +316,21 @@ def logistic_l1_cases(frame: pd.DataFrame, csv: str, label: str):
         if gap > L1_GAP_TOL:
             sys.exit(f"logistic l1={l1} l2={l2}: optimality gap {gap} > {L1_GAP_TOL}")
         p = model.predict_proba(xs)[:, 1]
-        cases.append(
-            {
-                "name": f"logistic_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}",
-                "csv": csv,
-                "label": label,
-                "features": features,
-                "objective": "logistic",
-                "l2": l2,
-                "l1": l1,
-                "rows": n,
-                "sklearn_estimator": f"LogisticRegression(C={c!r}, l1_ratio={ratio!r}, solver='saga', tol=1e-14, "
-                "max_iter=1_000_000).fit(Xs, y)  # C = 1 / ((l1 + l2) n), l1_ratio = l1 / (l1 + l2)",
-                "solver": "saga",
-                "attempts": [],
-                "max_abs_gradient": gap,
-                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
-                "coef": w.tolist(),
-                "intercept": b,
-                "zero_coefficients": int((w == 0).sum()),
-                "predictions": p.tolist(),
-                "metrics": binary_metrics(y, p),
-                "metric_commands": BINARY_METRIC_COMMANDS,
-            }
-        )
+        cases.append(case(
+            f"logistic_{Path(csv).stem}_l1_{l1:g}_l2_{l2:g}", csv, label, features, "logistic", {"l2": l2, "l1": l1},
+            {"rows": n, "sklearn_estimator": f"LogisticRegression(C={c!r}, l1_ratio={ratio!r}, solver='saga', "
+             "tol=1e-14, max_iter=1_000_000).fit(Xs, y)  # C = 1 / ((l1 + l2) n), l1_ratio = l1 / (l1 + l2)",
+             "solver": "saga", "attempts": [], "max_abs_gradient": gap},
+            sparse_fit(w, b), (mean, scale),
+            {"predictions": p.tolist(), "metrics": binary_metrics(y, p), "metric_commands": BINARY_METRIC_COMMANDS},
+        ))
     return cases
 
 
 def multinomial_cases(frame: pd.DataFrame, csv: str, label: str):
-    features = table_columns(frame, label)
-    x = frame[features].to_numpy(dtype=float)
-    y = frame[label].to_numpy(dtype=int)
+    features, xs, y, mean, scale = design(frame, label, int)
     n = len(y)
     classes = sorted(set(y.tolist()))
-    xs, mean, scale = standardize(x)
     cases = []
     for l2 in MULTINOMIAL_L2:
         c = 1.0 / (l2 * n)
@@ -401,31 +349,17 @@ def multinomial_cases(frame: pd.DataFrame, csv: str, label: str):
         if gap > GRAD_TOL:
             sys.exit(f"multinomial l2={l2}: no solver reached |gradient| <= {GRAD_TOL}: {attempts}")
         pred = p.argmax(axis=1)
-        cases.append(
-            {
-                "name": f"multinomial_{Path(csv).stem}_l2_{l2:g}",
-                "csv": csv,
-                "label": label,
-                "features": features,
-                "objective": "multinomial",
-                "l2": l2,
-                "rows": n,
-                "classes": [str(k) for k in classes],
-                "sklearn_estimator": f"LogisticRegression(C={c!r}, tol=1e-12, max_iter=100_000, solver={solver!r})"
-                ".fit(Xs, y)  # C = 1 / (l2 * n); intercepts centred to sum to 0",
-                "solver": solver,
-                "attempts": attempts,
-                "max_abs_gradient": gap,
-                "standardize": {"mean": mean.tolist(), "scale": scale.tolist()},
-                "coef": w.ravel().tolist(),
-                "intercepts": b.tolist(),
-                "probabilities": p.ravel().tolist(),
-                "metrics": {
-                    "log_loss": float(log_loss(y, p, labels=classes)),
-                    "accuracy": float(accuracy_score(y, pred)),
-                },
-            }
-        )
+        cases.append(case(
+            f"multinomial_{Path(csv).stem}_l2_{l2:g}", csv, label, features, "multinomial", {"l2": l2},
+            {"rows": n, "classes": [str(k) for k in classes],
+             "sklearn_estimator": f"LogisticRegression(C={c!r}, tol=1e-12, max_iter=100_000, solver={solver!r})"
+             ".fit(Xs, y)  # C = 1 / (l2 * n); intercepts centred to sum to 0",
+             "solver": solver, "attempts": attempts, "max_abs_gradient": gap},
+            {"coef": w.ravel().tolist(), "intercepts": b.tolist()}, (mean, scale),
+            {"probabilities": p.ravel().tolist(),
+             "metrics": {"log_loss": float(log_loss(y, p, labels=classes)),
+                         "accuracy": float(accuracy_score(y, pred))}},
+        ))
     return cases
 
 

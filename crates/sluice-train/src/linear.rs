@@ -348,36 +348,42 @@ pub fn fit_passes(
     if o.resolve(dim)? == Solver::Newton {
         return fit_newton(features, label_mean, objective, o, pass);
     }
-    let mut init = vec![0.0; dim];
-    if o.fit_intercept {
-        init[features] = start_intercept(objective, label_mean);
-    }
+    let init = start_point(features, objective, label_mean, o.fit_intercept);
     let m = lbfgs::minimize(init, o.iterations(Solver::Lbfgs), o.tol, |beta| {
         let sums = pass(beta, false)?;
         check_sums(&sums, beta.len(), false)?;
         let p = finish(sums, beta, o.l2, &|j| j < features);
         Ok((p.loss, p.grad))
     })?;
-    let mut beta = m.param;
-    let intercept = if o.fit_intercept { beta[features] } else { 0.0 };
-    beta.truncate(features);
     Ok(LinearFit {
-        model: LinearModel::new(beta, intercept),
+        model: model_of(m.param, features, o.fit_intercept),
         iterations: m.iterations,
         converged: m.converged,
         objective: m.value,
     })
 }
 
-/// The intercept-only optimum for a label mean: the starting point of every solver.
-fn start_intercept(objective: Objective, label_mean: f64) -> f64 {
-    match objective {
-        Objective::Logistic => {
-            let mean = label_mean.clamp(1e-6, 1.0 - 1e-6);
-            (mean / (1.0 - mean)).ln()
-        }
-        Objective::SquaredError => label_mean,
+/// Every solver's starting point: zero weights and, when fitted, the intercept-only optimum for
+/// a label mean of `label_mean`.
+fn start_point(features: usize, objective: Objective, label_mean: f64, fit_intercept: bool) -> Vec<f64> {
+    let mut beta = vec![0.0; features];
+    if fit_intercept {
+        beta.push(match objective {
+            Objective::Logistic => {
+                let mean = label_mean.clamp(1e-6, 1.0 - 1e-6);
+                (mean / (1.0 - mean)).ln()
+            }
+            Objective::SquaredError => label_mean,
+        });
     }
+    beta
+}
+
+/// The model of a solution `beta`: `features` weights, then the intercept when fitted.
+fn model_of(mut beta: Vec<f64>, features: usize, fit_intercept: bool) -> LinearModel {
+    let intercept = if fit_intercept { beta[features] } else { 0.0 };
+    beta.truncate(features);
+    LinearModel::new(beta, intercept)
 }
 
 fn check_sums(sums: &PassSums, dim: usize, hessian: bool) -> Result<()> {
@@ -408,10 +414,7 @@ pub fn fit_newton(
 ) -> Result<LinearFit> {
     let d = features;
     let dim = d + usize::from(o.fit_intercept);
-    let mut beta = vec![0.0; dim];
-    if o.fit_intercept {
-        beta[d] = start_intercept(objective, label_mean);
-    }
+    let mut beta = start_point(d, objective, label_mean, o.fit_intercept);
     let mut evaluate = |beta: &[f64], hessian: bool| -> Result<Point> {
         let sums = pass(beta, hessian)?;
         check_sums(&sums, beta.len(), hessian)?;
@@ -475,9 +478,7 @@ pub fn fit_newton(
         converged = optimality_gap(&acc.grad, &beta, o.l1, d) < o.tol;
     }
     let objective = acc.loss + l1_norm(&beta);
-    let intercept = if o.fit_intercept { beta[d] } else { 0.0 };
-    beta.truncate(d);
-    Ok(LinearFit { model: LinearModel::new(beta, intercept), iterations, converged, objective })
+    Ok(LinearFit { model: model_of(beta, d, o.fit_intercept), iterations, converged, objective })
 }
 
 /// How far `beta` is from optimal for the smooth part's gradient `grad` plus `l1 * ||w||₁` on

@@ -345,8 +345,6 @@ struct Leaf {
     start: usize,
     len: usize,
     depth: u32,
-    /// Small enough to split between its own values (it has no histogram).
-    exact: bool,
     hist: Option<Histogram>,
     total: BinStat,
     bounds: Bounds,
@@ -396,6 +394,8 @@ struct Booster<'a> {
     /// Per feature, for a forest's categorical features: the fixed order their categories are
     /// split in (see [`split::ordered_categorical`]); empty when boosting.
     order: Vec<Option<Vec<u32>>>,
+    /// A forest's [`ForestOptions::exact_rows`]; 0 when boosting.
+    exact_rows: usize,
 }
 
 impl<'a> Booster<'a> {
@@ -426,6 +426,7 @@ impl<'a> Booster<'a> {
             weight,
             valid_weight,
             order: Vec::new(),
+            exact_rows: 0,
         }
     }
 
@@ -530,7 +531,10 @@ impl<'a> Booster<'a> {
                     }
                 });
                 let mut indices = bag.clone();
-                let Some((mut tree, bin_tree, segments)) = self.grow(&mut indices, &gh, &features) else {
+                // Boosting makes no exact leaves, so every tree has its bin-space twin.
+                let Some(Grown { mut tree, bin_tree: Some(bin_tree), segments }) =
+                    self.grow(&mut indices, &gh, &features, None)
+                else {
                     if k == 1 {
                         break 'rounds; // nothing left to split: further rounds would add nothing
                     }
@@ -632,6 +636,7 @@ impl<'a> Booster<'a> {
         let n = self.train.x.rows;
         let y = self.train.y;
         self.order = self.category_orders(forest.categories);
+        self.exact_rows = forest.exact_rows;
         let base = Loss::L2.init_score(y, &self.weight);
         let scores = vec![base; n];
         let mut plain: Vec<hist::GradPair> = vec![[0.0; 2]; n];
@@ -660,7 +665,7 @@ impl<'a> Booster<'a> {
                 ((0..n as u32).collect(), &plain)
             };
             let node_features = (fraction < 1.0).then(|| (fraction, rng.next_u64()));
-            match self.grow_with(&mut indices, gh, &all_features, node_features, forest.exact_rows) {
+            match self.grow(&mut indices, gh, &all_features, node_features) {
                 Some(grown) => {
                     let mut tree = grown.tree;
                     tree.leaf_value.iter_mut().for_each(|v| *v *= scale);
@@ -725,7 +730,7 @@ impl<'a> Booster<'a> {
             None => features,
         };
         let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
-        let candidates: Vec<Option<SplitInfo>> = if leaf.exact {
+        let candidates: Vec<Option<SplitInfo>> = if self.exact(leaf.len) {
             features.iter().map(|&j| self.exact_split(&node, j, rows, gh)).collect()
         } else {
             let hist = leaf.hist.as_ref()?;
@@ -791,38 +796,27 @@ impl<'a> Booster<'a> {
         Some(s)
     }
 
+    /// Whether a leaf of `len` rows splits between its own values (and so has no histogram).
+    fn exact(&self, len: usize) -> bool {
+        len <= self.exact_rows
+    }
+
     fn can_split(&self, leaf: &Leaf) -> bool {
         self.opts.max_depth.is_none_or(|d| leaf.depth < d) && leaf.len as u64 >= 2 * self.opts.split.min_data_in_leaf
     }
 
-    /// Grow one tree on the rows in `indices`. Returns the tree (unshrunk leaf values), its
-    /// bin-space twin, and each leaf's `(start, len)` range in `indices`; None if the root
-    /// cannot be split.
-    #[allow(clippy::type_complexity)]
+    /// Grow one tree on the rows in `indices`, choosing each split among a random
+    /// `node_features = (fraction, seed)` subset when given, and splitting leaves of at most
+    /// `self.exact_rows` rows between their own values. None if the root cannot be split.
     fn grow(
         &self,
         indices: &mut [u32],
         gh: &[hist::GradPair],
         features: &[usize],
-    ) -> Option<(Tree, BinTree, Vec<(usize, usize)>)> {
-        let grown = self.grow_with(indices, gh, features, None, 0)?;
-        // With no exact leaves every split is over bins, so the bin-space twin is always there.
-        Some((grown.tree, grown.bin_tree?, grown.segments))
-    }
-
-    /// `grow`, choosing each split among a random `node_features = (fraction, seed)` subset,
-    /// and splitting leaves of at most `exact_rows` rows between their own values.
-    fn grow_with(
-        &self,
-        indices: &mut [u32],
-        gh: &[hist::GradPair],
-        features: &[usize],
         node_features: Option<(f64, u64)>,
-        exact_rows: usize,
     ) -> Option<Grown> {
         let opts = self.opts;
-        let exact = |len: usize| len <= exact_rows;
-        let (root_hist, total) = if exact(indices.len()) {
+        let (root_hist, total) = if self.exact(indices.len()) {
             let total = indices.iter().fold(BinStat::default(), |a, &r| {
                 let [g, h] = gh[r as usize];
                 a + BinStat { g: f64::from(g), h: f64::from(h), n: 1 }
@@ -837,7 +831,6 @@ impl<'a> Booster<'a> {
             start: 0,
             len: indices.len(),
             depth: 0,
-            exact: root_hist.is_none(),
             hist: root_hist,
             total,
             bounds: Bounds::NONE,
@@ -959,7 +952,6 @@ impl<'a> Booster<'a> {
                 start,
                 len,
                 depth,
-                exact: exact(len),
                 hist: None,
                 total,
                 bounds,
@@ -972,7 +964,7 @@ impl<'a> Booster<'a> {
             let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
             // Leaves that may split over bins get histograms: the smaller child's is built, the
             // larger one's is the difference (a leaf over exact_rows had a histogram).
-            let (hist_left, hist_right) = (split_left && !left.exact, split_right && !right.exact);
+            let (hist_left, hist_right) = (split_left && !self.exact(left.len), split_right && !self.exact(right.len));
             if (hist_left || hist_right)
                 && let Some(parent_hist) = parent_hist
             {
