@@ -22,7 +22,7 @@ use sluice_model::{DesignMatrix, GbdtModel, Tree};
 
 use crate::error::{Result, TrainError};
 use bin::{BinMapper, BinnedData};
-use hist::{BinStat, Histogram, Layout};
+use hist::{BinStat, GradSum, Histogram, Layout};
 pub use objective::Loss;
 use sluice_core::rng::SplitMix64;
 use split::{Bounds, Node, SplitInfo, SplitParams};
@@ -463,7 +463,7 @@ impl<'a> Booster<'a> {
     }
 
     /// The best split of feature `j` from its histogram `hist` over bins `mapper`.
-    fn split_on(&self, node: &Node, j: usize, hist: &[BinStat], mapper: &BinMapper) -> Option<SplitInfo> {
+    fn split_on(&self, node: &Node, j: usize, hist: &[GradSum], mapper: &BinMapper) -> Option<SplitInfo> {
         match self.order.get(j).and_then(Option::as_ref) {
             Some(order) => split::ordered_categorical(node, j, hist, order),
             None => split::best_split(node, j, hist, mapper, self.monotone(j)),
@@ -729,7 +729,7 @@ impl<'a> Booster<'a> {
             }
             None => features,
         };
-        let node = Node { total: leaf.total, bounds: leaf.bounds, params: &self.opts.split };
+        let node = Node::new(leaf.total, leaf.bounds, &self.opts.split);
         let candidates: Vec<Option<SplitInfo>> = if self.exact(leaf.len) {
             features.iter().map(|&j| self.exact_split(&node, j, rows, gh)).collect()
         } else {
@@ -754,19 +754,15 @@ impl<'a> Booster<'a> {
     /// the bins of a histogram of this leaf alone, searched like any other. A categorical
     /// feature's histogram is summed from the rows.
     fn exact_split(&self, node: &Node, j: usize, rows: &[u32], gh: &[hist::GradPair]) -> Option<SplitInfo> {
-        let add = |s: &mut BinStat, [g, h]: hist::GradPair| {
-            s.g += f64::from(g);
-            s.h += f64::from(h);
-            s.n += 1;
-        };
+        let add = |s: &mut GradSum, pair: hist::GradPair| *s = *s + GradSum::of(pair);
         let mapper = &self.mappers[j];
         if mapper.is_categorical() {
-            let mut hist = vec![BinStat::default(); mapper.num_bins()];
+            let mut hist = vec![GradSum::default(); mapper.num_bins()];
             rows.iter().for_each(|&r| add(&mut hist[self.data.bin(j, r as usize) as usize], gh[r as usize]));
             return self.split_on(node, j, &hist, mapper);
         }
         let x = self.train.x;
-        let mut missing = BinStat::default();
+        let mut missing = GradSum::default();
         let mut values: Vec<(f64, hist::GradPair)> = Vec::with_capacity(rows.len());
         for &r in rows {
             let v = x.data[r as usize * x.cols + j];
@@ -782,7 +778,7 @@ impl<'a> Booster<'a> {
                 if k > 0 {
                     upper.push(bin::midpoint(values[k - 1].0, v));
                 }
-                hist.push(BinStat::default());
+                hist.push(GradSum::default());
             }
             if let Some(s) = hist.last_mut() {
                 add(s, pair);
@@ -817,15 +813,12 @@ impl<'a> Booster<'a> {
     ) -> Option<Grown> {
         let opts = self.opts;
         let (root_hist, total) = if self.exact(indices.len()) {
-            let total = indices.iter().fold(BinStat::default(), |a, &r| {
-                let [g, h] = gh[r as usize];
-                a + BinStat { g: f64::from(g), h: f64::from(h), n: 1 }
-            });
-            (None, total)
+            let sum = indices.iter().fold(GradSum::default(), |a, &r| a + GradSum::of(gh[r as usize]));
+            (None, BinStat::new(sum, indices.len() as u64))
         } else {
             let hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
-            let total = hist.feature(&self.layout, features[0]).iter().fold(BinStat::default(), |a, b| a + *b);
-            (Some(hist), total)
+            let sum = hist.feature(&self.layout, features[0]).iter().fold(GradSum::default(), |a, b| a + *b);
+            (Some(hist), BinStat::new(sum, indices.len() as u64))
         };
         let mut root = Leaf {
             start: 0,
@@ -834,7 +827,7 @@ impl<'a> Booster<'a> {
             hist: root_hist,
             total,
             bounds: Bounds::NONE,
-            output: opts.split.output(&total, 0.0, Bounds::NONE),
+            output: opts.split.output(total.sum(), 0.0, Bounds::NONE),
             best: None,
             parent: None,
         };
@@ -959,8 +952,11 @@ impl<'a> Booster<'a> {
                 best: None,
                 parent: Some((node, is_left)),
             };
-            let mut left = child(start, w, s.left, lb, s.left_output, true);
-            let mut right = child(start + w, len - w, s.right, rb, s.right_output, false);
+            // The split's row counts were estimates; the partition counted them.
+            let (left_total, right_total) =
+                (BinStat { n: w as u64, ..s.left }, BinStat { n: (len - w) as u64, ..s.right });
+            let mut left = child(start, w, left_total, lb, s.left_output, true);
+            let mut right = child(start + w, len - w, right_total, rb, s.right_output, false);
             let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
             // Leaves that may split over bins get histograms: the smaller child's is built, the
             // larger one's is the difference (a leaf over exact_rows had a histogram).

@@ -2,7 +2,7 @@
 //! data, so histograms may come from anywhere.
 
 use super::bin::BinMapper;
-use super::hist::BinStat;
+use super::hist::{BinStat, GradSum};
 
 #[derive(Clone, Debug)]
 pub struct SplitParams {
@@ -55,7 +55,7 @@ fn threshold_l1(g: f64, l1: f64) -> f64 {
 
 impl SplitParams {
     /// The loss-minimizing leaf value for sums `g`, `h`, within `bounds`.
-    pub fn output(&self, s: &BinStat, l2_extra: f64, bounds: Bounds) -> f64 {
+    pub fn output(&self, s: GradSum, l2_extra: f64, bounds: Bounds) -> f64 {
         let mut w = -threshold_l1(s.g, self.lambda_l1) / (s.h + self.lambda_l2 + l2_extra);
         if self.max_delta_step > 0.0 {
             w = w.clamp(-self.max_delta_step, self.max_delta_step);
@@ -64,35 +64,67 @@ impl SplitParams {
     }
 
     /// Loss reduction of giving a leaf with sums `g`, `h` the value `w` (vs value 0).
-    pub fn gain_of(&self, s: &BinStat, l2_extra: f64, w: f64) -> f64 {
+    pub fn gain_of(&self, s: GradSum, l2_extra: f64, w: f64) -> f64 {
         -(2.0 * threshold_l1(s.g, self.lambda_l1) * w + (s.h + self.lambda_l2 + l2_extra) * w * w)
-    }
-
-    fn admissible(&self, left: &BinStat, right: &BinStat) -> bool {
-        left.n >= self.min_data_in_leaf
-            && right.n >= self.min_data_in_leaf
-            && left.h >= self.min_sum_hessian_in_leaf
-            && right.h >= self.min_sum_hessian_in_leaf
     }
 }
 
-/// What a candidate split is scored against.
+/// What a candidate split is scored against: the leaf's totals (with its exact row count), the
+/// bounds on its output and the parameters.
 pub struct Node<'a> {
     pub total: BinStat,
     pub bounds: Bounds,
     pub params: &'a SplitParams,
+    sum: GradSum,
+    /// Rows per unit of hessian in this leaf.
+    rows_per_hessian: f64,
+    /// With `y = s.h * rows_per_hessian + 0.5` for a split's left sums `s` (so its estimated
+    /// rows are `y` rounded down): the left side has `min_data_in_leaf` rows iff `y >= min_y`,
+    /// and the right side iff `y < max_y` — the row-count test in floating point, exactly.
+    min_y: f64,
+    max_y: f64,
 }
 
-impl Node<'_> {
-    fn parent_gain(&self, l2_extra: f64) -> f64 {
-        let w = self.params.output(&self.total, l2_extra, self.bounds);
-        self.params.gain_of(&self.total, l2_extra, w)
+impl<'a> Node<'a> {
+    pub fn new(total: BinStat, bounds: Bounds, params: &'a SplitParams) -> Self {
+        let rows_per_hessian = if total.h > 0.0 { total.n as f64 / total.h } else { 0.0 };
+        let m = params.min_data_in_leaf;
+        let (min_y, max_y) =
+            if m == 0 { (f64::NEG_INFINITY, f64::INFINITY) } else { (m as f64, total.n as f64 - m as f64 + 1.0) };
+        Self { total, bounds, params, sum: total.sum(), rows_per_hessian, min_y, max_y }
     }
 
-    /// Gain and outputs of a split into `left` / `right`, or None if constraints forbid it.
-    fn score(&self, left: &BinStat, right: &BinStat, l2_extra: f64, monotone: i8) -> Option<(f64, f64, f64)> {
+    /// The rows behind sums `s` of this leaf's rows, estimated from their share of the leaf's
+    /// hessian as LightGBM does (histograms hold no counts): exact when every row's hessian is
+    /// the same, and never more than the leaf's rows.
+    #[inline]
+    pub fn count(&self, s: GradSum) -> u64 {
+        // Rounds half up (as LightGBM's RoundInt); negative sums (rounding) saturate to 0.
+        ((s.h * self.rows_per_hessian + 0.5) as i64).clamp(0, self.total.n as i64) as u64
+    }
+
+    /// Sums `s` with their estimated row count.
+    fn stat(&self, s: GradSum) -> BinStat {
+        BinStat::new(s, self.count(s))
+    }
+
+    fn parent_gain(&self, l2_extra: f64) -> f64 {
+        let w = self.params.output(self.sum, l2_extra, self.bounds);
+        self.params.gain_of(self.sum, l2_extra, w)
+    }
+
+    /// Gain and outputs of sending rows with sums `left` left and the rest right, or None if
+    /// constraints forbid it.
+    #[inline]
+    fn score(&self, left: GradSum, l2_extra: f64, monotone: i8) -> Option<(f64, f64, f64)> {
         let p = self.params;
-        if !p.admissible(left, right) {
+        let right = self.sum - left;
+        let y = left.h * self.rows_per_hessian + 0.5;
+        let admissible = y >= self.min_y
+            && y < self.max_y
+            && left.h >= p.min_sum_hessian_in_leaf
+            && right.h >= p.min_sum_hessian_in_leaf;
+        if !admissible {
             return None;
         }
         let wl = p.output(left, l2_extra, self.bounds);
@@ -108,7 +140,7 @@ impl Node<'_> {
 pub fn best_split(
     node: &Node,
     feature: usize,
-    hist: &[BinStat],
+    hist: &[GradSum],
     mapper: &BinMapper,
     monotone: i8,
 ) -> Option<SplitInfo> {
@@ -118,15 +150,17 @@ pub fn best_split(
     }
 }
 
-fn numeric(node: &Node, feature: usize, hist: &[BinStat], missing: usize, monotone: i8) -> Option<SplitInfo> {
+fn numeric(node: &Node, feature: usize, hist: &[GradSum], missing: usize, monotone: i8) -> Option<SplitInfo> {
     let parent = node.parent_gain(0.0);
     let miss = hist[missing];
+    let has_missing = node.count(miss) > 0;
     let mut best: Option<SplitInfo> = None;
-    let mut consider = |left: BinStat, bin: usize, default_left: bool| {
-        let right = node.total - left;
-        if let Some((gain, wl, wr)) = node.score(&left, &right, 0.0, monotone) {
+    let mut consider = |sum: GradSum, bin: usize, default_left: bool| {
+        if let Some((gain, wl, wr)) = node.score(sum, 0.0, monotone) {
             let gain = gain - parent;
             if gain > node.params.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.gain) {
+                let left = node.stat(sum);
+                let right = node.total - left;
                 best = Some(SplitInfo {
                     feature,
                     gain,
@@ -144,16 +178,19 @@ fn numeric(node: &Node, feature: usize, hist: &[BinStat], missing: usize, monoto
     };
     // Missing values go right: thresholds over the value bins; with missing values present the
     // last one (all values left) separates missing from present.
-    let last = if miss.n > 0 { missing } else { missing.saturating_sub(1) };
-    let mut acc = BinStat::default();
+    let last = if has_missing { missing } else { missing.saturating_sub(1) };
+    let mut acc = GradSum::default();
     for (b, s) in hist[..last].iter().enumerate() {
         acc = acc + *s;
         // With no missing values in training, unseen missing values follow the larger side.
-        let default_left = miss.n == 0 && acc.n >= node.total.n - acc.n;
+        let default_left = !has_missing && {
+            let left = node.count(acc);
+            left >= node.total.n - left
+        };
         consider(acc, b, default_left);
     }
     // Missing values go left.
-    if miss.n > 0 {
+    if has_missing {
         let mut acc = miss;
         for (b, s) in hist[..missing.saturating_sub(1)].iter().enumerate() {
             acc = acc + *s;
@@ -163,18 +200,17 @@ fn numeric(node: &Node, feature: usize, hist: &[BinStat], missing: usize, monoto
     best
 }
 
-fn categorical(node: &Node, feature: usize, hist: &[BinStat], missing: usize) -> Option<SplitInfo> {
+fn categorical(node: &Node, feature: usize, hist: &[GradSum], missing: usize) -> Option<SplitInfo> {
     let p = node.params;
-    let present: Vec<usize> = (0..missing).filter(|&k| hist[k].n > 0).collect();
+    let present: Vec<usize> = (0..missing).filter(|&k| node.count(hist[k]) > 0).collect();
     let mut best: Option<(f64, Vec<u32>, BinStat, f64, f64)> = None;
-    let mut consider = |left: BinStat, cats: &[usize], l2_extra: f64| {
-        let right = node.total - left;
-        if let Some((gain, wl, wr)) = node.score(&left, &right, l2_extra, 0) {
+    let mut consider = |sum: GradSum, cats: &[usize], l2_extra: f64| {
+        if let Some((gain, wl, wr)) = node.score(sum, l2_extra, 0) {
             let gain = gain - node.parent_gain(l2_extra);
             if gain > p.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.0) {
                 let mut set: Vec<u32> = cats.iter().map(|&c| c as u32).collect();
                 set.sort_unstable();
-                best = Some((gain, set, left, wl, wr));
+                best = Some((gain, set, node.stat(sum), wl, wr));
             }
         }
     };
@@ -186,13 +222,14 @@ fn categorical(node: &Node, feature: usize, hist: &[BinStat], missing: usize) ->
     } else {
         // Order categories by their mean gradient (smoothed) and try prefixes from both ends:
         // for a convex loss the best binary partition is such a prefix.
-        let mut order: Vec<usize> = present.iter().copied().filter(|&k| hist[k].n >= p.min_data_per_group).collect();
+        let mut order: Vec<usize> =
+            present.iter().copied().filter(|&k| node.count(hist[k]) >= p.min_data_per_group).collect();
         let key = |k: &usize| hist[*k].g / (hist[*k].h + p.cat_smooth);
         order.sort_by(|a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
         let limit = p.max_cat_threshold.min(order.len().saturating_sub(1).max(1));
         for direction in [false, true] {
             let seq: Vec<usize> = if direction { order.iter().rev().copied().collect() } else { order.clone() };
-            let mut acc = BinStat::default();
+            let mut acc = GradSum::default();
             for i in 0..limit.min(seq.len()) {
                 acc = acc + hist[seq[i]];
                 consider(acc, &seq[..=i], p.cat_l2);
@@ -229,20 +266,19 @@ fn category_split(
 /// forest's: by mean label over all training rows, as ranger's `order` mode): the categories
 /// up to some point in the order go left. Far fewer candidate partitions than re-sorting them
 /// at every node, so fully grown trees overfit many-valued features less.
-pub fn ordered_categorical(node: &Node, feature: usize, hist: &[BinStat], order: &[u32]) -> Option<SplitInfo> {
-    let present: Vec<u32> = order.iter().copied().filter(|&k| hist[k as usize].n > 0).collect();
+pub fn ordered_categorical(node: &Node, feature: usize, hist: &[GradSum], order: &[u32]) -> Option<SplitInfo> {
+    let present: Vec<u32> = order.iter().copied().filter(|&k| node.count(hist[k as usize]) > 0).collect();
     let mut best: Option<(f64, usize, BinStat, f64, f64)> = None;
     let parent = node.parent_gain(0.0);
     // All present categories left is a split only when missing values go right.
-    let all_left = usize::from(hist.last().is_some_and(|m| m.n > 0));
-    let mut acc = BinStat::default();
+    let all_left = usize::from(hist.last().is_some_and(|m| node.count(*m) > 0));
+    let mut acc = GradSum::default();
     for (i, &k) in present.iter().enumerate().take((present.len() + all_left).saturating_sub(1)) {
         acc = acc + hist[k as usize];
-        let right = node.total - acc;
-        if let Some((gain, wl, wr)) = node.score(&acc, &right, 0.0, 0) {
+        if let Some((gain, wl, wr)) = node.score(acc, 0.0, 0) {
             let gain = gain - parent;
             if gain > node.params.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.0) {
-                best = Some((gain, i, acc, wl, wr));
+                best = Some((gain, i, node.stat(acc), wl, wr));
             }
         }
     }
@@ -273,12 +309,14 @@ mod tests {
         }
     }
 
-    fn stat(g: f64, n: u64) -> BinStat {
-        BinStat { g, h: n as f64, n }
+    /// Sums of `n` rows with hessian 1 each and gradients summing to `g`.
+    fn stat(g: f64, n: u64) -> GradSum {
+        GradSum { g, h: n as f64 }
     }
 
-    fn total(h: &[BinStat]) -> BinStat {
-        h.iter().fold(BinStat::default(), |a, b| a + *b)
+    fn total(h: &[GradSum]) -> BinStat {
+        let sum = h.iter().fold(GradSum::default(), |a, b| a + *b);
+        BinStat::new(sum, sum.h as u64)
     }
 
     #[test]
@@ -286,12 +324,12 @@ mod tests {
         // Bins 0..3 hold values; bin 3 holds missing values whose gradients look like bin 0's.
         let hist = [stat(-10.0, 10), stat(-8.0, 10), stat(9.0, 10), stat(-5.0, 5)];
         let p = params();
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         let mapper = BinMapper::Numeric { upper: vec![1.0, 2.0, f64::INFINITY] };
         let s = best_split(&node, 0, &hist, &mapper, 0).unwrap();
         assert_eq!((s.bin, s.default_left), (1, true));
-        let gain = |l: BinStat| {
-            let r = node.total - l;
+        let gain = |l: GradSum| {
+            let r = node.total - BinStat::new(l, l.h as u64);
             l.g * l.g / l.h + r.g * r.g / r.h - node.total.g * node.total.g / node.total.h
         };
         let expected = gain(hist[0] + hist[1] + hist[3]);
@@ -303,7 +341,7 @@ mod tests {
     fn monotone_constraint_rejects_decreasing_splits() {
         let hist = [stat(-10.0, 10), stat(10.0, 10), stat(0.0, 0)];
         let p = params();
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         let mapper = BinMapper::Numeric { upper: vec![1.0, f64::INFINITY] };
         // Left output is +1, right -1: fine when decreasing, forbidden when increasing.
         assert!(best_split(&node, 0, &hist, &mapper, -1).is_some());
@@ -315,7 +353,7 @@ mod tests {
         // Categories 0 and 2 push up, 1 3 4 push down; missing bin 5 is empty.
         let hist = [stat(5.0, 10), stat(-5.0, 10), stat(6.0, 10), stat(-4.0, 10), stat(-6.0, 10), stat(0.0, 0)];
         let p = params();
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         let s = best_split(&node, 0, &hist, &BinMapper::Categorical { categories: 5 }, 0).unwrap();
         let set: std::collections::BTreeSet<u32> = s.categories.iter().copied().collect();
         assert!(set == [0, 2].into() || set == [1, 3, 4].into(), "{set:?}");
@@ -327,9 +365,27 @@ mod tests {
         let hist = [stat(-10.0, 2), stat(10.0, 20), stat(0.0, 0)];
         let mut p = params();
         p.min_data_in_leaf = 3;
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         let mapper = BinMapper::Numeric { upper: vec![1.0, f64::INFINITY] };
         assert!(best_split(&node, 0, &hist, &mapper, 0).is_none());
+    }
+
+    #[test]
+    fn row_counts_are_estimated_from_the_hessian_share() {
+        // 30 rows: 10 in bin 0 with hessian 0.5 each, 20 in bin 1 with 0.1 each; no missing.
+        let hist = [GradSum { g: -3.0, h: 5.0 }, GradSum { g: 2.0, h: 2.0 }, GradSum::default()];
+        let sum = hist.iter().fold(GradSum::default(), |a, b| a + *b);
+        let mapper = BinMapper::Numeric { upper: vec![1.0, f64::INFINITY] };
+        let split = |min_data_in_leaf: u64| {
+            let p = SplitParams { min_data_in_leaf, ..params() };
+            let node = Node::new(BinStat::new(sum, 30), Bounds::NONE, &p);
+            // Bin 0 holds 5/7 of the hessian, so an estimated 21 rows (as LightGBM would say).
+            assert_eq!((node.count(hist[0]), node.count(hist[1]), node.count(sum)), (21, 9, 30));
+            best_split(&node, 0, &hist, &mapper, 0).map(|s| (s.left.n, s.right.n))
+        };
+        // min_data_in_leaf is judged on the estimates, exactly at the boundary.
+        assert_eq!(split(9), Some((21, 9)));
+        assert_eq!(split(10), None);
     }
 
     #[test]
@@ -338,7 +394,7 @@ mod tests {
         // sends {0, 2} left; in index order it can only cut between neighbours.
         let hist = [stat(5.0, 10), stat(-5.0, 10), stat(6.0, 10), stat(-4.0, 10), stat(0.0, 0)];
         let p = params();
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         let s = ordered_categorical(&node, 0, &hist, &[2, 0, 3, 1]).unwrap();
         assert_eq!(s.categories, [0, 2]);
         assert_eq!((s.left.n, s.right.n), (20, 20));
@@ -346,7 +402,7 @@ mod tests {
         assert!(s.categories == [0] || s.categories == [0, 1, 2], "{:?}", s.categories);
         // Missing values (last bin) go right, so all present categories may go left.
         let hist = [stat(5.0, 10), stat(6.0, 10), stat(-20.0, 10)];
-        let node = Node { total: total(&hist), bounds: Bounds::NONE, params: &p };
+        let node = Node::new(total(&hist), Bounds::NONE, &p);
         assert_eq!(ordered_categorical(&node, 0, &hist, &[0, 1]).unwrap().categories, [0, 1]);
     }
 }

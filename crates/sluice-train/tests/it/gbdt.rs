@@ -492,7 +492,7 @@ fn flights_origin_multiclass_matches_lightgbm() {
         "flights origin: sluice log loss {:.4} accuracy {:.4}; LightGBM {:.4} {:.4}",
         m.log_loss, m.accuracy, r.log_loss, r.accuracy
     );
-    // Measured: accuracy 0.8562 vs 0.8612, log loss 0.3952 vs 0.3876 — a gap still to close
+    // Measured: accuracy 0.8577 vs 0.8612, log loss 0.3980 vs 0.3876 — a gap still to close
     // (binary and regression match LightGBM or better); these bounds catch regressions.
     assert!(m.accuracy >= r.accuracy - 0.01, "accuracy {} vs {}", m.accuracy, r.accuracy);
     assert!(m.log_loss <= r.log_loss * 1.03, "log loss {} vs {}", m.log_loss, r.log_loss);
