@@ -360,6 +360,15 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
         }
         StepConfig::Train(train) => {
             let data = ctx.input("input")?.artifact.clone();
+            // An empty input (a drained stream, a filter that kept nothing) has no columns to
+            // check either: say so rather than that the label is missing.
+            if data.rows == Some(0) {
+                let kept = train.warm_start.as_ref().map_or(String::new(), |r| format!("; `{r}` stays as it is"));
+                return Err(StepError::Invalid(format!(
+                    "input `{}` has no rows: nothing to train on{kept}",
+                    train.input.as_str()
+                )));
+            }
             let path = ctx.path_of(&data).await?;
             let valid_path = match ctx.inputs.iter().find(|(i, _)| i.role == "validation") {
                 Some((_, o)) => Some(ctx.path_of(&o.artifact).await?),

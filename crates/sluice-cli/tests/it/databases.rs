@@ -325,10 +325,21 @@ fn ftrl_learns_online_from_nats_micro_batches() {
         seen.push(weights);
     }
     assert!(seen[0] != seen[1] && seen[1] != seen[2], "every batch moved the weights");
+    // The stream is drained: the next batch is empty, the run fails saying so, and the
+    // registered model and its versions stay as they were.
+    let out = sb.sluice(&["run", "online.yaml"]).expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "step `learn` failed: input `events` has no rows: nothing to train on; `online-model@live` stays"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(model_rows(&sb), (900, seen[2].clone()));
     // x1 pushes towards the positive class, x2 away from it.
     assert!(seen[2][0] > 0.0 && seen[2][1] < 0.0, "{:?}", seen[2]);
     let versions = sb.sluice(&["models", "show", "online-model", "--json"]).ok().json();
-    assert_eq!(versions.as_array().unwrap().len(), 3, "a version per batch");
+    assert_eq!(versions.as_array().unwrap().len(), 3, "a version per batch, none for the empty one");
     // Only models that can continue take `warm_start`.
     let spec = std::fs::read_to_string(sb.path().join("online.yaml")).unwrap();
     std::fs::write(
