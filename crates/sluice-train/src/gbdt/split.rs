@@ -155,12 +155,15 @@ fn numeric(node: &Node, feature: usize, hist: &[GradSum], missing: usize, monoto
     let miss = hist[missing];
     let has_missing = node.count(miss) > 0;
     let mut best: Option<SplitInfo> = None;
-    let mut consider = |sum: GradSum, bin: usize, default_left: bool| {
+    // `missing_left`: whether `sum` includes the missing bin.
+    let mut consider = |sum: GradSum, bin: usize, missing_left: bool| {
         if let Some((gain, wl, wr)) = node.score(sum, 0.0, monotone) {
             let gain = gain - parent;
             if gain > node.params.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.gain) {
                 let left = node.stat(sum);
                 let right = node.total - left;
+                // With no missing values in training, unseen missing values follow the larger side.
+                let default_left = if has_missing { missing_left } else { left.n >= right.n };
                 best = Some(SplitInfo {
                     feature,
                     gain,
@@ -182,12 +185,7 @@ fn numeric(node: &Node, feature: usize, hist: &[GradSum], missing: usize, monoto
     let mut acc = GradSum::default();
     for (b, s) in hist[..last].iter().enumerate() {
         acc = acc + *s;
-        // With no missing values in training, unseen missing values follow the larger side.
-        let default_left = !has_missing && {
-            let left = node.count(acc);
-            left >= node.total.n - left
-        };
-        consider(acc, b, default_left);
+        consider(acc, b, false);
     }
     // Missing values go left.
     if has_missing {
@@ -221,17 +219,28 @@ fn categorical(node: &Node, feature: usize, hist: &[GradSum], missing: usize) ->
         }
     } else {
         // Order categories by their mean gradient (smoothed) and try prefixes from both ends:
-        // for a convex loss the best binary partition is such a prefix.
+        // for a convex loss the best binary partition is such a prefix. As LightGBM: only
+        // categories with at least `cat_smooth` rows take part, a prefix holds at most half of
+        // them, and a cut is tried only once `min_data_per_group` rows have joined since the
+        // last one and while as many remain on the other side.
         let mut order: Vec<usize> =
-            present.iter().copied().filter(|&k| node.count(hist[k]) >= p.min_data_per_group).collect();
+            present.iter().copied().filter(|&k| node.count(hist[k]) as f64 >= p.cat_smooth).collect();
         let key = |k: &usize| hist[*k].g / (hist[*k].h + p.cat_smooth);
         order.sort_by(|a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
-        let limit = p.max_cat_threshold.min(order.len().saturating_sub(1).max(1));
+        let limit = p.max_cat_threshold.min(order.len().div_ceil(2));
         for direction in [false, true] {
             let seq: Vec<usize> = if direction { order.iter().rev().copied().collect() } else { order.clone() };
-            let mut acc = GradSum::default();
+            let (mut acc, mut group) = (GradSum::default(), 0);
             for i in 0..limit.min(seq.len()) {
                 acc = acc + hist[seq[i]];
+                group += node.count(hist[seq[i]]);
+                if node.total.n - node.count(acc) < p.min_data_per_group {
+                    break;
+                }
+                if group < p.min_data_per_group {
+                    continue;
+                }
+                group = 0;
                 consider(acc, &seq[..=i], p.cat_l2);
             }
         }
@@ -358,6 +367,25 @@ mod tests {
         let set: std::collections::BTreeSet<u32> = s.categories.iter().copied().collect();
         assert!(set == [0, 2].into() || set == [1, 3, 4].into(), "{set:?}");
         assert_eq!(s.left.n + s.right.n, 50);
+    }
+
+    #[test]
+    fn categorical_cuts_wait_for_min_data_per_group_rows() {
+        // Category 0 pulls down, 1-5 push up, 10 rows each: the best cut is {0} | rest, but
+        // with min_data_per_group = 20 a cut is tried only every second category (LightGBM's).
+        let hist =
+            [stat(-10.0, 10), stat(3.0, 10), stat(3.0, 10), stat(3.0, 10), stat(3.0, 10), stat(3.0, 10), stat(0.0, 0)];
+        let mapper = BinMapper::Categorical { categories: 6 };
+        let cut = |min_data_per_group: u64| {
+            let p = SplitParams { min_data_per_group, ..params() };
+            let node = Node::new(total(&hist), Bounds::NONE, &p);
+            best_split(&node, 0, &hist, &mapper, 0).unwrap().categories
+        };
+        assert_eq!(cut(10), [0]);
+        assert_eq!(cut(20), [0, 1]);
+        // Fewer than min_data_per_group rows would be left on the other side: no cut at all.
+        let p = SplitParams { min_data_per_group: 51, ..params() };
+        assert!(best_split(&Node::new(total(&hist), Bounds::NONE, &p), 0, &hist, &mapper, 0).is_none());
     }
 
     #[test]
