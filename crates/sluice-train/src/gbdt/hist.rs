@@ -136,6 +136,9 @@ const BLOCK: usize = 64 * 1024;
 /// How many rows ahead the scattered reads of a leaf's rows are prefetched.
 pub(crate) const PREFETCH: usize = 32;
 
+/// Tasks a leaf of under 2 x [`BLOCK`] rows is cut into, at most.
+const TASKS: usize = 8;
+
 /// Leaves with fewer rows build their histograms on one thread.
 const PARALLEL_ROWS: usize = 4 * 1024;
 
@@ -162,7 +165,13 @@ pub fn build(data: &BinnedData, layout: &Layout, rows: &[u32], gh: &[GradPair], 
     let all_rows = rows.len() == data.rows;
     let mut groups: Vec<usize> = features.iter().map(|j| j / GROUP).collect();
     groups.dedup();
-    let blocks = if rows.len() >= 2 * BLOCK { rows.len().div_ceil(BLOCK) } else { 1 };
+    // Large leaves in blocks of BLOCK rows; smaller ones in up to TASKS / groups blocks of at
+    // least PARALLEL_ROWS, so that a few feature groups still spread over the threads.
+    let blocks = if rows.len() >= 2 * BLOCK {
+        rows.len().div_ceil(BLOCK)
+    } else {
+        TASKS.div_ceil(groups.len()).min(rows.len() / PARALLEL_ROWS).max(1)
+    };
     let block_len = rows.len().div_ceil(blocks).max(1);
     let tasks: Vec<(usize, usize)> = groups.iter().flat_map(|&g| (0..blocks).map(move |b| (g, b))).collect();
     // The leaf's gradient pairs, gathered once in its row order (LightGBM's ordered gradients):

@@ -83,6 +83,9 @@ pub struct Node<'a> {
     /// and the right side iff `y < max_y` — the row-count test in floating point, exactly.
     min_y: f64,
     max_y: f64,
+    /// No L1 penalty, output clamp or bounds: a side's output is `-g / (h + l2)` and its gain
+    /// `-g * output`, without the general formula's branches.
+    plain: bool,
 }
 
 impl<'a> Node<'a> {
@@ -91,7 +94,8 @@ impl<'a> Node<'a> {
         let m = params.min_data_in_leaf;
         let (min_y, max_y) =
             if m == 0 { (f64::NEG_INFINITY, f64::INFINITY) } else { (m as f64, total.n as f64 - m as f64 + 1.0) };
-        Self { total, bounds, params, sum: total.sum(), rows_per_hessian, min_y, max_y }
+        let plain = params.lambda_l1 <= 0.0 && params.max_delta_step <= 0.0 && bounds == Bounds::NONE;
+        Self { total, bounds, params, sum: total.sum(), rows_per_hessian, min_y, max_y, plain }
     }
 
     /// The rows behind sums `s` of this leaf's rows, estimated from their share of the leaf's
@@ -126,6 +130,11 @@ impl<'a> Node<'a> {
             && right.h >= p.min_sum_hessian_in_leaf;
         if !admissible {
             return None;
+        }
+        if self.plain && monotone == 0 {
+            let l2 = p.lambda_l2 + l2_extra;
+            let (wl, wr) = (-left.g / (left.h + l2), -right.g / (right.h + l2));
+            return Some((-(left.g * wl + right.g * wr), wl, wr));
         }
         let wl = p.output(left, l2_extra, self.bounds);
         let wr = p.output(right, l2_extra, self.bounds);
