@@ -5,14 +5,17 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, RecordBatchReader};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use rayon::prelude::*;
 use sluice_core::{ColumnMeta, ContentHash};
 
 use crate::error::{EngineError, Result};
@@ -46,12 +49,14 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Rows per row group: several row groups per file let later scans read one file in parallel.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_created_by(format!("sluice {}", sluice_core::ENGINE_VERSION))
-        // Several row groups per file let later scans read one file in parallel.
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
 
@@ -65,9 +70,17 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
 
 /// A Parquet dataset file being written under a temporary name, hashed as it goes; the caller
 /// renames it into place after [`DatasetWriter::finish`].
+///
+/// Row groups are gathered as Arrow batches and their columns encoded in parallel (rayon), one
+/// task per column, then appended in column order: the bytes are those `ArrowWriter` writes
+/// from the same batches, which encodes the columns one after another.
 pub struct DatasetWriter {
-    writer: ArrowWriter<HashingWriter<BufWriter<File>>>,
+    file: SerializedFileWriter<HashingWriter<BufWriter<File>>>,
+    columns: ArrowRowGroupWriterFactory,
     chunks: Rechunker,
+    /// The row group being gathered and its rows.
+    group: Vec<RecordBatch>,
+    group_rows: usize,
     schema: SchemaRef,
     rows: u64,
     path: std::path::PathBuf,
@@ -77,15 +90,78 @@ impl DatasetWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
         let file = File::create(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
         let sink = HashingWriter { inner: BufWriter::new(file), hasher: blake3::Hasher::new(), written: 0 };
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties()))?;
-        Ok(Self { writer, chunks: Rechunker::new(schema.clone()), schema, rows: 0, path: path.to_path_buf() })
+        // Through `ArrowWriter` for the file's Arrow schema metadata, then its parts.
+        let (file, columns) =
+            ArrowWriter::try_new(sink, schema.clone(), Some(properties()))?.into_serialized_writer()?;
+        Ok(Self {
+            file,
+            columns,
+            chunks: Rechunker::new(schema.clone()),
+            group: Vec::new(),
+            group_rows: 0,
+            schema,
+            rows: 0,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
         for chunk in self.chunks.push(batch)? {
-            self.writer.write(&chunk)?;
+            self.gather(chunk)?;
         }
+        Ok(())
+    }
+
+    /// Add a batch to the row group, which is written when full; as `ArrowWriter` does, a batch
+    /// that would overflow it is split at the boundary.
+    fn gather(&mut self, batch: RecordBatch) -> Result<()> {
+        let room = ROW_GROUP_ROWS - self.group_rows;
+        if batch.num_rows() > room {
+            self.gather(batch.slice(0, room))?;
+            return self.gather(batch.slice(room, batch.num_rows() - room));
+        }
+        self.group_rows += batch.num_rows();
+        self.group.push(batch);
+        if self.group_rows == ROW_GROUP_ROWS {
+            self.write_group()?;
+        }
+        Ok(())
+    }
+
+    /// Encode the gathered row group's columns in parallel and append them to the file.
+    fn write_group(&mut self) -> Result<()> {
+        if self.group_rows == 0 {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.group);
+        self.group_rows = 0;
+        let mut writers = self.columns.create_column_writers(self.file.flushed_row_groups().len())?.into_iter();
+        // A field has a writer per Parquet leaf column (several for nested types), in order.
+        let mut tasks: Vec<(usize, Vec<ArrowColumnWriter>)> = Vec::with_capacity(self.schema.fields().len());
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            let leaves = compute_leaves(field, group[0].column(i))?.len();
+            tasks.push((i, writers.by_ref().take(leaves).collect()));
+        }
+        let schema = &self.schema;
+        let chunks: Vec<Vec<ArrowColumnChunk>> = tasks
+            .into_par_iter()
+            .map(|(i, mut writers)| -> Result<Vec<ArrowColumnChunk>> {
+                let field = schema.field(i);
+                for batch in &group {
+                    let column: &ArrayRef = batch.column(i);
+                    for (writer, leaf) in writers.iter_mut().zip(compute_leaves(field, column)?) {
+                        writer.write(&leaf)?;
+                    }
+                }
+                Ok(writers.into_iter().map(ArrowColumnWriter::close).collect::<parquet::errors::Result<_>>()?)
+            })
+            .collect::<Result<_>>()?;
+        let mut row_group = self.file.next_row_group()?;
+        for chunk in chunks.into_iter().flatten() {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
         Ok(())
     }
 
@@ -95,11 +171,12 @@ impl DatasetWriter {
 
     /// Flush, fsync, and return what was written. The caller renames the file into place.
     pub fn finish(mut self) -> Result<WrittenDataset> {
-        let io = |source| EngineError::Io { path: self.path.clone(), source };
         if let Some(rest) = std::mem::replace(&mut self.chunks, Rechunker::new(self.schema.clone())).finish()? {
-            self.writer.write(&rest)?;
+            self.gather(rest)?;
         }
-        let mut sink = self.writer.into_inner()?;
+        self.write_group()?;
+        let io = |source| EngineError::Io { path: self.path.clone(), source };
+        let mut sink = self.file.into_inner()?;
         sink.flush().map_err(io)?;
         let file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
@@ -229,4 +306,70 @@ pub fn read_dataset_batch(path: &Path) -> Result<RecordBatch> {
     let schema = reader.schema();
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(concat_batches(&Arc::clone(&schema), &batches)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int32Array, Int64Array, StringArray, StructArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+
+    #[test]
+    fn columns_encoded_in_parallel_give_the_bytes_arrow_writer_writes() {
+        // Two full row groups and part of a third, in input batches of uneven sizes; nullable
+        // columns and a struct (two Parquet leaf columns for one field).
+        let pair = Fields::from(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("pair", DataType::Struct(pair.clone()), true),
+        ]));
+        let batch = |start: usize, len: usize| {
+            let ids = start as i64..(start + len) as i64;
+            let text = |i: i64, m: i64| (i % m != 0).then(|| format!("v{}", i % 97));
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(Float64Array::from_iter(ids.clone().map(|i| (i % 7 != 0).then_some(i as f64 * 0.5)))),
+                Arc::new(StringArray::from_iter(ids.clone().map(|i| text(i, 5)))),
+                Arc::new(StructArray::new(
+                    pair.clone(),
+                    vec![
+                        Arc::new(Int32Array::from_iter(ids.clone().map(|i| (i % 3 != 0).then_some(i as i32)))),
+                        Arc::new(StringArray::from_iter(ids.clone().map(|i| text(i, 11)))),
+                    ],
+                    None,
+                )),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        let sizes = [70_001, 100_000, 129_999];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.parquet");
+        let mut writer = DatasetWriter::create(&path, schema.clone()).unwrap();
+        let mut start = 0;
+        for len in sizes {
+            writer.write(batch(start, len)).unwrap();
+            start += len;
+        }
+        let written = writer.finish().unwrap();
+        // `ArrowWriter` fed the same fixed-size chunks.
+        let all = batch(0, start);
+        let mut reference = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut reference, schema.clone(), Some(properties())).unwrap();
+        for offset in (0..start).step_by(WRITE_BATCH_ROWS) {
+            w.write(&all.slice(offset, WRITE_BATCH_ROWS.min(start - offset))).unwrap();
+        }
+        w.close().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes == reference, "{} bytes vs {}", bytes.len(), reference.len());
+        assert_eq!((written.rows, written.size), (300_000, bytes.len() as u64));
+        assert_eq!(written.hash, ContentHash::from_bytes(*blake3::hash(&bytes).as_bytes()));
+        let meta = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let groups: Vec<i64> = meta.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [131_072, 131_072, 37_856]);
+        // And it reads back as written.
+        let back: Vec<RecordBatch> = meta.build().unwrap().collect::<std::result::Result<_, _>>().unwrap();
+        assert_eq!(concat_batches(&schema, &back).unwrap(), all);
+    }
 }
