@@ -360,8 +360,8 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
         }
         StepConfig::Train(train) => {
             let data = ctx.input("input")?.artifact.clone();
-            // An empty input (a drained stream, a filter that kept nothing) has no columns to
-            // check either: say so rather than that the label is missing.
+            // An empty input (a drained stream, a filter that kept nothing): say so, rather
+            // than fail later on a label that an empty stream batch does not even have.
             if data.rows == Some(0) {
                 let kept = train.warm_start.as_ref().map_or(String::new(), |r| format!("; `{r}` stays as it is"));
                 return Err(StepError::Invalid(format!(

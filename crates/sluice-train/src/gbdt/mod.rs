@@ -798,7 +798,19 @@ impl<'a> Booster<'a> {
     }
 
     fn can_split(&self, leaf: &Leaf) -> bool {
-        self.opts.max_depth.is_none_or(|d| leaf.depth < d) && leaf.len as u64 >= 2 * self.opts.split.min_data_in_leaf
+        self.opts.max_depth.is_none_or(|d| leaf.depth < d) && leaf.total.n >= 2 * self.opts.split.min_data_in_leaf
+    }
+
+    /// The rows that sums `sum` over `distinct` rows stand for in split finding. A forest without
+    /// sample weights counts bootstrap draws: each row's hessian is its number of draws, so
+    /// every count from hessian shares is exact, and `min_data_in_leaf` counts draws (ranger's
+    /// `min.node.size`; at scikit-learn's default of 1, the same as distinct rows).
+    fn rows_of(&self, sum: GradSum, distinct: usize) -> u64 {
+        if self.opts.random_forest.is_some() && self.train.weight.is_none() {
+            sum.h.round() as u64
+        } else {
+            distinct as u64
+        }
     }
 
     /// Grow one tree on the rows in `indices`, choosing each split among a random
@@ -814,11 +826,11 @@ impl<'a> Booster<'a> {
         let opts = self.opts;
         let (root_hist, total) = if self.exact(indices.len()) {
             let sum = indices.iter().fold(GradSum::default(), |a, &r| a + GradSum::of(gh[r as usize]));
-            (None, BinStat::new(sum, indices.len() as u64))
+            (None, BinStat::new(sum, self.rows_of(sum, indices.len())))
         } else {
             let hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
             let sum = hist.feature(&self.layout, features[0]).iter().fold(GradSum::default(), |a, b| a + *b);
-            (Some(hist), BinStat::new(sum, indices.len() as u64))
+            (Some(hist), BinStat::new(sum, self.rows_of(sum, indices.len())))
         };
         let mut root = Leaf {
             start: 0,
@@ -953,8 +965,10 @@ impl<'a> Booster<'a> {
                 parent: Some((node, is_left)),
             };
             // The split's row counts were estimates; the partition counted them.
-            let (left_total, right_total) =
-                (BinStat { n: w as u64, ..s.left }, BinStat { n: (len - w) as u64, ..s.right });
+            let (left_total, right_total) = (
+                BinStat { n: self.rows_of(s.left.sum(), w), ..s.left },
+                BinStat { n: self.rows_of(s.right.sum(), len - w), ..s.right },
+            );
             let mut left = child(start, w, left_total, lb, s.left_output, true);
             let mut right = child(start + w, len - w, right_total, rb, s.right_output, false);
             let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));

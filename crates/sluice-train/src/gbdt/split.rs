@@ -79,8 +79,8 @@ pub struct Node<'a> {
     /// Rows per unit of hessian in this leaf.
     rows_per_hessian: f64,
     /// With `y = s.h * rows_per_hessian + 0.5` for a split's left sums `s` (so its estimated
-    /// rows are `y` rounded down): the left side has `min_data_in_leaf` rows iff `y >= min_y`,
-    /// and the right side iff `y < max_y` — the row-count test in floating point, exactly.
+    /// rows are `y` rounded down, at most the leaf's): both sides have `min_data_in_leaf` rows
+    /// iff `min_y <= y < max_y` — the row-count test in floating point, exactly.
     min_y: f64,
     max_y: f64,
     /// No L1 penalty, output clamp or bounds: a side's output is `-g / (h + l2)` and its gain
@@ -162,7 +162,9 @@ pub fn best_split(
 fn numeric(node: &Node, feature: usize, hist: &[GradSum], missing: usize, monotone: i8) -> Option<SplitInfo> {
     let parent = node.parent_gain(0.0);
     let miss = hist[missing];
-    let has_missing = node.count(miss) > 0;
+    // Any hessian at all: missing rows with small hessians must not be taken as absent (their
+    // sums would then be scanned on the right while the rows follow the default direction).
+    let has_missing = miss.h > 0.0;
     let mut best: Option<SplitInfo> = None;
     // `missing_left`: whether `sum` includes the missing bin.
     let mut consider = |sum: GradSum, bin: usize, missing_left: bool| {
@@ -213,7 +215,8 @@ fn categorical(node: &Node, feature: usize, hist: &[GradSum], missing: usize) ->
     let mut best: Option<(f64, Vec<u32>, BinStat, f64, f64)> = None;
     let mut consider = |sum: GradSum, cats: &[usize], l2_extra: f64| {
         if let Some((gain, wl, wr)) = node.score(sum, l2_extra, 0) {
-            let gain = gain - node.parent_gain(l2_extra);
+            // LightGBM scores against the parent without `cat_l2`, so it penalizes set splits.
+            let gain = gain - node.parent_gain(0.0);
             if gain > p.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.0) {
                 let mut set: Vec<u32> = cats.iter().map(|&c| c as u32).collect();
                 set.sort_unstable();
@@ -239,11 +242,20 @@ fn categorical(node: &Node, feature: usize, hist: &[GradSum], missing: usize) ->
         let limit = p.max_cat_threshold.min(order.len().div_ceil(2));
         for direction in [false, true] {
             let seq: Vec<usize> = if direction { order.iter().rev().copied().collect() } else { order.clone() };
-            let (mut acc, mut group) = (GradSum::default(), 0);
+            // Rows are counted per category, as LightGBM's `left_count`.
+            let (mut acc, mut left, mut group) = (GradSum::default(), 0, 0);
             for i in 0..limit.min(seq.len()) {
+                let rows = node.count(hist[seq[i]]);
                 acc = acc + hist[seq[i]];
-                group += node.count(hist[seq[i]]);
-                if node.total.n - node.count(acc) < p.min_data_per_group {
+                left += rows;
+                group += rows;
+                if left < p.min_data_in_leaf || acc.h < p.min_sum_hessian_in_leaf {
+                    continue;
+                }
+                let right = node.total.n.saturating_sub(left);
+                if right < p.min_data_in_leaf.max(p.min_data_per_group)
+                    || node.total.h - acc.h < p.min_sum_hessian_in_leaf
+                {
                     break;
                 }
                 if group < p.min_data_per_group {
