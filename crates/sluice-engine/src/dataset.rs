@@ -74,7 +74,7 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
 /// Row groups are gathered as Arrow batches and their columns encoded in parallel (rayon), one
 /// task per field, then appended in column order: the bytes are those `ArrowWriter` writes
 /// from the same batches, which encodes the columns one after another. That holds while row
-/// groups end by row count alone ([`properties`] sets no byte limit and no content-defined
+/// groups end by row count alone (`properties()` sets no byte limit and no content-defined
 /// chunking, which `ArrowWriter` would apply as it goes).
 pub struct DatasetWriter {
     file: SerializedFileWriter<HashingWriter<BufWriter<File>>>,
