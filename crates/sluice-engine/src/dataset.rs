@@ -80,7 +80,7 @@ pub struct DatasetWriter {
     file: SerializedFileWriter<HashingWriter<BufWriter<File>>>,
     columns: ArrowRowGroupWriterFactory,
     chunks: Rechunker,
-    /// The row group being gathered and its rows.
+    /// The row group being gathered, and its rows so far.
     group: Vec<RecordBatch>,
     group_rows: usize,
     schema: SchemaRef,
@@ -139,12 +139,12 @@ impl DatasetWriter {
         let group = std::mem::take(&mut self.group);
         self.group_rows = 0;
         let mut writers = self.columns.create_column_writers(self.file.flushed_row_groups().len())?.into_iter();
-        // A field has a writer per Parquet leaf column (several for nested types), in order.
-        let mut tasks: Vec<(usize, Vec<ArrowColumnWriter>)> = Vec::with_capacity(self.schema.fields().len());
-        for (i, field) in self.schema.fields().iter().enumerate() {
-            let leaves = compute_leaves(field, group[0].column(i))?.len();
-            tasks.push((i, writers.by_ref().take(leaves).collect()));
-        }
+        // A field has a writer per Parquet leaf column under it (several for nested types), in order.
+        let parquet = self.file.schema_descr();
+        let mut leaves = vec![0usize; self.schema.fields().len()];
+        (0..parquet.num_columns()).for_each(|c| leaves[parquet.get_column_root_idx(c)] += 1);
+        let tasks: Vec<(usize, Vec<ArrowColumnWriter>)> =
+            leaves.iter().enumerate().map(|(i, &n)| (i, writers.by_ref().take(n).collect())).collect();
         let schema = &self.schema;
         let chunks: Vec<Vec<ArrowColumnChunk>> = tasks
             .into_par_iter()

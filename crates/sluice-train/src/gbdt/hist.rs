@@ -5,10 +5,10 @@
 //!
 //! Bins hold no row counts, as in LightGBM: counting would be a third read-modify-write per
 //! feature and row; dropping it made root histograms a third and child histograms a fifth
-//! faster on the 1M x 28 benchmark. Split finding estimates a bin range's rows from its hessian share of the leaf's
-//! exactly known row count ([`super::split::Node`]), which is exact when every row's hessian is
-//! the same (L2, L1, Huber and quantile losses without weights) and for unweighted forests,
-//! whose hessians count bootstrap draws.
+//! faster on the 1M x 28 benchmark. Split finding estimates a bin range's rows from its share
+//! of the leaf's hessian and the leaf's exactly known row count ([`super::split::Node`]): exact
+//! when every row's hessian is the same (L2, L1, Huber and quantile losses without weights) and
+//! for unweighted forests, whose hessians count bootstrap draws.
 
 use std::ops::{Add, Sub};
 

@@ -824,14 +824,14 @@ impl<'a> Booster<'a> {
         node_features: Option<(f64, u64)>,
     ) -> Option<Grown> {
         let opts = self.opts;
-        let (root_hist, total) = if self.exact(indices.len()) {
-            let sum = indices.iter().fold(GradSum::default(), |a, &r| a + GradSum::of(gh[r as usize]));
-            (None, BinStat::new(sum, self.rows_of(sum, indices.len())))
+        let (root_hist, sum) = if self.exact(indices.len()) {
+            (None, indices.iter().fold(GradSum::default(), |a, &r| a + GradSum::of(gh[r as usize])))
         } else {
             let hist = self.phases.time(1, || hist::build(&self.data, &self.layout, indices, gh, features));
             let sum = hist.feature(&self.layout, features[0]).iter().fold(GradSum::default(), |a, b| a + *b);
-            (Some(hist), BinStat::new(sum, self.rows_of(sum, indices.len())))
+            (Some(hist), sum)
         };
+        let total = BinStat::new(sum, self.rows_of(sum, indices.len()));
         let mut root = Leaf {
             start: 0,
             len: indices.len(),
@@ -964,7 +964,8 @@ impl<'a> Booster<'a> {
                 best: None,
                 parent: Some((node, is_left)),
             };
-            // The split's row counts were estimates; the partition counted them.
+            // The split's row counts were estimates: the partition counted the rows (a forest's
+            // draws are its hessian sums).
             let (left_total, right_total) = (
                 BinStat { n: self.rows_of(s.left.sum(), w), ..s.left },
                 BinStat { n: self.rows_of(s.right.sum(), len - w), ..s.right },

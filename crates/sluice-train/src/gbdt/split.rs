@@ -75,7 +75,6 @@ pub struct Node<'a> {
     pub total: BinStat,
     pub bounds: Bounds,
     pub params: &'a SplitParams,
-    sum: GradSum,
     /// Rows per unit of hessian in this leaf.
     rows_per_hessian: f64,
     /// With `y = s.h * rows_per_hessian + 0.5` for a split's left sums `s` (so its estimated
@@ -95,7 +94,7 @@ impl<'a> Node<'a> {
         let (min_y, max_y) =
             if m == 0 { (f64::NEG_INFINITY, f64::INFINITY) } else { (m as f64, total.n as f64 - m as f64 + 1.0) };
         let plain = params.lambda_l1 <= 0.0 && params.max_delta_step <= 0.0 && bounds == Bounds::NONE;
-        Self { total, bounds, params, sum: total.sum(), rows_per_hessian, min_y, max_y, plain }
+        Self { total, bounds, params, rows_per_hessian, min_y, max_y, plain }
     }
 
     /// The rows behind sums `s` of this leaf's rows, estimated from their share of the leaf's
@@ -113,8 +112,8 @@ impl<'a> Node<'a> {
     }
 
     fn parent_gain(&self, l2_extra: f64) -> f64 {
-        let w = self.params.output(self.sum, l2_extra, self.bounds);
-        self.params.gain_of(self.sum, l2_extra, w)
+        let w = self.params.output(self.total.sum(), l2_extra, self.bounds);
+        self.params.gain_of(self.total.sum(), l2_extra, w)
     }
 
     /// Gain and outputs of sending rows with sums `left` left and the rest right, or None if
@@ -122,7 +121,7 @@ impl<'a> Node<'a> {
     #[inline]
     fn score(&self, left: GradSum, l2_extra: f64, monotone: i8) -> Option<(f64, f64, f64)> {
         let p = self.params;
-        let right = self.sum - left;
+        let right = self.total.sum() - left;
         let y = left.h * self.rows_per_hessian + 0.5;
         let admissible = y >= self.min_y
             && y < self.max_y
@@ -212,11 +211,12 @@ fn numeric(node: &Node, feature: usize, hist: &[GradSum], missing: usize, monoto
 fn categorical(node: &Node, feature: usize, hist: &[GradSum], missing: usize) -> Option<SplitInfo> {
     let p = node.params;
     let present: Vec<usize> = (0..missing).filter(|&k| node.count(hist[k]) > 0).collect();
+    // LightGBM scores set splits (with `cat_l2`) against the parent without it: a penalty.
+    let parent = node.parent_gain(0.0);
     let mut best: Option<(f64, Vec<u32>, BinStat, f64, f64)> = None;
     let mut consider = |sum: GradSum, cats: &[usize], l2_extra: f64| {
         if let Some((gain, wl, wr)) = node.score(sum, l2_extra, 0) {
-            // LightGBM scores against the parent without `cat_l2`, so it penalizes set splits.
-            let gain = gain - node.parent_gain(0.0);
+            let gain = gain - parent;
             if gain > p.min_gain_to_split && best.as_ref().is_none_or(|b| gain > b.0) {
                 let mut set: Vec<u32> = cats.iter().map(|&c| c as u32).collect();
                 set.sort_unstable();
