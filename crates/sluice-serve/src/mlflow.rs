@@ -9,9 +9,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
-use crate::convert::{batch_from_columns, outputs};
+use crate::convert::{Data, Tensor, batch_from_columns, outputs};
 use crate::{ApiError, LoadedModel};
 
 pub async fn ping() -> &'static str {
@@ -198,14 +199,50 @@ pub async fn invocations(
     }
     state.metrics.arm(&model.name, routed.arm, model.version);
     let tensors = outputs(&predictions, 0.5);
-    let predictions: Vec<Value> = if tensors.len() == 1 {
-        tensors.into_iter().next().map(|(_, _, v)| v).unwrap_or_default()
-    } else {
-        (0..rows)
-            .map(|i| {
-                Value::Object(tensors.iter().map(|(name, _, values)| (name.to_string(), values[i].clone())).collect())
-            })
-            .collect()
-    };
-    Ok(crate::with_route_headers(Json(json!({ "predictions": predictions })), routed.arm, model.version))
+    Ok(crate::with_route_headers(Json(Answer { predictions: Rows(&tensors) }), routed.arm, model.version))
+}
+
+/// `{"predictions": ...}`: one tensor's values, or a record per row when there are several.
+#[derive(Serialize)]
+struct Answer<'a> {
+    predictions: Rows<'a>,
+}
+
+struct Rows<'a>(&'a [Tensor]);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        if let [only] = self.0 {
+            return only.data.serialize(serializer);
+        }
+        let rows = self.0.first().map_or(0, |t| t.data.len());
+        let mut seq = serializer.serialize_seq(Some(rows))?;
+        for i in 0..rows {
+            seq.serialize_element(&Record(self.0, i))?;
+        }
+        seq.end()
+    }
+}
+
+/// Row `i` of every tensor, as `{name: value, ...}` in the tensors' order.
+struct Record<'a>(&'a [Tensor], usize);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for tensor in self.0 {
+            map.serialize_entry(&tensor.name, &Element(&tensor.data, self.1))?;
+        }
+        map.end()
+    }
+}
+
+struct Element<'a>(&'a Data, usize);
+
+impl Serialize for Element<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.element(self.1, serializer)
+    }
 }

@@ -2,19 +2,21 @@
 //!
 //! Inputs come either one tensor per feature (shape `[n]` or `[n, 1]`, named after the feature)
 //! or as one 2-D tensor `[n, k]` whose columns are the model's inputs in order. Requests using
-//! the binary tensor extension (`Inference-Header-Content-Length`) are decoded; responses are
-//! always JSON, which clients of the extension accept.
+//! the binary tensor extension (`Inference-Header-Content-Length`, `binary_data_size`) are
+//! decoded, and outputs asked for as binary (`binary_data_output` on the request, `binary_data` on
+//! an output — what `tritonclient` asks for by default) follow the JSON header as raw bytes.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::convert::{batch_from_columns, outputs};
+use crate::convert::{Data, batch_from_columns, outputs};
 use crate::{ApiError, LoadedModel};
 
 type AppState = State<Arc<crate::AppState>>;
@@ -106,7 +108,6 @@ struct InferRequest {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     parameters: Option<Value>,
     inputs: Vec<InferInput>,
     #[serde(default)]
@@ -128,6 +129,46 @@ struct InferInput {
 #[derive(Deserialize)]
 struct RequestedOutput {
     name: String,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+/// A boolean parameter of the binary tensor extension, if given; anything but a boolean is a 400.
+fn flag(parameters: Option<&Value>, key: &str, owner: &str) -> Result<Option<bool>, ApiError> {
+    match parameters.and_then(|p| p.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("{owner}: parameter `{key}` must be true or false, got {other}")))
+        }
+    }
+}
+
+/// The response: JSON, or with binary outputs (binary tensor extension) the JSON header followed
+/// by the outputs' bytes, its length in `Inference-Header-Content-Length`.
+#[derive(serde::Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    model_version: String,
+    outputs: Vec<ResponseOutput<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ResponseOutput<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: [usize; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Data>,
+}
+
+#[derive(serde::Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
 }
 
 const DATATYPES: &[&str] = &[
@@ -299,29 +340,71 @@ async fn run_infer(
     }
     state.metrics.arm(&model.name, arm, model.version);
     let mut tensors = outputs(&predictions, 0.5);
+    // Binary outputs: the request's `binary_data_output` for all, an output's `binary_data` for it.
+    let all_binary = flag(request.parameters.as_ref(), "binary_data_output", "request")?.unwrap_or(false);
+    let mut binary = vec![all_binary; tensors.len()];
     if !request.outputs.is_empty() {
+        let mut kept = Vec::with_capacity(request.outputs.len());
+        let mut kept_binary = Vec::with_capacity(request.outputs.len());
         for wanted in &request.outputs {
-            if !tensors.iter().any(|(n, _, _)| *n == wanted.name) {
-                let have: Vec<&str> = tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+            let Some(at) = tensors.iter().position(|t| t.name == wanted.name) else {
+                let have: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
                 return Err(ApiError::bad_request(format!(
                     "unknown output `{}` (outputs: {})",
                     wanted.name,
                     have.join(", ")
                 )));
-            }
+            };
+            let owner = format!("output `{}`", wanted.name);
+            kept.push(at);
+            kept_binary.push(flag(wanted.parameters.as_ref(), "binary_data", &owner)?.unwrap_or(all_binary));
         }
-        tensors.retain(|(n, _, _)| request.outputs.iter().any(|w| w.name == *n));
+        // Outputs keep the model's order, as before; each asked for once.
+        let mut order: Vec<(usize, bool)> = kept.into_iter().zip(kept_binary).collect();
+        order.sort_by_key(|(at, _)| *at);
+        order.dedup_by_key(|(at, _)| *at);
+        let mut all: Vec<Option<crate::convert::Tensor>> = tensors.into_iter().map(Some).collect();
+        tensors = order.iter().filter_map(|(at, _)| all[*at].take()).collect();
+        binary = order.into_iter().map(|(_, b)| b).collect();
     }
-    let outputs: Vec<Value> = tensors
-        .into_iter()
-        .map(|(name, datatype, data)| json!({ "name": name, "datatype": datatype, "shape": [rows], "data": data }))
+    let mut bytes = Vec::new();
+    let outputs = tensors
+        .iter()
+        .zip(&binary)
+        .map(|(t, &binary)| {
+            let parameters = binary.then(|| {
+                let before = bytes.len();
+                t.data.write_binary(&mut bytes);
+                BinarySize { binary_data_size: bytes.len() - before }
+            });
+            ResponseOutput {
+                name: &t.name,
+                datatype: t.data.datatype(),
+                shape: [rows],
+                parameters,
+                data: (!binary).then_some(&t.data),
+            }
+        })
         .collect();
-    let mut response =
-        json!({ "model_name": model.name, "model_version": model.version.to_string(), "outputs": outputs });
-    if let Some(id) = request.id {
-        response["id"] = Value::String(id);
-    }
-    Ok(crate::with_route_headers(Json(response), arm, model.version))
+    let response =
+        InferResponse { model_name: &model.name, model_version: model.version.to_string(), outputs, id: request.id };
+    let mut body =
+        serde_json::to_vec(&response).map_err(|e| ApiError::internal(format!("cannot write the response: {e}")))?;
+    let answer = if binary.contains(&true) {
+        let header_length = body.len();
+        body.extend_from_slice(&bytes);
+        (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (axum::http::HeaderName::from_static("inference-header-content-length"), header_length.to_string()),
+            ],
+            body,
+        )
+            .into_response()
+    } else {
+        ([(axum::http::header::CONTENT_TYPE, "application/json".to_string())], body).into_response()
+    };
+    Ok(crate::with_route_headers(answer, arm, model.version))
 }
 
 pub async fn infer(

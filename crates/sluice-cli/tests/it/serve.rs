@@ -42,6 +42,27 @@ pub(crate) fn start(sb: &Sandbox, models: &[&str]) -> Server {
 
 /// One HTTP/1.1 request; returns (status, content-type, body).
 fn http(server: &Server, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let (status, head, body) = http_head(server, method, path, headers, body);
+    let content_type = header_of(&head, "content-type").unwrap_or_default();
+    (status, content_type, body)
+}
+
+/// A response header's value (`name` in lower case) from a response head.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+    })
+}
+
+/// One HTTP/1.1 request; returns (status, the response head, body).
+fn http_head(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -59,15 +80,11 @@ fn http(server: &Server, method: &str, path: &str, headers: &[(&str, String)], b
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
-        .unwrap_or_default();
     let mut body = response[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    (status, content_type, body)
+    (status, head, body)
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
@@ -314,6 +331,108 @@ fn two_d_tensors_and_binary_extension() {
     let answer: Value = serde_json::from_slice(&bytes).unwrap();
     let got: Vec<f64> = answer["outputs"][0]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!((got[0] - 2.0).abs() < 1e-9 && (got[1] - 5.0).abs() < 1e-9, "{got:?}");
+
+    // Binary outputs: the JSON header says each output's byte size, the raw values follow it.
+    let asked = json!({
+        "parameters": { "binary_data_output": true },
+        "inputs": [{ "name": "input-0", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4] }],
+    });
+    let (status, head, bytes) = http_head(
+        &server,
+        "POST",
+        "/v2/models/lin/infer",
+        &[("Content-Type", "application/json".into())],
+        asked.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(header_of(&head, "content-type").as_deref(), Some("application/octet-stream"), "{head}");
+    let json_length: usize = header_of(&head, "inference-header-content-length").expect(&head).parse().unwrap();
+    let answer: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    assert_eq!(
+        answer["outputs"],
+        json!([{ "name": "prediction", "datatype": "FP64", "shape": [2], "parameters": { "binary_data_size": 16 } }])
+    );
+    let raw = &bytes[json_length..];
+    assert_eq!(raw.len(), 16);
+    let got: Vec<f64> = raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert!((got[0] - 2.0).abs() < 1e-9 && (got[1] - 5.0).abs() < 1e-9, "{got:?}");
+    // An output's own `binary_data: false` wins over the request's default; a non-boolean is a 400.
+    let mut json_out = asked.clone();
+    json_out["outputs"] = json!([{ "name": "prediction", "parameters": { "binary_data": false } }]);
+    let (status, head, bytes) = http_head(
+        &server,
+        "POST",
+        "/v2/models/lin/infer",
+        &[("Content-Type", "application/json".into())],
+        json_out.to_string().as_bytes(),
+    );
+    assert_eq!((status, header_of(&head, "inference-header-content-length")), (200, None));
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(answer["outputs"][0]["data"].as_array().map(Vec::len), Some(2), "{answer}");
+    let mut bad = asked;
+    bad["parameters"]["binary_data_output"] = json!("yes");
+    let (status, answer) = post_json(&server, "/v2/models/lin/infer", &bad);
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "request: parameter `binary_data_output` must be true or false, got \"yes\"");
+}
+
+/// The standard KServe V2 client, `tritonclient.http`, unmodified: it sends numbers and text as
+/// binary tensors and, asked for no particular output, wants every output back as binary data.
+#[test]
+fn tritonclient_scores_like_predict() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let input = sb.path().join("rows.csv");
+    let two_rows: String = ROWS.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, &two_rows).unwrap();
+    let scored = sb.predict_csv("adult-income@champion", &input, &sb.path().join("scored.csv"));
+    let expected: Vec<f64> = scored
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[cells.len() - 2].parse().unwrap()
+        })
+        .collect();
+    let server = start(&sb, &["adult-income@champion"]);
+    let script = r#"
+import csv, json, sys
+import numpy as np
+import tritonclient.http as httpclient
+
+rows = list(csv.DictReader(open(sys.argv[2])))
+client = httpclient.InferenceServerClient(url=sys.argv[1])
+inputs = []
+for name in rows[0]:
+    values = [r[name] for r in rows]
+    try:
+        array = np.array([float(v) for v in values], dtype=np.float64)
+        tensor = httpclient.InferInput(name, [len(rows)], "FP64")
+    except ValueError:
+        array = np.array([v.encode() for v in values], dtype=np.object_)
+        tensor = httpclient.InferInput(name, [len(rows)], "BYTES")
+    tensor.set_data_from_numpy(array)  # binary_data=True by default
+    inputs.append(tensor)
+binary = client.infer("adult-income", inputs)  # no outputs named: all come back binary
+as_json = client.infer("adult-income", inputs, outputs=[httpclient.InferRequestedOutput("probability", binary_data=False)])
+print(json.dumps({
+    "binary_outputs": [o["name"] for o in binary.get_response()["outputs"] if "binary_data_size" in o.get("parameters", {})],
+    "probability": binary.as_numpy("probability").tolist(),
+    "prediction": binary.as_numpy("prediction").tolist(),
+    "json_probability": as_json.as_numpy("probability").tolist(),
+}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &server.addr, input.to_str().unwrap()])
+        .output()
+        .expect("python3 with tritonclient (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["binary_outputs"], json!(["probability", "prediction"]), "{got}");
+    assert_eq!(got["probability"], json!(expected), "binary FP64 must be `sluice predict`'s scores exactly");
+    assert_eq!(got["json_probability"], json!(expected));
+    let labels: Vec<bool> = expected.iter().map(|p| *p >= 0.5).collect();
+    assert_eq!(got["prediction"], json!(labels));
 }
 
 fn v2_request() -> Value {
