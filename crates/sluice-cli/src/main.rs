@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc rather than the system allocator (as datafusion-cli and Polars ship): on one-row
+// serving requests glibc malloc took a third of the server's CPU, much of it consolidating
+// chunks that other threads had freed (ARCHITECTURE.md, "mimalloc").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sluice: scalable ML pipelines — from raw data to a registered, served model.
 #[derive(Parser)]
 #[command(name = "sluice", version, about, propagate_version = true)]

@@ -182,11 +182,18 @@ fn numeric(name: &str, array: &ArrayRef) -> Result<ArrayRef> {
     if !castable {
         return Err(err());
     }
+    // Already the type (a served request, a Parquet column of doubles): no copy of its data.
+    if *dt == DataType::Float64 {
+        return Ok(array.clone());
+    }
     let options = CastOptions { safe: false, ..Default::default() };
     cast_with_options(array, &DataType::Float64, &options).map_err(|_| err())
 }
 
 fn text(name: &str, array: &ArrayRef) -> Result<ArrayRef> {
+    if *array.data_type() == DataType::Utf8 {
+        return Ok(array.clone());
+    }
     let options = CastOptions { safe: false, ..Default::default() };
     cast_with_options(array, &DataType::Utf8, &options).map_err(|_| ModelError::ColumnType {
         column: name.to_string(),

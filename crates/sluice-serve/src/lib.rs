@@ -16,6 +16,7 @@
 //! ```
 
 mod batcher;
+mod columns;
 mod convert;
 mod error;
 mod live;
@@ -110,10 +111,9 @@ impl AppState {
     /// Keep a request's rows for monitoring before they are scored (`None` when nothing
     /// observes): its id, and whether the prediction log samples it.
     pub(crate) fn observe(&self, given_id: Option<String>, batch: &arrow_array::RecordBatch) -> Option<Observation> {
-        self.observing().then(|| Observation {
-            batch: batch.clone(),
-            request_id: self.request_id(given_id),
-            logged: self.log.as_ref().is_some_and(|l| l.sample()),
+        self.observing().then(|| {
+            let logged = self.log.as_ref().is_some_and(|l| l.sample());
+            Observation { batch: batch.clone(), request_id: logged.then(|| self.request_id(given_id)) }
         })
     }
 
@@ -127,17 +127,11 @@ impl AppState {
         observed: Observation,
         predictions: &sluice_model::Predictions,
     ) {
-        let Observation { batch, request_id, logged } = observed;
+        let Observation { batch, request_id } = observed;
         if let Some(live) = &self.live {
-            live.offer(live::Item {
-                model: model.name.clone(),
-                record: model.record.clone(),
-                predictor: model.predictor.clone(),
-                batch: batch.clone(),
-                predictions: predictions.clone(),
-            });
+            live.offer(model, &batch, predictions);
         }
-        if logged && let Some(log) = &self.log {
+        if let (Some(request_id), Some(log)) = (request_id, &self.log) {
             log.push_scored(model, arm, request_id, &batch, predictions);
         }
     }
@@ -230,15 +224,14 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
 /// A request's rows kept for monitoring ([`AppState::observe`]).
 pub(crate) struct Observation {
     batch: arrow_array::RecordBatch,
-    request_id: String,
-    /// Sampled by the prediction log.
-    logged: bool,
+    /// The id the prediction log records the request under; `None` when it is not sampled.
+    request_id: Option<String>,
 }
 
 impl Observation {
     /// The request id under which a sampled request is logged (its shadow's rows too).
     pub(crate) fn logged_as(&self) -> Option<String> {
-        self.logged.then(|| self.request_id.clone())
+        self.request_id.clone()
     }
 }
 

@@ -1,9 +1,12 @@
 //! Live drift: the server keeps sketches (mergeable profiles) of recent inputs and predictions
 //! per model and, every interval, compares them with the model's reference profile (its
 //! training data and predictions, `sluice_monitor::reference`), exporting the scores as
-//! Prometheus gauges. The request path only `try_send`s the request's batch and predictions onto
-//! a bounded queue; joining them, profiling and drift tests run on a thread of their own, and a
-//! full queue drops (and counts) the batch rather than slowing requests.
+//! Prometheus gauges. The request path only copies the request's values and predictions into its
+//! model version's row buffers (a few appends under a short lock: no allocation per request and
+//! no hand-off to another thread); a thread of its own takes the buffered rows every [`PAUSE`],
+//! profiles them as one batch and runs the drift tests. A buffer the thread has not emptied in
+//! time stops taking requests at [`MAX_PENDING_ROWS`] (they are counted as dropped) rather than
+//! slowing requests or growing without bound.
 //!
 //! "Recent" is the last one to two intervals: each interval's profile is merged with the one
 //! before it, so a score always rests on at least one full interval of traffic.
@@ -11,16 +14,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use sluice_model::{Predictions, Predictor};
 use sluice_profile::drift::{ColumnDrift, drift};
 use sluice_profile::{Profile, Profiler};
 use sluice_store::{ArtifactStore, ModelVersion};
 
+use crate::LoadedModel;
+use crate::columns::Builder;
 use crate::metrics::{escape, header};
 
 #[derive(Clone, Debug)]
@@ -37,13 +42,11 @@ impl Default for DriftOptions {
     }
 }
 
-pub(crate) struct Item {
-    pub model: String,
-    pub record: Arc<ModelVersion>,
-    pub predictor: Arc<Predictor>,
-    pub batch: RecordBatch,
-    pub predictions: Predictions,
-}
+/// How often the drift thread takes the buffered rows and profiles them.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// Rows a version's buffer holds at most (about 25 MB of Adult rows) before it drops requests.
+const MAX_PENDING_ROWS: usize = 1 << 18;
 
 /// The last published scores of one model.
 #[derive(Default)]
@@ -55,9 +58,72 @@ pub(crate) struct Published {
 }
 
 pub(crate) struct LiveDrift {
-    tx: SyncSender<Item>,
+    pending: Mutex<Vec<Pending>>,
     pub dropped: AtomicU64,
-    published: Arc<RwLock<BTreeMap<String, Published>>>,
+    published: RwLock<BTreeMap<String, Published>>,
+}
+
+/// One model version's rows since the drift thread last took them.
+struct Pending {
+    record: Arc<ModelVersion>,
+    predictor: Arc<Predictor>,
+    /// The request batches' schema; a request with another one is not kept.
+    schema: SchemaRef,
+    columns: Vec<Builder>,
+    /// The predictions' task and classes (from the first request) with the scores and
+    /// probabilities of the buffered rows.
+    predictions: Predictions,
+    rows: usize,
+    /// No rows are kept: the version has no reference, or inputs of a type not buffered.
+    off: bool,
+}
+
+impl Pending {
+    fn new(model: &LoadedModel, schema: SchemaRef, predictions: &Predictions) -> Self {
+        let columns: Option<Vec<Builder>> = schema.fields().iter().map(|f| Builder::for_type(f.data_type())).collect();
+        let predictions = Predictions { scores: Vec::new(), probabilities: Vec::new(), ..predictions.clone() };
+        Self {
+            record: model.record.clone(),
+            predictor: model.predictor.clone(),
+            schema,
+            off: columns.is_none(),
+            columns: columns.unwrap_or_default(),
+            predictions,
+            rows: 0,
+        }
+    }
+
+    /// Append a request's rows and predictions; `false` (and nothing appended) if they do not fit.
+    fn append(&mut self, batch: &RecordBatch, predictions: &Predictions) -> bool {
+        let fits = self.rows + batch.num_rows() <= MAX_PENDING_ROWS
+            && (Arc::ptr_eq(&self.schema, &batch.schema()) || *self.schema == *batch.schema())
+            && predictions.classes.len() == self.predictions.classes.len()
+            && self.columns.iter().zip(batch.columns()).all(|(b, a)| b.fits(a));
+        if !fits {
+            return false;
+        }
+        for (builder, array) in self.columns.iter_mut().zip(batch.columns()) {
+            builder.extend(array);
+        }
+        self.predictions.scores.extend_from_slice(&predictions.scores);
+        self.predictions.probabilities.extend_from_slice(&predictions.probabilities);
+        self.rows += batch.num_rows();
+        true
+    }
+
+    /// The buffered rows as a batch with their predictions, leaving the buffer empty.
+    fn take(&mut self) -> Option<(RecordBatch, Predictions)> {
+        if self.rows == 0 {
+            return None;
+        }
+        let fresh = self.columns.iter().map(Builder::empty_like).collect();
+        let columns = std::mem::replace(&mut self.columns, fresh);
+        let empty = Predictions { scores: Vec::new(), probabilities: Vec::new(), ..self.predictions.clone() };
+        let predictions = std::mem::replace(&mut self.predictions, empty);
+        self.rows = 0;
+        let arrays = columns.into_iter().map(Builder::finish).collect::<Option<Vec<_>>>()?;
+        RecordBatch::try_new(self.schema.clone(), arrays).ok().map(|b| (b, predictions))
+    }
 }
 
 /// One model version's sketches.
@@ -70,22 +136,54 @@ struct Tracked {
     previous: Option<Profile>,
 }
 
+impl Tracked {
+    /// Profile taken rows: their predictions appended, the monitored columns projected.
+    fn profile(&mut self, batch: &RecordBatch, predictions: &Predictions) {
+        let Some((_, columns)) = &self.reference else { return };
+        let scored = Predictor::append(batch, predictions, sluice_monitor::reference::LOG_THRESHOLD);
+        let Ok(batch) = scored
+            .map_err(|e| e.to_string())
+            .and_then(|b| sluice_monitor::reference::project(&b, columns).map_err(|e| e.to_string()))
+        else {
+            return;
+        };
+        let profiler = self.current.get_or_insert_with(|| Profiler::new(batch.schema()));
+        if profiler.schema() == &batch.schema() {
+            let _ = profiler.update(&batch);
+        }
+    }
+}
+
 impl LiveDrift {
     pub fn start(artifacts: ArtifactStore, options: DriftOptions) -> Option<Arc<Self>> {
         let every = options.every?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(256);
-        let published = Arc::new(RwLock::new(BTreeMap::new()));
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let out = published.clone();
+        let live = Arc::new(Self {
+            pending: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            published: RwLock::new(BTreeMap::new()),
+        });
+        // The thread holds the server's drift state weakly: it ends with the server.
+        let weak = Arc::downgrade(&live);
         std::thread::Builder::new()
             .name("sluice-drift".into())
-            .spawn(move || run(rx, artifacts, runtime, every, options.min_rows, out))
+            .spawn(move || run(weak, artifacts, runtime, every, options.min_rows))
             .ok()?;
-        Some(Arc::new(Self { tx, dropped: AtomicU64::new(0), published }))
+        Some(live)
     }
 
-    pub fn offer(&self, item: Item) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(item) {
+    /// Keep a scored request's rows for the next profile. Never waits for the drift thread.
+    pub fn offer(&self, model: &LoadedModel, batch: &RecordBatch, predictions: &Predictions) {
+        let Ok(mut pending) = self.pending.lock() else { return };
+        let at = match pending.iter().position(|p| p.record.version == model.version && p.record.name == model.name) {
+            Some(at) => at,
+            None => {
+                pending.push(Pending::new(model, batch.schema(), predictions));
+                pending.len() - 1
+            }
+        };
+        let p = &mut pending[at];
+        if !p.off && !p.append(batch, predictions) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -148,91 +246,92 @@ impl LiveDrift {
 }
 
 fn run(
-    rx: Receiver<Item>,
+    live: Weak<LiveDrift>,
     artifacts: ArtifactStore,
     runtime: tokio::runtime::Handle,
     every: Duration,
     min_rows: u64,
-    published: Arc<RwLock<BTreeMap<String, Published>>>,
 ) {
     // By name and version: under a canary, two versions of one name take turns answering, and
     // each keeps its own reference and sketches.
     let mut tracked: BTreeMap<(String, u32), Tracked> = BTreeMap::new();
     let mut next = Instant::now() + every;
     loop {
-        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Ok(item) => {
-                let version = item.record.version;
-                let t = tracked.entry((item.model.clone(), version)).or_insert_with(|| {
-                    // A new version (or the first request): its own reference, fresh sketches.
-                    let reference = runtime.block_on(sluice_monitor::reference::model_reference(
-                        &artifacts,
-                        &item.record,
-                        &item.predictor,
-                    ));
-                    if let Err(e) = &reference {
-                        eprintln!("live drift for {} version {version} is off: {e}", item.model);
-                    }
-                    let columns = sluice_monitor::reference::monitored_columns(item.predictor.artifact());
-                    Tracked { reference: reference.ok().map(|r| (r, columns)), ..Tracked::default() }
-                });
-                let Some((_, columns)) = &t.reference else { continue };
-                let scored =
-                    Predictor::append(&item.batch, &item.predictions, sluice_monitor::reference::LOG_THRESHOLD);
-                let Ok(batch) = scored
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| sluice_monitor::reference::project(&b, columns).map_err(|e| e.to_string()))
-                else {
-                    continue;
-                };
-                let profiler = t.current.get_or_insert_with(|| Profiler::new(batch.schema()));
-                if profiler.schema() == &batch.schema() {
-                    let _ = profiler.update(&batch);
-                }
+        std::thread::sleep(PAUSE.min(next.saturating_duration_since(Instant::now())));
+        let Some(live) = live.upgrade() else { return };
+        // Take every version's rows under the lock (moving buffers, not copying); profile after.
+        let taken: Vec<_> = match live.pending.lock() {
+            Ok(mut pending) => {
+                pending.iter_mut().filter_map(|p| Some((p.record.clone(), p.predictor.clone(), p.take()?))).collect()
             }
-            Err(RecvTimeoutError::Timeout) => {
-                next = Instant::now() + every;
-                // Per model name, the version with the most recent rows is published (the one
-                // answering most traffic; `sluice_drift_window_rows` names it).
-                let mut fresh: BTreeMap<String, Published> = BTreeMap::new();
-                let mut idle = Vec::new();
-                for ((model, version), t) in &mut tracked {
-                    let Some((reference, _)) = &t.reference else { continue };
-                    // The last one to two intervals: the previous one merged with this one.
-                    let current = t.current.take().map(Profiler::finish);
-                    let recent = match (t.previous.take(), &current) {
-                        (Some(mut p), Some(c)) => {
-                            let _ = p.merge(c);
-                            p
-                        }
-                        (Some(p), None) => p,
-                        (None, Some(c)) => c.clone(),
-                        (None, None) => {
-                            idle.push((model.clone(), *version));
-                            continue;
-                        }
-                    };
-                    t.previous = current;
-                    if recent.rows < min_rows || fresh.get(model).is_some_and(|p| p.rows >= recent.rows) {
-                        continue;
-                    }
-                    let updated = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    let columns = drift(reference, &recent);
-                    fresh.insert(model.clone(), Published { version: *version, rows: recent.rows, updated, columns });
-                }
-                // A version no longer answering, once a newer one of its model is tracked.
-                for (model, version) in idle {
-                    if tracked.keys().any(|(m, v)| *m == model && *v > version) {
-                        tracked.remove(&(model, version));
+            Err(_) => return,
+        };
+        for (record, predictor, (batch, predictions)) in taken {
+            let t = tracked.entry((record.name.clone(), record.version)).or_insert_with(|| {
+                // A new version (or the first request): its own reference, fresh sketches.
+                let reference =
+                    runtime.block_on(sluice_monitor::reference::model_reference(&artifacts, &record, &predictor));
+                if let Err(e) = &reference {
+                    eprintln!("live drift for {} version {} is off: {e}", record.name, record.version);
+                    if let Ok(mut pending) = live.pending.lock() {
+                        pending.iter_mut().filter(|p| Arc::ptr_eq(&p.record, &record)).for_each(|p| p.off = true);
                     }
                 }
-                if let Ok(mut p) = published.write() {
-                    p.extend(fresh);
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+                let columns = sluice_monitor::reference::monitored_columns(predictor.artifact());
+                Tracked { reference: reference.ok().map(|r| (r, columns)), ..Tracked::default() }
+            });
+            t.profile(&batch, &predictions);
         }
+        if Instant::now() >= next {
+            next = Instant::now() + every;
+            publish(&live, &mut tracked, min_rows);
+        }
+    }
+}
+
+/// Score each tracked version's last one to two intervals against its reference and publish,
+/// per model name, the version with the most recent rows.
+fn publish(live: &LiveDrift, tracked: &mut BTreeMap<(String, u32), Tracked>, min_rows: u64) {
+    // Per model name, the version with the most recent rows is published (the one answering
+    // most traffic; `sluice_drift_window_rows` names it).
+    let mut fresh: BTreeMap<String, Published> = BTreeMap::new();
+    let mut idle = Vec::new();
+    for ((model, version), t) in tracked.iter_mut() {
+        let Some((reference, _)) = &t.reference else { continue };
+        // The last one to two intervals: the previous one merged with this one.
+        let current = t.current.take().map(Profiler::finish);
+        let recent = match (t.previous.take(), &current) {
+            (Some(mut p), Some(c)) => {
+                let _ = p.merge(c);
+                p
+            }
+            (Some(p), None) => p,
+            (None, Some(c)) => c.clone(),
+            (None, None) => {
+                idle.push((model.clone(), *version));
+                continue;
+            }
+        };
+        t.previous = current;
+        if recent.rows < min_rows || fresh.get(model).is_some_and(|p| p.rows >= recent.rows) {
+            continue;
+        }
+        let updated =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let columns = drift(reference, &recent);
+        fresh.insert(model.clone(), Published { version: *version, rows: recent.rows, updated, columns });
+    }
+    // A version no longer answering, once a newer one of its model is tracked: forget it and
+    // its (empty) buffer.
+    for (model, version) in idle {
+        if tracked.keys().any(|(m, v)| *m == model && *v > version) {
+            tracked.remove(&(model.clone(), version));
+            if let Ok(mut pending) = live.pending.lock() {
+                pending.retain(|p| p.rows > 0 || p.record.name != model || p.record.version != version);
+            }
+        }
+    }
+    if let Ok(mut p) = live.published.write() {
+        p.extend(fresh);
     }
 }

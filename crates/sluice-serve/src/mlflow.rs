@@ -12,6 +12,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use arrow_array::RecordBatch;
+use sluice_model::ModelArtifact;
+
 use crate::convert::{Data, Tensor, batch_from_columns, outputs};
 use crate::{ApiError, LoadedModel};
 
@@ -64,7 +67,21 @@ fn rows_to_columns(names: &[String], rows: &[Value], what: &str) -> Result<Vec<(
     Ok(columns)
 }
 
-fn columns_from_json(model: &LoadedModel, body: &Bytes) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+/// The batch of a JSON body: typed straight from the JSON when it is one of the common layouts
+/// and all is well ([`crate::columns`]), else through the general path, which names any problem.
+pub(crate) fn json_batch(model: &LoadedModel, body: &[u8]) -> Result<RecordBatch, ApiError> {
+    if let Some(batch) = crate::columns::mlflow_batch(&model.inputs, body) {
+        return Ok(batch);
+    }
+    general_batch(model.predictor.artifact(), body)
+}
+
+/// A JSON body through a tree of values: any layout, and errors that name the field.
+pub(crate) fn general_batch(model: &ModelArtifact, body: &[u8]) -> Result<RecordBatch, ApiError> {
+    batch_from_columns(model, columns_from_json(model, body)?)
+}
+
+fn columns_from_json(model: &ModelArtifact, body: &[u8]) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     let Value::Object(mut top) = value else {
         return Err(ApiError::bad_request(format!("expected a JSON object with one of {LAYOUTS}")));
@@ -74,7 +91,7 @@ fn columns_from_json(model: &LoadedModel, body: &Bytes) -> Result<Vec<(String, V
         return Err(ApiError::bad_request(format!("expected exactly one of {LAYOUTS}, got keys {keys:?}")));
     };
     let payload = top.remove(key).unwrap_or(Value::Null);
-    let feature_names = || model.predictor.artifact().inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    let feature_names = || model.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
     match (key.as_str(), payload) {
         ("dataframe_split", Value::Object(mut split)) => {
             let columns: Vec<String> = match split.remove("columns") {
@@ -178,7 +195,7 @@ pub async fn invocations(
     let model = &*routed.answer;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let batch = if content_type.starts_with("application/json") {
-        batch_from_columns(model.predictor.artifact(), columns_from_json(model, &body)?)?
+        json_batch(model, &body)?
     } else if content_type.starts_with("text/csv") {
         batch_from_csv(model, &body)?
     } else {

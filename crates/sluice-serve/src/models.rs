@@ -33,6 +33,8 @@ pub struct LoadedModel {
     pub name: String,
     pub version: u32,
     pub predictor: Arc<Predictor>,
+    /// The schema of its request batches.
+    pub(crate) inputs: Arc<crate::columns::Inputs>,
     pub(crate) batcher: crate::batcher::Batcher,
     /// The registry's record of this version (its training data is the drift reference).
     pub(crate) record: Arc<sluice_store::ModelVersion>,
@@ -133,7 +135,8 @@ impl Registry {
         let label = name.clone();
         let on_batch: crate::batcher::OnBatch = Arc::new(move |rows| metrics.scored(&label, rows));
         let batcher = crate::batcher::Batcher::start(predictor.clone(), self.batching, on_batch);
-        Ok(LoadedModel { name, version: version.version, predictor, batcher, record: Arc::new(version) })
+        let inputs = Arc::new(crate::columns::Inputs::of(predictor.artifact()));
+        Ok(LoadedModel { name, version: version.version, predictor, inputs, batcher, record: Arc::new(version) })
     }
 }
 
