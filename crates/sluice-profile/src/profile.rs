@@ -361,15 +361,9 @@ impl Profiler {
         Self { schema, kinds, states, rows: 0 }
     }
 
+    /// Add a batch's rows, its columns profiled in parallel.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
-        if batch.num_columns() != self.kinds.len() {
-            return Err(ProfileError::Mismatch(format!(
-                "batch has {} columns, profile {}",
-                batch.num_columns(),
-                self.kinds.len()
-            )));
-        }
-        self.rows += batch.num_rows() as u64;
+        self.check(batch)?;
         let columns: Vec<&ArrayRef> = batch.columns().iter().collect();
         self.states
             .par_iter_mut()
@@ -381,6 +375,34 @@ impl Profiler {
                     .update(*kind, array)
                     .map_err(|message| ProfileError::Column { column: field.name().clone(), message })
             })
+    }
+
+    /// [`update`](Self::update) on the calling thread alone (the same result), for a thread that
+    /// must not wake the shared rayon pool — such as a server's background thread, where the
+    /// pool's idle spinning would take CPU from the requests.
+    pub fn update_serial(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
+        self.check(batch)?;
+        for (((state, kind), array), field) in
+            self.states.iter_mut().zip(&self.kinds).zip(batch.columns()).zip(self.schema.fields())
+        {
+            state
+                .update(*kind, array)
+                .map_err(|message| ProfileError::Column { column: field.name().clone(), message })?;
+        }
+        Ok(())
+    }
+
+    /// The batch has the profile's columns; count its rows.
+    fn check(&mut self, batch: &RecordBatch) -> Result<(), ProfileError> {
+        if batch.num_columns() != self.kinds.len() {
+            return Err(ProfileError::Mismatch(format!(
+                "batch has {} columns, profile {}",
+                batch.num_columns(),
+                self.kinds.len()
+            )));
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
     }
 
     pub fn finish(self) -> Profile {

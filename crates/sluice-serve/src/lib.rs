@@ -155,20 +155,6 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/v2/health/live" | "/v2/health/ready" | "/ping" | "/metrics" | "/openapi.json")
 }
 
-/// Count and time every request by its route pattern (not its raw path: bounded label values).
-async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let started = std::time::Instant::now();
-    state.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let response = next.run(request).await;
-    state.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    state.metrics.request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
-}
-
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let versions: Vec<(String, u32)> =
         state.models.models.iter().map(|(n, s)| (n.clone(), s.current().version)).collect();
@@ -182,14 +168,26 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 
-async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
+/// Every request: counted and timed by its route pattern (not its raw path: bounded label
+/// values), the bearer token checked, load shed when full, the time limit applied.
+async fn gate(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let started = std::time::Instant::now();
+    state.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let response = guard(&state, request, next).await;
+    state.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    state.metrics.request(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn guard(state: &AppState, request: Request, next: Next) -> Response {
+    let probe = is_probe(request.uri().path());
     if let Some(token) = &state.options.token
-        && !is_probe(&path)
+        && !probe
     {
-        let expected = format!("Bearer {token}");
         let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
+        if given.and_then(|g| g.strip_prefix("Bearer ")) != Some(token.as_str()) {
             let mut response =
                 ApiError { status: StatusCode::UNAUTHORIZED, message: "missing or wrong bearer token".into() }
                     .into_response();
@@ -197,7 +195,7 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
             return response;
         }
     }
-    if is_probe(&path) {
+    if probe {
         return next.run(request).await;
     }
     // Load shedding: a full server answers at once rather than queueing without bound.
@@ -262,9 +260,7 @@ pub(crate) fn shadow(
 pub(crate) fn with_route_headers(body: impl IntoResponse, arm: &'static str, version: u32) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert("x-sluice-arm", HeaderValue::from_static(arm));
-    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
-        response.headers_mut().insert("x-sluice-model-version", v);
-    }
+    response.headers_mut().insert("x-sluice-model-version", HeaderValue::from(version));
     response
 }
 
@@ -293,8 +289,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .fallback(error::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), guard))
-        .layer(middleware::from_fn_with_state(state.clone(), measure))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
         .with_state(state)
 }

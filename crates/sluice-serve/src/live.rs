@@ -42,6 +42,17 @@ impl Default for DriftOptions {
     }
 }
 
+const SHARDS: usize = 8;
+
+/// This thread's shard of the row buffers.
+fn shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    }
+    SHARD.with(|s| *s)
+}
+
 /// How often the drift thread takes the buffered rows and profiles them.
 const PAUSE: Duration = Duration::from_millis(50);
 
@@ -58,7 +69,9 @@ pub(crate) struct Published {
 }
 
 pub(crate) struct LiveDrift {
-    pending: Mutex<Vec<Pending>>,
+    /// Row buffers in shards, a request thread always using the same one, so that concurrent
+    /// requests rarely wait for each other's appends.
+    pending: [Mutex<Vec<Pending>>; SHARDS],
     pub dropped: AtomicU64,
     published: RwLock<BTreeMap<String, Published>>,
 }
@@ -149,7 +162,7 @@ impl Tracked {
         };
         let profiler = self.current.get_or_insert_with(|| Profiler::new(batch.schema()));
         if profiler.schema() == &batch.schema() {
-            let _ = profiler.update(&batch);
+            let _ = profiler.update_serial(&batch);
         }
     }
 }
@@ -159,7 +172,7 @@ impl LiveDrift {
         let every = options.every?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let live = Arc::new(Self {
-            pending: Mutex::new(Vec::new()),
+            pending: Default::default(),
             dropped: AtomicU64::new(0),
             published: RwLock::new(BTreeMap::new()),
         });
@@ -174,7 +187,7 @@ impl LiveDrift {
 
     /// Keep a scored request's rows for the next profile. Never waits for the drift thread.
     pub fn offer(&self, model: &LoadedModel, batch: &RecordBatch, predictions: &Predictions) {
-        let Ok(mut pending) = self.pending.lock() else { return };
+        let Ok(mut pending) = self.pending[shard()].lock() else { return };
         let at = match pending.iter().position(|p| p.record.version == model.version && p.record.name == model.name) {
             Some(at) => at,
             None => {
@@ -260,12 +273,11 @@ fn run(
         std::thread::sleep(PAUSE.min(next.saturating_duration_since(Instant::now())));
         let Some(live) = live.upgrade() else { return };
         // Take every version's rows under the lock (moving buffers, not copying); profile after.
-        let taken: Vec<_> = match live.pending.lock() {
-            Ok(mut pending) => {
-                pending.iter_mut().filter_map(|p| Some((p.record.clone(), p.predictor.clone(), p.take()?))).collect()
-            }
-            Err(_) => return,
-        };
+        let mut taken = Vec::new();
+        for shard in &live.pending {
+            let Ok(mut pending) = shard.lock() else { return };
+            taken.extend(pending.iter_mut().filter_map(|p| Some((p.record.clone(), p.predictor.clone(), p.take()?))));
+        }
         for (record, predictor, (batch, predictions)) in taken {
             let t = tracked.entry((record.name.clone(), record.version)).or_insert_with(|| {
                 // A new version (or the first request): its own reference, fresh sketches.
@@ -273,8 +285,10 @@ fn run(
                     runtime.block_on(sluice_monitor::reference::model_reference(&artifacts, &record, &predictor));
                 if let Err(e) = &reference {
                     eprintln!("live drift for {} version {} is off: {e}", record.name, record.version);
-                    if let Ok(mut pending) = live.pending.lock() {
-                        pending.iter_mut().filter(|p| Arc::ptr_eq(&p.record, &record)).for_each(|p| p.off = true);
+                    for shard in &live.pending {
+                        if let Ok(mut pending) = shard.lock() {
+                            pending.iter_mut().filter(|p| Arc::ptr_eq(&p.record, &record)).for_each(|p| p.off = true);
+                        }
                     }
                 }
                 let columns = sluice_monitor::reference::monitored_columns(predictor.artifact());
@@ -326,8 +340,10 @@ fn publish(live: &LiveDrift, tracked: &mut BTreeMap<(String, u32), Tracked>, min
     for (model, version) in idle {
         if tracked.keys().any(|(m, v)| *m == model && *v > version) {
             tracked.remove(&(model.clone(), version));
-            if let Ok(mut pending) = live.pending.lock() {
-                pending.retain(|p| p.rows > 0 || p.record.name != model || p.record.version != version);
+            for shard in &live.pending {
+                if let Ok(mut pending) = shard.lock() {
+                    pending.retain(|p| p.rows > 0 || p.record.name != model || p.record.version != version);
+                }
             }
         }
     }

@@ -104,6 +104,24 @@ fn sorted_values(batches: &[RecordBatch], name: &str) -> Vec<f64> {
     v
 }
 
+/// Profiling on the calling thread alone gives the parallel profile exactly.
+#[test]
+fn serial_and_parallel_updates_agree() {
+    let (batches, _) = adult();
+    let (mut parallel, mut serial) = (Profiler::new(batches[0].schema()), Profiler::new(batches[0].schema()));
+    for b in &batches {
+        parallel.update(b).unwrap();
+        serial.update_serial(b).unwrap();
+    }
+    assert_eq!(parallel.finish(), serial.finish());
+    let narrower = RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(vec![batches[0].schema().field(0).clone()])),
+        vec![batches[0].column(0).clone()],
+    )
+    .unwrap();
+    assert!(Profiler::new(batches[0].schema()).update_serial(&narrower).is_err());
+}
+
 #[test]
 fn partition_profiles_merge_to_the_whole_and_round_trip() {
     let (batches, _) = adult();
