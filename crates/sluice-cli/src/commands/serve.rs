@@ -60,8 +60,8 @@ pub struct Args {
     /// Micro-batching: most rows scored in one call across concurrent requests.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_rows: usize,
-    /// Micro-batching: how long a request may wait for others to join its batch (0: never wait;
-    /// requests coalesce only when they would have queued anyway).
+    /// Micro-batching: how long a request may wait for others to join its batch (0: no
+    /// batching; each request is scored in its own task as it arrives).
     #[arg(long, default_value_t = 0.0)]
     pub max_batch_wait_ms: f64,
 }
