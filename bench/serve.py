@@ -184,16 +184,21 @@ def main():
                 "hello": f"http://127.0.0.1:{ports['hello']}/",
                 "fastapi": f"http://127.0.0.1:{ports['fastapi']}/invocations",
             }
-            results = {}
-            for name in ["hello", "sluice", "fastapi"]:
-                runs = [wrk(urls[name], one, args.seconds, tmp) for _ in range(args.runs)]
-                results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
-                                 sum(r[2] for r in runs))
-            batch = {}
-            for name in ["sluice", "fastapi"]:
-                runs = [wrk(urls[name], many, args.seconds, tmp) for _ in range(args.runs)]
-                batch[name] = (statistics.median(r[0] for r in runs) * 1000, statistics.median(r[1] for r in runs),
-                               sum(r[2] for r in runs))
+            # Rounds interleave the servers, so that the machine's drift over minutes (it is
+            # large on shared 2-core machines) reaches all of them alike; the ratio to hello-world
+            # is taken within each round, then its median.
+            runs = {name: [] for name in urls}
+            batch_runs = {"sluice": [], "fastapi": []}
+            for _ in range(args.runs):
+                for name in ["hello", "sluice", "fastapi"]:
+                    runs[name].append(wrk(urls[name], one, args.seconds, tmp))
+                for name in batch_runs:
+                    batch_runs[name].append(wrk(urls[name], many, args.seconds, tmp))
+            results = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
+                              sum(r[2] for r in rs)) for name, rs in runs.items()}
+            of_hello = statistics.median(s[0] / h[0] for s, h in zip(runs["sluice"], runs["hello"]))
+            batch = {name: (statistics.median(r[0] for r in rs) * 1000, statistics.median(r[1] for r in rs),
+                            sum(r[2] for r in rs)) for name, rs in batch_runs.items()}
         finally:
             for p in procs:
                 p.terminate()
@@ -206,6 +211,8 @@ def main():
     for name, label in [("hello", "hello-world axum"), ("sluice", "sluice serve"), ("fastapi", peer)]:
         rps, p99, errors = results[name]
         print(f"{label:22} {rps:10.0f} {p99:8.2f} {errors:7d} {rps / f:10.1f}x {rps / results['hello'][0]:8.0%}")
+    print(f"sluice / hello-world within each round: median {of_hello:.0%} "
+          f"({', '.join(f'{s[0] / h[0]:.0%}' for s, h in zip(runs['sluice'], runs['hello']))})")
     print("\n1,000 rows per request")
     print(f"{'server':22} {'rows/s':>12} {'p99 ms':>8} {'errors':>7} {'vs FastAPI':>11}")
     for name, label in [("sluice", "sluice serve"), ("fastapi", peer)]:

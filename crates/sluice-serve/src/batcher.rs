@@ -6,9 +6,9 @@
 //! first queued request, then whatever else is queued or arrives within the budget, up to
 //! `max_rows`, concatenates the batches — they share the model's input schema — and splits the
 //! scores back by row offsets. Without one (the default), a request is scored in its own task as
-//! it arrives: handing rows to a batching task and the scores back costs two cross-thread
-//! wake-ups per request, more than scoring a small request takes (on the 2-core benchmark
-//! machine, one-row requests went from ~50k to ~60k a second without the hand-off).
+//! it arrives — small ones right in the request's task (handing rows to a batching task and the
+//! scores back costs two cross-thread wake-ups, more than scoring a few rows takes), large ones
+//! on the blocking pool, so that they neither hold a runtime worker nor outlive the timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +65,26 @@ impl Batcher {
 
     pub async fn predict(&self, batch: RecordBatch) -> Result<Predictions, ApiError> {
         let Some(jobs) = &self.jobs else {
-            return score(&self.predictor, &[&batch], &self.on_batch).pop().unwrap_or_else(nothing_scored);
+            if batch.num_rows() <= INLINE_ROWS {
+                return score(&self.predictor, &[&batch], &self.on_batch).pop().unwrap_or_else(nothing_scored);
+            }
+            // A large request scores on the blocking pool: the runtime's workers stay free for
+            // other requests and health checks, and the request timeout can fire meanwhile.
+            let (predictor, on_batch) = (self.predictor.clone(), self.on_batch.clone());
+            return tokio::task::spawn_blocking(move || score(&predictor, &[&batch], &on_batch).pop())
+                .await
+                .map_err(|e| ApiError::internal(format!("scoring stopped: {e}")))?
+                .unwrap_or_else(nothing_scored);
         };
         let (reply, answer) = oneshot::channel();
         jobs.send(Job { batch, reply }).await.map_err(|_| ApiError::internal("the model's batcher stopped"))?;
         answer.await.map_err(|_| ApiError::internal("the model's batcher dropped a request"))?
     }
 }
+
+/// Requests up to this many rows are scored in the request's task (microseconds of work);
+/// larger ones on the blocking pool.
+const INLINE_ROWS: usize = 256;
 
 fn nothing_scored() -> Result<Predictions, ApiError> {
     Err(ApiError::internal("scoring answered no request"))

@@ -8,7 +8,10 @@
 //! model. It only ever answers for bodies it fully understands: anything else — an unknown or
 //! missing feature, a wrong type, an escaped key, another layout — returns `None` and the caller
 //! takes the general path, which accepts the same bodies and names the problem. So both paths
-//! give the same batch whenever this one gives any (tested on valid and broken bodies alike).
+//! give the same batch whenever this one gives any (a property test feeds both valid and broken
+//! bodies to both; values this path does not use, such as a split's `index`, are still parsed,
+//! so that what the general path refuses — a number out of range, a lone surrogate — fails here
+//! too).
 
 use std::fmt;
 use std::sync::Arc;
@@ -76,9 +79,22 @@ impl Builder {
         }
     }
 
-    /// An empty builder of the same kind.
+    /// An empty builder of the same kind, with room for as many values as this one holds.
     pub(crate) fn empty_like(&self) -> Self {
-        if self.is_text() { Self::texts() } else { Self::numbers() }
+        match self {
+            Builder::Number { values, .. } => {
+                Builder::Number { values: Vec::with_capacity(values.len()), nulls: NullBufferBuilder::new(0) }
+            }
+            Builder::Text { offsets, bytes, .. } => {
+                let mut fresh = Vec::with_capacity(offsets.len());
+                fresh.push(0);
+                Builder::Text {
+                    offsets: fresh,
+                    bytes: Vec::with_capacity(bytes.len()),
+                    nulls: NullBufferBuilder::new(0),
+                }
+            }
+        }
     }
 
     /// Whether [`extend`](Self::extend) would take `array`: the builder's type, and offsets
@@ -344,7 +360,8 @@ impl<'de> Visitor<'de> for Row<'_, '_> {
     }
 }
 
-/// `{"columns": [...], "data": [[...], ...]}`, columns first; other keys (pandas' `index`) ignored.
+/// `{"columns": [...], "data": [[...], ...]}`, columns first; other keys (pandas' `index`) are
+/// parsed and ignored.
 struct Split<'r, 'a>(&'r mut Rows<'a>);
 
 impl<'de> DeserializeSeed<'de> for Split<'_, '_> {
@@ -390,7 +407,9 @@ impl<'de> Visitor<'de> for Split<'_, '_> {
                 }
                 "columns" | "data" => return Err(give_up()),
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    // Parsed, not skipped: the general path parses the whole body, so a number
+                    // out of range or a lone surrogate here must fail this path too.
+                    map.next_value::<serde_json::Value>()?;
                 }
             }
         }
@@ -631,8 +650,23 @@ mod tests {
             r#"{"dataframe_records": [{"age": 1, "job": "a", "hours": 2}]} x"#,
             r#"[1, 2]"#,
             r#"{"dataframe_records": [{"age": 1, "job": "a", "hours": 2}"#,
+            // What skipping a value without parsing it would let through.
+            r#"{"dataframe_split": {"index": [1e400], "columns": ["age", "job", "hours"], "data": [[1, "a", 2]]}}"#,
+            r#"{"dataframe_split": {"index": ["\ud800"], "columns": ["age", "job", "hours"], "data": [[1, "a", 2]]}}"#,
+            r#"{"dataframe_split": {"index": [-1e999], "columns": ["age", "job", "hours"], "data": [[1, "a", 2]]}}"#,
         ] {
             assert!(agree(&m, body.as_bytes()).is_none(), "typed path took {body}");
+        }
+        let deep = format!(
+            r#"{{"dataframe_split": {{"index": {}1{}, "columns": ["age", "job", "hours"], "data": [[1, "a", 2]]}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let mut invalid_utf8 = br#"{"dataframe_split": {"index": [""#.to_vec();
+        invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
+        invalid_utf8.extend_from_slice(br#""], "columns": ["age", "job", "hours"], "data": [[1, "a", 2]]}}"#);
+        for body in [deep.into_bytes(), invalid_utf8] {
+            assert!(agree(&m, &body).is_none(), "typed path took {}", String::from_utf8_lossy(&body));
         }
     }
 
@@ -705,9 +739,13 @@ mod tests {
             prop::collection::vec(list(), 0..4).prop_map(|r| json!({ "inputs": r })),
             (
                 prop::sample::subsequence(vec!["age", "job", "hours", "other"], 2..=4).prop_shuffle(),
-                prop::collection::vec(list(), 0..4)
+                prop::collection::vec(list(), 0..4),
+                prop::option::of(prop::collection::vec(cell(), 0..3)),
             )
-                .prop_map(|(c, d)| json!({ "dataframe_split": { "columns": c, "data": d } })),
+                .prop_map(|(c, d, index)| match index {
+                    Some(i) => json!({ "dataframe_split": { "index": i, "columns": c, "data": d } }),
+                    None => json!({ "dataframe_split": { "columns": c, "data": d } }),
+                }),
         ]
     }
 

@@ -149,6 +149,21 @@ pub(crate) struct Tensor {
     pub data: Data,
 }
 
+/// The names of a model's output tensors, in [`outputs`]' order.
+pub(crate) fn output_names(model: &ModelArtifact) -> Vec<String> {
+    let names: &[&str] = match model.task {
+        Task::BinaryClassification => &["probability", "prediction"],
+        Task::Regression => &["prediction"],
+        Task::Clustering => &["cluster", "distance"],
+        Task::MulticlassClassification => &["prediction", "probability"],
+    };
+    let mut out: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    if model.task == Task::MulticlassClassification {
+        out.extend(model.classes.iter().map(|c| format!("probability_{c}")));
+    }
+    out
+}
+
 /// Output tensors of a prediction: `probability` and `prediction` for binary classification,
 /// `prediction` for regression, `cluster` and `distance` for clustering, and for multiclass
 /// `prediction` (the class), `probability` (its probability) and `probability_<class>` each.
@@ -174,6 +189,55 @@ pub(crate) fn outputs(predictions: &Predictions, threshold: f64) -> Vec<Tensor> 
                 out.push(Tensor { name: format!("probability_{name}"), data: Data::Fp64(p) });
             }
             out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_model::{LinearModel, Model, ModelArtifact, Predictions, Task};
+
+    use super::*;
+
+    /// Requested outputs are checked against `output_names` before scoring: it must name what
+    /// `outputs` produces, for every task.
+    #[test]
+    fn output_names_are_the_outputs() {
+        for (task, classes) in [
+            (Task::BinaryClassification, vec![]),
+            (Task::Regression, vec![]),
+            (Task::Clustering, vec!["0".to_string(), "1".to_string()]),
+            (Task::MulticlassClassification, vec!["a".to_string(), "b".to_string(), "c".to_string()]),
+        ] {
+            let k = classes.len();
+            let predictions = Predictions {
+                task,
+                scores: vec![0.0, 1.0],
+                classes: Arc::from(classes.clone()),
+                probabilities: vec![0.5; 2 * k],
+            };
+            let model = ModelArtifact {
+                format_version: sluice_model::FORMAT_VERSION,
+                task,
+                label: "y".into(),
+                classes,
+                inputs: Vec::new(),
+                features: Default::default(),
+                transforms: Vec::new(),
+                feature_names: Vec::new(),
+                model: Model::Linear(LinearModel {
+                    weights: Vec::new(),
+                    intercept: 0.0,
+                    intercepts: Vec::new(),
+                    online: None,
+                }),
+                training: Default::default(),
+                lineage: Default::default(),
+            };
+            let produced: Vec<String> = outputs(&predictions, 0.5).into_iter().map(|t| t.name).collect();
+            assert_eq!(output_names(&model), produced, "{task:?}");
         }
     }
 }

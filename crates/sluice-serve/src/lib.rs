@@ -173,12 +173,28 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 async fn gate(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let started = std::time::Instant::now();
-    state.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let in_flight = InFlight::enter(&state.metrics.in_flight);
     let response = guard(&state, request, next).await;
-    state.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    drop(in_flight);
     let route = route.as_ref().map_or("unmatched", |m| m.as_str());
     state.metrics.request(route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// One request in flight; leaving counts even when the request is dropped (its client went away).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a std::sync::atomic::AtomicI64) -> Self {
+        gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn guard(state: &AppState, request: Request, next: Next) -> Response {

@@ -56,7 +56,8 @@ fn shard() -> usize {
 /// How often the drift thread takes the buffered rows and profiles them.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// Rows a version's buffer holds at most (about 25 MB of Adult rows) before it drops requests.
+/// Rows a version's buffers hold at most, over all shards (about 25 MB of Adult rows), before
+/// they drop requests.
 const MAX_PENDING_ROWS: usize = 1 << 18;
 
 /// The last published scores of one model.
@@ -72,6 +73,8 @@ pub(crate) struct LiveDrift {
     /// Row buffers in shards, a request thread always using the same one, so that concurrent
     /// requests rarely wait for each other's appends.
     pending: [Mutex<Vec<Pending>>; SHARDS],
+    /// Versions whose rows are not kept (no reference): buffers made later start off.
+    disabled: Mutex<Vec<(String, u32)>>,
     pub dropped: AtomicU64,
     published: RwLock<BTreeMap<String, Published>>,
 }
@@ -92,23 +95,22 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(model: &LoadedModel, schema: SchemaRef, predictions: &Predictions) -> Self {
+    fn new(model: &LoadedModel, schema: SchemaRef, predictions: &Predictions, disabled: bool) -> Self {
         let columns: Option<Vec<Builder>> = schema.fields().iter().map(|f| Builder::for_type(f.data_type())).collect();
-        let predictions = Predictions { scores: Vec::new(), probabilities: Vec::new(), ..predictions.clone() };
         Self {
             record: model.record.clone(),
             predictor: model.predictor.clone(),
             schema,
-            off: columns.is_none(),
+            off: disabled || columns.is_none(),
             columns: columns.unwrap_or_default(),
-            predictions,
+            predictions: empty_like(predictions),
             rows: 0,
         }
     }
 
     /// Append a request's rows and predictions; `false` (and nothing appended) if they do not fit.
     fn append(&mut self, batch: &RecordBatch, predictions: &Predictions) -> bool {
-        let fits = self.rows + batch.num_rows() <= MAX_PENDING_ROWS
+        let fits = self.rows + batch.num_rows() <= MAX_PENDING_ROWS / SHARDS
             && (Arc::ptr_eq(&self.schema, &batch.schema()) || *self.schema == *batch.schema())
             && predictions.classes.len() == self.predictions.classes.len()
             && self.columns.iter().zip(batch.columns()).all(|(b, a)| b.fits(a));
@@ -124,19 +126,46 @@ impl Pending {
         true
     }
 
-    /// The buffered rows as a batch with their predictions, leaving the buffer empty.
-    fn take(&mut self) -> Option<(RecordBatch, Predictions)> {
+    /// The buffered rows (to [`finish`] outside the lock) with their predictions, leaving the
+    /// buffer empty: buffers are moved, not copied, and the next ones start at the same size.
+    fn take(&mut self) -> Option<Taken> {
         if self.rows == 0 {
             return None;
         }
         let fresh = self.columns.iter().map(Builder::empty_like).collect();
         let columns = std::mem::replace(&mut self.columns, fresh);
-        let empty = Predictions { scores: Vec::new(), probabilities: Vec::new(), ..self.predictions.clone() };
+        let empty = empty_like(&self.predictions);
         let predictions = std::mem::replace(&mut self.predictions, empty);
         self.rows = 0;
-        let arrays = columns.into_iter().map(Builder::finish).collect::<Option<Vec<_>>>()?;
-        RecordBatch::try_new(self.schema.clone(), arrays).ok().map(|b| (b, predictions))
+        Some(Taken {
+            record: self.record.clone(),
+            predictor: self.predictor.clone(),
+            schema: self.schema.clone(),
+            columns,
+            predictions,
+        })
     }
+}
+
+/// Rows taken from a buffer.
+struct Taken {
+    record: Arc<ModelVersion>,
+    predictor: Arc<Predictor>,
+    schema: SchemaRef,
+    columns: Vec<Builder>,
+    predictions: Predictions,
+}
+
+/// The taken rows as a batch.
+fn finish(taken: Taken) -> Option<(Arc<ModelVersion>, Arc<Predictor>, RecordBatch, Predictions)> {
+    let arrays = taken.columns.into_iter().map(Builder::finish).collect::<Option<Vec<_>>>()?;
+    let batch = RecordBatch::try_new(taken.schema, arrays).ok()?;
+    Some((taken.record, taken.predictor, batch, taken.predictions))
+}
+
+/// Predictions of the same task and classes, with no rows.
+fn empty_like(p: &Predictions) -> Predictions {
+    Predictions { task: p.task, scores: Vec::new(), classes: p.classes.clone(), probabilities: Vec::new() }
 }
 
 /// One model version's sketches.
@@ -173,6 +202,7 @@ impl LiveDrift {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let live = Arc::new(Self {
             pending: Default::default(),
+            disabled: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             published: RwLock::new(BTreeMap::new()),
         });
@@ -191,7 +221,9 @@ impl LiveDrift {
         let at = match pending.iter().position(|p| p.record.version == model.version && p.record.name == model.name) {
             Some(at) => at,
             None => {
-                pending.push(Pending::new(model, batch.schema(), predictions));
+                let disabled =
+                    self.disabled.lock().is_ok_and(|d| d.iter().any(|(n, v)| *v == model.version && *n == model.name));
+                pending.push(Pending::new(model, batch.schema(), predictions, disabled));
                 pending.len() - 1
             }
         };
@@ -253,7 +285,12 @@ impl LiveDrift {
                 writeln!(out, "sluice_drift_updated_timestamp_seconds{{model=\"{}\"}} {}", escape(model), p.updated);
         }
         drop(published);
-        header(out, "sluice_drift_dropped_total", "counter", "Scored batches the drift sketches skipped (queue full).");
+        header(
+            out,
+            "sluice_drift_dropped_total",
+            "counter",
+            "Scored requests the drift sketches skipped (row buffers full, or another input schema).",
+        );
         let _ = writeln!(out, "sluice_drift_dropped_total {}", self.dropped.load(Ordering::Relaxed));
     }
 }
@@ -276,15 +313,18 @@ fn run(
         let mut taken = Vec::new();
         for shard in &live.pending {
             let Ok(mut pending) = shard.lock() else { return };
-            taken.extend(pending.iter_mut().filter_map(|p| Some((p.record.clone(), p.predictor.clone(), p.take()?))));
+            taken.extend(pending.iter_mut().filter_map(Pending::take));
         }
-        for (record, predictor, (batch, predictions)) in taken {
+        for (record, predictor, batch, predictions) in taken.into_iter().filter_map(finish) {
             let t = tracked.entry((record.name.clone(), record.version)).or_insert_with(|| {
                 // A new version (or the first request): its own reference, fresh sketches.
                 let reference =
                     runtime.block_on(sluice_monitor::reference::model_reference(&artifacts, &record, &predictor));
                 if let Err(e) = &reference {
                     eprintln!("live drift for {} version {} is off: {e}", record.name, record.version);
+                    if let Ok(mut disabled) = live.disabled.lock() {
+                        disabled.push((record.name.clone(), record.version));
+                    }
                     for shard in &live.pending {
                         if let Ok(mut pending) = shard.lock() {
                             pending.iter_mut().filter(|p| Arc::ptr_eq(&p.record, &record)).for_each(|p| p.off = true);
@@ -311,7 +351,11 @@ fn publish(live: &LiveDrift, tracked: &mut BTreeMap<(String, u32), Tracked>, min
     let mut fresh: BTreeMap<String, Published> = BTreeMap::new();
     let mut idle = Vec::new();
     for ((model, version), t) in tracked.iter_mut() {
-        let Some((reference, _)) = &t.reference else { continue };
+        let Some((reference, _)) = &t.reference else {
+            // No reference, no scores: forgotten like an idle version once a newer one exists.
+            idle.push((model.clone(), *version));
+            continue;
+        };
         // The last one to two intervals: the previous one merged with this one.
         let current = t.current.take().map(Profiler::finish);
         let recent = match (t.previous.take(), &current) {

@@ -225,7 +225,7 @@ impl Metrics {
             &mut out,
             "sluice_policy_requests_total",
             "counter",
-            "Requests by traffic-policy arm (primary, canary, shadow) and the version that scored them.",
+            "Requests by traffic-policy arm (primary, canary, shadow, pinned) and the version that scored them.",
         );
         let mut arms: Vec<(&str, &str, u32, u64)> = Vec::new();
         let counted = self.versions.read().ok();

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::convert::{Data, batch_from_columns, outputs};
+use crate::convert::{Data, batch_from_columns, output_names, outputs};
 use crate::{ApiError, LoadedModel};
 
 type AppState = State<Arc<crate::AppState>>;
@@ -142,6 +142,32 @@ fn flag(parameters: Option<&Value>, key: &str, owner: &str) -> Result<Option<boo
             Err(ApiError::bad_request(format!("{owner}: parameter `{key}` must be true or false, got {other}")))
         }
     }
+}
+
+/// The outputs a request asks for, as (index among the model's outputs, sent as raw bytes):
+/// all when it names none; the binary tensor extension's `binary_data_output` on the request is
+/// the default for each, an output's own `binary_data` wins. Named outputs keep the model's
+/// order, each once.
+fn select_outputs(request: &InferRequest, names: &[String]) -> Result<Vec<(usize, bool)>, ApiError> {
+    let all_binary = flag(request.parameters.as_ref(), "binary_data_output", "request")?.unwrap_or(false);
+    if request.outputs.is_empty() {
+        return Ok((0..names.len()).map(|at| (at, all_binary)).collect());
+    }
+    let mut selected = Vec::with_capacity(request.outputs.len());
+    for wanted in &request.outputs {
+        let Some(at) = names.iter().position(|n| *n == wanted.name) else {
+            return Err(ApiError::bad_request(format!(
+                "unknown output `{}` (outputs: {})",
+                wanted.name,
+                names.join(", ")
+            )));
+        };
+        let owner = format!("output `{}`", wanted.name);
+        selected.push((at, flag(wanted.parameters.as_ref(), "binary_data", &owner)?.unwrap_or(all_binary)));
+    }
+    selected.sort_by_key(|(at, _)| *at);
+    selected.dedup_by_key(|(at, _)| *at);
+    Ok(selected)
 }
 
 /// The response: JSON, or with binary outputs (binary tensor extension) the JSON header followed
@@ -327,6 +353,8 @@ async fn run_infer(
             inputs.iter().map(|i| i.name.clone()).zip(values).collect()
         }
     };
+    // Which outputs, and which as raw bytes: settled before anything is scored or logged.
+    let selected = select_outputs(&request, &output_names(artifact))?;
     let batch = batch_from_columns(artifact, columns)?;
     let rows = batch.num_rows();
     state.check_rows(rows)?;
@@ -339,34 +367,9 @@ async fn run_infer(
         state.log(model, arm, observed, &predictions);
     }
     state.metrics.arm(&model.name, arm, model.version);
-    let mut tensors = outputs(&predictions, 0.5);
-    // Binary outputs: the request's `binary_data_output` for all, an output's `binary_data` for it.
-    let all_binary = flag(request.parameters.as_ref(), "binary_data_output", "request")?.unwrap_or(false);
-    let mut binary = vec![all_binary; tensors.len()];
-    if !request.outputs.is_empty() {
-        let mut kept = Vec::with_capacity(request.outputs.len());
-        let mut kept_binary = Vec::with_capacity(request.outputs.len());
-        for wanted in &request.outputs {
-            let Some(at) = tensors.iter().position(|t| t.name == wanted.name) else {
-                let have: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
-                return Err(ApiError::bad_request(format!(
-                    "unknown output `{}` (outputs: {})",
-                    wanted.name,
-                    have.join(", ")
-                )));
-            };
-            let owner = format!("output `{}`", wanted.name);
-            kept.push(at);
-            kept_binary.push(flag(wanted.parameters.as_ref(), "binary_data", &owner)?.unwrap_or(all_binary));
-        }
-        // Outputs keep the model's order, as before; each asked for once.
-        let mut order: Vec<(usize, bool)> = kept.into_iter().zip(kept_binary).collect();
-        order.sort_by_key(|(at, _)| *at);
-        order.dedup_by_key(|(at, _)| *at);
-        let mut all: Vec<Option<crate::convert::Tensor>> = tensors.into_iter().map(Some).collect();
-        tensors = order.iter().filter_map(|(at, _)| all[*at].take()).collect();
-        binary = order.into_iter().map(|(_, b)| b).collect();
-    }
+    let mut all: Vec<Option<crate::convert::Tensor>> = outputs(&predictions, 0.5).into_iter().map(Some).collect();
+    let (tensors, binary): (Vec<_>, Vec<bool>) =
+        selected.into_iter().filter_map(|(at, binary)| Some((all.get_mut(at)?.take()?, binary))).unzip();
     let mut bytes = Vec::new();
     let outputs = tensors
         .iter()
