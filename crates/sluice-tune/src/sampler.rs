@@ -91,12 +91,9 @@ impl SamplerSpec {
         match self {
             SamplerSpec::Random => Box::new(RandomSampler { seed }),
             SamplerSpec::Grid => Box::new(GridSampler { seed }),
-            SamplerSpec::Tpe { startup_trials, candidates, multivariate } => Box::new(crate::tpe::Tpe {
-                seed,
-                startup: *startup_trials,
-                candidates: *candidates,
-                multivariate: *multivariate,
-            }),
+            SamplerSpec::Tpe { startup_trials, candidates, multivariate } => {
+                Box::new(crate::tpe::Tpe::new(seed, *startup_trials, *candidates, *multivariate))
+            }
             SamplerSpec::Cmaes { population } => Box::new(crate::cmaes::Cmaes::new(seed, *population)),
         }
     }

@@ -10,6 +10,9 @@
 //! Conditional parameters: each group of parameters that appear together is modelled on the
 //! trials where it was active.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use sluice_core::rng::SplitMix64;
 use sluice_store::TrialState;
 
@@ -22,6 +25,28 @@ pub struct Tpe {
     pub startup: usize,
     pub candidates: usize,
     pub multivariate: bool,
+    /// Finished trials' internal coordinates, one per parameter (`None`: inactive), by trial
+    /// number. A finished trial's parameters never change, so each is converted once per study
+    /// instead of once per sample (which cost a map lookup and a conversion per trial, group
+    /// and sample).
+    pub coordinates: Mutex<HashMap<u64, Arc<[Option<f64>]>>>,
+}
+
+impl Tpe {
+    pub fn new(seed: u64, startup: usize, candidates: usize, multivariate: bool) -> Self {
+        Self { seed, startup, candidates, multivariate, coordinates: Mutex::default() }
+    }
+
+    /// The internal coordinates of each finished trial, in `history.finished`'s order.
+    fn coordinates(&self, space: &Space, history: &History) -> Vec<Arc<[Option<f64>]>> {
+        let convert = |p: &Params| -> Arc<[Option<f64>]> {
+            space.params.iter().map(|q| p.get(&q.name).and_then(|v| q.internal(v))).collect()
+        };
+        let Ok(mut cache) = self.coordinates.lock() else {
+            return history.finished.iter().map(|t| convert(&t.params)).collect();
+        };
+        history.finished.iter().map(|t| cache.entry(t.number).or_insert_with(|| convert(&t.params)).clone()).collect()
+    }
 }
 
 const PRIOR_WEIGHT: f64 = 1.0;
@@ -38,17 +63,73 @@ impl Sampler for Tpe {
             true => space.groups(),
             false => (0..space.params.len()).map(|i| vec![i]).collect(),
         };
+        let coords = self.coordinates(space, history);
+        let ranked = rank(history);
         let mut out = Params::new();
         for group in groups {
             if !space.active(group[0], &out) {
                 continue;
             }
             let params: Vec<&Param> = group.iter().map(|&i| &space.params[i]).collect();
-            for (p, v) in params.iter().zip(self.sample_group(&params, history, &mut rng)) {
+            let seen = Seen { history, coords: &coords, ranked: &ranked, group: &group };
+            for (p, v) in params.iter().zip(self.sample_group(&params, &seen, &mut rng)) {
                 out.insert(p.name.clone(), v);
             }
         }
         (out, Meta::new())
+    }
+}
+
+/// Complete and pruned trials (indices into `history.finished`), best first: complete ones by
+/// loss, then pruned ones by how far they got and their last value there (as Optuna ranks
+/// them), ties by trial number. The same order serves every group: a group's trials are the
+/// ones where it was active, in this order.
+fn rank(history: &History) -> Vec<usize> {
+    // (index, class: 0 complete / 1 pruned, key, loss)
+    let mut ranked: Vec<(usize, u64, u64, f64)> = history
+        .finished
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| match t.state {
+            TrialState::Complete => t.value.filter(|v| v.is_finite()).map(|v| (i, 0, 0, history.direction.loss(v))),
+            TrialState::Pruned => {
+                let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
+                let loss = history.direction.loss(v);
+                Some((i, 1, u64::MAX - step, if loss.is_nan() { f64::INFINITY } else { loss }))
+            }
+            _ => None,
+        })
+        .collect();
+    // `finished` is in trial-number order, so the index breaks ties by number.
+    ranked.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
+    ranked.into_iter().map(|r| r.0).collect()
+}
+
+/// What a group's estimators are fitted on.
+struct Seen<'h> {
+    history: &'h History<'h>,
+    /// Each finished trial's coordinates.
+    coords: &'h [Arc<[Option<f64>]>],
+    ranked: &'h [usize],
+    /// The group's parameters, as indices into the space.
+    group: &'h [usize],
+}
+
+impl Seen<'_> {
+    /// Trial `i`'s coordinates for the group, if it was active in all of them.
+    fn coords(&self, i: usize, out: &mut Vec<f64>) -> bool {
+        let c = &self.coords[i];
+        let at = out.len();
+        for &j in self.group {
+            match c[j] {
+                Some(x) => out.push(x),
+                None => {
+                    out.truncate(at);
+                    return false;
+                }
+            }
+        }
+        true
     }
 }
 
@@ -72,61 +153,50 @@ fn weights(n: usize) -> Vec<f64> {
 }
 
 impl Tpe {
-    fn sample_group(&self, params: &[&Param], history: &History, rng: &mut SplitMix64) -> Vec<serde_json::Value> {
+    fn sample_group(&self, params: &[&Param], seen: &Seen, rng: &mut SplitMix64) -> Vec<serde_json::Value> {
         let d = params.len();
-        // Internal coordinates of a trial's values for the group, appended to `out`.
-        let coords = |p: &Params, out: &mut Vec<f64>| -> bool {
-            let at = out.len();
+        let finished = &seen.history.finished;
+        // Trials where the group was active, best first, split into the best
+        // `min(ceil(0.1 n), 25)` and the rest.
+        let mut scratch = Vec::with_capacity(d);
+        let active: Vec<usize> = seen
+            .ranked
+            .iter()
+            .copied()
+            .filter(|&i| {
+                scratch.clear();
+                seen.coords(i, &mut scratch)
+            })
+            .collect();
+        if active.is_empty() {
+            return params.iter().map(|p| p.sample_uniform(rng)).collect();
+        }
+        let n_good = active.len().div_ceil(10).min(25);
+        // Observations weigh by age: each side in trial-number order (the order of `finished`);
+        // running trials are newest.
+        let mut side = vec![0u8; finished.len()];
+        for (k, &i) in active.iter().enumerate() {
+            side[i] = if k < n_good { 1 } else { 2 };
+        }
+        let (mut good_x, mut bad_x) = (Vec::with_capacity(n_good * d), Vec::with_capacity((active.len() - n_good) * d));
+        for (i, s) in side.iter().enumerate() {
+            match s {
+                1 => seen.coords(i, &mut good_x),
+                2 => seen.coords(i, &mut bad_x),
+                _ => false,
+            };
+        }
+        for p in &seen.history.pending {
+            let at = bad_x.len();
             for q in params {
                 match p.get(&q.name).and_then(|v| q.internal(v)) {
-                    Some(x) => out.push(x),
+                    Some(x) => bad_x.push(x),
                     None => {
-                        out.truncate(at);
-                        return false;
+                        bad_x.truncate(at);
+                        break;
                     }
                 }
             }
-            true
-        };
-        // Trials where the group was active, best first: complete ones by loss, then pruned
-        // ones by how far they got and their last value there (as Optuna ranks them).
-        let mut ranked: Vec<(u64, u64, f64)> = Vec::new(); // (class: 0 complete / 1 pruned, key, loss)
-        let mut xs: Vec<f64> = Vec::new();
-        let mut numbers: Vec<u64> = Vec::new();
-        for (t, loss) in history.complete() {
-            if coords(&t.params, &mut xs) {
-                ranked.push((0, 0, loss));
-                numbers.push(t.number);
-            }
-        }
-        for t in history.finished.iter().filter(|t| t.state == TrialState::Pruned) {
-            if coords(&t.params, &mut xs) {
-                let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
-                let loss = history.direction.loss(v);
-                ranked.push((1, u64::MAX - step, if loss.is_nan() { f64::INFINITY } else { loss }));
-                numbers.push(t.number);
-            }
-        }
-        if ranked.is_empty() {
-            return params.iter().map(|p| p.sample_uniform(rng)).collect();
-        }
-        let mut order: Vec<usize> = (0..ranked.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (ra, rb) = (&ranked[a], &ranked[b]);
-            ra.0.cmp(&rb.0).then(ra.1.cmp(&rb.1)).then(ra.2.total_cmp(&rb.2)).then(numbers[a].cmp(&numbers[b]))
-        });
-        let n_good = order.len().div_ceil(10).min(25);
-        let mut good: Vec<usize> = order[..n_good].to_vec();
-        let mut bad: Vec<usize> = order[n_good..].to_vec();
-        // Observations weigh by age: order each side by trial number; running trials are newest.
-        good.sort_by_key(|&i| numbers[i]);
-        bad.sort_by_key(|&i| numbers[i]);
-        let gather =
-            |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| xs[i * d..(i + 1) * d].iter().copied()).collect() };
-        let good_x = gather(&good);
-        let mut bad_x = gather(&bad);
-        for p in &history.pending {
-            coords(p, &mut bad_x);
         }
         let good = Parzen::fit(params, &good_x, self.multivariate);
         let bad = Parzen::fit(params, &bad_x, self.multivariate);
@@ -328,17 +398,7 @@ impl Parzen {
                             }
                         }
                         Dim::Cells { mus, inv, low, high, cell, .. } => {
-                            let (a, b) = match cell {
-                                Cell::Linear(h) => {
-                                    let centre = low + h + ((xi - low - h) / (2.0 * h)).round() * 2.0 * h;
-                                    (centre - h, centre + h)
-                                }
-                                Cell::LogInt => {
-                                    let v = xi.exp().round();
-                                    ((v - 0.5).ln(), (v + 0.5).ln())
-                                }
-                            };
-                            let (a, b) = (a.max(*low), b.min(*high));
+                            let (a, b) = cell_bounds(xi, *low, *high, *cell);
                             for ((t, m), i) in terms.iter_mut().zip(mus).zip(inv) {
                                 *t *= math::phi_between((a - m) * i, (b - m) * i);
                             }
@@ -355,6 +415,21 @@ impl Parzen {
         };
         total.ln() + self.shift
     }
+}
+
+/// The cell of whole numbers (or steps) that internal coordinate `x` falls in, within the range.
+fn cell_bounds(x: f64, low: f64, high: f64, cell: Cell) -> (f64, f64) {
+    let (a, b) = match cell {
+        Cell::Linear(h) => {
+            let centre = low + h + ((x - low - h) / (2.0 * h)).round() * 2.0 * h;
+            (centre - h, centre + h)
+        }
+        Cell::LogInt => {
+            let v = x.exp().round();
+            ((v - 0.5).ln(), (v + 0.5).ln())
+        }
+    };
+    (a.max(low), b.min(high))
 }
 
 /// Merge components of a one-coordinate mixture that have the same centre and width (the same
@@ -390,7 +465,8 @@ fn merge_equal(
 fn neighbour_sigmas(xs: &[f64], low: f64, high: f64) -> Vec<f64> {
     let mut points: Vec<(f64, usize)> = xs.iter().copied().zip(0..).collect();
     points.push((0.5 * (low + high), usize::MAX));
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Equal values in index order, as a stable sort would leave them (their gaps differ).
+    points.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut out = vec![0.0; xs.len()];
     let m = points.len();
     for (j, &(x, i)) in points.iter().enumerate() {
