@@ -136,32 +136,25 @@ fn rows() -> (Vec<String>, Vec<Vec<Value>>) {
     (names, rows)
 }
 
-#[test]
-fn serves_both_protocols_like_predict() {
-    let sb = Sandbox::new();
-    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+/// The quickstart model's probabilities for `rows` (CSV with a header), from `sluice predict`.
+fn predicted(sb: &Sandbox, rows: &str) -> Vec<f64> {
     let input = sb.path().join("rows.csv");
-    std::fs::write(&input, ROWS).unwrap();
-    let out = sb.path().join("scored.csv");
-    sb.sluice(&[
-        "predict",
-        "--model",
-        "adult-income@champion",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ])
-    .ok();
-    let expected: Vec<f64> = std::fs::read_to_string(&out)
-        .unwrap()
+    std::fs::write(&input, rows).unwrap();
+    sb.predict_csv("adult-income@champion", &input, &sb.path().join("scored.csv"))
         .lines()
         .skip(1)
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();
             cells[cells.len() - 2].parse().unwrap()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn serves_both_protocols_like_predict() {
+    let sb = Sandbox::new();
+    sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
+    let expected = predicted(&sb, ROWS);
     assert_eq!(expected.len(), 3);
 
     let server = start(&sb, &["adult-income@champion"]);
@@ -382,18 +375,9 @@ fn two_d_tensors_and_binary_extension() {
 fn tritonclient_scores_like_predict() {
     let sb = Sandbox::new();
     sb.run_json(&adult_example().join("pipeline.yaml"), &[]);
-    let input = sb.path().join("rows.csv");
     let two_rows: String = ROWS.lines().take(3).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&input, &two_rows).unwrap();
-    let scored = sb.predict_csv("adult-income@champion", &input, &sb.path().join("scored.csv"));
-    let expected: Vec<f64> = scored
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            cells[cells.len() - 2].parse().unwrap()
-        })
-        .collect();
+    let expected = predicted(&sb, &two_rows);
+    let input = sb.path().join("rows.csv");
     let server = start(&sb, &["adult-income@champion"]);
     let script = r#"
 import csv, json, sys
