@@ -110,7 +110,8 @@ impl Pending {
 
     /// Append a request's rows and predictions; `false` (and nothing appended) if they do not fit.
     fn append(&mut self, batch: &RecordBatch, predictions: &Predictions) -> bool {
-        let fits = self.rows + batch.num_rows() <= MAX_PENDING_ROWS / SHARDS
+        // An empty buffer takes any one request (its size is bounded by `--max-rows`).
+        let fits = (self.rows == 0 || self.rows + batch.num_rows() <= MAX_PENDING_ROWS / SHARDS)
             && (Arc::ptr_eq(&self.schema, &batch.schema()) || *self.schema == *batch.schema())
             && predictions.classes.len() == self.predictions.classes.len()
             && self.columns.iter().zip(batch.columns()).all(|(b, a)| b.fits(a));
