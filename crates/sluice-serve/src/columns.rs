@@ -22,7 +22,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sluice_model::ModelArtifact;
 
-/// A model's inputs as every request batch carries them: in the model's order, text or numbers.
+/// A model's inputs as every request batch carries them, whichever path built it (this one, the
+/// general JSON path, CSV): in the model's order, text or numbers, one shared schema.
 pub(crate) struct Inputs {
     pub schema: SchemaRef,
     text: Vec<bool>,
@@ -229,7 +230,9 @@ impl<'de> Visitor<'de> for Top<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let inputs = self.0;
-        let mut rows = Rows { inputs, builders: inputs.builders(), seen: vec![false; inputs.text.len()], mode: None };
+        let k = inputs.text.len();
+        let mut rows =
+            Rows { inputs, builders: inputs.builders(), seen: vec![false; k], mode: None, order: (0..k).collect() };
         match map.next_key::<&str>()?.ok_or_else(give_up)? {
             "dataframe_records" => {
                 rows.mode = Some(Mode::Records);
@@ -250,7 +253,7 @@ impl<'de> Visitor<'de> for Top<'_> {
 enum Mode {
     /// Objects of feature values.
     Records,
-    /// Lists of values, by position: the model's inputs, or `columns` of a split.
+    /// Lists of values, by position ([`Rows::order`]).
     Lists,
 }
 
@@ -262,6 +265,8 @@ struct Rows<'a> {
     /// error).
     seen: Vec<bool>,
     mode: Option<Mode>,
+    /// Lists: the input each position holds (the model's order, or a split's `columns`).
+    order: Vec<usize>,
 }
 
 impl Rows<'_> {
@@ -345,17 +350,17 @@ impl<'de> Visitor<'de> for Row<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let rows = self.rows;
-        if *rows.mode.get_or_insert(Mode::Lists) != Mode::Lists {
+        let Rows { builders, seen, mode, order, .. } = self.rows;
+        if *mode.get_or_insert(Mode::Lists) != Mode::Lists {
             return Err(give_up());
         }
-        for builder in &mut rows.builders {
-            seq.next_element_seed(Cell(builder))?.ok_or_else(give_up)?;
+        for &j in order.iter() {
+            seq.next_element_seed(Cell(&mut builders[j]))?.ok_or_else(give_up)?;
         }
         if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(give_up());
         }
-        rows.seen.iter_mut().for_each(|s| *s = true);
+        seen.iter_mut().for_each(|s| *s = true);
         Ok(())
     }
 }
@@ -381,11 +386,10 @@ impl<'de> Visitor<'de> for Split<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let rows = self.0;
-        let mut order: Option<Vec<usize>> = None;
-        let mut data = false;
+        let (mut columns, mut data) = (false, false);
         while let Some(key) = map.next_key::<&str>()? {
             match key {
-                "columns" if order.is_none() => {
+                "columns" if !columns => {
                     let names: Vec<&str> = map.next_value()?;
                     let mut positions = Vec::with_capacity(names.len());
                     for name in names {
@@ -398,11 +402,12 @@ impl<'de> Visitor<'de> for Split<'_, '_> {
                     if positions.len() != rows.builders.len() {
                         return Err(give_up());
                     }
-                    order = Some(positions);
+                    rows.order = positions;
+                    columns = true;
                 }
-                "data" if !data => {
-                    let order = order.as_deref().ok_or_else(give_up)?;
-                    map.next_value_seed(SplitData { rows: &mut *rows, order })?;
+                "data" if columns && !data => {
+                    rows.mode = Some(Mode::Lists);
+                    map.next_value_seed(&mut *rows)?;
                     data = true;
                 }
                 "columns" | "data" => return Err(give_up()),
@@ -413,66 +418,8 @@ impl<'de> Visitor<'de> for Split<'_, '_> {
                 }
             }
         }
+        // Each row of `data` marked every feature seen; none means none.
         if !data {
-            return Err(give_up());
-        }
-        rows.seen.iter_mut().for_each(|s| *s = true);
-        Ok(())
-    }
-}
-
-/// A split's rows: lists of values in its `columns`' order.
-struct SplitData<'r, 'a, 'o> {
-    rows: &'r mut Rows<'a>,
-    order: &'o [usize],
-}
-
-impl<'de> DeserializeSeed<'de> for SplitData<'_, '_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SplitData<'_, '_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of rows")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(SplitRow { rows: &mut *self.rows, order: self.order })?.is_some() {}
-        Ok(())
-    }
-}
-
-struct SplitRow<'r, 'a, 'o> {
-    rows: &'r mut Rows<'a>,
-    order: &'o [usize],
-}
-
-impl<'de> DeserializeSeed<'de> for SplitRow<'_, '_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for SplitRow<'_, '_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of values")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        for &j in self.order {
-            seq.next_element_seed(Cell(&mut self.rows.builders[j]))?.ok_or_else(give_up)?;
-        }
-        if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(give_up());
         }
         Ok(())
@@ -575,7 +522,7 @@ mod tests {
     /// The typed path answers only what the general path answers, with the same batch.
     fn agree(model: &ModelArtifact, body: &[u8]) -> Option<RecordBatch> {
         let typed = mlflow_batch(&Inputs::of(model), body);
-        let general = crate::mlflow::general_batch(model, body);
+        let general = crate::mlflow::general_batch(&Inputs::of(model), body);
         if let Some(batch) = &typed {
             match &general {
                 Ok(g) => assert_eq!(g, batch, "{}", String::from_utf8_lossy(body)),

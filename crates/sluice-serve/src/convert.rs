@@ -3,19 +3,21 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::DataType;
 use serde_json::Value;
 use sluice_model::{ModelArtifact, Predictions, Task};
 
 use crate::ApiError;
+use crate::columns::Inputs;
 
 /// Build the model's input batch from named columns of JSON values. Every input the model reads
 /// must be present, nothing else may be, and all columns must have the same length.
 pub(crate) fn batch_from_columns(
-    model: &ModelArtifact,
+    inputs: &Inputs,
     mut columns: Vec<(String, Vec<Value>)>,
 ) -> Result<RecordBatch, ApiError> {
-    let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+    let fields = inputs.schema.fields();
+    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
     let expected = || names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     if let Some((extra, _)) = columns.iter().find(|(c, _)| !names.contains(&c.as_str())) {
         return Err(ApiError::bad_request(format!("unexpected feature `{extra}`; the model reads {}", expected())));
@@ -28,15 +30,13 @@ pub(crate) fn batch_from_columns(
             columns[0].0
         )));
     }
-    let mut fields = Vec::with_capacity(model.inputs.len());
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(model.inputs.len());
-    for input in &model.inputs {
-        let position = columns.iter().position(|(c, _)| *c == input.name).ok_or_else(|| {
-            ApiError::bad_request(format!("missing feature `{}`; the model reads {}", input.name, expected()))
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+    for field in fields {
+        let position = columns.iter().position(|(c, _)| c == field.name()).ok_or_else(|| {
+            ApiError::bad_request(format!("missing feature `{}`; the model reads {}", field.name(), expected()))
         })?;
         let (name, values) = columns.swap_remove(position);
-        let text = model.reads_text(&input.name);
-        let array: ArrayRef = if text {
+        let array: ArrayRef = if *field.data_type() == DataType::Utf8 {
             let strings = values
                 .iter()
                 .enumerate()
@@ -62,10 +62,9 @@ pub(crate) fn batch_from_columns(
                 .collect::<Result<Vec<_>, _>>()?;
             Arc::new(Float64Array::from(numbers))
         };
-        fields.push(Field::new(&name, if text { DataType::Utf8 } else { DataType::Float64 }, true));
         arrays.push(array);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+    RecordBatch::try_new(inputs.schema.clone(), arrays)
         .map_err(|e| ApiError::bad_request(format!("cannot build the input batch: {e}")))
 }
 
@@ -149,19 +148,15 @@ pub(crate) struct Tensor {
     pub data: Data,
 }
 
-/// The names of a model's output tensors, in [`outputs`]' order.
-pub(crate) fn output_names(model: &ModelArtifact) -> Vec<String> {
-    let names: &[&str] = match model.task {
-        Task::BinaryClassification => &["probability", "prediction"],
-        Task::Regression => &["prediction"],
-        Task::Clustering => &["cluster", "distance"],
-        Task::MulticlassClassification => &["prediction", "probability"],
+/// A model's output tensors, with no rows: their names and datatypes, in [`outputs`]' order.
+pub(crate) fn output_tensors(model: &ModelArtifact) -> Vec<Tensor> {
+    let none = Predictions {
+        task: model.task,
+        scores: Vec::new(),
+        classes: Arc::from(model.classes.clone()),
+        probabilities: Vec::new(),
     };
-    let mut out: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    if model.task == Task::MulticlassClassification {
-        out.extend(model.classes.iter().map(|c| format!("probability_{c}")));
-    }
-    out
+    outputs(&none, 0.5)
 }
 
 /// Output tensors of a prediction: `probability` and `prediction` for binary classification,
@@ -201,10 +196,10 @@ mod tests {
 
     use super::*;
 
-    /// Requested outputs are checked against `output_names` before scoring: it must name what
-    /// `outputs` produces, for every task.
+    /// Requested outputs are checked against `output_tensors` before scoring, and model metadata
+    /// lists them: they must be what scoring produces, for every task.
     #[test]
-    fn output_names_are_the_outputs() {
+    fn output_tensors_are_the_outputs() {
         for (task, classes) in [
             (Task::BinaryClassification, vec![]),
             (Task::Regression, vec![]),
@@ -236,8 +231,11 @@ mod tests {
                 training: Default::default(),
                 lineage: Default::default(),
             };
-            let produced: Vec<String> = outputs(&predictions, 0.5).into_iter().map(|t| t.name).collect();
-            assert_eq!(output_names(&model), produced, "{task:?}");
+            let described: Vec<(String, &str)> =
+                output_tensors(&model).into_iter().map(|t| (t.name, t.data.datatype())).collect();
+            let produced: Vec<(String, &str)> =
+                outputs(&predictions, 0.5).into_iter().map(|t| (t.name, t.data.datatype())).collect();
+            assert_eq!(described, produced, "{task:?}");
         }
     }
 }

@@ -12,11 +12,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use arrow_array::RecordBatch;
-use sluice_model::ModelArtifact;
-
+use crate::columns::Inputs;
 use crate::convert::{Data, Tensor, batch_from_columns, outputs};
 use crate::{ApiError, LoadedModel};
+use arrow_array::RecordBatch;
 
 pub async fn ping() -> &'static str {
     "\n"
@@ -73,15 +72,15 @@ pub(crate) fn json_batch(model: &LoadedModel, body: &[u8]) -> Result<RecordBatch
     if let Some(batch) = crate::columns::mlflow_batch(&model.inputs, body) {
         return Ok(batch);
     }
-    general_batch(model.predictor.artifact(), body)
+    general_batch(&model.inputs, body)
 }
 
 /// A JSON body through a tree of values: any layout, and errors that name the field.
-pub(crate) fn general_batch(model: &ModelArtifact, body: &[u8]) -> Result<RecordBatch, ApiError> {
-    batch_from_columns(model, columns_from_json(model, body)?)
+pub(crate) fn general_batch(inputs: &Inputs, body: &[u8]) -> Result<RecordBatch, ApiError> {
+    batch_from_columns(inputs, columns_from_json(inputs, body)?)
 }
 
-fn columns_from_json(model: &ModelArtifact, body: &[u8]) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+fn columns_from_json(inputs: &Inputs, body: &[u8]) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     let Value::Object(mut top) = value else {
         return Err(ApiError::bad_request(format!("expected a JSON object with one of {LAYOUTS}")));
@@ -91,7 +90,7 @@ fn columns_from_json(model: &ModelArtifact, body: &[u8]) -> Result<Vec<(String, 
         return Err(ApiError::bad_request(format!("expected exactly one of {LAYOUTS}, got keys {keys:?}")));
     };
     let payload = top.remove(key).unwrap_or(Value::Null);
-    let feature_names = || model.inputs.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    let feature_names = || inputs.schema.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
     match (key.as_str(), payload) {
         ("dataframe_split", Value::Object(mut split)) => {
             let columns: Vec<String> = match split.remove("columns") {
@@ -135,31 +134,28 @@ fn columns_of_object(columns: Map<String, Value>, what: &str) -> Result<Vec<(Str
 }
 
 /// Parse CSV with a header: features are read as the types the model was trained on.
-fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::RecordBatch, ApiError> {
-    use arrow_schema::{DataType, Field, Schema};
-    let artifact = model.predictor.artifact();
+fn batch_from_csv(inputs: &Inputs, body: &Bytes) -> Result<arrow_array::RecordBatch, ApiError> {
     let bad = |e: arrow_schema::ArrowError| ApiError::bad_request(format!("invalid CSV: {e}"));
     let (inferred, _) = arrow_csv::reader::Format::default()
         .with_header(true)
         .infer_schema(std::io::Cursor::new(body), Some(1000))
         .map_err(bad)?;
-    let names: Vec<&str> = artifact.inputs.iter().map(|i| i.name.as_str()).collect();
-    let fields: Vec<Field> = inferred
+    let names: Vec<&str> = inputs.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    // The file's columns in its order, each typed as the model's input of that name.
+    let fields: Vec<arrow_schema::FieldRef> = inferred
         .fields()
         .iter()
         .map(|f| {
-            let input = artifact.inputs.iter().find(|i| i.name == *f.name()).ok_or_else(|| {
+            inputs.schema.field_with_name(f.name()).map(|m| Arc::new(m.clone())).map_err(|_| {
                 ApiError::bad_request(format!(
                     "unexpected feature `{}`; the model reads {}",
                     f.name(),
                     names.join(", ")
                 ))
-            })?;
-            let text = artifact.reads_text(&input.name);
-            Ok(Field::new(f.name(), if text { DataType::Utf8 } else { DataType::Float64 }, true))
+            })
         })
         .collect::<Result<_, ApiError>>()?;
-    let reader = arrow_csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
+    let reader = arrow_csv::ReaderBuilder::new(Arc::new(arrow_schema::Schema::new(fields)))
         .with_header(true)
         .with_batch_size(1 << 20)
         .build(std::io::Cursor::new(body))
@@ -171,16 +167,16 @@ fn batch_from_csv(model: &LoadedModel, body: &Bytes) -> Result<arrow_array::Reco
         n => return Err(ApiError::bad_request(format!("CSV body too large ({n} batches of {} rows)", 1 << 20))),
     };
     // The model's input order, like every other request, so concurrent requests can be batched.
-    let order = artifact
-        .inputs
+    let order = names
         .iter()
-        .map(|i| {
-            batch.schema().index_of(&i.name).map_err(|_| {
-                ApiError::bad_request(format!("missing feature `{}`; the model reads {}", i.name, names.join(", ")))
+        .map(|name| {
+            batch.schema().index_of(name).map_err(|_| {
+                ApiError::bad_request(format!("missing feature `{name}`; the model reads {}", names.join(", ")))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    batch.project(&order).map_err(bad)
+    let projected = batch.project(&order).map_err(bad)?;
+    RecordBatch::try_new(inputs.schema.clone(), projected.columns().to_vec()).map_err(bad)
 }
 
 pub async fn invocations(
@@ -197,7 +193,7 @@ pub async fn invocations(
     let batch = if content_type.starts_with("application/json") {
         json_batch(model, &body)?
     } else if content_type.starts_with("text/csv") {
-        batch_from_csv(model, &body)?
+        batch_from_csv(&model.inputs, &body)?
     } else {
         return Err(ApiError::unsupported_media_type(format!(
             "content type `{content_type}` is not supported; use application/json or text/csv"

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::convert::{Data, batch_from_columns, output_names, outputs};
+use crate::convert::{Data, batch_from_columns, output_tensors, outputs};
 use crate::{ApiError, LoadedModel};
 
 type AppState = State<Arc<crate::AppState>>;
@@ -45,30 +45,10 @@ fn metadata(model: &LoadedModel) -> Value {
             json!({ "name": i.name, "datatype": datatype, "shape": [-1] })
         })
         .collect();
-    let outputs: Vec<Value> = match artifact.task {
-        sluice_model::Task::BinaryClassification => vec![
-            json!({ "name": "probability", "datatype": "FP64", "shape": [-1] }),
-            json!({ "name": "prediction", "datatype": "BOOL", "shape": [-1] }),
-        ],
-        sluice_model::Task::Regression => vec![json!({ "name": "prediction", "datatype": "FP64", "shape": [-1] })],
-        sluice_model::Task::Clustering => vec![
-            json!({ "name": "cluster", "datatype": "INT64", "shape": [-1] }),
-            json!({ "name": "distance", "datatype": "FP64", "shape": [-1] }),
-        ],
-        sluice_model::Task::MulticlassClassification => {
-            let mut v = vec![
-                json!({ "name": "prediction", "datatype": "BYTES", "shape": [-1] }),
-                json!({ "name": "probability", "datatype": "FP64", "shape": [-1] }),
-            ];
-            v.extend(
-                artifact
-                    .classes
-                    .iter()
-                    .map(|c| json!({ "name": format!("probability_{c}"), "datatype": "FP64", "shape": [-1] })),
-            );
-            v
-        }
-    };
+    let outputs: Vec<Value> = output_tensors(artifact)
+        .into_iter()
+        .map(|t| json!({ "name": t.name, "datatype": t.data.datatype(), "shape": [-1] }))
+        .collect();
     json!({
         "name": model.name,
         "versions": [model.version.to_string()],
@@ -354,8 +334,9 @@ async fn run_infer(
         }
     };
     // Which outputs, and which as raw bytes: settled before anything is scored or logged.
-    let selected = select_outputs(&request, &output_names(artifact))?;
-    let batch = batch_from_columns(artifact, columns)?;
+    let names: Vec<String> = output_tensors(artifact).into_iter().map(|t| t.name).collect();
+    let selected = select_outputs(&request, &names)?;
+    let batch = batch_from_columns(&model.inputs, columns)?;
     let rows = batch.num_rows();
     state.check_rows(rows)?;
     let observed = state.observe(request.id.clone(), &batch);

@@ -29,7 +29,7 @@ pub struct Tpe {
     /// number. A finished trial's parameters never change, so each is converted once per study
     /// instead of once per sample (which cost a map lookup and a conversion per trial, group
     /// and sample).
-    pub coordinates: Mutex<HashMap<u64, Arc<[Option<f64>]>>>,
+    coordinates: Mutex<HashMap<u64, Coords>>,
 }
 
 impl Tpe {
@@ -38,15 +38,38 @@ impl Tpe {
     }
 
     /// The internal coordinates of each finished trial, in `history.finished`'s order.
-    fn coordinates(&self, space: &Space, history: &History) -> Vec<Arc<[Option<f64>]>> {
-        let convert = |p: &Params| -> Arc<[Option<f64>]> {
-            space.params.iter().map(|q| p.get(&q.name).and_then(|v| q.internal(v))).collect()
-        };
+    fn coordinates(&self, space: &Space, history: &History) -> Vec<Coords> {
         let Ok(mut cache) = self.coordinates.lock() else {
-            return history.finished.iter().map(|t| convert(&t.params)).collect();
+            return history.finished.iter().map(|t| coords_of(space, &t.params)).collect();
         };
-        history.finished.iter().map(|t| cache.entry(t.number).or_insert_with(|| convert(&t.params)).clone()).collect()
+        history
+            .finished
+            .iter()
+            .map(|t| cache.entry(t.number).or_insert_with(|| coords_of(space, &t.params)).clone())
+            .collect()
     }
+}
+
+/// A trial's internal coordinate for every parameter of the space (`None`: not active).
+type Coords = Arc<[Option<f64>]>;
+
+fn coords_of(space: &Space, params: &Params) -> Coords {
+    space.params.iter().map(|q| params.get(&q.name).and_then(|v| q.internal(v))).collect()
+}
+
+/// Append the coordinates of `group` (indices into the space) to `out`, if all are active.
+fn group_coords(coords: &[Option<f64>], group: &[usize], out: &mut Vec<f64>) -> bool {
+    let at = out.len();
+    for &j in group {
+        match coords[j] {
+            Some(x) => out.push(x),
+            None => {
+                out.truncate(at);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 const PRIOR_WEIGHT: f64 = 1.0;
@@ -64,6 +87,7 @@ impl Sampler for Tpe {
             false => (0..space.params.len()).map(|i| vec![i]).collect(),
         };
         let coords = self.coordinates(space, history);
+        let pending: Vec<Coords> = history.pending.iter().map(|p| coords_of(space, p)).collect();
         let ranked = rank(history);
         let mut out = Params::new();
         for group in groups {
@@ -71,7 +95,7 @@ impl Sampler for Tpe {
                 continue;
             }
             let params: Vec<&Param> = group.iter().map(|&i| &space.params[i]).collect();
-            let seen = Seen { history, coords: &coords, ranked: &ranked, group: &group };
+            let seen = Seen { history, coords: &coords, pending: &pending, ranked: &ranked, group: &group };
             for (p, v) in params.iter().zip(self.sample_group(&params, &seen, &mut rng)) {
                 out.insert(p.name.clone(), v);
             }
@@ -109,27 +133,18 @@ fn rank(history: &History) -> Vec<usize> {
 struct Seen<'h> {
     history: &'h History<'h>,
     /// Each finished trial's coordinates.
-    coords: &'h [Arc<[Option<f64>]>],
+    coords: &'h [Coords],
+    /// Each running trial's coordinates.
+    pending: &'h [Coords],
     ranked: &'h [usize],
     /// The group's parameters, as indices into the space.
     group: &'h [usize],
 }
 
 impl Seen<'_> {
-    /// Trial `i`'s coordinates for the group, if it was active in all of them.
+    /// Finished trial `i`'s coordinates for the group, if it was active in all of them.
     fn coords(&self, i: usize, out: &mut Vec<f64>) -> bool {
-        let c = &self.coords[i];
-        let at = out.len();
-        for &j in self.group {
-            match c[j] {
-                Some(x) => out.push(x),
-                None => {
-                    out.truncate(at);
-                    return false;
-                }
-            }
-        }
-        true
+        group_coords(&self.coords[i], self.group, out)
     }
 }
 
@@ -186,17 +201,8 @@ impl Tpe {
                 _ => false,
             };
         }
-        for p in &seen.history.pending {
-            let at = bad_x.len();
-            for q in params {
-                match p.get(&q.name).and_then(|v| q.internal(v)) {
-                    Some(x) => bad_x.push(x),
-                    None => {
-                        bad_x.truncate(at);
-                        break;
-                    }
-                }
-            }
+        for p in seen.pending {
+            group_coords(p, seen.group, &mut bad_x);
         }
         let good = Parzen::fit(params, &good_x, self.multivariate);
         let bad = Parzen::fit(params, &bad_x, self.multivariate);
