@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 
 // mimalloc rather than the system allocator (as datafusion-cli and Polars ship): on one-row
 // serving requests glibc malloc took a third of the server's CPU, much of it consolidating
-// chunks that other threads had freed (ARCHITECTURE.md, "mimalloc").
+// chunks that other threads had freed (ARCHITECTURE.md, "mimalloc"). Counted, so that a tuning
+// trial's memory budget is measured on the threads the trial runs on.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice_core::memory::Counting<mimalloc::MiMalloc> = sluice_core::memory::Counting(mimalloc::MiMalloc);
 
 /// sluice: scalable ML pipelines — from raw data to a registered, served model.
 #[derive(Parser)]

@@ -14,6 +14,9 @@
 mod artifact;
 pub mod fnv;
 mod hash;
+// The allocator wrapper and its thread-local: each `unsafe` block says why it holds.
+#[allow(unsafe_code)]
+pub mod memory;
 pub mod rng;
 mod units;
 

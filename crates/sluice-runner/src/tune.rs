@@ -170,7 +170,7 @@ impl TrialObjective<'_> {
         let valid = self.data.valid.ok_or("`tune` needs `validation` or `cv`")?;
         let mut on_round = |r: &sluice_train::gbdt::RoundReport| match r.valid_metric {
             Some(m) => t.report(r.round as u64, m),
-            None => std::ops::ControlFlow::Continue(()),
+            None => t.check(),
         };
         let (model, extra) =
             fit_with_features(&step, self.data.batch, Some(valid), self.data.features, None, &mut on_round)
@@ -182,13 +182,13 @@ impl TrialObjective<'_> {
             format!("no metric `{}` to optimize (the validation data gives {})", self.metric, known.join(", "))
         })?;
         let loss = self.direction.loss(value);
-        if !t.pruned() {
+        if !t.stopped() {
             let mut best = self.best.lock().unwrap_or_else(|e| e.into_inner());
             if best.as_ref().is_none_or(|(l, n, ..)| loss < *l || (loss == *l && t.number < *n)) {
                 *best = Some((loss, t.number, model, extra));
             }
             (self.say)(format!("trial {}: {} = {value:.5}", t.number, self.metric));
-        } else {
+        } else if t.pruned() {
             (self.say)(format!("trial {}: pruned", t.number));
         }
         Ok(Evaluation { value, metrics })

@@ -11,10 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sluice_core::memory::{self, Meter};
 use sluice_store::{StudyRecord, StudyStore, TrialRecord, TrialState, Worker};
 
 use crate::pruner::PrunerSpec;
@@ -75,8 +77,11 @@ pub struct Budget {
     pub parallel: usize,
     /// A trial still running after this is stopped at its next report and marked failed.
     pub trial_timeout: Option<Duration>,
-    /// Bytes a trial may use; the objective checks its own estimate (see
-    /// [`TrialContext::check_memory`]).
+    /// Bytes a trial may use. Where the process allocates through
+    /// [`sluice_core::memory::Counting`], the trial's threads are metered: a trial over the budget
+    /// is stopped at its next report (or [`TrialContext::check`]) and marked failed, and so is one
+    /// that finishes after peaking over it. The objective can also refuse up front from its own
+    /// estimate ([`TrialContext::check_memory`]).
     pub trial_memory: Option<u64>,
 }
 
@@ -113,6 +118,8 @@ impl<F: Fn(&mut TrialContext) -> Result<Evaluation, String> + Sync> Objective fo
 enum Stop {
     Pruned,
     TimedOut,
+    /// Live bytes when the trial was stopped.
+    OverMemory(u64),
 }
 
 /// A trial as its objective sees it.
@@ -122,6 +129,8 @@ pub struct TrialContext<'s> {
     pub params: Params,
     deadline: Option<Instant>,
     pub memory_budget: Option<u64>,
+    /// The trial's allocations, when the budget is set and the allocator counts.
+    meter: Option<Arc<Meter>>,
     stop: Option<Stop>,
     last_step: Option<u64>,
 }
@@ -130,12 +139,7 @@ impl TrialContext<'_> {
     /// Record an intermediate value (a boosting round's validation metric, a fold's score).
     /// `Break` means stop now: the pruner gave up on the trial, or it ran out of time.
     pub fn report(&mut self, step: u64, value: f64) -> ControlFlow<()> {
-        if let Some(d) = self.deadline
-            && Instant::now() >= d
-        {
-            self.stop = Some(Stop::TimedOut);
-            return ControlFlow::Break(());
-        }
+        self.check()?;
         if self.last_step.is_some_and(|s| step <= s) {
             return ControlFlow::Continue(());
         }
@@ -151,15 +155,39 @@ impl TrialContext<'_> {
         }
     }
 
+    /// Whether the trial is still within its time and memory budgets; `Break` means stop now
+    /// (for objectives that report nothing at some steps).
+    pub fn check(&mut self) -> ControlFlow<()> {
+        if self.stop.is_some_and(|s| s != Stop::Pruned) {
+            return ControlFlow::Break(());
+        }
+        if let Some(d) = self.deadline
+            && Instant::now() >= d
+        {
+            self.stop = Some(Stop::TimedOut);
+            return ControlFlow::Break(());
+        }
+        if let (Some(meter), Some(budget)) = (&self.meter, self.memory_budget)
+            && meter.live() > budget
+        {
+            self.stop = Some(Stop::OverMemory(meter.live()));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The most the trial's threads have had allocated at once, when measured.
+    pub fn peak_memory(&self) -> Option<u64> {
+        self.meter.as_ref().map(|m| m.peak())
+    }
+
     /// Fail the trial up front when the objective's own estimate of its memory exceeds the
     /// budget.
     pub fn check_memory(&self, estimate_bytes: u64) -> Result<(), String> {
         match self.memory_budget {
-            Some(b) if estimate_bytes > b => Err(format!(
-                "needs about {} MiB, over the trial memory budget of {} MiB",
-                estimate_bytes >> 20,
-                b >> 20
-            )),
+            Some(b) if estimate_bytes > b => {
+                Err(format!("needs about {}, over the trial memory budget of {}", mib(estimate_bytes), mib(b)))
+            }
             _ => Ok(()),
         }
     }
@@ -167,6 +195,22 @@ impl TrialContext<'_> {
     pub fn pruned(&self) -> bool {
         self.stop == Some(Stop::Pruned)
     }
+
+    /// Pruned, or over its time or memory budget: the trial will not count as complete.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// Trials one [`Study::optimize`] call ran, and how many of them failed.
+#[derive(Default)]
+struct Tally {
+    ran: AtomicUsize,
+    failed: AtomicUsize,
 }
 
 /// How a call to [`Study::optimize`] ended.
@@ -303,10 +347,10 @@ impl<'s> Study<'s> {
             (a, b) => a.or(b),
         };
         let parallel = budget.parallel.max(1);
-        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let tally = Tally::default();
         let results: Vec<Result<(), TuneError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..parallel)
-                .map(|_| s.spawn(|| self.work(objective, budget, start, max_trials, parallel, &ran)))
+                .map(|_| s.spawn(|| self.work(objective, budget, start, max_trials, parallel, &tally)))
                 .collect();
             handles
                 .into_iter()
@@ -321,7 +365,7 @@ impl<'s> Study<'s> {
             complete: count(TrialState::Complete),
             pruned: count(TrialState::Pruned),
             failed: count(TrialState::Failed),
-            ran: ran.load(std::sync::atomic::Ordering::Relaxed),
+            ran: tally.ran.load(Ordering::Relaxed),
             elapsed: start.elapsed(),
         };
         if summary.best.is_none() && summary.failed > 0 {
@@ -331,16 +375,17 @@ impl<'s> Study<'s> {
         Ok(summary)
     }
 
-    fn should_stop(&self, budget: &Budget, start: Instant) -> bool {
+    fn should_stop(&self, budget: &Budget, start: Instant, tally: &Tally) -> bool {
         if budget.timeout.is_some_and(|t| start.elapsed() >= t) {
             return true;
         }
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let trials = || view.trials.values();
         let complete = trials().filter(|t| t.state == TrialState::Complete).count();
-        let failed = trials().filter(|t| t.state == TrialState::Failed).count();
-        // Every trial failing means a problem no parameter will fix: stop after three.
-        if complete == 0 && failed >= 3 {
+        // Every trial failing means a problem no parameter will fix: stop after three. Only this
+        // call's failures count, so that a study whose trials all failed (say, over a memory
+        // budget since raised) can go on.
+        if complete == 0 && tally.failed.load(Ordering::Relaxed) >= 3 {
             return true;
         }
         if let Some(patience) = budget.patience
@@ -361,11 +406,11 @@ impl<'s> Study<'s> {
         start: Instant,
         max_trials: Option<u64>,
         parallel: usize,
-        ran: &std::sync::atomic::AtomicUsize,
+        tally: &Tally,
     ) -> Result<(), TuneError> {
         loop {
             self.refresh()?;
-            if self.should_stop(budget, start) {
+            if self.should_stop(budget, start, tally) {
                 return Ok(());
             }
             // Allocate the number and register it as ours in one step, so that a trial sampled
@@ -395,15 +440,18 @@ impl<'s> Study<'s> {
                 local.running.insert(number, true);
                 self.changed.notify_all();
             }
+            let meter = (budget.trial_memory.is_some() && memory::installed()).then(Meter::new);
             let mut ctx = TrialContext {
                 study: self,
                 number,
                 params,
                 deadline: budget.trial_timeout.map(|t| Instant::now() + t),
                 memory_budget: budget.trial_memory,
+                meter: meter.clone(),
                 stop: None,
                 last_step: None,
             };
+            let entered = meter.map(memory::enter);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| objective.evaluate(&mut ctx)))
                 .unwrap_or_else(|panic| {
                     let message = panic
@@ -413,34 +461,43 @@ impl<'s> Study<'s> {
                         .unwrap_or_default();
                     Err(format!("the trial panicked: {message}"))
                 });
-            let no_metrics = BTreeMap::new();
-            let name = &self.config.name;
-            match (ctx.stop, outcome) {
-                (Some(Stop::Pruned), Ok(e)) => {
-                    self.store.finish_trial(name, number, TrialState::Pruned, None, &e.metrics, None)?
-                }
-                (Some(Stop::Pruned), Err(_)) => {
-                    self.store.finish_trial(name, number, TrialState::Pruned, None, &no_metrics, None)?
-                }
-                (Some(Stop::TimedOut), _) => {
-                    let message = format!(
-                        "stopped after the trial time budget of {:.0?}",
-                        budget.trial_timeout.unwrap_or_default()
-                    );
-                    self.store.finish_trial(name, number, TrialState::Failed, None, &no_metrics, Some(&message))?
-                }
-                (None, Ok(e)) if e.value.is_finite() => {
-                    self.store.finish_trial(name, number, TrialState::Complete, Some(e.value), &e.metrics, None)?
+            drop(entered);
+            // A trial that finished (or failed) after peaking over its budget has not kept to it.
+            if ctx.stop.is_none()
+                && let (Some(peak), Some(budget)) = (ctx.peak_memory(), budget.trial_memory)
+                && peak > budget
+            {
+                ctx.stop = Some(Stop::OverMemory(peak));
+            }
+            let failed = |message: String| (TrialState::Failed, None, BTreeMap::new(), Some(message));
+            let (state, value, metrics, error) = match (ctx.stop, outcome) {
+                (Some(Stop::Pruned), Ok(e)) => (TrialState::Pruned, None, e.metrics, None),
+                (Some(Stop::Pruned), Err(_)) => (TrialState::Pruned, None, BTreeMap::new(), None),
+                (Some(Stop::TimedOut), _) => failed(format!(
+                    "stopped after the trial time budget of {:.0?}",
+                    budget.trial_timeout.unwrap_or_default()
+                )),
+                (Some(Stop::OverMemory(bytes)), _) => failed(format!(
+                    "used {}, over the trial memory budget of {}",
+                    mib(bytes),
+                    mib(budget.trial_memory.unwrap_or_default())
+                )),
+                (None, Ok(mut e)) if e.value.is_finite() => {
+                    if let Some(peak) = ctx.peak_memory() {
+                        e.metrics.insert("peak_memory_mib".into(), peak as f64 / (1 << 20) as f64);
+                    }
+                    (TrialState::Complete, Some(e.value), e.metrics, None)
                 }
                 (None, Ok(e)) => {
-                    let message = format!("the objective returned {}", e.value);
-                    self.store.finish_trial(name, number, TrialState::Failed, None, &e.metrics, Some(&message))?
+                    (TrialState::Failed, None, e.metrics, Some(format!("the objective returned {}", e.value)))
                 }
-                (None, Err(message)) => {
-                    self.store.finish_trial(name, number, TrialState::Failed, None, &no_metrics, Some(&message))?
-                }
+                (None, Err(message)) => failed(message),
+            };
+            self.store.finish_trial(&self.config.name, number, state, value, &metrics, error.as_deref())?;
+            tally.ran.fetch_add(1, Ordering::Relaxed);
+            if state == TrialState::Failed {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
             }
-            ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
             local.running.remove(&number);
             self.changed.notify_all();

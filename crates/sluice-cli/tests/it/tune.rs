@@ -256,6 +256,38 @@ fn a_grid_search_with_cross_validation_tries_every_point() {
 }
 
 #[test]
+fn trials_over_their_memory_budget_fail_and_a_larger_budget_continues_the_study() {
+    let sb = Sandbox::new();
+    let spec = tune_spec(&sb, "mem", 4, "none");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    // 6 MB is above the up-front estimate of the smaller trials but below what training Adult
+    // allocates: the metered allocations stop them.
+    std::fs::write(&spec, text.replace("parallel: 2", "parallel: 2\n      trial_memory: 6MB")).unwrap();
+    let out = sb.sluice(&["run", spec.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("step `train` failed") && out.stderr.contains("no trial completed"), "{}", out.stderr);
+    let failed = trials(&show(&sb, "mem"));
+    assert!(failed.iter().all(|t| t["state"] == "failed"), "{failed:#?}");
+    let measured: Vec<f64> = failed
+        .iter()
+        .filter_map(|t| t["error"].as_str()?.strip_prefix("used ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(!measured.is_empty(), "no trial was stopped by what it allocated: {failed:#?}");
+    assert!(measured.iter().all(|m| *m >= 6.0), "{measured:?}");
+    // With room to train, the same study goes on from trial 4; each trial's peak is recorded.
+    let roomy = text.replace("parallel: 2", "parallel: 2\n      trial_memory: 256MB").replace("trials: 4", "trials: 8");
+    std::fs::write(&spec, roomy).unwrap();
+    sb.run_json(&spec, &[]);
+    let all = trials(&show(&sb, "mem"));
+    assert_eq!(all.len(), 8);
+    for t in &all[4..] {
+        assert_eq!(t["state"], "complete", "{t:#}");
+        let peak = t["metrics"]["peak_memory_mib"].as_f64().unwrap();
+        assert!((1.0..256.0).contains(&peak), "{t:#}");
+    }
+}
+
+#[test]
 fn a_bad_sampler_or_space_fails_before_anything_runs() {
     let sb = Sandbox::new();
     let spec = tune_spec(&sb, "bad", 4, "none");

@@ -233,8 +233,12 @@ pub fn fit_gbdt(
 ) -> Result<GbdtFit> {
     check_options(train, categorical, opts, init)?;
     if opts.threads > 0 {
+        // The pool's threads charge the caller's memory meter (a tuning trial's budget).
+        let meter = sluice_core::memory::current();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
+            .start_handler(move |_| sluice_core::memory::attach_thread(meter.clone()))
+            .exit_handler(|_| sluice_core::memory::detach_thread())
             .build()
             .map_err(|e| TrainError::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
         pool.install(|| Booster::new(train, categorical, valid, opts, init).run(on_round))

@@ -8,6 +8,10 @@ use serde_json::json;
 use sluice_store::{SqliteStore, StudyStore, TrialState, Worker};
 use sluice_tune::*;
 
+// Allocations are metered here as in the `sluice` binary, so trial memory budgets are enforced.
+#[global_allocator]
+static ALLOCATOR: sluice_core::memory::Counting<std::alloc::System> = sluice_core::memory::Counting(std::alloc::System);
+
 fn float(name: &str, low: f64, high: f64) -> Param {
     Param {
         name: name.into(),
@@ -336,7 +340,8 @@ fn trial_budgets_fail_the_trial_and_failures_are_reported() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("no trial completed (3 failed)") && text.contains("over the trial memory budget of 1024 MiB"),
+        text.contains("no trial completed (3 failed)")
+            && text.contains("needs about 3072.0 MiB, over the trial memory budget of 1024.0 MiB"),
         "{text}"
     );
 }
@@ -422,4 +427,68 @@ fn importances_find_the_parameter_that_matters() {
     assert_eq!(imp[0].0, "matters");
     assert!(imp[0].1 > 0.9, "{imp:?}");
     assert!((imp.iter().map(|i| i.1).sum::<f64>() - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn trials_over_their_memory_budget_are_stopped_and_failed() {
+    assert!(sluice_core::memory::installed());
+    let store = MemoryStudies::default();
+    let space = Space::new(vec![float("x", 0.0, 1.0)]).unwrap();
+    // Trial 0 grows 4 MiB a step, reporting each, on its own thread and on a helper thread that
+    // carries its meter (as a trainer's pool does); trial 1 peaks at 48 MiB between reports and
+    // frees it before it returns; the others keep 1 MiB.
+    let greedy = |t: &mut TrialContext| -> Result<Evaluation, String> {
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        match t.number {
+            0 => {
+                for step in 1..=64u64 {
+                    kept.push(std::hint::black_box(vec![1u8; 2 << 20]));
+                    let meter = sluice_core::memory::current();
+                    let other = std::thread::spawn(move || {
+                        sluice_core::memory::attach_thread(meter);
+                        let v = std::hint::black_box(vec![2u8; 2 << 20]);
+                        sluice_core::memory::detach_thread();
+                        v
+                    });
+                    kept.push(other.join().unwrap());
+                    if t.report(step, step as f64).is_break() {
+                        return Ok(Evaluation::value(step as f64));
+                    }
+                }
+                Err("trial 0 was never stopped".into())
+            }
+            1 => {
+                drop(std::hint::black_box(vec![1u8; 48 << 20]));
+                Ok(Evaluation::value(0.0))
+            }
+            _ => {
+                kept.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                assert!(t.peak_memory().unwrap() >= 1 << 20);
+                Ok(Evaluation::value(t.number as f64))
+            }
+        }
+    };
+    let study =
+        Study::open(&store, StudyConfig::new("mem", Direction::Minimize, space, SamplerSpec::Random, 1), None).unwrap();
+    let s = study.optimize(&greedy, &Budget { trials: Some(4), trial_memory: Some(16 << 20), ..Budget::default() });
+    let s = s.unwrap();
+    let trials = study.trials().unwrap();
+    let error = |n: usize| trials[n].error.clone().unwrap_or_default();
+    assert_eq!(trials[0].state, TrialState::Failed, "{:?}", trials[0]);
+    // Stopped at the first report over 16 MiB: after 4 steps of 4 MiB, 8 with the helper's half.
+    assert!(
+        error(0).starts_with("used 1") && error(0).ends_with("over the trial memory budget of 16.0 MiB"),
+        "{}",
+        error(0)
+    );
+    assert!(trials[0].intermediate.len() <= 4, "{:?}", trials[0].intermediate);
+    assert_eq!(trials[1].state, TrialState::Failed);
+    assert!(error(1).starts_with("used 48.0 MiB"), "{}", error(1));
+    for t in &trials[2..] {
+        assert_eq!(t.state, TrialState::Complete);
+        // The peak is recorded with the trial's metrics.
+        let peak = t.metrics["peak_memory_mib"];
+        assert!((1.0..2.0).contains(&peak), "{peak}");
+    }
+    assert_eq!((s.complete, s.failed), (2, 2));
 }
