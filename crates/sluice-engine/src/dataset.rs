@@ -60,6 +60,38 @@ fn properties() -> WriterProperties {
         .build()
 }
 
+/// The row count of a Parquet file whose footer reads, whose row groups hold at most
+/// `max_group_rows` rows, and whose column chunks use codecs this build decodes; `None`
+/// otherwise (or when it is not Parquet at all).
+pub(crate) fn copyable_parquet(path: &Path, max_group_rows: i64) -> Option<u64> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
+    let meta = reader.metadata();
+    let readable = |c: Compression| matches!(c, Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_));
+    let fits = meta
+        .row_groups()
+        .iter()
+        .all(|g| g.num_rows() <= max_group_rows && g.columns().iter().all(|c| readable(c.compression())));
+    let rows = meta.file_metadata().num_rows();
+    (fits && rows >= 0).then_some(rows as u64)
+}
+
+/// Copy `from` to `to`, returning the copy's content hash and size (hashed from the bytes as
+/// written, so a file changing under the copy cannot leave a hash that does not match).
+pub(crate) fn copy_hashed(from: &Path, to: &Path) -> Result<(ContentHash, u64)> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EngineError::Io { path, source }
+    };
+    let mut input = File::open(from).map_err(io(from))?;
+    let out = File::create(to).map_err(io(to))?;
+    let mut sink =
+        HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), hasher: blake3::Hasher::new(), written: 0 };
+    std::io::copy(&mut input, &mut sink).map_err(io(from))?;
+    sink.flush().map_err(io(to))?;
+    Ok((ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()), sink.written))
+}
+
 pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
     schema
         .fields()

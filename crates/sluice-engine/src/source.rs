@@ -17,6 +17,10 @@ use sluice_spec::kinds::{FileFormat, SourceStep};
 use crate::Engine;
 use crate::error::{EngineError, Result};
 
+/// The largest row groups a Parquet source may have to be ingested as it is (the dataset writer
+/// itself writes 128k-row groups).
+pub const COPY_MAX_ROW_GROUP_ROWS: i64 = 1 << 20;
+
 fn compression_of(path: &str) -> FileCompressionType {
     match Path::new(path).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("gz") => FileCompressionType::GZIP,
@@ -101,6 +105,44 @@ impl Engine {
             .map(|p| p.to_str().map(str::to_string).ok_or_else(|| EngineError::Path(p.clone())))
             .collect::<Result<Vec<_>>>()?;
         self.read_locations(source, paths, None).await
+    }
+
+    /// Ingest a source that is one plain Parquet file by copying its bytes to `tmp` (hashed as
+    /// they go) instead of decoding and encoding every row: the artifact is the user's file, as
+    /// DVC would store it. Only when a re-encode would add nothing the file lacks: one local
+    /// file, no `columns` renames, no `key=value` directories, row groups of at most
+    /// [`COPY_MAX_ROW_GROUP_ROWS`] rows (later scans split on row groups) and codecs this build
+    /// reads (none, Snappy, zstd). `None`: read it the general way.
+    pub async fn copy_parquet_source(
+        &self,
+        source: &SourceStep,
+        files: &[PathBuf],
+        tmp: &Path,
+    ) -> Result<Option<crate::WrittenDataset>> {
+        let [file] = files else { return Ok(None) };
+        let Some(path) = file.to_str() else { return Ok(None) };
+        let format = source.format.or_else(|| infer_format(&source.path));
+        if format != Some(FileFormat::Parquet)
+            || source.columns.is_some()
+            || compression_of(path) != FileCompressionType::UNCOMPRESSED
+            || !hive_segments(path).is_empty()
+        {
+            return Ok(None);
+        }
+        let Some(rows) = crate::dataset::copyable_parquet(file, COPY_MAX_ROW_GROUP_ROWS) else { return Ok(None) };
+        // The columns as the engine reads them: what a re-encoded artifact would have said.
+        let df = read(
+            &self.in_process_context(),
+            source,
+            FileFormat::Parquet,
+            compression_of(path),
+            vec![path.into()],
+            None,
+        )
+        .await?;
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let (hash, size) = crate::dataset::copy_hashed(file, tmp)?;
+        Ok(Some(crate::WrittenDataset { hash, size, rows, schema: crate::schema_meta(&schema) }))
     }
 
     /// Read a source whose `path` is an object store URL (a single object, a glob or a
@@ -331,5 +373,83 @@ mod tests {
             assert_eq!(ids.len(), 240_000);
             assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "read {attempt}: rows out of order");
         }
+    }
+
+    /// A plain Parquet file is ingested as its own bytes, with the rows and columns the general
+    /// path reports; renames, other codecs and oversized row groups go the general way.
+    #[tokio::test]
+    async fn a_plain_parquet_source_is_copied_as_it_is() {
+        use std::sync::Arc;
+
+        use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use parquet::arrow::ArrowWriter;
+        use parquet::basic::Compression;
+        use parquet::file::properties::WriterProperties;
+
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let write = |name: &str, compression: Compression, group: usize| {
+            let path = dir.path().join(name);
+            let props = WriterProperties::builder()
+                .set_compression(compression)
+                .set_max_row_group_row_count(Some(group))
+                .build();
+            let mut w =
+                ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), Some(props)).unwrap();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(0..3000)),
+                    Arc::new(Float64Array::from_iter((0..3000).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)))),
+                    Arc::new(StringArray::from_iter_values((0..3000).map(|i| format!("n{}", i % 13)))),
+                ],
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        };
+        let source = |extra: &str, file: &str| {
+            let spec = format!("name: t\nsources:\n  s: {{path: {file}{extra}}}\n");
+            let pipeline = sluice_spec::parse(&spec, "t.yaml", dir.path(), &[]).unwrap();
+            let step = pipeline.steps[0].clone();
+            let sluice_spec::StepConfig::Source(source) = step.config.clone() else { panic!("not a source") };
+            (source, step.files)
+        };
+        let engine = crate::Engine::local(2);
+        let plain = write("plain.parquet", Compression::SNAPPY, 1000);
+        let (s, files) = source("", "plain.parquet");
+        let tmp = dir.path().join("copy.tmp");
+        let copied = engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().expect("copied");
+        let bytes = std::fs::read(&plain).unwrap();
+        assert_eq!(std::fs::read(&tmp).unwrap(), bytes);
+        assert_eq!(copied.hash, sluice_core::ContentHash::of_bytes(&bytes));
+        assert_eq!((copied.rows, copied.size), (3000, bytes.len() as u64));
+        // The columns the general path would record.
+        let written =
+            crate::write_dataframe(engine.read_source(&s, &files).await.unwrap(), &dir.path().join("general"), &|_| {})
+                .await
+                .unwrap();
+        assert_eq!(copied.schema, written.schema);
+        assert_eq!(written.rows, 3000);
+        // Uncompressed and zstd files are copied too.
+        write("plain.zstd.parquet", Compression::ZSTD(Default::default()), 1000);
+        let (s, files) = source("", "plain.zstd.parquet");
+        assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_some());
+        // Not copied: renamed columns, several files, row groups over the limit, not Parquet.
+        let (renamed, files) = source(", columns: [a, b, c]", "plain.parquet");
+        assert!(engine.copy_parquet_source(&renamed, &files, &tmp).await.unwrap().is_none());
+        let (s, files) = source("", "\"*.parquet\"");
+        assert_eq!(files.len(), 2);
+        assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_none());
+        assert_eq!(crate::dataset::copyable_parquet(&plain, 1000), Some(3000));
+        assert_eq!(crate::dataset::copyable_parquet(&plain, 999), None);
+        std::fs::write(dir.path().join("fake.parquet"), b"not parquet at all").unwrap();
+        assert_eq!(crate::dataset::copyable_parquet(&dir.path().join("fake.parquet"), 1000), None);
     }
 }

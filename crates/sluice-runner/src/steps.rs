@@ -156,12 +156,26 @@ async fn blocking<T: Send + 'static>(
 pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
     match &ctx.step.config {
         StepConfig::Source(source) => {
-            let df = if sluice_core::is_url(source.path.as_str()) {
-                ctx.engine.read_remote_source(source, ctx.seen.objects.get().map(Vec::as_slice)).await?
-            } else {
-                ctx.engine.read_source(source, &ctx.step.files).await?
+            let tmp = ctx.ws.artifacts.scratch_path("parquet");
+            let remote = sluice_core::is_url(source.path.as_str());
+            // A plain Parquet file is copied as it is; anything else is read and written.
+            let copied = match remote {
+                true => Ok(None),
+                false => ctx.engine.copy_parquet_source(source, &ctx.step.files, &tmp).await,
             };
-            let out = ctx.store_dataframe("data", df).await?;
+            let written = match copied.transpose() {
+                Some(written) => written,
+                None => {
+                    let df = match remote {
+                        true => {
+                            ctx.engine.read_remote_source(source, ctx.seen.objects.get().map(Vec::as_slice)).await?
+                        }
+                        false => ctx.engine.read_source(source, &ctx.step.files).await?,
+                    };
+                    write_dataframe(df, &tmp, &ctx.progress()).await
+                }
+            };
+            let out = ctx.store_dataset("data", &tmp, written).await?;
             Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Database(db) => {
