@@ -7,7 +7,8 @@ The job, on flights-3m (3M rows) and on 10M rows made by stacking it (see bench/
 read Parquet; `delay`: impute the median, then standardize; `distance`: 10 quantile buckets;
 `origin`: one-hot over its 20 most frequent airports (others: all zeros); keep `date` and
 `destination`; write Parquet. sluice also ingests the file as a content-addressed artifact
-first (its `source` step), which the peers do not do; its times include that.
+first (its `source` step: a plain Parquet file is copied byte for byte), which the peers do not
+do; its times include that.
 
 Needs: pip install pandas pyarrow polars scikit-learn (scripts/bench-setup.sh) and
   cargo build --release -p sluice-cli
