@@ -64,13 +64,14 @@ fn swap(meter: Option<Arc<Meter>>) -> Option<Arc<Meter>> {
 /// Charge `meter` for this thread's allocations until the guard is dropped (then the meter the
 /// thread had before, if any, again).
 pub fn enter(meter: Arc<Meter>) -> Entered {
-    Entered { previous: swap(Some(meter)) }
+    Entered { previous: swap(Some(meter)), _this_thread: std::marker::PhantomData }
 }
 
-/// See [`enter`].
+/// See [`enter`]. Not `Send`: it restores the thread-local of the thread that entered.
 #[must_use = "the meter is left when the guard is dropped"]
 pub struct Entered {
     previous: Option<Arc<Meter>>,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for Entered {
@@ -189,6 +190,41 @@ mod tests {
         drop(v);
         assert_eq!(meter.peak(), 0);
         assert!(!installed());
+    }
+
+    /// What the allocator charges for each call, on the system allocator.
+    #[test]
+    fn counting_charges_every_call() {
+        let counting = Counting(std::alloc::System);
+        let meter = Meter::new();
+        let entered = enter(meter.clone());
+        let layout = Layout::from_size_align(1000, 8).unwrap();
+        // SAFETY: the layouts are non-zero sized; each pointer is freed once with the layout
+        // (and size) it was last allocated with.
+        unsafe {
+            let a = counting.alloc(layout);
+            assert_eq!((meter.live(), meter.peak()), (1000, 1000));
+            let z = counting.alloc_zeroed(layout);
+            assert_eq!((meter.live(), meter.peak()), (2000, 2000));
+            let a = counting.realloc(a, layout, 3000);
+            assert_eq!((meter.live(), meter.peak()), (4000, 4000));
+            let a = counting.realloc(a, Layout::from_size_align(3000, 8).unwrap(), 500);
+            assert_eq!((meter.live(), meter.peak()), (1500, 4000));
+            counting.dealloc(a, Layout::from_size_align(500, 8).unwrap());
+            counting.dealloc(z, layout);
+        }
+        assert_eq!((meter.live(), meter.peak()), (0, 4000));
+        drop(entered);
+        // Another thread's allocations are its own.
+        let other = Meter::new();
+        let _here = enter(other.clone());
+        std::thread::spawn(move || {
+            // SAFETY: as above.
+            unsafe { counting.dealloc(counting.alloc(layout), layout) };
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other.peak(), 0);
     }
 
     #[test]

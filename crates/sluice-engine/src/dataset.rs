@@ -62,34 +62,45 @@ fn properties() -> WriterProperties {
 
 /// The row count of a Parquet file whose footer reads, whose row groups hold at most
 /// `max_group_rows` rows, and whose column chunks use codecs this build decodes; `None`
-/// otherwise (or when it is not Parquet at all).
+/// otherwise (or when it is not Parquet at all). Only the footer is read: pages are decoded
+/// by the steps that read the dataset.
 pub(crate) fn copyable_parquet(path: &Path, max_group_rows: i64) -> Option<u64> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
-    let meta = reader.metadata();
+    let groups = reader.metadata().row_groups();
     let readable = |c: Compression| matches!(c, Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_));
-    let fits = meta
-        .row_groups()
+    let fits = groups
         .iter()
-        .all(|g| g.num_rows() <= max_group_rows && g.columns().iter().all(|c| readable(c.compression())));
-    let rows = meta.file_metadata().num_rows();
-    (fits && rows >= 0).then_some(rows as u64)
+        .all(|g| (0..=max_group_rows).contains(&g.num_rows()) && g.columns().iter().all(|c| readable(c.compression())));
+    fits.then(|| groups.iter().map(|g| g.num_rows() as u64).sum())
 }
 
-/// Copy `from` to `to`, returning the copy's content hash and size (hashed from the bytes as
-/// written, so a file changing under the copy cannot leave a hash that does not match).
+/// Copy `from` to `to` and sync it, returning the copy's content hash and size (hashed from
+/// the bytes as written, so a file changing under the copy cannot leave a hash that does not
+/// match). Errors name the file that failed: a read error `from`, a write error `to`.
 pub(crate) fn copy_hashed(from: &Path, to: &Path) -> Result<(ContentHash, u64)> {
+    use std::io::Read;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EngineError::Io { path, source }
     };
     let mut input = File::open(from).map_err(io(from))?;
-    let out = File::create(to).map_err(io(to))?;
-    let mut sink =
-        HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), hasher: blake3::Hasher::new(), written: 0 };
-    std::io::copy(&mut input, &mut sink).map_err(io(from))?;
-    sink.flush().map_err(io(to))?;
-    Ok((ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()), sink.written))
+    let mut out = File::create(to).map_err(io(to))?;
+    let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(from)(e)),
+        };
+        out.write_all(&buffer[..n]).map_err(io(to))?;
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    out.sync_all().map_err(io(to))?;
+    Ok((ContentHash::from_bytes(*hasher.finalize().as_bytes()), size))
 }
 
 pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {

@@ -129,19 +129,30 @@ impl Engine {
         {
             return Ok(None);
         }
-        let Some(rows) = crate::dataset::copyable_parquet(file, COPY_MAX_ROW_GROUP_ROWS) else { return Ok(None) };
-        // The columns as the engine reads them: what a re-encoded artifact would have said.
+        if crate::dataset::copyable_parquet(file, COPY_MAX_ROW_GROUP_ROWS).is_none() {
+            return Ok(None);
+        }
+        let (from, to) = (file.clone(), tmp.to_path_buf());
+        let (hash, size) = tokio::task::spawn_blocking(move || crate::dataset::copy_hashed(&from, &to))
+            .await
+            .map_err(|e| EngineError::Invalid(format!("copying `{path}` failed: {e}")))??;
+        // Rows and columns from the copy itself (the source may have changed since it was
+        // checked): the columns as the engine reads them, what a re-encoded artifact would say.
+        let Some(rows) = crate::dataset::copyable_parquet(tmp, COPY_MAX_ROW_GROUP_ROWS) else {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(None);
+        };
+        let copy = tmp.to_str().ok_or_else(|| EngineError::Path(tmp.to_path_buf()))?;
         let df = read(
             &self.in_process_context(),
             source,
             FileFormat::Parquet,
             compression_of(path),
-            vec![path.into()],
+            vec![copy.into()],
             None,
         )
         .await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let (hash, size) = crate::dataset::copy_hashed(file, tmp)?;
         Ok(Some(crate::WrittenDataset { hash, size, rows, schema: crate::schema_meta(&schema) }))
     }
 
@@ -441,11 +452,19 @@ mod tests {
         write("plain.zstd.parquet", Compression::ZSTD(Default::default()), 1000);
         let (s, files) = source("", "plain.zstd.parquet");
         assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_some());
+        std::fs::create_dir(dir.path().join("year=2013")).unwrap();
+        write("year=2013/plain.parquet", Compression::UNCOMPRESSED, 1000);
+        let (s, files) = source("", "year=2013/plain.parquet");
+        // ... but a `key=value` directory adds a column: read the general way.
+        assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_none());
+        std::fs::rename(dir.path().join("year=2013/plain.parquet"), dir.path().join("plain.none.parquet")).unwrap();
+        let (s, files) = source("", "plain.none.parquet");
+        assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_some());
         // Not copied: renamed columns, several files, row groups over the limit, not Parquet.
         let (renamed, files) = source(", columns: [a, b, c]", "plain.parquet");
         assert!(engine.copy_parquet_source(&renamed, &files, &tmp).await.unwrap().is_none());
         let (s, files) = source("", "\"*.parquet\"");
-        assert_eq!(files.len(), 2);
+        assert_eq!(files.len(), 3);
         assert!(engine.copy_parquet_source(&s, &files, &tmp).await.unwrap().is_none());
         assert_eq!(crate::dataset::copyable_parquet(&plain, 1000), Some(3000));
         assert_eq!(crate::dataset::copyable_parquet(&plain, 999), None);

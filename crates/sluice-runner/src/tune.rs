@@ -157,8 +157,12 @@ impl TrialObjective<'_> {
         let features = self.data.features.len() + step.transforms.len() * 8;
         t.check_memory(memory_estimate(&step.params, self.data.batch.num_rows(), features))?;
         if let Some(cv) = &step.cv {
-            let metrics = cross_validate(&step, cv, self.data.batch, self.data.valid, self.data.features, None)
-                .map_err(|e| e.to_string())?;
+            // On a pool that charges the trial's meter (when it has a memory budget).
+            let metrics = sluice_train::on_pool(0, || {
+                cross_validate(&step, cv, self.data.batch, self.data.valid, self.data.features, None)
+            })
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             let key = format!("cv_{}_mean", self.metric);
             let value = metrics.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).ok_or_else(|| {
                 let known: Vec<&str> = metrics.iter().filter_map(|(k, _)| k.strip_suffix("_mean")).collect();
@@ -172,9 +176,11 @@ impl TrialObjective<'_> {
             Some(m) => t.report(r.round as u64, m),
             None => t.check(),
         };
-        let (model, extra) =
+        let (model, extra) = sluice_train::on_pool(0, || {
             fit_with_features(&step, self.data.batch, Some(valid), self.data.features, None, &mut on_round)
-                .map_err(|e| e.to_string())?;
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let scored = crate::gates::score(model.clone(), valid, 0.5).map_err(|e| e.to_string())?;
         let metrics = scored.metrics;
         let value = *metrics.get(&self.metric).ok_or_else(|| {
@@ -183,6 +189,7 @@ impl TrialObjective<'_> {
         })?;
         let loss = self.direction.loss(value);
         if !t.stopped() {
+            // (`stopped` includes a trial that peaked over its memory budget.)
             let mut best = self.best.lock().unwrap_or_else(|e| e.into_inner());
             if best.as_ref().is_none_or(|(l, n, ..)| loss < *l || (loss == *l && t.number < *n)) {
                 *best = Some((loss, t.number, model, extra));

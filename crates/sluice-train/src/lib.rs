@@ -265,6 +265,24 @@ pub fn train_kmeans(
 
 /// A train step's feature columns: the ones it names, else every column of `schema` but the
 /// label and the excluded ones.
+/// Run `f` on a pool of `threads` threads (0: as many as rayon's global pool) whose threads
+/// charge the calling thread's memory meter, if it has one (a tuning trial's budget,
+/// `sluice_core::memory`); with neither, on the calling thread and the pool it is in.
+pub fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let meter = sluice_core::memory::current();
+    if threads == 0 && meter.is_none() {
+        return Ok(f());
+    }
+    let threads = if threads > 0 { threads } else { rayon::current_num_threads() };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(move |_| sluice_core::memory::attach_thread(meter.clone()))
+        .exit_handler(|_| sluice_core::memory::detach_thread())
+        .build()
+        .map_err(|e| TrainError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    Ok(pool.install(f))
+}
+
 pub fn feature_columns(
     schema: &arrow_schema::Schema,
     named: Option<&[String]>,

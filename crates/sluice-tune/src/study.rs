@@ -196,9 +196,10 @@ impl TrialContext<'_> {
         self.stop == Some(Stop::Pruned)
     }
 
-    /// Pruned, or over its time or memory budget: the trial will not count as complete.
+    /// Pruned, or over its time or memory budget (now or at its peak): the trial will not
+    /// count as complete.
     pub fn stopped(&self) -> bool {
-        self.stop.is_some()
+        self.stop.is_some() || self.peak_memory().zip(self.memory_budget).is_some_and(|(peak, budget)| peak > budget)
     }
 }
 
@@ -211,6 +212,8 @@ fn mib(bytes: u64) -> String {
 struct Tally {
     ran: AtomicUsize,
     failed: AtomicUsize,
+    /// The first failure's message (in finishing order).
+    first_error: Mutex<Option<String>>,
 }
 
 /// How a call to [`Study::optimize`] ended.
@@ -369,7 +372,9 @@ impl<'s> Study<'s> {
             elapsed: start.elapsed(),
         };
         if summary.best.is_none() && summary.failed > 0 {
-            let first = trials.iter().find_map(|t| t.error.clone()).unwrap_or_default();
+            // This call's first failure, or (if it ran none) the study's.
+            let first = tally.first_error.into_inner().unwrap_or_else(|e| e.into_inner());
+            let first = first.or_else(|| trials.iter().find_map(|t| t.error.clone())).unwrap_or_default();
             return Err(TuneError::NoTrialCompleted { study: self.config.name.clone(), failed: summary.failed, first });
         }
         Ok(summary)
@@ -497,6 +502,7 @@ impl<'s> Study<'s> {
             tally.ran.fetch_add(1, Ordering::Relaxed);
             if state == TrialState::Failed {
                 tally.failed.fetch_add(1, Ordering::Relaxed);
+                tally.first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error.unwrap_or_default());
             }
             let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
             local.running.remove(&number);

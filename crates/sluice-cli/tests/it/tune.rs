@@ -261,8 +261,9 @@ fn trials_over_their_memory_budget_fail_and_a_larger_budget_continues_the_study(
     let spec = tune_spec(&sb, "mem", 4, "none");
     let text = std::fs::read_to_string(&spec).unwrap();
     // 6 MB is above the up-front estimate of the smaller trials but below what training Adult
-    // allocates: the metered allocations stop them.
-    std::fs::write(&spec, text.replace("parallel: 2", "parallel: 2\n      trial_memory: 6MB")).unwrap();
+    // allocates: the metered allocations stop them (one trial at a time here, so training runs
+    // on the trial's own metered pool rather than on per-trial threads; two at a time below).
+    std::fs::write(&spec, text.replace("parallel: 2", "parallel: 1\n      trial_memory: 6MB")).unwrap();
     let out = sb.sluice(&["run", spec.to_str().unwrap()]);
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("step `train` failed") && out.stderr.contains("no trial completed"), "{}", out.stderr);

@@ -232,19 +232,7 @@ pub fn fit_gbdt(
     on_round: &mut (dyn FnMut(&RoundReport) -> ControlFlow<()> + Send),
 ) -> Result<GbdtFit> {
     check_options(train, categorical, opts, init)?;
-    if opts.threads > 0 {
-        // The pool's threads charge the caller's memory meter (a tuning trial's budget).
-        let meter = sluice_core::memory::current();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.threads)
-            .start_handler(move |_| sluice_core::memory::attach_thread(meter.clone()))
-            .exit_handler(|_| sluice_core::memory::detach_thread())
-            .build()
-            .map_err(|e| TrainError::Invalid(format!("cannot start {} threads: {e}", opts.threads)))?;
-        pool.install(|| Booster::new(train, categorical, valid, opts, init).run(on_round))
-    } else {
-        Booster::new(train, categorical, valid, opts, init).run(on_round)
-    }
+    crate::on_pool(opts.threads, || Booster::new(train, categorical, valid, opts, init).run(on_round))?
 }
 
 fn check_options(train: &GbdtData, categorical: &[usize], opts: &GbdtOptions, init: Option<&GbdtModel>) -> Result<()> {
