@@ -111,7 +111,7 @@ impl Engine {
     /// they go) instead of decoding and encoding every row: the artifact is the user's file, as
     /// DVC would store it. Only when a re-encode would add nothing the file lacks: one local
     /// file, no `columns` renames, no `key=value` directories, row groups of at most
-    /// [`COPY_MAX_ROW_GROUP_ROWS`] rows (later scans split on row groups) and codecs this build
+    /// 1Mi rows (`COPY_MAX_ROW_GROUP_ROWS`; later scans split on row groups) and codecs this build
     /// reads (none, Snappy, zstd). `None`: read it the general way.
     pub async fn copy_parquet_source(
         &self,
