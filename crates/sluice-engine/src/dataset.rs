@@ -60,14 +60,19 @@ fn properties() -> WriterProperties {
         .build()
 }
 
-/// The row count of a Parquet file whose footer reads, whose row groups hold at most
-/// `max_group_rows` rows, and whose column chunks use codecs this build decodes; `None`
-/// otherwise (or when it is not Parquet at all). Only the footer is read: pages are decoded
-/// by the steps that read the dataset.
+/// The row count of a Parquet file whose footer reads and is [`copyable`]; `None` otherwise (or
+/// when it is not Parquet at all). Only the footer is read: pages are decoded by the steps that
+/// read the dataset.
 pub(crate) fn copyable_parquet(path: &Path, max_group_rows: i64) -> Option<u64> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
-    let groups = reader.metadata().row_groups();
+    copyable(reader.metadata(), max_group_rows)
+}
+
+/// The row count of a Parquet file whose row groups hold at most `max_group_rows` rows and
+/// whose column chunks use codecs this build decodes.
+pub(crate) fn copyable(meta: &parquet::file::metadata::ParquetMetaData, max_group_rows: i64) -> Option<u64> {
+    let groups = meta.row_groups();
     let readable = |c: Compression| matches!(c, Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::ZSTD(_));
     let fits = groups
         .iter()

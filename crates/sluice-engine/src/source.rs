@@ -21,6 +21,14 @@ use crate::error::{EngineError, Result};
 /// itself writes 128k-row groups).
 pub const COPY_MAX_ROW_GROUP_ROWS: i64 = 1 << 20;
 
+/// A source that names one plain Parquet file or object: nothing to rename, decompress or add.
+fn plain_parquet(source: &SourceStep, location: &str) -> bool {
+    source.format.or_else(|| infer_format(&source.path)) == Some(FileFormat::Parquet)
+        && source.columns.is_none()
+        && compression_of(location) == FileCompressionType::UNCOMPRESSED
+        && hive_segments(location).is_empty()
+}
+
 fn compression_of(path: &str) -> FileCompressionType {
     match Path::new(path).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("gz") => FileCompressionType::GZIP,
@@ -109,10 +117,10 @@ impl Engine {
 
     /// Ingest a source that is one plain Parquet file by copying its bytes to `tmp` (hashed as
     /// they go) instead of decoding and encoding every row: the artifact is the user's file, as
-    /// DVC would store it. Only when a re-encode would add nothing the file lacks: one local
-    /// file, no `columns` renames, no `key=value` directories, row groups of at most
-    /// 1Mi rows (`COPY_MAX_ROW_GROUP_ROWS`; later scans split on row groups) and codecs this build
-    /// reads (none, Snappy, zstd). `None`: read it the general way.
+    /// DVC would store it. Only when a re-encode would add nothing the file lacks: one file, no
+    /// `columns` renames, no `key=value` directories, row groups of at most 1Mi rows
+    /// (`COPY_MAX_ROW_GROUP_ROWS`; later scans split on row groups) and codecs this build reads
+    /// (none, Snappy, zstd). `None`: read it the general way.
     pub async fn copy_parquet_source(
         &self,
         source: &SourceStep,
@@ -121,37 +129,82 @@ impl Engine {
     ) -> Result<Option<crate::WrittenDataset>> {
         let [file] = files else { return Ok(None) };
         let Some(path) = file.to_str() else { return Ok(None) };
-        let format = source.format.or_else(|| infer_format(&source.path));
-        if format != Some(FileFormat::Parquet)
-            || source.columns.is_some()
-            || compression_of(path) != FileCompressionType::UNCOMPRESSED
-            || !hive_segments(path).is_empty()
-        {
-            return Ok(None);
-        }
-        if crate::dataset::copyable_parquet(file, COPY_MAX_ROW_GROUP_ROWS).is_none() {
+        if !plain_parquet(source, path) || crate::dataset::copyable_parquet(file, COPY_MAX_ROW_GROUP_ROWS).is_none() {
             return Ok(None);
         }
         let (from, to) = (file.clone(), tmp.to_path_buf());
         let (hash, size) = tokio::task::spawn_blocking(move || crate::dataset::copy_hashed(&from, &to))
             .await
             .map_err(|e| EngineError::Invalid(format!("copying `{path}` failed: {e}")))??;
-        // Rows and columns from the copy itself (the source may have changed since it was
-        // checked): the columns as the engine reads them, what a re-encoded artifact would say.
+        self.copied(source, tmp, hash, size).await
+    }
+
+    /// [`copy_parquet_source`](Self::copy_parquet_source) for a source that is one object in an
+    /// object store (`listed`: the objects its cache key was computed from): the footer is
+    /// checked with two range reads, then the object is downloaded, hashed as written.
+    pub async fn copy_remote_parquet_source(
+        &self,
+        source: &SourceStep,
+        listed: Option<&[sluice_store::remote::RemoteObject]>,
+        tmp: &Path,
+    ) -> Result<Option<crate::WrittenDataset>> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        use tokio::io::AsyncWriteExt;
+
+        let Some([object]) = listed else { return Ok(None) };
+        let (url, size) = (object.url.as_str(), object.size);
+        if !plain_parquet(source, url) || size < 12 {
+            return Ok(None);
+        }
+        let failed = |e: object_store::Error| EngineError::Invalid(format!("reading `{url}`: {e}"));
+        let (store, _, path) = sluice_store::remote::store_for(url).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let tail = store.get_range(&path, size - 8..size).await.map_err(failed)?;
+        let Ok(footer) = FooterTail::try_from(&tail[..]) else { return Ok(None) };
+        let length = footer.metadata_length() as u64;
+        if footer.is_encrypted_footer() || length + 12 > size {
+            return Ok(None);
+        }
+        let metadata = store.get_range(&path, size - 8 - length..size - 8).await.map_err(failed)?;
+        let Ok(metadata) = ParquetMetaDataReader::decode_metadata(&metadata) else { return Ok(None) };
+        if crate::dataset::copyable(&metadata, COPY_MAX_ROW_GROUP_ROWS).is_none() {
+            return Ok(None);
+        }
+        let written = |e| EngineError::Io { path: tmp.to_path_buf(), source: e };
+        let mut out = tokio::fs::File::create(tmp).await.map_err(written)?;
+        let (mut hasher, mut copied) = (blake3::Hasher::new(), 0u64);
+        let mut body = store.get(&path).await.map_err(failed)?.into_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(failed)?;
+            out.write_all(&chunk).await.map_err(written)?;
+            hasher.update(&chunk);
+            copied += chunk.len() as u64;
+        }
+        out.sync_all().await.map_err(written)?;
+        let hash = sluice_core::ContentHash::from_bytes(*hasher.finalize().as_bytes());
+        self.copied(source, tmp, hash, copied).await
+    }
+
+    /// The dataset a copy at `tmp` is: rows and columns from the copy itself (the source may
+    /// have changed since it was checked), the columns as the engine reads them — what a
+    /// re-encoded artifact would record. `None` (and the copy removed) if it is no longer a
+    /// file to copy.
+    async fn copied(
+        &self,
+        source: &SourceStep,
+        tmp: &Path,
+        hash: sluice_core::ContentHash,
+        size: u64,
+    ) -> Result<Option<crate::WrittenDataset>> {
         let Some(rows) = crate::dataset::copyable_parquet(tmp, COPY_MAX_ROW_GROUP_ROWS) else {
             let _ = std::fs::remove_file(tmp);
             return Ok(None);
         };
         let copy = tmp.to_str().ok_or_else(|| EngineError::Path(tmp.to_path_buf()))?;
-        let df = read(
-            &self.in_process_context(),
-            source,
-            FileFormat::Parquet,
-            compression_of(path),
-            vec![copy.into()],
-            None,
-        )
-        .await?;
+        let uncompressed = FileCompressionType::UNCOMPRESSED;
+        let df = read(&self.in_process_context(), source, FileFormat::Parquet, uncompressed, vec![copy.into()], None)
+            .await?;
         let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
         Ok(Some(crate::WrittenDataset { hash, size, rows, schema: crate::schema_meta(&schema) }))
     }

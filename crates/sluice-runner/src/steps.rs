@@ -160,7 +160,10 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
             let remote = sluice_core::is_url(source.path.as_str());
             // A plain Parquet file is copied as it is; anything else is read and written.
             let copied = match remote {
-                true => Ok(None),
+                true => {
+                    let listed = ctx.seen.objects.get().map(Vec::as_slice);
+                    ctx.engine.copy_remote_parquet_source(source, listed, &tmp).await
+                }
                 false => ctx.engine.copy_parquet_source(source, &ctx.step.files, &tmp).await,
             };
             let written = match copied.transpose() {

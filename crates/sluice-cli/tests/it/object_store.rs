@@ -101,6 +101,19 @@ fn s3_sources_and_artifact_store() {
     let again = run_with(&sb, &env, &["run", "s3.yaml", "--json"]).ok().events();
     assert!(again.ran().is_empty(), "unchanged objects: everything cached, ran {:?}", again.ran());
 
+    // One plain Parquet object (written here with Snappy, which sluice's own writer does not
+    // use) is stored as it is: its artifact is its bytes, under their hash.
+    let bytes = snappy_parquet();
+    assert_eq!(s3.http("PUT", "/sluice-test/one/flights.parquet", &bytes).0, 200);
+    let one = "name: one\nsources:\n  flights: {path: 's3://sluice-test/one/flights.parquet'}\n";
+    std::fs::write(sb.path().join("one.yaml"), one).unwrap();
+    let copied = run_with(&sb, &env, &["run", "one.yaml", "--json"]).ok().events();
+    let hash = &copied.outputs("flights")[0].1;
+    assert_eq!(*hash, blake3::hash(&bytes).to_hex().to_string());
+    let stored = sb.home().join(format!("artifacts/objects/{}/{hash}.parquet", &hash[..2]));
+    assert_eq!(std::fs::read(stored).unwrap(), bytes);
+    assert_eq!(copied.of_type("step_finished").find(|e| e["step"] == "flights").unwrap()["rows"], 3);
+
     // A changed object (new ETag and size) makes the source run again.
     s3.put("data/part-1.csv", "origin,delay\nEWR,10\nJFK,1\n");
     let changed = run_with(&sb, &env, &["run", "s3.yaml", "--json"]).ok().events();
@@ -132,4 +145,32 @@ fn s3_sources_and_artifact_store() {
         "{}",
         out.stderr
     );
+}
+
+/// Three rows of (origin, delay) in two Snappy row groups.
+fn snappy_parquet() -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("origin", DataType::Utf8, true),
+        Field::new("delay", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec!["JFK", "LGA", "EWR"])), Arc::new(Int64Array::from(vec![5, -3, 10]))],
+    )
+    .unwrap();
+    let props =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(2)).build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
 }
