@@ -164,16 +164,26 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                 count(TrialState::Failed),
                 count(TrialState::Running)
             );
-            let mut t = table(&["rank", "trial", "state", &metric, "steps", "params"]);
+            // Trials run with a `trial_memory` budget record their peak: shown when there is one.
+            const PEAK: &str = "peak_memory_mib";
+            let metered = trials.iter().any(|t| t.metrics.contains_key(PEAK));
+            let mut header = vec!["rank", "trial", "state", &metric, "steps"];
+            header.extend(metered.then_some("peak MiB"));
+            header.push("params");
+            let mut t = table(&header);
             for (i, trial) in ranked(&trials, dir).into_iter().take(top).enumerate() {
-                t.add_row(vec![
+                let mut row = vec![
                     if trial.state == TrialState::Complete { (i + 1).to_string() } else { "-".into() },
                     trial.number.to_string(),
                     trial.state.as_str().to_string(),
                     trial.value.map(|v| format!("{v:.5}")).unwrap_or_else(|| trial.error.clone().unwrap_or_default()),
                     trial.intermediate.last().map(|(s, _)| s.to_string()).unwrap_or_default(),
-                    params_text(trial),
-                ]);
+                ];
+                if metered {
+                    row.push(trial.metrics.get(PEAK).map(|m| format!("{m:.1}")).unwrap_or_default());
+                }
+                row.push(params_text(trial));
+                t.add_row(row);
             }
             println!("{t}");
             if !importances.is_empty() {

@@ -286,6 +286,10 @@ fn trials_over_their_memory_budget_fail_and_a_larger_budget_continues_the_study(
         let peak = t["metrics"]["peak_memory_mib"].as_f64().unwrap();
         assert!((1.0..256.0).contains(&peak), "{t:#}");
     }
+    // The leaderboard shows each trial's peak.
+    let text = sb.sluice(&["tune", "show", "mem"]).ok().stdout;
+    let best = show(&sb, "mem")["best"]["metrics"]["peak_memory_mib"].as_f64().unwrap();
+    assert!(text.contains("peak MiB") && text.contains(&format!("{best:.1}")), "{text}");
 }
 
 #[test]
