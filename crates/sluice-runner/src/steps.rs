@@ -158,22 +158,21 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
         StepConfig::Source(source) => {
             let tmp = ctx.ws.artifacts.scratch_path("parquet");
             let remote = sluice_core::is_url(source.path.as_str());
-            // A plain Parquet file is copied as it is; anything else is read and written.
-            let copied = match remote {
-                true => {
-                    let listed = ctx.seen.objects.get().map(Vec::as_slice);
-                    ctx.engine.copy_remote_parquet_source(source, listed, &tmp).await
-                }
-                false => ctx.engine.copy_parquet_source(source, &ctx.step.files, &tmp).await,
+            let listed = ctx.seen.objects.get().map(Vec::as_slice);
+            // A plain Parquet file (or object) is copied as it is; anything else is read and
+            // written.
+            let copied = if remote {
+                ctx.engine.copy_remote_parquet_source(source, listed, &tmp).await
+            } else {
+                ctx.engine.copy_parquet_source(source, &ctx.step.files, &tmp).await
             };
             let written = match copied.transpose() {
                 Some(written) => written,
                 None => {
-                    let df = match remote {
-                        true => {
-                            ctx.engine.read_remote_source(source, ctx.seen.objects.get().map(Vec::as_slice)).await?
-                        }
-                        false => ctx.engine.read_source(source, &ctx.step.files).await?,
+                    let df = if remote {
+                        ctx.engine.read_remote_source(source, listed).await?
+                    } else {
+                        ctx.engine.read_source(source, &ctx.step.files).await?
                     };
                     write_dataframe(df, &tmp, &ctx.progress()).await
                 }

@@ -263,8 +263,6 @@ pub fn train_kmeans(
     artifact(Task::Clustering, "", classes, inputs, transforms, Model::Kmeans(fit.model), training)
 }
 
-/// A train step's feature columns: the ones it names, else every column of `schema` but the
-/// label and the excluded ones.
 /// Run `f` on a pool of `threads` threads (0: as many as rayon's global pool) whose threads
 /// charge the calling thread's memory meter, if it has one (a tuning trial's budget,
 /// `sluice_core::memory`); with neither, on the calling thread and the pool it is in.
@@ -283,6 +281,8 @@ pub fn on_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<
     Ok(pool.install(f))
 }
 
+/// A train step's feature columns: the ones it names, else every column of `schema` but the
+/// label and the excluded ones.
 pub fn feature_columns(
     schema: &arrow_schema::Schema,
     named: Option<&[String]>,

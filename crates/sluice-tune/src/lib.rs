@@ -39,7 +39,9 @@ pub use memory::MemoryStudies;
 pub use pruner::PrunerSpec;
 pub use sampler::{GridSampler, History, Meta, RandomSampler, Sampler, SamplerSpec};
 pub use space::{Condition, Distribution, Param, Params, Space};
-pub use study::{Budget, Evaluation, Objective, Study, StudyConfig, Summary, TrialContext, best_of, load_trials};
+pub use study::{
+    Budget, Evaluation, Objective, PEAK_MEMORY_METRIC, Study, StudyConfig, Summary, TrialContext, best_of, load_trials,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -167,11 +167,12 @@ impl TrialContext<'_> {
             self.stop = Some(Stop::TimedOut);
             return ControlFlow::Break(());
         }
-        if let (Some(meter), Some(budget)) = (&self.meter, self.memory_budget)
-            && meter.live() > budget
-        {
-            self.stop = Some(Stop::OverMemory(meter.live()));
-            return ControlFlow::Break(());
+        if let (Some(meter), Some(budget)) = (&self.meter, self.memory_budget) {
+            let live = meter.live();
+            if live > budget {
+                self.stop = Some(Stop::OverMemory(live));
+                return ControlFlow::Break(());
+            }
         }
         ControlFlow::Continue(())
     }
@@ -179,6 +180,11 @@ impl TrialContext<'_> {
     /// The most the trial's threads have had allocated at once, when measured.
     pub fn peak_memory(&self) -> Option<u64> {
         self.meter.as_ref().map(|m| m.peak())
+    }
+
+    /// The trial's peak, if it went over its memory budget (even if it freed it since).
+    fn peak_over_budget(&self) -> Option<u64> {
+        self.peak_memory().filter(|peak| self.memory_budget.is_some_and(|budget| *peak > budget))
     }
 
     /// Fail the trial up front when the objective's own estimate of its memory exceeds the
@@ -199,9 +205,12 @@ impl TrialContext<'_> {
     /// Pruned, or over its time or memory budget (now or at its peak): the trial will not
     /// count as complete.
     pub fn stopped(&self) -> bool {
-        self.stop.is_some() || self.peak_memory().zip(self.memory_budget).is_some_and(|(peak, budget)| peak > budget)
+        self.stop.is_some() || self.peak_over_budget().is_some()
     }
 }
+
+/// The metric a complete trial with a memory budget records its peak in, in MiB.
+pub const PEAK_MEMORY_METRIC: &str = "peak_memory_mib";
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
@@ -469,8 +478,7 @@ impl<'s> Study<'s> {
             drop(entered);
             // A trial that finished (or failed) after peaking over its budget has not kept to it.
             if ctx.stop.is_none()
-                && let (Some(peak), Some(budget)) = (ctx.peak_memory(), budget.trial_memory)
-                && peak > budget
+                && let Some(peak) = ctx.peak_over_budget()
             {
                 ctx.stop = Some(Stop::OverMemory(peak));
             }
@@ -489,7 +497,7 @@ impl<'s> Study<'s> {
                 )),
                 (None, Ok(mut e)) if e.value.is_finite() => {
                     if let Some(peak) = ctx.peak_memory() {
-                        e.metrics.insert("peak_memory_mib".into(), peak as f64 / (1 << 20) as f64);
+                        e.metrics.insert(PEAK_MEMORY_METRIC.into(), peak as f64 / (1 << 20) as f64);
                     }
                     (TrialState::Complete, Some(e.value), e.metrics, None)
                 }

@@ -165,7 +165,7 @@ pub fn run(home: &Path, cmd: Command) -> anyhow::Result<ExitCode> {
                 count(TrialState::Running)
             );
             // Trials run with a `trial_memory` budget record their peak: shown when there is one.
-            const PEAK: &str = "peak_memory_mib";
+            const PEAK: &str = sluice_tune::PEAK_MEMORY_METRIC;
             let metered = trials.iter().any(|t| t.metrics.contains_key(PEAK));
             let mut header = vec!["rank", "trial", "state", &metric, "steps"];
             header.extend(metered.then_some("peak MiB"));
