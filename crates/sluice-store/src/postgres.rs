@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Statement};
 
 use crate::error::{Result, StoreError};
 use crate::sql::{Backend, MIGRATIONS, Row, SqlStore, Tx, Value, postgres_ddl, postgres_sql};
@@ -166,9 +166,9 @@ impl Backend for Postgres {
         // READ COMMITTED: each statement sees what committed before it; writers that must not
         // interleave serialize on a row lock (a study's `seq`) or an advisory lock (`Tx::lock`).
         self.with_client(|conn| {
-            let mut tx = PgTx { tx: conn.client.transaction()?, statements: &mut conn.statements };
-            let out = f(&mut tx)?;
-            tx.tx.commit()?;
+            let mut transaction = conn.client.transaction()?;
+            let out = f(&mut PgTx { tx: &mut transaction, statements: &mut conn.statements, transaction: true })?;
+            transaction.commit()?;
             Ok(out)
         })
     }
@@ -176,20 +176,32 @@ impl Backend for Postgres {
     fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
         self.with_client(|conn| {
             let tx = conn.client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true);
-            let mut tx = PgTx { tx: tx.start()?, statements: &mut conn.statements };
-            let out = f(&mut tx)?;
-            tx.tx.commit()?;
+            let mut transaction = tx.start()?;
+            let out = f(&mut PgTx { tx: &mut transaction, statements: &mut conn.statements, transaction: true })?;
+            transaction.commit()?;
             Ok(out)
+        })
+    }
+
+    const ATOMIC_STATEMENTS: bool = true;
+
+    fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
+        // No BEGIN and COMMIT: each statement commits on its own, one round trip each.
+        self.with_client(|conn| {
+            f(&mut PgTx { tx: &mut conn.client, statements: &mut conn.statements, transaction: false })
         })
     }
 }
 
-struct PgTx<'a> {
-    tx: Transaction<'a>,
+/// Statements on a transaction, or on the client itself (each statement its own transaction).
+struct PgTx<'a, C: GenericClient> {
+    tx: &'a mut C,
     statements: &'a mut HashMap<String, Statement>,
+    /// Whether `tx` is a transaction (locks need one to be held in).
+    transaction: bool,
 }
 
-impl PgTx<'_> {
+impl<C: GenericClient> PgTx<'_, C> {
     /// The statement prepared once per connection: one round trip per call instead of two.
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(found) = self.statements.get(sql) {
@@ -205,7 +217,7 @@ fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
-impl Tx for PgTx<'_> {
+impl<C: GenericClient> Tx for PgTx<'_, C> {
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64> {
         let statement = self.statement(sql)?;
         Ok(self.tx.execute(&statement, &params(args))?)
@@ -244,6 +256,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn lock(&mut self, key: &str) -> Result<()> {
+        if !self.transaction {
+            return Err(StoreError::Internal("a lock is held only inside a transaction".into()));
+        }
         self.tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key])?;
         Ok(())
     }

@@ -325,6 +325,15 @@ impl Row {
         self.0.get(i).unwrap_or(&Value::Null)
     }
 
+    pub fn is_null(&self, i: usize) -> bool {
+        *self.at(i) == Value::Null
+    }
+
+    /// The row without its first `n` columns.
+    pub fn skip(&self, n: usize) -> Row {
+        Row(self.0.iter().skip(n).cloned().collect())
+    }
+
     fn unexpected(&self, i: usize, wanted: &str) -> StoreError {
         StoreError::Corrupt(format!("column {i} should hold {wanted}, found {:?}", self.at(i)))
     }
@@ -413,6 +422,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Run `f` in a read-only transaction that sees one moment of the database.
     #[doc(hidden)]
     fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T>;
+    /// Whether [`Backend::statements`] runs each statement as its own transaction, so that one
+    /// statement may change several tables atomically (PostgreSQL's data-modifying `WITH`).
+    #[doc(hidden)]
+    const ATOMIC_STATEMENTS: bool = false;
+    /// Run `f`'s statements each on its own, without a transaction around them (one round trip
+    /// per statement on a server): for reads that need no single snapshot, and, where
+    /// [`Backend::ATOMIC_STATEMENTS`], writes of one statement. Elsewhere, a read transaction.
+    #[doc(hidden)]
+    fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
+        self.read(f)
+    }
 }
 
 /// The metadata store on a SQL database: [`crate::SqliteStore`] (embedded) or

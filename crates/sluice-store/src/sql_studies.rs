@@ -18,6 +18,79 @@ fn next_seq(tx: &mut dyn Tx, study: &str) -> Result<u64> {
     }
 }
 
+/// The first running trial whose worker is gone (its process, on this host; its heartbeat,
+/// elsewhere), with its params, to be taken over.
+fn dead_trial(tx: &mut dyn Tx, study: &str, worker: &Worker, stale_before: &str) -> Result<Option<(i64, String)>> {
+    let running = tx.query(
+        "SELECT number, host, pid, heartbeat_at, params FROM trials \
+         WHERE study = ?1 AND state = 'running' ORDER BY number",
+        args![study],
+    )?;
+    for r in &running {
+        let (host, pid, heartbeat) = (r.text(1)?, r.int(2)? as u32, r.text(3)?);
+        let mine = host == worker.host && pid == worker.pid;
+        let gone = if host == worker.host { !pid_alive(pid) } else { heartbeat.as_str() < stale_before };
+        if !mine && gone {
+            return Ok(Some((r.int(0)?, r.text(4)?)));
+        }
+    }
+    Ok(None)
+}
+
+/// [`StudyStore::start_trial`] in one statement, where statements are atomic: a new trial
+/// numbered by the count of trials. The count is read in the statement's snapshot, which may
+/// predate the study row's lock; a number another worker took meanwhile fails the primary key,
+/// and the statement runs again. `None` when a dead worker's trial is there to be taken over
+/// (the transaction in `start_trial` does that).
+fn start_new(
+    tx: &mut dyn Tx,
+    study: &str,
+    worker: &Worker,
+    max_trials: Option<u64>,
+    stale_before: &str,
+) -> Result<Option<Option<StartedTrial>>> {
+    if dead_trial(tx, study, worker, stale_before)?.is_some() {
+        return Ok(None);
+    }
+    let sql = "WITH s AS (UPDATE studies SET seq = seq + 1 WHERE name = ?1 RETURNING seq), \
+               n AS (SELECT COUNT(*) AS n FROM trials WHERE study = ?1) \
+               INSERT INTO trials (study, number, state, host, pid, run_id, started_at, heartbeat_at, seq) \
+               SELECT ?1, n.n, 'running', ?2, ?3, ?4, ?5, ?5, s.seq FROM s, n WHERE n.n < ?6 RETURNING number";
+    let max = max_trials.map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64);
+    // Bounded: a key taken again and again means numbers are not what this expects.
+    for _ in 0..1000 {
+        match tx.query_opt(sql, args![study, &worker.host, worker.pid, worker.run_id.as_deref(), now(), max]) {
+            Ok(Some(r)) => return Ok(Some(Some(StartedTrial { number: r.int(0)? as u64, resumed: None }))),
+            Ok(None) => {
+                return match tx.query_opt("SELECT 1 FROM studies WHERE name = ?1", args![study])? {
+                    Some(_) => Ok(Some(None)),
+                    None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+                };
+            }
+            Err(e) if e.is_unique_violation() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    // Numbers with gaps (not written by sluice): the transaction in `start_trial` reports it.
+    Ok(None)
+}
+
+/// `change` (a data-modifying statement that may use `s.seq`) preceded by bumping the study's
+/// sequence number, as one statement: the bumped number, and no row when there is no study.
+fn with_seq(change: &str) -> String {
+    format!(
+        "WITH s AS (UPDATE studies SET seq = seq + 1 WHERE name = ?1 RETURNING seq), c AS ({change}) SELECT seq FROM s"
+    )
+}
+
+/// Run a [`with_seq`] statement: an error when the study does not exist.
+fn bumped(tx: &mut dyn Tx, sql: &str, args: &[crate::sql::Value], study: &str) -> Result<()> {
+    match tx.query_opt(sql, args)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+    }
+}
+
 const TRIAL_COLUMNS: &str =
     "number, state, params, value, metrics, meta, host, pid, run_id, started_at, finished_at, error, attempt";
 
@@ -104,26 +177,17 @@ impl<B: Backend> StudyStore for SqlStore<B> {
         max_trials: Option<u64>,
         stale_after_secs: u64,
     ) -> Result<Option<StartedTrial>> {
+        let stale_before = (chrono::Utc::now() - chrono::Duration::seconds(stale_after_secs as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if B::ATOMIC_STATEMENTS
+            && let Some(started) = self.db.statements(|tx| start_new(tx, study, worker, max_trials, &stale_before))?
+        {
+            return Ok(started);
+        }
         self.db.write(|tx| {
             // First, so that what is read next is not changed by another worker before we write.
             let seq = next_seq(tx, study)?;
-            let stale_before = (chrono::Utc::now() - chrono::Duration::seconds(stale_after_secs as i64))
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let running = tx.query(
-                "SELECT number, host, pid, heartbeat_at, params FROM trials \
-                 WHERE study = ?1 AND state = 'running' ORDER BY number",
-                args![study],
-            )?;
-            let mut dead = None;
-            for r in &running {
-                let (host, pid, heartbeat) = (r.text(1)?, r.int(2)? as u32, r.text(3)?);
-                let mine = host == worker.host && pid == worker.pid;
-                let gone = if host == worker.host { !pid_alive(pid) } else { heartbeat < stale_before };
-                if !mine && gone {
-                    dead = Some((r.int(0)?, r.text(4)?));
-                    break;
-                }
-            }
+            let dead = dead_trial(tx, study, worker, &stale_before)?;
             let stamp = now();
             if let Some((number, params)) = dead {
                 tx.execute(
@@ -155,6 +219,14 @@ impl<B: Backend> StudyStore for SqlStore<B> {
         params: &BTreeMap<String, serde_json::Value>,
         meta: &BTreeMap<String, f64>,
     ) -> Result<()> {
+        if B::ATOMIC_STATEMENTS {
+            let sql = with_seq(
+                "UPDATE trials SET params = ?3, meta = ?4, seq = s.seq FROM s WHERE study = ?1 AND number = ?2",
+            );
+            return self
+                .db
+                .statements(|tx| bumped(tx, &sql, args![study, number, to_json(params), to_json(meta)], study));
+        }
         self.db.write(|tx| {
             let seq = next_seq(tx, study)?;
             tx.execute(
@@ -166,6 +238,14 @@ impl<B: Backend> StudyStore for SqlStore<B> {
     }
 
     fn report(&self, study: &str, number: u64, step: u64, value: f64) -> Result<()> {
+        if B::ATOMIC_STATEMENTS {
+            let sql = with_seq(
+                "INSERT INTO trial_values (study, number, step, value, seq) SELECT ?1, ?2, ?3, ?4, seq FROM s \
+                 ON CONFLICT (study, number, step) DO UPDATE SET value = excluded.value, seq = excluded.seq), \
+                 h AS (UPDATE trials SET heartbeat_at = ?5 WHERE study = ?1 AND number = ?2",
+            );
+            return self.db.statements(|tx| bumped(tx, &sql, args![study, number, step, value, now()], study));
+        }
         self.db.write(|tx| {
             let seq = next_seq(tx, study)?;
             tx.execute(
@@ -189,6 +269,15 @@ impl<B: Backend> StudyStore for SqlStore<B> {
         metrics: &BTreeMap<String, f64>,
         error: Option<&str>,
     ) -> Result<()> {
+        if B::ATOMIC_STATEMENTS {
+            let sql = with_seq(
+                "UPDATE trials SET state = ?3, value = ?4, metrics = ?5, error = ?6, finished_at = ?7, \
+                 heartbeat_at = ?7, seq = s.seq FROM s WHERE study = ?1 AND number = ?2",
+            );
+            return self.db.statements(|tx| {
+                bumped(tx, &sql, args![study, number, state.as_str(), value, to_json(metrics), error, now()], study)
+            });
+        }
         self.db.write(|tx| {
             let seq = next_seq(tx, study)?;
             tx.execute(
@@ -201,19 +290,32 @@ impl<B: Backend> StudyStore for SqlStore<B> {
     }
 
     fn changes_since(&self, study: &str, seq: u64) -> Result<StudyChanges> {
-        // One read transaction, so the three queries see the same moment.
-        self.db.read(|tx| {
-            let current = match tx.query_opt("SELECT seq FROM studies WHERE name = ?1", args![study])? {
+        // The study's sequence number first: every change up to it committed with it (a write
+        // bumps it in its own transaction, under the study row's lock), so the queries after
+        // it, each on its own, see at least those. What they see of later changes comes again
+        // next time, and applying a change twice leaves the same view.
+        self.db.statements(|tx| {
+            // The number and the trials changed since `seq` in one statement (one snapshot).
+            let columns: Vec<String> = TRIAL_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+            let rows = tx.query(
+                &format!(
+                    "SELECT s.seq, {} FROM studies s LEFT JOIN trials t ON t.study = s.name AND t.seq > ?2 \
+                     WHERE s.name = ?1 ORDER BY t.number",
+                    columns.join(", ")
+                ),
+                args![study, seq],
+            )?;
+            let current = match rows.first() {
                 Some(r) => r.int(0)? as u64,
                 None => 0,
             };
             let mut changes = StudyChanges { seq: current, ..Default::default() };
+            for r in &rows {
+                if !r.is_null(1) {
+                    changes.trials.push(trial_row(&r.skip(1))?);
+                }
+            }
             if current > seq {
-                let trials = tx.query(
-                    &format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study = ?1 AND seq > ?2 ORDER BY number"),
-                    args![study, seq],
-                )?;
-                changes.trials = trials.iter().map(trial_row).collect::<Result<_>>()?;
                 let values = tx.query(
                     "SELECT number, step, value FROM trial_values WHERE study = ?1 AND seq > ?2 ORDER BY seq",
                     args![study, seq],

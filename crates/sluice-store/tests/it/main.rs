@@ -311,3 +311,56 @@ fn a_homes_sqlite_store_reaps_its_dead_runs_whatever_the_hostname_was() {
     assert_eq!(store.get_run("before-restart").unwrap().run.status, RunStatus::Interrupted);
     assert_eq!(store.reap_dead_runs().unwrap(), 0, "a reaped run is not reaped again");
 }
+
+/// A trial's writes, as each store makes them (PostgreSQL: one statement each, no transaction
+/// around it): params, a step reported twice (the second replaces the first), the outcome, the
+/// changes feed from any sequence number, and a write to a study that does not exist refused.
+#[test]
+fn trial_writes_round_trip_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = PgScratch::new();
+    let sqlite = SqliteStore::open(&dir.path().join("metadata.db")).unwrap();
+    let postgres = PostgresStore::open(&scratch.url).unwrap();
+    for (name, store) in [("sqlite", &sqlite as &dyn StudyStore), ("postgres", &postgres)] {
+        let study = StudyRecord {
+            name: "s".into(),
+            direction: "minimize".into(),
+            definition: serde_json::json!({"space": {}}),
+            created_at: String::new(),
+        };
+        store.open_study(&study).unwrap();
+        let worker = Worker { host: "h".into(), pid: std::process::id(), run_id: None };
+        let t = store.start_trial("s", &worker, None, 600).unwrap().unwrap();
+        let before = store.changes_since("s", 0).unwrap().seq;
+        let params = [("x".to_string(), serde_json::json!(0.5))].into();
+        store.set_params("s", t.number, &params, &[("k".to_string(), 1.0)].into()).unwrap();
+        store.report("s", t.number, 1, 3.0).unwrap();
+        store.report("s", t.number, 1, 2.0).unwrap();
+        store.report("s", t.number, 2, 1.5).unwrap();
+        let metrics = [("auc".to_string(), 0.9)].into();
+        store.finish_trial("s", t.number, TrialState::Complete, Some(1.5), &metrics, None).unwrap();
+        let all = store.changes_since("s", 0).unwrap();
+        assert_eq!(all.seq, before + 5, "{name}: every write takes one sequence number");
+        let trial = &all.trials[0];
+        assert_eq!(
+            (trial.state, trial.value, &trial.params, &trial.metrics),
+            (TrialState::Complete, Some(1.5), &params, &metrics),
+            "{name}"
+        );
+        assert_eq!(trial.meta["k"], 1.0, "{name}");
+        let mut values = all.intermediate.clone();
+        values.sort_by_key(|v| v.1);
+        assert_eq!(values, [(t.number, 1, 2.0), (t.number, 2, 1.5)], "{name}");
+        // Since the params were set: the trial (changed since) and the values reported after.
+        let later = store.changes_since("s", before + 1).unwrap();
+        assert_eq!((later.trials.len(), later.intermediate.len()), (1, 2), "{name}");
+        assert!(store.changes_since("s", all.seq).unwrap().trials.is_empty(), "{name}");
+        for refused in [
+            store.set_params("nope", 0, &params, &Default::default()),
+            store.report("nope", 0, 1, 1.0),
+            store.finish_trial("nope", 0, TrialState::Failed, None, &Default::default(), Some("x")),
+        ] {
+            assert!(matches!(refused, Err(StoreError::NotFound { what: "study", .. })), "{name}: {refused:?}");
+        }
+    }
+}
