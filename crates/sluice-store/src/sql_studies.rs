@@ -1,7 +1,9 @@
 //! [`StudyStore`] on any SQL [`Backend`]. Every write first bumps the study's sequence number,
 //! which also makes writers of one study take turns (SQLite: one writer at a time; PostgreSQL:
 //! the study's row lock), so trial numbers — the row count read after it — are never shared by
-//! two workers, in any process on any machine.
+//! two workers, in any process on any machine. (PostgreSQL's one-statement path may read the
+//! count before the lock; the `(study, number)` primary key refuses a number taken meanwhile,
+//! see `start_new`.)
 
 use std::collections::BTreeMap;
 
@@ -39,9 +41,10 @@ fn dead_trial(tx: &mut dyn Tx, study: &str, worker: &Worker, stale_before: &str)
 
 /// [`StudyStore::start_trial`] in one statement, where statements are atomic: a new trial
 /// numbered by the count of trials. The count is read in the statement's snapshot, which may
-/// predate the study row's lock; a number another worker took meanwhile fails the primary key,
-/// and the statement runs again. `None` when a dead worker's trial is there to be taken over
-/// (the transaction in `start_trial` does that).
+/// predate the study row's lock: when another worker took that number meanwhile, the primary
+/// key refuses it, and the transaction in `start_trial` (whose reads follow the lock) takes the
+/// next one — so contended numbers cost one refused statement, not a retry per waiter. `None`
+/// also when a dead worker's trial is there to be taken over (that transaction does it).
 fn start_new(
     tx: &mut dyn Tx,
     study: &str,
@@ -57,22 +60,16 @@ fn start_new(
                INSERT INTO trials (study, number, state, host, pid, run_id, started_at, heartbeat_at, seq) \
                SELECT ?1, n.n, 'running', ?2, ?3, ?4, ?5, ?5, s.seq FROM s, n WHERE n.n < ?6 RETURNING number";
     let max = max_trials.map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64);
-    // Bounded: a key taken again and again means numbers are not what this expects.
-    for _ in 0..1000 {
-        match tx.query_opt(sql, args![study, &worker.host, worker.pid, worker.run_id.as_deref(), now(), max]) {
-            Ok(Some(r)) => return Ok(Some(Some(StartedTrial { number: r.int(0)? as u64, resumed: None }))),
-            Ok(None) => {
-                return match tx.query_opt("SELECT 1 FROM studies WHERE name = ?1", args![study])? {
-                    Some(_) => Ok(Some(None)),
-                    None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
-                };
-            }
-            Err(e) if e.is_unique_violation() => continue,
-            Err(e) => return Err(e),
-        }
+    match tx.query_opt(sql, args![study, &worker.host, worker.pid, worker.run_id.as_deref(), now(), max]) {
+        Ok(Some(r)) => Ok(Some(Some(StartedTrial { number: r.int(0)? as u64, resumed: None }))),
+        // The budget is spent, or there is no study.
+        Ok(None) => match tx.query_opt("SELECT 1 FROM studies WHERE name = ?1", args![study])? {
+            Some(_) => Ok(Some(None)),
+            None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+        },
+        Err(e) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e),
     }
-    // Numbers with gaps (not written by sluice): the transaction in `start_trial` reports it.
-    Ok(None)
 }
 
 /// `change` (a data-modifying statement that may use `s.seq`) preceded by bumping the study's
@@ -242,7 +239,7 @@ impl<B: Backend> StudyStore for SqlStore<B> {
             let sql = with_seq(
                 "INSERT INTO trial_values (study, number, step, value, seq) SELECT ?1, ?2, ?3, ?4, seq FROM s \
                  ON CONFLICT (study, number, step) DO UPDATE SET value = excluded.value, seq = excluded.seq), \
-                 h AS (UPDATE trials SET heartbeat_at = ?5 WHERE study = ?1 AND number = ?2",
+                 h AS (UPDATE trials SET heartbeat_at = ?5 FROM s WHERE study = ?1 AND number = ?2",
             );
             return self.db.statements(|tx| bumped(tx, &sql, args![study, number, step, value, now()], study));
         }
@@ -310,6 +307,9 @@ impl<B: Backend> StudyStore for SqlStore<B> {
                 None => 0,
             };
             let mut changes = StudyChanges { seq: current, ..Default::default() };
+            // The values come from a later snapshot than the trials: after a takeover, a new
+            // attempt's values may meet the old attempt's record here; the next call brings the
+            // new attempt's record (`seq` stays at `current`), which replaces it.
             for r in &rows {
                 if !r.is_null(1) {
                     changes.trials.push(trial_row(&r.skip(1))?);

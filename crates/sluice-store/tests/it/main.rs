@@ -364,3 +364,47 @@ fn trial_writes_round_trip_on_sqlite_and_postgres() {
         }
     }
 }
+
+/// PostgreSQL's one-statement trial number reads the count in a snapshot taken before it waits
+/// for the study row's lock. Another worker's trial committed during that wait: the number it
+/// would take is refused by the primary key, and the next one is handed out instead.
+#[test]
+fn a_trial_number_taken_while_waiting_for_the_lock_is_not_handed_out_again() {
+    let scratch = PgScratch::new();
+    let store = PostgresStore::open(&scratch.url).unwrap();
+    let study = StudyRecord {
+        name: "s".into(),
+        direction: "minimize".into(),
+        definition: serde_json::json!({"space": {}}),
+        created_at: String::new(),
+    };
+    store.open_study(&study).unwrap();
+    let worker = Worker { host: "h".into(), pid: std::process::id(), run_id: None };
+    assert_eq!(store.start_trial("s", &worker, None, 600).unwrap().unwrap().number, 0);
+    // Another worker holds the study row's lock and has inserted trial 1, not yet committed.
+    let mut other = postgres::Client::connect(&scratch.url, postgres::NoTls).unwrap();
+    let mut tx = other.transaction().unwrap();
+    let seq: i64 = tx.query_one("UPDATE studies SET seq = seq + 1 WHERE name = 's' RETURNING seq", &[]).unwrap().get(0);
+    tx.execute(
+        "INSERT INTO trials (study, number, state, host, pid, started_at, heartbeat_at, seq) \
+         VALUES ('s', 1, 'running', 'elsewhere', 1, '9999-01-01', '9999-01-01', $1)",
+        &[&seq],
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        let taking = s.spawn(|| store.start_trial("s", &worker, None, 600).unwrap().unwrap().number);
+        // Commit once this store's statement waits for the lock (its snapshot already taken).
+        let mut watch = postgres::Client::connect(&scratch.url, postgres::NoTls).unwrap();
+        let waiting =
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
+        let t0 = std::time::Instant::now();
+        while watch.query_one(waiting, &[]).unwrap().get::<_, i64>(0) == 0 {
+            assert!(t0.elapsed().as_secs() < 30, "the store never waited for the lock");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        tx.commit().unwrap();
+        assert_eq!(taking.join().unwrap(), 2, "trial 1 is the other worker's");
+    });
+    let numbers: Vec<u64> = store.changes_since("s", 0).unwrap().trials.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, [0, 1, 2]);
+}
