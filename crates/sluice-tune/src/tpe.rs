@@ -109,24 +109,26 @@ impl Sampler for Tpe {
 /// them), ties by trial number. The same order serves every group: a group's trials are the
 /// ones where it was active, in this order.
 fn rank(history: &History) -> Vec<usize> {
-    // (index, class: 0 complete / 1 pruned, key, loss)
-    let mut ranked: Vec<(usize, u64, u64, f64)> = history
+    // (class: 0 complete / 1 pruned, key, loss's order bits, index): sorted as integers.
+    let mut ranked: Vec<(u64, u64, u64, usize)> = history
         .finished
         .iter()
         .enumerate()
         .filter_map(|(i, t)| match t.state {
-            TrialState::Complete => t.value.filter(|v| v.is_finite()).map(|v| (i, 0, 0, history.direction.loss(v))),
+            TrialState::Complete => {
+                t.value.filter(|v| v.is_finite()).map(|v| (0, 0, order_bits(history.direction.loss(v)), i))
+            }
             TrialState::Pruned => {
                 let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
                 let loss = history.direction.loss(v);
-                Some((i, 1, u64::MAX - step, if loss.is_nan() { f64::INFINITY } else { loss }))
+                Some((1, u64::MAX - step, order_bits(if loss.is_nan() { f64::INFINITY } else { loss }), i))
             }
             _ => None,
         })
         .collect();
     // `finished` is in trial-number order, so the index breaks ties by number.
-    ranked.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(a.3.total_cmp(&b.3)).then(a.0.cmp(&b.0)));
-    ranked.into_iter().map(|r| r.0).collect()
+    ranked.sort_unstable();
+    ranked.into_iter().map(|r| r.3).collect()
 }
 
 /// What a group's estimators are fitted on.
@@ -226,8 +228,8 @@ enum Dim {
     /// Whole numbers and stepped values: each value owns a cell and gets the component's mass
     /// there.
     Cells { mus: Vec<f64>, sigmas: Vec<f64>, inv: Vec<f64>, low: f64, high: f64, cell: Cell },
-    /// `probs[k][c]`: component `k`'s probability of choice `c`.
-    Categorical { probs: Vec<Vec<f64>> },
+    /// `probs[k * choices + c]`: component `k`'s probability of choice `c`.
+    Categorical { probs: Vec<f64>, choices: usize },
 }
 
 #[derive(Clone, Copy)]
@@ -270,17 +272,16 @@ impl Parzen {
                 match &p.distribution {
                     Distribution::Categorical { choices } => {
                         let c = choices.len();
-                        let mut probs: Vec<Vec<f64>> = xs
-                            .iter()
-                            .map(|&x| {
-                                let mut probs = vec![PRIOR_WEIGHT / c as f64; c];
-                                probs[x as usize] += 1.0;
-                                let s: f64 = probs.iter().sum();
-                                probs.iter().map(|p| p / s).collect()
-                            })
-                            .collect();
-                        probs.push(vec![1.0 / c as f64; c]);
-                        Dim::Categorical { probs }
+                        let mut probs = Vec::with_capacity((xs.len() + 1) * c);
+                        for &x in &xs {
+                            let at = probs.len();
+                            probs.extend(std::iter::repeat_n(PRIOR_WEIGHT / c as f64, c));
+                            probs[at + x as usize] += 1.0;
+                            let s: f64 = probs[at..].iter().sum();
+                            probs[at..].iter_mut().for_each(|p| *p /= s);
+                        }
+                        probs.extend(std::iter::repeat_n(1.0 / c as f64, c));
+                        Dim::Categorical { probs, choices: c }
                     }
                     _ => {
                         let (low, high) = p.bounds();
@@ -307,7 +308,13 @@ impl Parzen {
                                 // The truncation to the range: exactly 1 in f64 once both ends are
                                 // 8.5 widths out (the tails' erfc are below 2^-55), so not computed.
                                 let (a, b) = ((low - mus[k]) * inv[k], (high - mus[k]) * inv[k]);
-                                let z = if a <= -8.5 && b >= 8.5 { 1.0 } else { math::phi_between(a, b) };
+                                // One end that far out: the other end's tail alone (one `erfc`).
+                                let z = match (a <= -8.5, b >= 8.5) {
+                                    (true, true) => 1.0,
+                                    (false, true) => math::phi_above(a),
+                                    (true, false) => math::phi_below(b),
+                                    (false, false) => math::phi_between(a, b),
+                                };
                                 let density = if cell.is_none() { inv[k] * math::INV_SQRT_2PI } else { 1.0 };
                                 density / z.max(1e-300)
                             })
@@ -328,9 +335,11 @@ impl Parzen {
             merge_equal(mus, sigmas, inv, &mut scale, &mut weights);
         }
         let mixture = match dims.as_slice() {
-            [Dim::Categorical { probs }] => {
-                Some((0..probs[0].len()).map(|c| probs.iter().zip(&weights).map(|(p, w)| w * p[c]).sum()).collect())
-            }
+            [Dim::Categorical { probs, choices }] => Some(
+                (0..*choices)
+                    .map(|c| probs.chunks_exact(*choices).zip(&weights).map(|(p, w)| w * p[c]).sum())
+                    .collect(),
+            ),
             _ => None,
         };
         Self { weights, dims, scale, shift, mixture }
@@ -353,16 +362,16 @@ impl Parzen {
                 Dim::Continuous { mus, sigmas, low, high, .. } | Dim::Cells { mus, sigmas, low, high, .. } => {
                     math::truncated_normal(rng, mus[k], sigmas[k], *low, *high)
                 }
-                Dim::Categorical { probs } => {
+                Dim::Categorical { probs, choices } => {
                     let u = rng.next_f64();
                     let mut acc = 0.0;
-                    for (c, p) in probs[k].iter().enumerate() {
+                    for (c, p) in probs[k * choices..(k + 1) * choices].iter().enumerate() {
                         acc += p;
                         if u < acc {
                             return c as f64;
                         }
                     }
-                    (probs[k].len() - 1) as f64
+                    (choices - 1) as f64
                 }
             })
             .collect()
@@ -395,8 +404,8 @@ impl Parzen {
                                 *t *= math::phi_between((a - m) * i, (b - m) * i);
                             }
                         }
-                        Dim::Categorical { probs } => {
-                            for (t, p) in terms.iter_mut().zip(probs) {
+                        Dim::Categorical { probs, choices } => {
+                            for (t, p) in terms.iter_mut().zip(probs.chunks_exact(*choices)) {
                                 *t *= p[xi as usize];
                             }
                         }
@@ -515,11 +524,13 @@ fn merge_equal(
     scale: &mut Vec<f64>,
     weights: &mut Vec<f64>,
 ) {
-    let mut order: Vec<usize> = (0..mus.len()).collect();
-    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]).then(sigmas[a].total_cmp(&sigmas[b])));
+    // By centre, then width, then index (a stable sort's order), as integers.
+    let mut order: Vec<(u64, u64, usize)> =
+        (0..mus.len()).map(|k| (order_bits(mus[k]), order_bits(sigmas[k]), k)).collect();
+    order.sort_unstable();
     let (mut m, mut s, mut i, mut c, mut w) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
-    for k in order {
+    for (_, _, k) in order {
         if m.last() == Some(&mus[k]) && s.last() == Some(&sigmas[k]) {
             *c.last_mut().expect("non-empty with m") += scale[k];
             *w.last_mut().expect("non-empty with m") += weights[k];
@@ -534,13 +545,29 @@ fn merge_equal(
     (*mus, *sigmas, *inv, *scale, *weights) = (m, s, i, c, w);
 }
 
+/// `x`'s bits as an unsigned integer in the order of `f64::total_cmp`.
+fn order_bits(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+}
+
 /// Each observation's bandwidth: the larger gap to its neighbours, with the prior's centre among
 /// the points and the range's ends as outer neighbours (Optuna's univariate rule).
 fn neighbour_sigmas(xs: &[f64], low: f64, high: f64) -> Vec<f64> {
-    let mut points: Vec<(f64, usize)> = xs.iter().copied().zip(0..).collect();
-    points.push((0.5 * (low + high), usize::MAX));
-    // Equal values in index order, as a stable sort would leave them (their gaps differ).
-    points.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mid = 0.5 * (low + high);
+    // Sorted by value then index (equal values in index order, as a stable sort would leave
+    // them: their gaps differ), as integers: the value's order bits above the index.
+    let mut keys: Vec<u128> =
+        xs.iter().enumerate().map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128).collect();
+    keys.push((u128::from(order_bits(mid)) << 64) | u128::from(u64::MAX));
+    keys.sort_unstable();
+    let points: Vec<(f64, usize)> = keys
+        .iter()
+        .map(|&k| match k as u64 {
+            u64::MAX => (mid, usize::MAX),
+            i => (xs[i as usize], i as usize),
+        })
+        .collect();
     let mut out = vec![0.0; xs.len()];
     let m = points.len();
     for (j, &(x, i)) in points.iter().enumerate() {
@@ -577,6 +604,18 @@ mod tests {
                 assert!(portable > 0.0);
             }
         }
+    }
+
+    #[test]
+    fn order_bits_sort_as_total_cmp() {
+        let mut xs = vec![3.5, -0.0, 0.0, -7.25, f64::INFINITY, 1e-300, -1e-300, f64::NEG_INFINITY, 2.0, -2.0];
+        let mut by_bits = xs.clone();
+        by_bits.sort_by_key(|x| order_bits(*x));
+        xs.sort_by(f64::total_cmp);
+        assert_eq!(
+            xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            by_bits.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
