@@ -428,11 +428,9 @@ pub trait Backend: Send + Sync + 'static {
     const ATOMIC_STATEMENTS: bool = false;
     /// Run `f`'s statements each on its own, without a transaction around them (one round trip
     /// per statement on a server): for reads that need no single snapshot, and, where
-    /// [`Backend::ATOMIC_STATEMENTS`], writes of one statement. Elsewhere, a read transaction.
+    /// [`Backend::ATOMIC_STATEMENTS`], writes of one statement.
     #[doc(hidden)]
-    fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
-        self.read(f)
-    }
+    fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T>;
 }
 
 /// The metadata store on a SQL database: [`crate::SqliteStore`] (embedded) or

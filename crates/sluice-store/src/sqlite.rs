@@ -83,7 +83,8 @@ impl rusqlite::ToSql for Value {
     }
 }
 
-struct SqliteTx<'a>(rusqlite::Transaction<'a>);
+/// Statements on a connection: inside a transaction the caller holds, or each on its own.
+struct SqliteTx<'a>(&'a rusqlite::Connection);
 
 impl Tx for SqliteTx<'_> {
     fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64> {
@@ -113,16 +114,20 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn lock(&mut self, _key: &str) -> Result<()> {
-        Ok(())
+        // Write transactions already exclude each other; outside one there is nothing to hold.
+        match self.0.is_autocommit() {
+            true => Err(StoreError::Internal("a lock is held only inside a transaction".into())),
+            false => Ok(()),
+        }
     }
 }
 
 impl Sqlite {
     fn transaction<T>(&self, behavior: TransactionBehavior, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
-        let mut tx = SqliteTx(conn.transaction_with_behavior(behavior)?);
-        let out = f(&mut tx)?;
-        tx.0.commit()?;
+        let transaction = conn.transaction_with_behavior(behavior)?;
+        let out = f(&mut SqliteTx(&transaction))?;
+        transaction.commit()?;
         Ok(out)
     }
 }
@@ -138,5 +143,11 @@ impl Backend for Sqlite {
 
     fn read<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
         self.transaction(TransactionBehavior::Deferred, f)
+    }
+
+    fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
+        // Autocommit: each statement its own transaction (no BEGIN and COMMIT to run).
+        let conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
+        f(&mut SqliteTx(&conn))
     }
 }
