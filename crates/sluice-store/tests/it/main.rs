@@ -57,6 +57,16 @@ fn dataset(bytes: &[u8]) -> ArtifactMeta {
     }
 }
 
+/// A minimizing study with an empty space.
+fn empty_study(name: &str) -> StudyRecord {
+    StudyRecord {
+        name: name.into(),
+        direction: "minimize".into(),
+        definition: serde_json::json!({"space": {}}),
+        created_at: String::new(),
+    }
+}
+
 fn model(store: &dyn MetadataStore, run_id: &str, bytes: &[u8]) -> ContentHash {
     let artifact = ArtifactMeta {
         hash: ContentHash::of_bytes(bytes),
@@ -238,12 +248,7 @@ fn concurrent_writers_on_postgres_never_share_a_version_or_a_trial_number() {
     let scratch = PgScratch::new();
     let setup = PostgresStore::open(&scratch.url).unwrap();
     setup.begin_run(&run("r1")).unwrap();
-    let study = StudyRecord {
-        name: "s".into(),
-        direction: "minimize".into(),
-        definition: serde_json::json!({"space": {}}),
-        created_at: String::new(),
-    };
+    let study = empty_study("s");
     let url = Arc::new(scratch.url.clone());
     // Four processes' worth of connections, each registering models and taking trials at once.
     let per_worker: Vec<(Vec<u32>, Vec<u64>)> = std::thread::scope(|s| {
@@ -322,12 +327,7 @@ fn trial_writes_round_trip_on_sqlite_and_postgres() {
     let sqlite = SqliteStore::open(&dir.path().join("metadata.db")).unwrap();
     let postgres = PostgresStore::open(&scratch.url).unwrap();
     for (name, store) in [("sqlite", &sqlite as &dyn StudyStore), ("postgres", &postgres)] {
-        let study = StudyRecord {
-            name: "s".into(),
-            direction: "minimize".into(),
-            definition: serde_json::json!({"space": {}}),
-            created_at: String::new(),
-        };
+        let study = empty_study("s");
         store.open_study(&study).unwrap();
         let worker = Worker { host: "h".into(), pid: std::process::id(), run_id: None };
         let t = store.start_trial("s", &worker, None, 600).unwrap().unwrap();
@@ -372,12 +372,7 @@ fn trial_writes_round_trip_on_sqlite_and_postgres() {
 fn a_trial_number_taken_while_waiting_for_the_lock_is_not_handed_out_again() {
     let scratch = PgScratch::new();
     let store = PostgresStore::open(&scratch.url).unwrap();
-    let study = StudyRecord {
-        name: "s".into(),
-        direction: "minimize".into(),
-        definition: serde_json::json!({"space": {}}),
-        created_at: String::new(),
-    };
+    let study = empty_study("s");
     store.open_study(&study).unwrap();
     let worker = Worker { host: "h".into(), pid: std::process::id(), run_id: None };
     assert_eq!(store.start_trial("s", &worker, None, 600).unwrap().unwrap().number, 0);
