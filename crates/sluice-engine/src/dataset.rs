@@ -90,8 +90,8 @@ pub(crate) fn copy_hashed(from: &Path, to: &Path) -> Result<(ContentHash, u64)> 
         move |source| EngineError::Io { path, source }
     };
     let mut input = File::open(from).map_err(io(from))?;
-    let mut out = File::create(to).map_err(io(to))?;
-    let (mut hasher, mut size) = (blake3::Hasher::new(), 0u64);
+    let file = File::create(to).map_err(io(to))?;
+    let mut out = HashingWriter { inner: file, hasher: blake3::Hasher::new(), written: 0 };
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = match input.read(&mut buffer) {
@@ -101,11 +101,9 @@ pub(crate) fn copy_hashed(from: &Path, to: &Path) -> Result<(ContentHash, u64)> 
             Err(e) => return Err(io(from)(e)),
         };
         out.write_all(&buffer[..n]).map_err(io(to))?;
-        hasher.update(&buffer[..n]);
-        size += n as u64;
     }
-    out.sync_all().map_err(io(to))?;
-    Ok((ContentHash::from_bytes(*hasher.finalize().as_bytes()), size))
+    out.inner.sync_all().map_err(io(to))?;
+    Ok((ContentHash::from_bytes(*out.hasher.finalize().as_bytes()), out.written))
 }
 
 pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {

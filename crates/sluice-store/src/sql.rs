@@ -329,11 +329,6 @@ impl Row {
         *self.at(i) == Value::Null
     }
 
-    /// The row without its first `n` columns.
-    pub fn skip(&self, n: usize) -> Row {
-        Row(self.0.iter().skip(n).cloned().collect())
-    }
-
     fn unexpected(&self, i: usize, wanted: &str) -> StoreError {
         StoreError::Corrupt(format!("column {i} should hold {wanted}, found {:?}", self.at(i)))
     }

@@ -12,11 +12,15 @@ use crate::sql::{Backend, Row, SqlStore, Tx, args, upsert};
 use crate::sql_metadata::{now, pid_alive, to_json};
 use crate::studies::*;
 
+fn no_study(study: &str) -> StoreError {
+    StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }
+}
+
 /// Bump and return the study's sequence number (every write takes one).
 fn next_seq(tx: &mut dyn Tx, study: &str) -> Result<u64> {
     match tx.query_opt("UPDATE studies SET seq = seq + 1 WHERE name = ?1 RETURNING seq", args![study])? {
         Some(r) => Ok(r.int(0)? as u64),
-        None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+        None => Err(no_study(study)),
     }
 }
 
@@ -65,7 +69,7 @@ fn start_new(
         // The budget is spent, or there is no study.
         Ok(None) => match tx.query_opt("SELECT 1 FROM studies WHERE name = ?1", args![study])? {
             Some(_) => Ok(Some(None)),
-            None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+            None => Err(no_study(study)),
         },
         Err(e) if e.is_unique_violation() => Ok(None),
         Err(e) => Err(e),
@@ -84,7 +88,7 @@ fn with_seq(change: &str) -> String {
 fn bumped(tx: &mut dyn Tx, sql: &str, args: &[crate::sql::Value], study: &str) -> Result<()> {
     match tx.query_opt(sql, args)? {
         Some(_) => Ok(()),
-        None => Err(StoreError::NotFound { what: "study", name: study.into(), hint: String::new() }),
+        None => Err(no_study(study)),
     }
 }
 
@@ -292,18 +296,17 @@ impl<B: Backend> StudyStore for SqlStore<B> {
         // it, each on its own, see at least those. What they see of later changes comes again
         // next time, and applying a change twice leaves the same view.
         self.db.statements(|tx| {
-            // The number and the trials changed since `seq` in one statement (one snapshot).
-            let columns: Vec<String> = TRIAL_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect();
+            // The number and the trials changed since `seq` in one statement (one snapshot); the
+            // number after the trial's columns (no name is in both tables), no trial: NULLs.
             let rows = tx.query(
                 &format!(
-                    "SELECT s.seq, {} FROM studies s LEFT JOIN trials t ON t.study = s.name AND t.seq > ?2 \
-                     WHERE s.name = ?1 ORDER BY t.number",
-                    columns.join(", ")
+                    "SELECT {TRIAL_COLUMNS}, s.seq FROM studies s LEFT JOIN trials t \
+                     ON t.study = s.name AND t.seq > ?2 WHERE s.name = ?1 ORDER BY t.number"
                 ),
                 args![study, seq],
             )?;
             let current = match rows.first() {
-                Some(r) => r.int(0)? as u64,
+                Some(r) => r.int(13)? as u64,
                 None => 0,
             };
             let mut changes = StudyChanges { seq: current, ..Default::default() };
@@ -311,8 +314,8 @@ impl<B: Backend> StudyStore for SqlStore<B> {
             // attempt's values may meet the old attempt's record here; the next call brings the
             // new attempt's record (`seq` stays at `current`), which replaces it.
             for r in &rows {
-                if !r.is_null(1) {
-                    changes.trials.push(trial_row(&r.skip(1))?);
+                if !r.is_null(0) {
+                    changes.trials.push(trial_row(r)?);
                 }
             }
             if current > seq {
