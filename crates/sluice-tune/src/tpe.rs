@@ -10,12 +10,12 @@
 //! Conditional parameters: each group of parameters that appear together is modelled on the
 //! trials where it was active.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use sluice_core::rng::SplitMix64;
-use sluice_store::TrialState;
+use sluice_store::{TrialRecord, TrialState};
 
+use crate::Direction;
 use crate::math;
 use crate::sampler::{History, Meta, Sampler, trial_rng};
 use crate::space::{Distribution, Param, Params, Space};
@@ -25,51 +25,126 @@ pub struct Tpe {
     pub startup: usize,
     pub candidates: usize,
     pub multivariate: bool,
-    /// Finished trials' internal coordinates, one per parameter (`None`: inactive), by trial
-    /// number. A finished trial's parameters never change, so each is converted once per study
-    /// instead of once per sample (which cost a map lookup and a conversion per trial, group
-    /// and sample).
-    coordinates: Mutex<HashMap<u64, Coords>>,
+    /// The finished trials as earlier samples arranged them (see [`Table`]).
+    table: Mutex<Table>,
 }
 
 impl Tpe {
     pub fn new(seed: u64, startup: usize, candidates: usize, multivariate: bool) -> Self {
-        Self { seed, startup, candidates, multivariate, coordinates: Mutex::default() }
-    }
-
-    /// The internal coordinates of each finished trial, in `history.finished`'s order.
-    fn coordinates(&self, space: &Space, history: &History) -> Vec<Coords> {
-        let Ok(mut cache) = self.coordinates.lock() else {
-            return history.finished.iter().map(|t| coords_of(space, &t.params)).collect();
-        };
-        history
-            .finished
-            .iter()
-            .map(|t| cache.entry(t.number).or_insert_with(|| coords_of(space, &t.params)).clone())
-            .collect()
+        Self { seed, startup, candidates, multivariate, table: Mutex::default() }
     }
 }
 
-/// A trial's internal coordinate for every parameter of the space (`None`: not active).
-type Coords = Arc<[Option<f64>]>;
-
-fn coords_of(space: &Space, params: &Params) -> Coords {
-    space.params.iter().map(|q| params.get(&q.name).and_then(|v| q.internal(v))).collect()
+/// The finished trials arranged as TPE reads them, kept from one sample to the next. A finished
+/// trial's parameters and result never change, so each sample only adds the trials that
+/// finished since the last one (O(n) each) instead of converting, ranking and sorting all of
+/// them again (O(n log n) per parameter and sample). The arrangement is the one a fresh build
+/// gives, so the trials are the same either way.
+#[derive(Default)]
+struct Table {
+    direction: Option<Direction>,
+    /// Trial numbers, ascending: `history.finished`'s order. A trial's place in it is its
+    /// position.
+    numbers: Vec<u64>,
+    /// `cols[j][p]`: parameter `j`'s internal coordinate in the trial at position `p` (NaN: not
+    /// active).
+    cols: Vec<Vec<f64>>,
+    /// `sorted[j]`: the positions where parameter `j` is active, by coordinate, then position.
+    sorted: Vec<Vec<u32>>,
+    /// Complete and pruned trials, best first: `(class, key, loss, position)` as integers
+    /// (see [`rank_key`]).
+    ranked: Vec<(u64, u64, u64, u32)>,
 }
 
-/// Append the coordinates of `group` (indices into the space) to `out`, if all are active.
-fn group_coords(coords: &[Option<f64>], group: &[usize], out: &mut Vec<f64>) -> bool {
-    let at = out.len();
-    for &j in group {
-        match coords[j] {
-            Some(x) => out.push(x),
-            None => {
-                out.truncate(at);
-                return false;
-            }
+impl Table {
+    /// Bring the table up to `history.finished` (which is in trial-number order).
+    fn sync(&mut self, space: &Space, history: &History) {
+        let fresh = self.direction != Some(history.direction) || self.cols.len() != space.params.len();
+        if fresh || !self.add_new(space, history) {
+            *self = Table {
+                direction: Some(history.direction),
+                cols: vec![Vec::new(); space.params.len()],
+                sorted: vec![Vec::new(); space.params.len()],
+                ..Table::default()
+            };
+            let added = self.add_new(space, history);
+            debug_assert!(added, "a fresh table takes any history");
         }
     }
-    true
+
+    /// Add the trials of `history.finished` that are not here yet; false (and part done) if
+    /// the table holds a trial that is not in the history, or the history is not in number
+    /// order: then it must be built again.
+    fn add_new(&mut self, space: &Space, history: &History) -> bool {
+        let finished = &history.finished;
+        if finished.windows(2).any(|w| w[0].number >= w[1].number) || finished.len() > u32::MAX as usize {
+            return false;
+        }
+        let mut p = 0;
+        for t in finished {
+            match self.numbers.get(p) {
+                Some(&n) if n == t.number => {}
+                Some(&n) if n < t.number => return false,
+                _ => self.insert(p, space, history.direction, t),
+            }
+            p += 1;
+        }
+        p == self.numbers.len()
+    }
+
+    /// Insert trial `t` at position `p`.
+    fn insert(&mut self, p: usize, space: &Space, direction: Direction, t: &TrialRecord) {
+        let at = p as u32;
+        if p < self.numbers.len() {
+            // Later positions move up by one: the orders between them stay as they were.
+            for list in &mut self.sorted {
+                list.iter_mut().filter(|q| **q >= at).for_each(|q| *q += 1);
+            }
+            self.ranked.iter_mut().filter(|r| r.3 >= at).for_each(|r| r.3 += 1);
+        }
+        self.numbers.insert(p, t.number);
+        for (j, q) in space.params.iter().enumerate() {
+            let x = t.params.get(&q.name).and_then(|v| q.internal(v)).unwrap_or(f64::NAN);
+            self.cols[j].insert(p, x);
+            if !x.is_nan() {
+                let (cols, list) = (&self.cols[j], &mut self.sorted[j]);
+                let key = (order_bits(x), at);
+                let i = list.partition_point(|&q| (order_bits(cols[q as usize]), q) < key);
+                list.insert(i, at);
+            }
+        }
+        if let Some(key) = rank_key(direction, t, at) {
+            let i = self.ranked.partition_point(|r| *r < key);
+            self.ranked.insert(i, key);
+        }
+    }
+
+    /// Whether every parameter of `group` is active at position `p`.
+    fn active(&self, group: &[usize], p: usize) -> bool {
+        group.iter().all(|&j| !self.cols[j][p].is_nan())
+    }
+}
+
+/// Where a finished trial ranks, best first: complete ones by loss, then pruned ones by how far
+/// they got and their last value there (as Optuna ranks them), ties by trial number (the
+/// position); `None` for failed trials and non-finite values.
+fn rank_key(direction: Direction, t: &TrialRecord, position: u32) -> Option<(u64, u64, u64, u32)> {
+    match t.state {
+        TrialState::Complete => {
+            t.value.filter(|v| v.is_finite()).map(|v| (0, 0, order_bits(direction.loss(v)), position))
+        }
+        TrialState::Pruned => {
+            let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
+            let loss = direction.loss(v);
+            Some((1, u64::MAX - step, order_bits(if loss.is_nan() { f64::INFINITY } else { loss }), position))
+        }
+        _ => None,
+    }
+}
+
+/// A running trial's internal coordinate for every parameter of the space (NaN: not active).
+fn coords_of(space: &Space, params: &Params) -> Vec<f64> {
+    space.params.iter().map(|q| params.get(&q.name).and_then(|v| q.internal(v)).unwrap_or(f64::NAN)).collect()
 }
 
 const PRIOR_WEIGHT: f64 = 1.0;
@@ -86,67 +161,20 @@ impl Sampler for Tpe {
             true => space.groups(),
             false => (0..space.params.len()).map(|i| vec![i]).collect(),
         };
-        let coords = self.coordinates(space, history);
-        let pending: Vec<Coords> = history.pending.iter().map(|p| coords_of(space, p)).collect();
-        let ranked = rank(history);
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.sync(space, history);
+        let pending: Vec<Vec<f64>> = history.pending.iter().map(|p| coords_of(space, p)).collect();
         let mut out = Params::new();
         for group in groups {
             if !space.active(group[0], &out) {
                 continue;
             }
             let params: Vec<&Param> = group.iter().map(|&i| &space.params[i]).collect();
-            let seen = Seen { history, coords: &coords, pending: &pending, ranked: &ranked, group: &group };
-            for (p, v) in params.iter().zip(self.sample_group(&params, &seen, &mut rng)) {
+            for (p, v) in params.iter().zip(self.sample_group(&params, &table, &pending, &group, &mut rng)) {
                 out.insert(p.name.clone(), v);
             }
         }
         (out, Meta::new())
-    }
-}
-
-/// Complete and pruned trials (indices into `history.finished`), best first: complete ones by
-/// loss, then pruned ones by how far they got and their last value there (as Optuna ranks
-/// them), ties by trial number. The same order serves every group: a group's trials are the
-/// ones where it was active, in this order.
-fn rank(history: &History) -> Vec<usize> {
-    // (class: 0 complete / 1 pruned, key, loss's order bits, index): sorted as integers.
-    let mut ranked: Vec<(u64, u64, u64, usize)> = history
-        .finished
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| match t.state {
-            TrialState::Complete => {
-                t.value.filter(|v| v.is_finite()).map(|v| (0, 0, order_bits(history.direction.loss(v)), i))
-            }
-            TrialState::Pruned => {
-                let (step, v) = t.intermediate.last().copied().unwrap_or((0, f64::INFINITY));
-                let loss = history.direction.loss(v);
-                Some((1, u64::MAX - step, order_bits(if loss.is_nan() { f64::INFINITY } else { loss }), i))
-            }
-            _ => None,
-        })
-        .collect();
-    // `finished` is in trial-number order, so the index breaks ties by number.
-    ranked.sort_unstable();
-    ranked.into_iter().map(|r| r.3).collect()
-}
-
-/// What a group's estimators are fitted on.
-struct Seen<'h> {
-    history: &'h History<'h>,
-    /// Each finished trial's coordinates.
-    coords: &'h [Coords],
-    /// Each running trial's coordinates.
-    pending: &'h [Coords],
-    ranked: &'h [usize],
-    /// The group's parameters, as indices into the space.
-    group: &'h [usize],
-}
-
-impl Seen<'_> {
-    /// Finished trial `i`'s coordinates for the group, if it was active in all of them.
-    fn coords(&self, i: usize, out: &mut Vec<f64>) -> bool {
-        group_coords(&self.coords[i], self.group, out)
     }
 }
 
@@ -170,48 +198,71 @@ fn weights(n: usize) -> Vec<f64> {
 }
 
 impl Tpe {
-    fn sample_group(&self, params: &[&Param], seen: &Seen, rng: &mut SplitMix64) -> Vec<serde_json::Value> {
+    /// `group`: the parameters' indices in the space; `pending`: running trials' coordinates.
+    fn sample_group(
+        &self,
+        params: &[&Param],
+        table: &Table,
+        pending: &[Vec<f64>],
+        group: &[usize],
+        rng: &mut SplitMix64,
+    ) -> Vec<serde_json::Value> {
         let d = params.len();
-        let finished = &seen.history.finished;
         // Trials where the group was active, best first, split into the best
         // `min(ceil(0.1 n), 25)` and the rest.
-        let mut scratch = Vec::with_capacity(d);
-        let active: Vec<usize> = seen
-            .ranked
-            .iter()
-            .copied()
-            .filter(|&i| {
-                scratch.clear();
-                seen.coords(i, &mut scratch)
-            })
-            .collect();
+        let active: Vec<usize> =
+            table.ranked.iter().map(|r| r.3 as usize).filter(|&p| table.active(group, p)).collect();
         if active.is_empty() {
             return params.iter().map(|p| p.sample_uniform(rng)).collect();
         }
         let n_good = active.len().div_ceil(10).min(25);
-        // Observations weigh by age: each side in trial-number order (the order of `finished`);
-        // running trials are newest.
-        let mut side = vec![0u8; finished.len()];
-        for (k, &i) in active.iter().enumerate() {
-            side[i] = if k < n_good { 1 } else { 2 };
+        // Observations weigh by age: each side in trial-number order (position order); running
+        // trials are newest. `local[p]`: position `p`'s index on its side.
+        let mut side = vec![0u8; table.numbers.len()];
+        for (k, &p) in active.iter().enumerate() {
+            side[p] = if k < n_good { 1 } else { 2 };
         }
+        let mut local = vec![0u32; table.numbers.len()];
         let (mut good_x, mut bad_x) = (Vec::with_capacity(n_good * d), Vec::with_capacity((active.len() - n_good) * d));
-        for (i, s) in side.iter().enumerate() {
-            match s {
-                1 => seen.coords(i, &mut good_x),
-                2 => seen.coords(i, &mut bad_x),
-                _ => false,
+        for (p, &s) in side.iter().enumerate() {
+            let x = match s {
+                1 => &mut good_x,
+                2 => &mut bad_x,
+                _ => continue,
             };
+            local[p] = (x.len() / d) as u32;
+            x.extend(group.iter().map(|&j| table.cols[j][p]));
         }
-        for p in seen.pending {
-            group_coords(p, seen.group, &mut bad_x);
+        let finished_bad = bad_x.len() / d;
+        for p in pending {
+            if group.iter().all(|&j| !p[j].is_nan()) {
+                bad_x.extend(group.iter().map(|&j| p[j]));
+            }
         }
-        let good = Parzen::fit(params, &good_x, self.multivariate);
-        let bad = Parzen::fit(params, &bad_x, self.multivariate);
+        // A single parameter's observations in order of value, from the table's order (no sort).
+        let (good_order, bad_order) = match group {
+            [j] => {
+                let pick = |want: u8| -> Vec<u32> {
+                    table.sorted[*j].iter().filter(|&&p| side[p as usize] == want).map(|&p| local[p as usize]).collect()
+                };
+                let bad = merge_sorted(&bad_x, pick(2), finished_bad);
+                (Some(pick(1)), Some(bad))
+            }
+            _ => (None, None),
+        };
+        let good = Parzen::fit(params, &good_x, self.multivariate, good_order);
+        let bad = Parzen::fit(params, &bad_x, self.multivariate, bad_order);
         let mut best: Option<(f64, Vec<f64>)> = None;
+        // Whole numbers: candidates in one cell score the same, and often repeat.
+        let mut scored: Vec<((u64, u64), f64)> = Vec::new();
         for _ in 0..self.candidates.max(1) {
             let x = good.draw(rng);
-            let score = good.ln_pdf(&x) - bad.ln_pdf(&x);
+            let cell = good.cell(&x);
+            let known = cell.and_then(|c| scored.iter().find(|(k, _)| *k == c).map(|(_, s)| *s));
+            let score = known.unwrap_or_else(|| good.ln_pdf(&x) - bad.ln_pdf(&x));
+            if let (Some(c), None) = (cell, known) {
+                scored.push((c, score));
+            }
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, x));
             }
@@ -219,6 +270,27 @@ impl Tpe {
         let (_, x) = best.expect("at least one candidate");
         params.iter().zip(x).map(|(p, xi)| p.external(xi)).collect()
     }
+}
+
+/// `order` (the indices below `from` of one coordinate `xs`, by value then index) with the
+/// indices from `from` on (running trials: few) merged in by the same key.
+fn merge_sorted(xs: &[f64], order: Vec<u32>, from: usize) -> Vec<u32> {
+    if from == xs.len() {
+        return order;
+    }
+    let key = |i: u32| (order_bits(xs[i as usize]), i);
+    let mut rest: Vec<u32> = (from as u32..xs.len() as u32).collect();
+    rest.sort_unstable_by_key(|&i| key(i));
+    let mut out = Vec::with_capacity(xs.len());
+    let mut rest = rest.into_iter().peekable();
+    for i in order {
+        while let Some(r) = rest.next_if(|&r| key(r) < key(i)) {
+            out.push(r);
+        }
+        out.push(i);
+    }
+    out.extend(rest);
+    out
 }
 
 /// One coordinate of every component.
@@ -253,10 +325,13 @@ struct Parzen {
 }
 
 impl Parzen {
-    /// `obs`: `n` observations of the group's coordinates, flattened.
-    fn fit(params: &[&Param], obs: &[f64], multivariate: bool) -> Self {
+    /// `obs`: `n` observations of the group's coordinates, flattened. `order`: for a single
+    /// coordinate, the observations' indices by value, then index, if the caller has it (else
+    /// it is sorted here).
+    fn fit(params: &[&Param], obs: &[f64], multivariate: bool, order: Option<Vec<u32>>) -> Self {
         let d = params.len();
         let n = obs.len() / d;
+        let order = (d == 1).then(|| order.unwrap_or_else(|| sorted_order(obs)));
         let mut weights = weights(n);
         weights.push(PRIOR_WEIGHT);
         let total: f64 = weights.iter().sum();
@@ -290,7 +365,7 @@ impl Parzen {
                         let mut sigmas = if multivariate {
                             vec![0.2 * (n.max(1) as f64).powf(-1.0 / (d as f64 + 4.0)) * range; n]
                         } else {
-                            neighbour_sigmas(&xs, low, high)
+                            neighbour_sigmas(&xs, order.as_deref().expect("one coordinate"), low, high)
                         };
                         let min_sigma = range / (1.0 + n as f64 + 1.0).min(100.0);
                         sigmas.iter_mut().for_each(|s| *s = s.clamp(min_sigma, range));
@@ -303,23 +378,7 @@ impl Parzen {
                             Distribution::Float { step: Some(s), .. } => Some(Cell::Linear(s / 2.0)),
                             _ => None,
                         };
-                        let factor = (0..mus.len())
-                            .map(|k| {
-                                // The truncation to the range: exactly 1 in f64 once both ends are
-                                // 8.5 widths out (the tails' erfc are below 2^-55), so not computed.
-                                let (a, b) = ((low - mus[k]) * inv[k], (high - mus[k]) * inv[k]);
-                                // One end that far out: the other end's tail alone (one `erfc`).
-                                let z = match (a <= -8.5, b >= 8.5) {
-                                    (true, true) => 1.0,
-                                    (false, true) => math::phi_above(a),
-                                    (true, false) => math::phi_below(b),
-                                    (false, false) => math::phi_between(a, b),
-                                };
-                                let density = if cell.is_none() { inv[k] * math::INV_SQRT_2PI } else { 1.0 };
-                                density / z.max(1e-300)
-                            })
-                            .collect();
-                        factors.push(factor);
+                        factors.push(normalizers(&mus, &inv, low, high, cell.is_some()));
                         match cell {
                             None => Dim::Continuous { mus, sigmas, inv, low, high },
                             Some(cell) => Dim::Cells { mus, sigmas, inv, low, high, cell },
@@ -332,7 +391,7 @@ impl Parzen {
         let mut dims = dims;
         if let [Dim::Cells { mus, sigmas, inv, .. }] = dims.as_mut_slice() {
             // Whole numbers repeat: components with the same centre and width add up.
-            merge_equal(mus, sigmas, inv, &mut scale, &mut weights);
+            merge_equal(mus, sigmas, inv, &mut scale, &mut weights, order.as_deref().expect("one coordinate"));
         }
         let mixture = match dims.as_slice() {
             [Dim::Categorical { probs, choices }] => Some(
@@ -377,6 +436,18 @@ impl Parzen {
             .collect()
     }
 
+    /// For a single whole-number (or stepped) coordinate, the cell `x` falls in, as bits: the
+    /// density is the same everywhere in it.
+    fn cell(&self, x: &[f64]) -> Option<(u64, u64)> {
+        match self.dims.as_slice() {
+            [Dim::Cells { low, high, cell, .. }] => {
+                let (a, b) = cell_bounds(x[0], *low, *high, *cell);
+                Some((a.to_bits(), b.to_bits()))
+            }
+            _ => None,
+        }
+    }
+
     fn ln_pdf(&self, x: &[f64]) -> f64 {
         if let Some(m) = &self.mixture {
             return m[x[0] as usize].ln();
@@ -392,17 +463,10 @@ impl Parzen {
                 let mut terms = self.scale.clone();
                 for (dim, &xi) in dims.iter().zip(x) {
                     match dim {
-                        Dim::Continuous { mus, inv, .. } => {
-                            for ((t, m), i) in terms.iter_mut().zip(mus).zip(inv) {
-                                let z = (xi - m) * i;
-                                *t *= math::exp_neg(0.5 * z * z);
-                            }
-                        }
+                        Dim::Continuous { mus, inv, .. } => times_density(&mut terms, mus, inv, xi),
                         Dim::Cells { mus, inv, low, high, cell, .. } => {
                             let (a, b) = cell_bounds(xi, *low, *high, *cell);
-                            for ((t, m), i) in terms.iter_mut().zip(mus).zip(inv) {
-                                *t *= math::phi_between((a - m) * i, (b - m) * i);
-                            }
+                            times_mass(&mut terms, mus, inv, a, b);
                         }
                         Dim::Categorical { probs, choices } => {
                             for (t, p) in terms.iter_mut().zip(probs.chunks_exact(*choices)) {
@@ -427,35 +491,107 @@ enum Kernel {
     Mass(f64, f64),
 }
 
-/// `Σ scale[k] kernel_k` over a one-coordinate mixture's components: most of TPE's time
-/// (every candidate against every observation).
-fn mixture_sum(kernel: Kernel, mus: &[f64], inv: &[f64], scale: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: `mixture_sum_avx2` requires AVX2 and nothing else; the CPU was just checked
-        // to have it. Its body is `mixture_sum_lanes`, plain safe Rust: the same operations in
-        // the same order (no FMA contraction), so the sum is the same bits on any CPU. Twice
-        // the vector width took 1,000-trial TPE from 0.64 to 0.44 ms per trial (bench/README).
-        #[allow(unsafe_code)]
-        return unsafe { mixture_sum_avx2(kernel, mus, inv, scale) };
-    }
-    mixture_sum_lanes(kernel, mus, inv, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn mixture_sum_avx2(kernel: Kernel, mus: &[f64], inv: &[f64], scale: &[f64]) -> f64 {
-    match kernel {
-        Kernel::Density(x) => mixture_sum_lanes_with(mus, inv, scale, |m, i| density(x, m, i)),
-        Kernel::Mass(a, b) => mixture_sum_lanes_with(mus, inv, scale, |m, i| mass(a, b, m, i)),
+simd::dispatched! {
+    /// `Σ scale[k] kernel_k` over a one-coordinate mixture's components: most of TPE's time
+    /// (every candidate against every observation).
+    fn mixture_sum(kernel: Kernel, mus: &[f64], inv: &[f64], scale: &[f64]) -> f64 {
+        match kernel {
+            Kernel::Density(x) => mixture_sum_lanes_with(mus, inv, scale, |m, i| density(x, m, i)),
+            Kernel::Mass(a, b) => mixture_sum_lanes_with(mus, inv, scale, |m, i| mass(a, b, m, i)),
+        }
     }
 }
 
-fn mixture_sum_lanes(kernel: Kernel, mus: &[f64], inv: &[f64], scale: &[f64]) -> f64 {
-    match kernel {
-        Kernel::Density(x) => mixture_sum_lanes_with(mus, inv, scale, |m, i| density(x, m, i)),
-        Kernel::Mass(a, b) => mixture_sum_lanes_with(mus, inv, scale, |m, i| mass(a, b, m, i)),
+simd::dispatched! {
+    /// Multiply each component's term by its density at `x` (one coordinate of a joint mixture).
+    fn times_density(terms: &mut [f64], mus: &[f64], inv: &[f64], x: f64) -> () {
+        for k in 0..terms.len().min(mus.len()).min(inv.len()) {
+            terms[k] *= density(x, mus[k], inv[k]);
+        }
     }
+}
+
+simd::dispatched! {
+    /// Multiply each component's term by its mass in `[a, b]`.
+    fn times_mass(terms: &mut [f64], mus: &[f64], inv: &[f64], a: f64, b: f64) -> () {
+        for k in 0..terms.len().min(mus.len()).min(inv.len()) {
+            terms[k] *= mass(a, b, mus[k], inv[k]);
+        }
+    }
+}
+
+simd::dispatched! {
+    /// Each component's normalizers: 1 / (its mass inside `[low, high]`), times 1 / (σ √(2π))
+    /// for densities (`cells` false).
+    fn normalizers(mus: &[f64], inv: &[f64], low: f64, high: f64, cells: bool) -> Vec<f64> {
+        let n = mus.len().min(inv.len());
+        let mut out = vec![0.0; n];
+        for k in 0..n {
+            let (m, i) = (mus[k], inv[k]);
+            let (a, b) = ((low - m) * i, (high - m) * i);
+            // Both ends' tails for every component, then a choice (no branch around the
+            // evaluations, so that the loop vectorizes). The truncation is exactly 1 in f64
+            // once both ends are 8.5 widths out (their erfc are below 2^-55); with one end that
+            // far out, it is the other end's tail alone.
+            let (ea, eb) = (math::tail(a), math::tail(b));
+            let z = match (a <= -8.5, b >= 8.5) {
+                (true, true) => 1.0,
+                (false, true) => math::phi_above_tail(a, ea),
+                (true, false) => math::phi_above_tail(-b, eb),
+                (false, false) => math::phi_between_tails(a, b, ea, eb),
+            };
+            let density = if cells { 1.0 } else { i * math::INV_SQRT_2PI };
+            out[k] = density / z.max(1e-300);
+        }
+        out
+    }
+}
+
+/// Hot loops compiled for the widest vectors the CPU has (AVX-512 or AVX2, with FMA). The
+/// loops are indexed, not iterator adapters (an adapter's closure may be compiled apart from the
+/// dispatched function, without its extensions, and `mul_add` then becomes a library call). They
+/// are plain safe Rust with the same operations in the same order on every path: fused
+/// multiply-adds are explicit `mul_add` (rounded once everywhere), and Rust contracts nothing
+/// else. So the results are the same bits on any CPU (`mixture_sums_are_the_same_bits_on_any_cpu`);
+/// only the speed differs. Eight lanes and AVX-512 took the 1,000-trial TPE benchmark from
+/// 0.39 to 0.31 ms per trial (bench/README).
+mod simd {
+    /// Defines `fn name(args) -> R` that runs `body` compiled for AVX-512 + FMA or AVX2 + FMA
+    /// when the CPU has them, else for the baseline CPU; and, for tests, `name_portable`, always
+    /// the baseline.
+    macro_rules! dispatched {
+        ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+            $(#[$doc])*
+            fn $name($($arg: $ty),*) -> $ret {
+                #[inline(always)]
+                fn body($($arg: $ty),*) -> $ret $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f,fma")]
+                    fn avx512($($arg: $ty),*) -> $ret {
+                        body($($arg),*)
+                    }
+                    #[target_feature(enable = "avx2,fma")]
+                    fn avx2($($arg: $ty),*) -> $ret {
+                        body($($arg),*)
+                    }
+                    use std::arch::is_x86_feature_detected as has;
+                    if has!("fma") && has!("avx512f") {
+                        // SAFETY: the CPU was just checked to have what `avx512` is compiled for.
+                        #[allow(unsafe_code)]
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    if has!("fma") && has!("avx2") {
+                        // SAFETY: as above, for `avx2`.
+                        #[allow(unsafe_code)]
+                        return unsafe { avx2($($arg),*) };
+                    }
+                }
+                body($($arg),*)
+            }
+        };
+    }
+    pub(super) use dispatched;
 }
 
 /// A component's density shape at `x` (its normalizer is in its scale).
@@ -471,16 +607,21 @@ fn mass(a: f64, b: f64, m: f64, i: f64) -> f64 {
     math::phi_between((a - m) * i, (b - m) * i)
 }
 
-/// Four independent sums, so that the evaluations overlap and vectorize.
+/// Eight independent sums, so that the evaluations overlap and vectorize (one AVX-512 vector,
+/// two AVX2 ones).
 #[inline(always)]
 fn mixture_sum_lanes_with(mus: &[f64], inv: &[f64], scale: &[f64], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (m4, i4, s4) = (mus.chunks_exact(4), inv.chunks_exact(4), scale.chunks_exact(4));
-    let rest: f64 =
-        m4.remainder().iter().zip(i4.remainder()).zip(s4.remainder()).map(|((m, i), s)| s * f(*m, *i)).sum();
-    for ((m, i), s) in m4.zip(i4).zip(s4) {
-        for l in 0..4 {
-            acc[l] += s[l] * f(m[l], i[l]);
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let (m8, i8, s8) = (mus.chunks_exact(LANES), inv.chunks_exact(LANES), scale.chunks_exact(LANES));
+    let (mr, ir, sr) = (m8.remainder(), i8.remainder(), s8.remainder());
+    let mut rest = 0.0;
+    for k in 0..mr.len() {
+        rest = sr[k].mul_add(f(mr[k], ir[k]), rest);
+    }
+    for ((m, i), s) in m8.zip(i8).zip(s8) {
+        for l in 0..LANES {
+            acc[l] = s[l].mul_add(f(m[l], i[l]), acc[l]);
         }
     }
     acc.iter().sum::<f64>() + rest
@@ -516,33 +657,68 @@ fn cell_bounds(x: f64, low: f64, high: f64, cell: Cell) -> (f64, f64) {
 }
 
 /// Merge components of a one-coordinate mixture that have the same centre and width (the same
-/// function), adding their scales and weights: the same mixture, fewer terms.
+/// function), adding their scales and weights: the same mixture, fewer terms. `order`: the
+/// observations (all components but the last, the prior) by centre, then index.
 fn merge_equal(
     mus: &mut Vec<f64>,
     sigmas: &mut Vec<f64>,
     inv: &mut Vec<f64>,
     scale: &mut Vec<f64>,
     weights: &mut Vec<f64>,
+    order: &[u32],
 ) {
-    // By centre, then width, then index (a stable sort's order), as integers.
-    let mut order: Vec<(u64, u64, usize)> =
-        (0..mus.len()).map(|k| (order_bits(mus[k]), order_bits(sigmas[k]), k)).collect();
-    order.sort_unstable();
+    // By centre, then width, then index (a stable sort's order): runs of one centre come in
+    // order already, each is sorted by width (as integers).
+    let prior = mus.len() - 1;
+    let all = with_prior(mus, order, prior);
     let (mut m, mut s, mut i, mut c, mut w) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
-    for (_, _, k) in order {
-        if m.last() == Some(&mus[k]) && s.last() == Some(&sigmas[k]) {
-            *c.last_mut().expect("non-empty with m") += scale[k];
-            *w.last_mut().expect("non-empty with m") += weights[k];
-        } else {
-            m.push(mus[k]);
-            s.push(sigmas[k]);
-            i.push(inv[k]);
-            c.push(scale[k]);
-            w.push(weights[k]);
+    let mut run: Vec<(u64, usize)> = Vec::new();
+    let mut at = 0;
+    while at < all.len() {
+        let centre = mus[all[at]];
+        run.clear();
+        while at < all.len() && mus[all[at]].to_bits() == centre.to_bits() {
+            run.push((order_bits(sigmas[all[at]]), all[at]));
+            at += 1;
+        }
+        if run.len() > 1 {
+            run.sort_unstable();
+        }
+        for &(_, k) in &run {
+            if m.last() == Some(&mus[k]) && s.last() == Some(&sigmas[k]) {
+                *c.last_mut().expect("non-empty with m") += scale[k];
+                *w.last_mut().expect("non-empty with m") += weights[k];
+            } else {
+                m.push(mus[k]);
+                s.push(sigmas[k]);
+                i.push(inv[k]);
+                c.push(scale[k]);
+                w.push(weights[k]);
+            }
         }
     }
     (*mus, *sigmas, *inv, *scale, *weights) = (m, s, i, c, w);
+}
+
+/// The indices of `xs`, by value, then index (what a stable sort leaves), as integers.
+fn sorted_order(xs: &[f64]) -> Vec<u32> {
+    let mut keys: Vec<u128> =
+        xs.iter().enumerate().map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|k| k as u32).collect()
+}
+
+/// `order` (indices of `xs` by value, then index) with `extra`, whose value is `xs[extra]` and
+/// whose index is above all of them, in its place.
+fn with_prior(xs: &[f64], order: &[u32], extra: usize) -> Vec<usize> {
+    let key = order_bits(xs[extra]);
+    let at = order.partition_point(|&i| order_bits(xs[i as usize]) <= key);
+    let mut all = Vec::with_capacity(order.len() + 1);
+    all.extend(order[..at].iter().map(|&i| i as usize));
+    all.push(extra);
+    all.extend(order[at..].iter().map(|&i| i as usize));
+    all
 }
 
 /// `x`'s bits as an unsigned integer in the order of `f64::total_cmp`.
@@ -552,21 +728,17 @@ fn order_bits(x: f64) -> u64 {
 }
 
 /// Each observation's bandwidth: the larger gap to its neighbours, with the prior's centre among
-/// the points and the range's ends as outer neighbours (Optuna's univariate rule).
-fn neighbour_sigmas(xs: &[f64], low: f64, high: f64) -> Vec<f64> {
+/// the points and the range's ends as outer neighbours (Optuna's univariate rule). `order`: the
+/// observations by value, then index (equal values in index order, as a stable sort leaves
+/// them: their gaps differ); the prior's centre goes after equal values.
+fn neighbour_sigmas(xs: &[f64], order: &[u32], low: f64, high: f64) -> Vec<f64> {
     let mid = 0.5 * (low + high);
-    // Sorted by value then index (equal values in index order, as a stable sort would leave
-    // them: their gaps differ), as integers: the value's order bits above the index.
-    let mut keys: Vec<u128> =
-        xs.iter().enumerate().map(|(i, &x)| (u128::from(order_bits(x)) << 64) | i as u128).collect();
-    keys.push((u128::from(order_bits(mid)) << 64) | u128::from(u64::MAX));
-    keys.sort_unstable();
-    let points: Vec<(f64, usize)> = keys
+    let at = order.partition_point(|&i| order_bits(xs[i as usize]) <= order_bits(mid));
+    let points: Vec<(f64, usize)> = order[..at]
         .iter()
-        .map(|&k| match k as u64 {
-            u64::MAX => (mid, usize::MAX),
-            i => (xs[i as usize], i as usize),
-        })
+        .map(|&i| (xs[i as usize], i as usize))
+        .chain(std::iter::once((mid, usize::MAX)))
+        .chain(order[at..].iter().map(|&i| (xs[i as usize], i as usize)))
         .collect();
     let mut out = vec![0.0; xs.len()];
     let m = points.len();
@@ -586,23 +758,122 @@ fn neighbour_sigmas(xs: &[f64], low: f64, high: f64) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// The vectorized sums are the portable ones to the bit (so trials do not depend on the CPU).
     #[test]
     fn mixture_sums_are_the_same_bits_on_any_cpu() {
         let mut rng = SplitMix64::new(3);
-        for n in [1usize, 3, 4, 7, 64, 501] {
+        for n in [1usize, 3, 4, 7, 8, 9, 64, 501] {
             let mus: Vec<f64> = (0..n).map(|_| rng.next_f64() * 20.0 - 10.0).collect();
             let inv: Vec<f64> = (0..n).map(|_| 1.0 / (0.05 + rng.next_f64() * 5.0)).collect();
             let scale: Vec<f64> = (0..n).map(|_| rng.next_f64()).collect();
             for kernel in [Kernel::Density(0.3), Kernel::Density(-9.9), Kernel::Mass(-0.5, 0.5), Kernel::Mass(2.0, 3.0)]
             {
                 let dispatched = mixture_sum(kernel, &mus, &inv, &scale);
-                let portable = mixture_sum_lanes(kernel, &mus, &inv, &scale);
+                let portable = match kernel {
+                    Kernel::Density(x) => mixture_sum_lanes_with(&mus, &inv, &scale, |m, i| density(x, m, i)),
+                    Kernel::Mass(a, b) => mixture_sum_lanes_with(&mus, &inv, &scale, |m, i| mass(a, b, m, i)),
+                };
                 assert_eq!(dispatched.to_bits(), portable.to_bits(), "n = {n}");
                 assert!(portable > 0.0);
             }
+        }
+    }
+
+    /// A space with every kind of coordinate and a conditional pair.
+    fn mixed_space() -> Space {
+        let p = |name: &str, distribution| Param { name: name.into(), distribution, when: None, grid: None };
+        let mut space = vec![
+            p("x", Distribution::Float { low: -10.0, high: 10.0, log: false, step: None }),
+            p("lr", Distribution::Float { low: 1e-4, high: 1.0, log: true, step: None }),
+            p("k", Distribution::Int { low: 1, high: 20, log: false, step: 1 }),
+            p("leaves", Distribution::Int { low: 2, high: 256, log: true, step: 1 }),
+            p("c", Distribution::Categorical { choices: vec![json!("a"), json!("b"), json!("c")] }),
+        ];
+        let mut drop = p("drop", Distribution::Float { low: 0.0, high: 0.5, log: false, step: Some(0.05) });
+        drop.when = Some(crate::space::Condition { param: "c".into(), values: vec![json!("b")] });
+        space.push(drop);
+        Space::new(space).expect("a valid space")
+    }
+
+    fn record(number: u64, state: TrialState, params: Params, value: f64) -> TrialRecord {
+        TrialRecord {
+            number,
+            state,
+            params,
+            value: (state == TrialState::Complete).then_some(value),
+            intermediate: if state == TrialState::Pruned { vec![(number % 3 + 1, value)] } else { Vec::new() },
+            metrics: Default::default(),
+            meta: Default::default(),
+            worker: "h:1".into(),
+            run_id: None,
+            started_at: String::new(),
+            finished_at: None,
+            error: None,
+            attempt: 0,
+        }
+    }
+
+    /// The table kept between samples arranges the trials as a fresh one does, whatever order
+    /// they finish in: a sampler that has seen earlier histories proposes exactly what a new
+    /// sampler proposes for the same history.
+    #[test]
+    fn a_kept_table_gives_the_same_trials_as_a_fresh_one() {
+        let space = mixed_space();
+        for multivariate in [false, true] {
+            let kept = Tpe::new(7, 5, 24, multivariate);
+            let mut rng = SplitMix64::new(11);
+            let mut trials: Vec<TrialRecord> = Vec::new();
+            for number in 0..120u64 {
+                let mut params = space.sample_random(&mut rng);
+                if number % 17 == 3 {
+                    // A value outside the space: not active for the sampler.
+                    params.insert("x".into(), json!(99.0));
+                }
+                let state = match number % 11 {
+                    4 => TrialState::Pruned,
+                    7 => TrialState::Failed,
+                    _ => TrialState::Complete,
+                };
+                // Repeated values (ties in the ranking and equal centres).
+                let value = if number % 5 == 0 { 1.0 } else { rng.next_f64() };
+                trials.push(record(number, state, params, value));
+            }
+            // Trials finish out of order: every third one shows up three samples late.
+            let mut shown: Vec<u64> = Vec::new();
+            for step in 0..trials.len() + 3 {
+                if step < trials.len() && step % 3 != 1 {
+                    shown.push(step as u64);
+                }
+                if step >= 3 && (step - 3) % 3 == 1 && step - 3 < trials.len() {
+                    shown.push((step - 3) as u64);
+                }
+                shown.sort_unstable();
+                let finished: Vec<&TrialRecord> = shown.iter().map(|&n| &trials[n as usize]).collect();
+                let pending_params: Vec<Params> = trials.iter().take(2).map(|t| t.params.clone()).collect();
+                let pending: Vec<&Params> = pending_params.iter().take(step % 3).collect();
+                let history = History { direction: crate::Direction::Minimize, finished, pending };
+                let number = 1000 + step as u64;
+                let fresh = Tpe::new(7, 5, 24, multivariate);
+                assert_eq!(
+                    kept.sample(&space, &history, number).0,
+                    fresh.sample(&space, &history, number).0,
+                    "multivariate {multivariate}, step {step}"
+                );
+            }
+            // A history that lost trials the table holds (another study): built again.
+            let history = History {
+                direction: crate::Direction::Maximize,
+                finished: trials.iter().step_by(2).collect(),
+                pending: Vec::new(),
+            };
+            assert_eq!(
+                kept.sample(&space, &history, 5000).0,
+                Tpe::new(7, 5, 24, multivariate).sample(&space, &history, 5000).0
+            );
         }
     }
 
@@ -636,7 +907,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&p], &[0.1, 0.4, 2.5], false);
+        let parzen = Parzen::fit(&[&p], &[0.1, 0.4, 2.5], false, None);
         let steps = 20_000;
         let h = 5.0 / steps as f64;
         let total: f64 = (0..steps).map(|i| parzen.ln_pdf(&[-2.0 + (i as f64 + 0.5) * h]).exp() * h).sum();
@@ -647,7 +918,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&q], &[2.0, 5.0], false);
+        let parzen = Parzen::fit(&[&q], &[2.0, 5.0], false, None);
         let total: f64 = (1..=6).map(|v| parzen.ln_pdf(&[v as f64]).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
     }
