@@ -542,10 +542,11 @@ impl<'s> Study<'s> {
             if t.number == number {
                 continue;
             }
-            let own = t.worker == me;
-            if own && t.number >= horizon && t.number < number || own_pending.contains(&t.number) {
+            // Whose it is matters only near `number` (compared only there: a string per trial).
+            let own = || t.worker == me;
+            if t.number >= horizon && t.number < number && own() || own_pending.contains(&t.number) {
                 pending.push(&t.params);
-            } else if own && t.number > number {
+            } else if t.number > number && own() {
                 continue;
             } else if t.state.finished() {
                 finished.push(t);

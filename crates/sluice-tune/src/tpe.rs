@@ -10,6 +10,7 @@
 //! Conditional parameters: each group of parameters that appear together is modelled on the
 //! trials where it was active.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 use sluice_core::rng::SplitMix64;
@@ -54,7 +55,13 @@ struct Table {
     /// Complete and pruned trials, best first: `(class, key, loss, position)` as integers
     /// (see [`rank_key`]).
     ranked: Vec<(u64, u64, u64, u32)>,
+    /// `norms[j][p]`: the last normalizer computed for parameter `j`'s component at position `p`,
+    /// with the width's bits it was computed for (see [`Known`]).
+    norms: RefCell<Vec<Vec<(u64, f64)>>>,
 }
+
+/// Not a width's bits (widths are positive and finite).
+const NO_WIDTH: (u64, f64) = (u64::MAX, f64::NAN);
 
 impl Table {
     /// Bring the table up to `history.finished` (which is in trial-number order).
@@ -65,6 +72,7 @@ impl Table {
                 direction: Some(history.direction),
                 cols: vec![Vec::new(); space.params.len()],
                 sorted: vec![Vec::new(); space.params.len()],
+                norms: RefCell::new(vec![Vec::new(); space.params.len()]),
                 ..Table::default()
             };
             let added = self.add_new(space, history);
@@ -103,6 +111,7 @@ impl Table {
             self.ranked.iter_mut().filter(|r| r.3 >= at).for_each(|r| r.3 += 1);
         }
         self.numbers.insert(p, t.number);
+        self.norms.get_mut().iter_mut().for_each(|n| n.insert(p, NO_WIDTH));
         for (j, q) in space.params.iter().enumerate() {
             let x = t.params.get(&q.name).and_then(|v| q.internal(v)).unwrap_or(f64::NAN);
             self.cols[j].insert(p, x);
@@ -179,21 +188,14 @@ impl Sampler for Tpe {
 }
 
 /// Optuna's default observation weights: flat for the newest 25, a ramp from 1/n before that.
+/// (With room for the prior's weight.)
 fn weights(n: usize) -> Vec<f64> {
-    if n < 25 {
-        return vec![1.0; n];
-    }
-    let ramp = n - 25;
-    let mut w: Vec<f64> = (0..ramp)
-        .map(|i| {
-            if ramp == 1 {
-                1.0 / n as f64
-            } else {
-                1.0 / n as f64 + (1.0 - 1.0 / n as f64) * i as f64 / (ramp - 1) as f64
-            }
-        })
-        .collect();
-    w.extend(std::iter::repeat_n(1.0, 25));
+    let mut w = Vec::with_capacity(n + 1);
+    let ramp = n.saturating_sub(25);
+    w.extend((0..ramp).map(|i| {
+        if ramp == 1 { 1.0 / n as f64 } else { 1.0 / n as f64 + (1.0 - 1.0 / n as f64) * i as f64 / (ramp - 1) as f64 }
+    }));
+    w.resize(n, 1.0);
     w
 }
 
@@ -224,14 +226,18 @@ impl Tpe {
         }
         let mut local = vec![0u32; table.numbers.len()];
         let (mut good_x, mut bad_x) = (Vec::with_capacity(n_good * d), Vec::with_capacity((active.len() - n_good) * d));
+        let (mut good_at, mut bad_at) = (Vec::with_capacity(n_good), Vec::with_capacity(active.len() - n_good));
         for (p, &s) in side.iter().enumerate() {
-            let x = match s {
-                1 => &mut good_x,
-                2 => &mut bad_x,
+            let (x, at) = match s {
+                1 => (&mut good_x, &mut good_at),
+                2 => (&mut bad_x, &mut bad_at),
                 _ => continue,
             };
-            local[p] = (x.len() / d) as u32;
-            x.extend(group.iter().map(|&j| table.cols[j][p]));
+            local[p] = at.len() as u32;
+            at.push(p as u32);
+            for &j in group {
+                x.push(table.cols[j][p]);
+            }
         }
         let finished_bad = bad_x.len() / d;
         for p in pending {
@@ -250,8 +256,9 @@ impl Tpe {
             }
             _ => (None, None),
         };
-        let good = Parzen::fit(params, &good_x, self.multivariate, good_order);
-        let bad = Parzen::fit(params, &bad_x, self.multivariate, bad_order);
+        let known = |positions| Known { norms: &table.norms, group, positions };
+        let good = Parzen::fit(params, &good_x, self.multivariate, good_order, Some(known(&good_at)));
+        let bad = Parzen::fit(params, &bad_x, self.multivariate, bad_order, Some(known(&bad_at)));
         let mut best: Option<(f64, Vec<f64>)> = None;
         // Whole numbers: candidates in one cell score the same, and often repeat.
         let mut scored: Vec<((u64, u64), f64)> = Vec::new();
@@ -293,6 +300,57 @@ fn merge_sorted(xs: &[f64], order: Vec<u32>, from: usize) -> Vec<u32> {
     out
 }
 
+/// Normalizers computed by earlier fits. A component's normalizer depends only on its centre and
+/// width (and its parameter's range), a finished trial's centre never changes and most widths
+/// stay as they were from one sample to the next (most are the clipped minimum): so a fit
+/// computes only the components whose width changed, the prior's and running trials'. Each
+/// is computed on its own, so a kept one is the same bits as a new one.
+struct Known<'t> {
+    norms: &'t RefCell<Vec<Vec<(u64, f64)>>>,
+    /// The group's parameters (indices into the space).
+    group: &'t [usize],
+    /// Each observation's position in the table (observations past the end are not in it).
+    positions: &'t [u32],
+}
+
+impl Known<'_> {
+    /// [`normalizers`] of coordinate `dim` of the group, from the cache where the width is the
+    /// same.
+    #[allow(clippy::too_many_arguments)]
+    fn normalizers(
+        &self,
+        dim: usize,
+        mus: &[f64],
+        sigmas: &[f64],
+        inv: &[f64],
+        low: f64,
+        high: f64,
+        cells: bool,
+    ) -> Vec<f64> {
+        let mut norms = self.norms.borrow_mut();
+        let cache = &mut norms[self.group[dim]];
+        let mut out = vec![0.0; mus.len()];
+        let mut missing = Vec::new();
+        for (k, s) in sigmas.iter().enumerate() {
+            match self.positions.get(k) {
+                Some(&p) if cache[p as usize].0 == s.to_bits() => out[k] = cache[p as usize].1,
+                _ => missing.push(k),
+            }
+        }
+        if missing.is_empty() {
+            return out;
+        }
+        let (m, i): (Vec<f64>, Vec<f64>) = missing.iter().map(|&k| (mus[k], inv[k])).unzip();
+        for (&k, f) in missing.iter().zip(normalizers(&m, &i, low, high, cells)) {
+            out[k] = f;
+            if let Some(&p) = self.positions.get(k) {
+                cache[p as usize] = (sigmas[k].to_bits(), f);
+            }
+        }
+        out
+    }
+}
+
 /// One coordinate of every component.
 enum Dim {
     /// Truncated normals; `inv` = 1/σ.
@@ -328,7 +386,8 @@ impl Parzen {
     /// `obs`: `n` observations of the group's coordinates, flattened. `order`: for a single
     /// coordinate, the observations' indices by value, then index, if the caller has it (else
     /// it is sorted here).
-    fn fit(params: &[&Param], obs: &[f64], multivariate: bool, order: Option<Vec<u32>>) -> Self {
+    /// `known`: normalizers computed before, for observations from the table.
+    fn fit(params: &[&Param], obs: &[f64], multivariate: bool, order: Option<Vec<u32>>, known: Option<Known>) -> Self {
         let d = params.len();
         let n = obs.len() / d;
         let order = (d == 1).then(|| order.unwrap_or_else(|| sorted_order(obs)));
@@ -343,17 +402,26 @@ impl Parzen {
             .iter()
             .enumerate()
             .map(|(j, p)| {
-                let xs: Vec<f64> = (0..n).map(|i| obs[i * d + j]).collect();
+                // With room for the prior's component (no reallocation when it is pushed).
+                let mut xs: Vec<f64> = Vec::with_capacity(n + 1);
+                xs.extend((0..n).map(|i| obs[i * d + j]));
                 match &p.distribution {
                     Distribution::Categorical { choices } => {
                         let c = choices.len();
+                        // An observation of choice `x`: the prior's share of each choice plus
+                        // one for `x`, normalized. The same row for every observation of `x`.
+                        let rows: Vec<f64> = (0..c)
+                            .flat_map(|x| {
+                                let mut row = vec![PRIOR_WEIGHT / c as f64; c];
+                                row[x] += 1.0;
+                                let s: f64 = row.iter().sum();
+                                row.iter_mut().for_each(|p| *p /= s);
+                                row
+                            })
+                            .collect();
                         let mut probs = Vec::with_capacity((xs.len() + 1) * c);
                         for &x in &xs {
-                            let at = probs.len();
-                            probs.extend(std::iter::repeat_n(PRIOR_WEIGHT / c as f64, c));
-                            probs[at + x as usize] += 1.0;
-                            let s: f64 = probs[at..].iter().sum();
-                            probs[at..].iter_mut().for_each(|p| *p /= s);
+                            probs.extend_from_slice(&rows[x as usize * c..(x as usize + 1) * c]);
                         }
                         probs.extend(std::iter::repeat_n(1.0 / c as f64, c));
                         Dim::Categorical { probs, choices: c }
@@ -361,12 +429,14 @@ impl Parzen {
                     _ => {
                         let (low, high) = p.bounds();
                         let range = high - low;
-                        let mut mus = xs.clone();
                         let mut sigmas = if multivariate {
-                            vec![0.2 * (n.max(1) as f64).powf(-1.0 / (d as f64 + 4.0)) * range; n]
+                            let mut s = Vec::with_capacity(n + 1);
+                            s.resize(n, 0.2 * (n.max(1) as f64).powf(-1.0 / (d as f64 + 4.0)) * range);
+                            s
                         } else {
                             neighbour_sigmas(&xs, order.as_deref().expect("one coordinate"), low, high)
                         };
+                        let mut mus = xs;
                         let min_sigma = range / (1.0 + n as f64 + 1.0).min(100.0);
                         sigmas.iter_mut().for_each(|s| *s = s.clamp(min_sigma, range));
                         mus.push(0.5 * (low + high));
@@ -378,7 +448,10 @@ impl Parzen {
                             Distribution::Float { step: Some(s), .. } => Some(Cell::Linear(s / 2.0)),
                             _ => None,
                         };
-                        factors.push(normalizers(&mus, &inv, low, high, cell.is_some()));
+                        factors.push(match &known {
+                            Some(known) => known.normalizers(j, &mus, &sigmas, &inv, low, high, cell.is_some()),
+                            None => normalizers(&mus, &inv, low, high, cell.is_some()),
+                        });
                         match cell {
                             None => Dim::Continuous { mus, sigmas, inv, low, high },
                             Some(cell) => Dim::Cells { mus, sigmas, inv, low, high, cell },
@@ -419,7 +492,7 @@ impl Parzen {
             .iter()
             .map(|dim| match dim {
                 Dim::Continuous { mus, sigmas, low, high, .. } | Dim::Cells { mus, sigmas, low, high, .. } => {
-                    math::truncated_normal(rng, mus[k], sigmas[k], *low, *high)
+                    truncated_normal(rng, mus[k], sigmas[k], *low, *high)
                 }
                 Dim::Categorical { probs, choices } => {
                     let u = rng.next_f64();
@@ -496,9 +569,41 @@ simd::dispatched! {
     /// (every candidate against every observation).
     fn mixture_sum(kernel: Kernel, mus: &[f64], inv: &[f64], scale: &[f64]) -> f64 {
         match kernel {
-            Kernel::Density(x) => mixture_sum_lanes_with(mus, inv, scale, |m, i| density(x, m, i)),
-            Kernel::Mass(a, b) => mixture_sum_lanes_with(mus, inv, scale, |m, i| mass(a, b, m, i)),
+            Kernel::Density(x) => mixture_sum_lanes_with(mus, inv, scale, DensityAt(x)),
+            Kernel::Mass(a, b) => mixture_sum_lanes_with(mus, inv, scale, MassIn(a, b)),
         }
+    }
+}
+
+/// A component's kernel, as a function of its centre and 1/σ. A trait with an always-inlined
+/// method rather than a closure: a closure as big as [`mass`] may be compiled apart from the
+/// dispatched function, without its vector extensions.
+trait Shape {
+    fn at(&self, m: f64, i: f64) -> f64;
+}
+
+struct DensityAt(f64);
+
+impl Shape for DensityAt {
+    #[inline(always)]
+    fn at(&self, m: f64, i: f64) -> f64 {
+        density(self.0, m, i)
+    }
+}
+
+struct MassIn(f64, f64);
+
+impl Shape for MassIn {
+    #[inline(always)]
+    fn at(&self, m: f64, i: f64) -> f64 {
+        mass(self.0, self.1, m, i)
+    }
+}
+
+simd::dispatched! {
+    /// [`math::truncated_normal`], dispatched: its CDF is made of `exp_fast`'s fused operations.
+    fn truncated_normal(rng: &mut SplitMix64, mu: f64, sigma: f64, low: f64, high: f64) -> f64 {
+        math::truncated_normal(rng, mu, sigma, low, high)
     }
 }
 
@@ -527,24 +632,33 @@ simd::dispatched! {
         let n = mus.len().min(inv.len());
         let mut out = vec![0.0; n];
         for k in 0..n {
-            let (m, i) = (mus[k], inv[k]);
-            let (a, b) = ((low - m) * i, (high - m) * i);
-            // Both ends' tails for every component, then a choice (no branch around the
-            // evaluations, so that the loop vectorizes). The truncation is exactly 1 in f64
-            // once both ends are 8.5 widths out (their erfc are below 2^-55); with one end that
-            // far out, it is the other end's tail alone.
-            let (ea, eb) = (math::tail(a), math::tail(b));
-            let z = match (a <= -8.5, b >= 8.5) {
-                (true, true) => 1.0,
-                (false, true) => math::phi_above_tail(a, ea),
-                (true, false) => math::phi_above_tail(-b, eb),
-                (false, false) => math::phi_between_tails(a, b, ea, eb),
-            };
-            let density = if cells { 1.0 } else { i * math::INV_SQRT_2PI };
-            out[k] = density / z.max(1e-300);
+            out[k] = normalizer(mus[k], inv[k], low, high, cells);
         }
         out
     }
+}
+
+/// 1 / (σ √(2π)) for a density, 1 for a cell's mass.
+#[inline(always)]
+fn density_factor(inv: f64, cells: bool) -> f64 {
+    if cells { 1.0 } else { inv * math::INV_SQRT_2PI }
+}
+
+/// A component's normalizers (see [`normalizers`]).
+#[inline(always)]
+fn normalizer(m: f64, i: f64, low: f64, high: f64, cells: bool) -> f64 {
+    let (a, b) = ((low - m) * i, (high - m) * i);
+    // Both ends' tails, then a choice (no branch around the evaluations, so that a loop
+    // vectorizes). The truncation is exactly 1 in f64 once both ends are 8.5 widths out (their
+    // erfc are below 2^-55); with one end that far out, it is the other end's tail alone.
+    let (ea, eb) = (math::tail(a), math::tail(b));
+    let z = match (a <= -8.5, b >= 8.5) {
+        (true, true) => 1.0,
+        (false, true) => math::phi_above_tail(a, ea),
+        (true, false) => math::phi_above_tail(-b, eb),
+        (false, false) => math::phi_between_tails(a, b, ea, eb),
+    };
+    density_factor(i, cells) / z.max(1e-300)
 }
 
 /// Hot loops compiled for the widest vectors the CPU has (AVX-512 or AVX2, with FMA). The
@@ -610,18 +724,18 @@ fn mass(a: f64, b: f64, m: f64, i: f64) -> f64 {
 /// Eight independent sums, so that the evaluations overlap and vectorize (one AVX-512 vector,
 /// two AVX2 ones).
 #[inline(always)]
-fn mixture_sum_lanes_with(mus: &[f64], inv: &[f64], scale: &[f64], f: impl Fn(f64, f64) -> f64) -> f64 {
+fn mixture_sum_lanes_with(mus: &[f64], inv: &[f64], scale: &[f64], f: impl Shape) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let (m8, i8, s8) = (mus.chunks_exact(LANES), inv.chunks_exact(LANES), scale.chunks_exact(LANES));
     let (mr, ir, sr) = (m8.remainder(), i8.remainder(), s8.remainder());
     let mut rest = 0.0;
     for k in 0..mr.len() {
-        rest = sr[k].mul_add(f(mr[k], ir[k]), rest);
+        rest = sr[k].mul_add(f.at(mr[k], ir[k]), rest);
     }
     for ((m, i), s) in m8.zip(i8).zip(s8) {
         for l in 0..LANES {
-            acc[l] = s[l].mul_add(f(m[l], i[l]), acc[l]);
+            acc[l] = s[l].mul_add(f.at(m[l], i[l]), acc[l]);
         }
     }
     acc.iter().sum::<f64>() + rest
@@ -631,10 +745,14 @@ fn mixture_sum_lanes_with(mus: &[f64], inv: &[f64], scale: &[f64], f: impl Fn(f6
 /// largest. In linear arithmetic (one logarithm instead of several per component); in log
 /// space only if a product leaves the range of doubles (many coordinates with extreme widths).
 fn scales(weights: &[f64], factors: &[Vec<f64>]) -> (Vec<f64>, f64) {
-    let raw: Vec<f64> = (0..weights.len()).map(|k| factors.iter().fold(weights[k], |p, f| p * f[k])).collect();
+    let mut raw = weights.to_vec();
+    for f in factors {
+        raw.iter_mut().zip(f).for_each(|(r, f)| *r *= f);
+    }
     let max = raw.iter().copied().fold(0.0, f64::max);
     if max.is_finite() && raw.iter().all(|r| r.is_normal()) {
-        return (raw.iter().map(|r| r / max).collect(), max.ln());
+        raw.iter_mut().for_each(|r| *r /= max);
+        return (raw, max.ln());
     }
     let ln: Vec<f64> = (0..weights.len()).map(|k| factors.iter().fold(weights[k].ln(), |p, f| p + f[k].ln())).collect();
     let shift = ln.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -671,8 +789,14 @@ fn merge_equal(
     // order already, each is sorted by width (as integers).
     let prior = mus.len() - 1;
     let all = with_prior(mus, order, prior);
-    let (mut m, mut s, mut i, mut c, mut w) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::<f64>::new(), Vec::<f64>::new());
+    let k = all.len();
+    let (mut m, mut s, mut i, mut c, mut w) = (
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+        Vec::with_capacity(k),
+    );
     let mut run: Vec<(u64, usize)> = Vec::new();
     let mut at = 0;
     while at < all.len() {
@@ -740,7 +864,9 @@ fn neighbour_sigmas(xs: &[f64], order: &[u32], low: f64, high: f64) -> Vec<f64> 
         .chain(std::iter::once((mid, usize::MAX)))
         .chain(order[at..].iter().map(|&i| (xs[i as usize], i as usize)))
         .collect();
-    let mut out = vec![0.0; xs.len()];
+    // With room for the prior's width.
+    let mut out = Vec::with_capacity(xs.len() + 1);
+    out.resize(xs.len(), 0.0);
     let m = points.len();
     for (j, &(x, i)) in points.iter().enumerate() {
         if i == usize::MAX {
@@ -774,8 +900,8 @@ mod tests {
             {
                 let dispatched = mixture_sum(kernel, &mus, &inv, &scale);
                 let portable = match kernel {
-                    Kernel::Density(x) => mixture_sum_lanes_with(&mus, &inv, &scale, |m, i| density(x, m, i)),
-                    Kernel::Mass(a, b) => mixture_sum_lanes_with(&mus, &inv, &scale, |m, i| mass(a, b, m, i)),
+                    Kernel::Density(x) => mixture_sum_lanes_with(&mus, &inv, &scale, DensityAt(x)),
+                    Kernel::Mass(a, b) => mixture_sum_lanes_with(&mus, &inv, &scale, MassIn(a, b)),
                 };
                 assert_eq!(dispatched.to_bits(), portable.to_bits(), "n = {n}");
                 assert!(portable > 0.0);
@@ -907,7 +1033,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&p], &[0.1, 0.4, 2.5], false, None);
+        let parzen = Parzen::fit(&[&p], &[0.1, 0.4, 2.5], false, None, None);
         let steps = 20_000;
         let h = 5.0 / steps as f64;
         let total: f64 = (0..steps).map(|i| parzen.ln_pdf(&[-2.0 + (i as f64 + 0.5) * h]).exp() * h).sum();
@@ -918,7 +1044,7 @@ mod tests {
             when: None,
             grid: None,
         };
-        let parzen = Parzen::fit(&[&q], &[2.0, 5.0], false, None);
+        let parzen = Parzen::fit(&[&q], &[2.0, 5.0], false, None, None);
         let total: f64 = (1..=6).map(|v| parzen.ln_pdf(&[v as f64]).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6, "{total}");
     }
