@@ -192,9 +192,8 @@ impl Sampler for Tpe {
 fn weights(n: usize) -> Vec<f64> {
     let mut w = Vec::with_capacity(n + 1);
     let ramp = n.saturating_sub(25);
-    w.extend((0..ramp).map(|i| {
-        if ramp == 1 { 1.0 / n as f64 } else { 1.0 / n as f64 + (1.0 - 1.0 / n as f64) * i as f64 / (ramp - 1) as f64 }
-    }));
+    let (first, step) = (1.0 / n as f64, if ramp > 1 { 1.0 / (ramp - 1) as f64 } else { 0.0 });
+    w.extend((0..ramp).map(|i| if ramp == 1 { first } else { first + (1.0 - first) * (i as f64 * step) }));
     w.resize(n, 1.0);
     w
 }
@@ -394,7 +393,9 @@ impl Parzen {
         let mut weights = weights(n);
         weights.push(PRIOR_WEIGHT);
         let total: f64 = weights.iter().sum();
-        weights.iter_mut().for_each(|w| *w /= total);
+        // Multiplications, not divisions (a division costs several): within a rounding of them.
+        let inv_total = 1.0 / total;
+        weights.iter_mut().for_each(|w| *w *= inv_total);
         // Each numeric coordinate's normalizer per component: 1 / (mass inside the range) and,
         // for densities, 1 / (σ √(2π)).
         let mut factors: Vec<Vec<f64>> = Vec::with_capacity(d);
@@ -441,7 +442,10 @@ impl Parzen {
                         sigmas.iter_mut().for_each(|s| *s = s.clamp(min_sigma, range));
                         mus.push(0.5 * (low + high));
                         sigmas.push(range);
-                        let inv: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
+                        // Most widths are the clipped minimum: one division for all of them.
+                        let inv_min = 1.0 / min_sigma;
+                        let inv: Vec<f64> =
+                            sigmas.iter().map(|&s| if s == min_sigma { inv_min } else { 1.0 / s }).collect();
                         let cell = match &p.distribution {
                             Distribution::Int { log: true, .. } => Some(Cell::LogInt),
                             Distribution::Int { step, .. } => Some(Cell::Linear(*step as f64 / 2.0)),
@@ -751,7 +755,8 @@ fn scales(weights: &[f64], factors: &[Vec<f64>]) -> (Vec<f64>, f64) {
     }
     let max = raw.iter().copied().fold(0.0, f64::max);
     if max.is_finite() && raw.iter().all(|r| r.is_normal()) {
-        raw.iter_mut().for_each(|r| *r /= max);
+        let inv_max = 1.0 / max;
+        raw.iter_mut().for_each(|r| *r *= inv_max);
         return (raw, max.ln());
     }
     let ln: Vec<f64> = (0..weights.len()).map(|k| factors.iter().fold(weights[k].ln(), |p, f| p + f[k].ln())).collect();
