@@ -7,6 +7,11 @@
 
 use std::time::Instant;
 
+/// The `sluice` binary's allocator (studies run in that process), so that this measures what it
+/// does.
+#[global_allocator]
+static ALLOCATOR: sluice_core::memory::Counting<mimalloc::MiMalloc> = sluice_core::memory::Counting(mimalloc::MiMalloc);
+
 use serde_json::json;
 use sluice_tune::*;
 
