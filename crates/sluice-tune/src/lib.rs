@@ -34,6 +34,31 @@ mod space;
 mod study;
 mod tpe;
 
+/// What the unit tests build trials from.
+#[cfg(test)]
+mod testing {
+    use sluice_store::{TrialRecord, TrialState};
+
+    /// A trial with no parameters, values or metrics.
+    pub fn record(number: u64, state: TrialState) -> TrialRecord {
+        TrialRecord {
+            number,
+            state,
+            params: Default::default(),
+            value: None,
+            intermediate: Vec::new(),
+            metrics: Default::default(),
+            meta: Default::default(),
+            worker: "h:1".into(),
+            run_id: None,
+            started_at: String::new(),
+            finished_at: None,
+            error: None,
+            attempt: 0,
+        }
+    }
+}
+
 pub use importance::importances;
 pub use memory::MemoryStudies;
 pub use pruner::PrunerSpec;

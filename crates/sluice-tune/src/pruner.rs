@@ -196,19 +196,9 @@ mod tests {
 
     fn trial(number: u64, state: TrialState, values: &[f64]) -> TrialRecord {
         TrialRecord {
-            number,
-            state,
-            params: Default::default(),
             value: values.last().copied(),
             intermediate: values.iter().enumerate().map(|(i, v)| (i as u64 + 1, *v)).collect(),
-            metrics: Default::default(),
-            meta: Default::default(),
-            worker: "h:1".into(),
-            run_id: None,
-            started_at: String::new(),
-            finished_at: None,
-            error: None,
-            attempt: 0,
+            ..crate::testing::record(number, state)
         }
     }
 

@@ -44,6 +44,8 @@ impl Tpe {
 #[derive(Default)]
 struct Table {
     direction: Option<Direction>,
+    /// The space the coordinates and normalizers are for.
+    params: Vec<Param>,
     /// Trial numbers, ascending: `history.finished`'s order. A trial's place in it is its
     /// position.
     numbers: Vec<u64>,
@@ -55,6 +57,10 @@ struct Table {
     /// Complete and pruned trials, best first: `(class, key, loss, position)` as integers
     /// (see [`rank_key`]).
     ranked: Vec<(u64, u64, u64, u32)>,
+    /// Each position's rank key as it was added (`None`: not ranked), to notice a trial whose
+    /// result changed (a trial handed out again after its worker was thought dead, finished
+    /// twice).
+    keys: Vec<Option<(u64, u64, u64)>>,
     /// `norms[j][p]`: the last normalizer computed for parameter `j`'s component at position `p`,
     /// with the width's bits it was computed for (see [`Known`]).
     norms: RefCell<Vec<Vec<(u64, f64)>>>,
@@ -64,36 +70,53 @@ struct Table {
 const NO_WIDTH: (u64, f64) = (u64::MAX, f64::NAN);
 
 impl Table {
-    /// Bring the table up to `history.finished` (which is in trial-number order).
+    /// Bring the table up to `history.finished`.
     fn sync(&mut self, space: &Space, history: &History) {
-        let fresh = self.direction != Some(history.direction) || self.cols.len() != space.params.len();
-        if fresh || !self.add_new(space, history) {
+        // In trial-number order, each number once (the last record of a number wins): what
+        // `Study` passes; anything else is put in that order first.
+        let ordered = history.finished.windows(2).all(|w| w[0].number < w[1].number);
+        let sorted: Vec<&TrialRecord>;
+        let finished: &[&TrialRecord] = if ordered {
+            &history.finished
+        } else {
+            let mut by_number = history.finished.clone();
+            by_number.reverse();
+            by_number.sort_by_key(|t| t.number);
+            by_number.dedup_by_key(|t| t.number);
+            sorted = by_number;
+            &sorted
+        };
+        let same = self.direction == Some(history.direction) && self.params == space.params;
+        if !same || !self.add_new(space, history.direction, finished) {
             *self = Table {
                 direction: Some(history.direction),
+                params: space.params.clone(),
                 cols: vec![Vec::new(); space.params.len()],
                 sorted: vec![Vec::new(); space.params.len()],
                 norms: RefCell::new(vec![Vec::new(); space.params.len()]),
                 ..Table::default()
             };
-            let added = self.add_new(space, history);
-            debug_assert!(added, "a fresh table takes any history");
+            self.add_new(space, history.direction, finished);
         }
     }
 
-    /// Add the trials of `history.finished` that are not here yet; false (and part done) if
-    /// the table holds a trial that is not in the history, or the history is not in number
-    /// order: then it must be built again.
-    fn add_new(&mut self, space: &Space, history: &History) -> bool {
-        let finished = &history.finished;
-        if finished.windows(2).any(|w| w[0].number >= w[1].number) || finished.len() > u32::MAX as usize {
+    /// Add the trials of `finished` (in number order, each number once) that are not here yet;
+    /// false (and part done) if the table holds a trial that is not among them or whose result
+    /// changed: then it must be built again. A fresh table takes any such list.
+    fn add_new(&mut self, space: &Space, direction: Direction, finished: &[&TrialRecord]) -> bool {
+        if finished.len() > u32::MAX as usize {
             return false;
         }
         let mut p = 0;
         for t in finished {
             match self.numbers.get(p) {
-                Some(&n) if n == t.number => {}
+                Some(&n) if n == t.number => {
+                    if self.keys[p] != rank_key(direction, t, 0).map(|k| (k.0, k.1, k.2)) {
+                        return false;
+                    }
+                }
                 Some(&n) if n < t.number => return false,
-                _ => self.insert(p, space, history.direction, t),
+                _ => self.insert(p, space, direction, t),
             }
             p += 1;
         }
@@ -112,6 +135,8 @@ impl Table {
         }
         self.numbers.insert(p, t.number);
         self.norms.get_mut().iter_mut().for_each(|n| n.insert(p, NO_WIDTH));
+        let key = rank_key(direction, t, at);
+        self.keys.insert(p, key.map(|k| (k.0, k.1, k.2)));
         for (j, q) in space.params.iter().enumerate() {
             let x = t.params.get(&q.name).and_then(|v| q.internal(v)).unwrap_or(f64::NAN);
             self.cols[j].insert(p, x);
@@ -122,7 +147,7 @@ impl Table {
                 list.insert(i, at);
             }
         }
-        if let Some(key) = rank_key(direction, t, at) {
+        if let Some(key) = key {
             let i = self.ranked.partition_point(|r| *r < key);
             self.ranked.insert(i, key);
         }
@@ -385,32 +410,40 @@ struct Parzen {
 
 /// A one-coordinate mixture of normals for summing densities in single precision, twice the
 /// lanes per vector: most of TPE's time is these sums (every candidate against every trial).
-/// Its error (about 1e-6 relative, from rounding in `f32`) is below the estimator's own: the
-/// `erfc` fit behind its truncation masses is good to 1.2e-7, and its shapes are bandwidth
-/// guesses. Centres are taken from the range's middle and widths are at least range / 100 (the
-/// clip), so `z = (x - m) / σ` keeps `f32` precision for any range.
+/// Its error (about 1e-6 relative, within 1e-5 where `z` is large and near the range's ends:
+/// `mixture_sums_are_the_same_bits_on_any_cpu`) is far below the estimator's own: the `erfc` fit
+/// behind its truncation masses is good to 1.2e-7 and its shapes are bandwidth guesses.
+/// Coordinates are taken in units of the range from its middle (`x` within ±0.5) and widths are
+/// between range / 100 (the clip) and the range (`1/σ` between 1 and 100 range units), so `z =
+/// x / σ - m / σ` keeps `f32` precision for any range that has it in `f64`.
 struct Narrow {
     mid: f64,
+    range: f64,
     /// `(m - mid) / σ` per component.
     at: Vec<f32>,
-    /// `1 / σ` per component.
+    /// `range / σ` per component.
     inv: Vec<f32>,
     scale: Vec<f32>,
 }
 
 impl Narrow {
-    fn new(mus: &[f64], inv: &[f64], scale: &[f64], low: f64, high: f64) -> Self {
-        let mid = 0.5 * (low + high);
-        Self {
-            mid,
-            at: mus.iter().zip(inv).map(|(m, i)| ((m - mid) * i) as f32).collect(),
-            inv: inv.iter().map(|&i| i as f32).collect(),
-            scale: scale.iter().map(|&s| s as f32).collect(),
+    /// `None` for a range whose widths or their inverses leave normal `f64` numbers.
+    fn new(mus: &[f64], inv: &[f64], scale: &[f64], low: f64, high: f64) -> Option<Self> {
+        let (mid, range) = (0.5 * (low + high), high - low);
+        if !(range / 100.0).is_normal() || !(100.0 / range).is_normal() {
+            return None;
         }
+        Some(Self {
+            mid,
+            range,
+            at: mus.iter().zip(inv).map(|(m, i)| ((m - mid) * i) as f32).collect(),
+            inv: inv.iter().map(|&i| (i * range) as f32).collect(),
+            scale: scale.iter().map(|&s| s as f32).collect(),
+        })
     }
 
     fn sum(&self, x: f64) -> f64 {
-        narrow_sum((x - self.mid) as f32, &self.at, &self.inv, &self.scale)
+        narrow_sum(((x - self.mid) / self.range) as f32, &self.at, &self.inv, &self.scale)
     }
 }
 
@@ -512,7 +545,7 @@ impl Parzen {
             _ => None,
         };
         let narrow = match dims.as_slice() {
-            [Dim::Continuous { mus, inv, low, high, .. }] => Some(Narrow::new(mus, inv, &scale, *low, *high)),
+            [Dim::Continuous { mus, inv, low, high, .. }] => Narrow::new(mus, inv, &scale, *low, *high),
             _ => None,
         };
         Self { weights, dims, scale, shift, mixture, narrow }
@@ -739,8 +772,8 @@ fn normalizer(m: f64, i: f64, low: f64, high: f64, cells: bool) -> f64 {
 /// are plain safe Rust with the same operations in the same order on every path: fused
 /// multiply-adds are explicit `mul_add` (rounded once everywhere), and Rust contracts nothing
 /// else. So the results are the same bits on any CPU (`mixture_sums_are_the_same_bits_on_any_cpu`);
-/// only the speed differs. Eight lanes and AVX-512 took the 1,000-trial TPE benchmark from
-/// 0.39 to 0.31 ms per trial (bench/README).
+/// only the speed differs. FMA, a degree-9 `exp` and eight lanes took the 1,000-trial TPE
+/// benchmark from 0.39 to 0.31 ms per trial (bench/README).
 mod simd {
     /// Defines `fn name(args) -> R` that runs `body` compiled for AVX-512 + FMA or AVX2 + FMA
     /// when the CPU has them, else for the baseline CPU; and, for tests, `name_portable`, always
@@ -979,11 +1012,24 @@ mod tests {
                 assert_eq!(dispatched.to_bits(), portable.to_bits(), "n = {n}");
                 assert!(portable > 0.0);
             }
-            // Single precision: the same bits, and within 1e-5 of the double sum.
-            let narrow = Narrow::new(&mus, &inv, &scale, -10.0, 10.0);
+            // Single precision, on ranges from tiny to huge (widths within the clip, as TPE's
+            // are): the same bits everywhere, and within 1e-5 of the double sum.
+            for (low, high) in [(0.0, 1e-20), (1e30, 3e30), (-1e200, 1e200), (5.0, 6.0)] {
+                let r = high - low;
+                let m: Vec<f64> = mus.iter().map(|m| low + (m + 10.0) / 20.0 * r).collect();
+                let i: Vec<f64> = inv.iter().map(|i| i.clamp(1.0, 100.0) / r).collect();
+                let narrow = Narrow::new(&m, &i, &scale, low, high).expect("a range f64 can take");
+                for x in [low + 0.1 * r, low + 0.5 * r, high] {
+                    let wide = mixture_sum(Kernel::Density(x), &m, &i, &scale);
+                    let got = narrow.sum(x);
+                    assert!(((got - wide) / wide).abs() < 1e-5, "[{low}, {high}], x = {x}: {got} vs {wide}");
+                }
+            }
+            assert!(Narrow::new(&mus, &inv, &scale, 0.0, 1e-310).is_none());
+            let narrow = Narrow::new(&mus, &inv, &scale, -10.0, 10.0).expect("a range f32 can take");
             for x in [0.3, -9.9, 4.0] {
                 let (at, inv32, scale32) = (&narrow.at, &narrow.inv, &narrow.scale);
-                let portable = narrow_sum_lanes((x - narrow.mid) as f32, at, inv32, scale32);
+                let portable = narrow_sum_lanes(((x - narrow.mid) / narrow.range) as f32, at, inv32, scale32);
                 let dispatched = narrow.sum(x);
                 assert_eq!(dispatched.to_bits(), portable.to_bits(), "n = {n}");
                 let wide = mixture_sum(Kernel::Density(x), &mus, &inv, &scale);
@@ -1010,19 +1056,10 @@ mod tests {
 
     fn record(number: u64, state: TrialState, params: Params, value: f64) -> TrialRecord {
         TrialRecord {
-            number,
-            state,
             params,
             value: (state == TrialState::Complete).then_some(value),
             intermediate: if state == TrialState::Pruned { vec![(number % 3 + 1, value)] } else { Vec::new() },
-            metrics: Default::default(),
-            meta: Default::default(),
-            worker: "h:1".into(),
-            run_id: None,
-            started_at: String::new(),
-            finished_at: None,
-            error: None,
-            attempt: 0,
+            ..crate::testing::record(number, state)
         }
     }
 
@@ -1073,16 +1110,35 @@ mod tests {
                     "multivariate {multivariate}, step {step}"
                 );
             }
-            // A history that lost trials the table holds (another study): built again.
-            let history = History {
-                direction: crate::Direction::Maximize,
-                finished: trials.iter().step_by(2).collect(),
-                pending: Vec::new(),
+            // Built again, or put in order, where the table cannot simply be extended: a history
+            // that lost trials the table holds (another study), one where a trial's result
+            // changed (finished twice after being handed out again), one out of number order
+            // with a trial twice (the last record counts), and another direction.
+            let odd: Vec<&TrialRecord> = trials.iter().step_by(2).collect();
+            let mut changed: Vec<TrialRecord> = trials.clone();
+            // Trial 40 failed (40 % 11 == 7) and trial 44 completed.
+            changed[40].state = TrialState::Complete;
+            changed[40].value = Some(-5.0);
+            changed[44].value = Some(-7.0);
+            let mut shuffled: Vec<&TrialRecord> = trials.iter().rev().collect();
+            shuffled.push(&changed[40]);
+            let in_order: Vec<&TrialRecord> = {
+                let mut t: Vec<&TrialRecord> = trials.iter().collect();
+                t[40] = &changed[40];
+                t
             };
-            assert_eq!(
-                kept.sample(&space, &history, 5000).0,
-                Tpe::new(7, 5, 24, multivariate).sample(&space, &history, 5000).0
-            );
+            let cases = [
+                (crate::Direction::Minimize, odd.clone(), odd),
+                (crate::Direction::Minimize, changed.iter().collect(), changed.iter().collect()),
+                (crate::Direction::Minimize, shuffled, in_order),
+                (crate::Direction::Maximize, trials.iter().collect(), trials.iter().collect()),
+            ];
+            for (case, (direction, given, expected)) in cases.into_iter().enumerate() {
+                let history = History { direction, finished: given, pending: Vec::new() };
+                let same = History { direction, finished: expected, pending: Vec::new() };
+                let fresh = Tpe::new(7, 5, 24, multivariate).sample(&space, &same, 5000 + case as u64).0;
+                assert_eq!(kept.sample(&space, &history, 5000 + case as u64).0, fresh, "case {case}");
+            }
         }
     }
 
