@@ -37,15 +37,9 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
-    /// A write refused because a row with its key exists (another writer was first).
+    /// A PostgreSQL write refused because a row with its key exists (another writer was
+    /// first). Only PostgreSQL's one-statement path can meet one: SQLite writes take turns.
     pub(crate) fn is_unique_violation(&self) -> bool {
-        match self {
-            StoreError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            }
-            _ => false,
-        }
+        matches!(self, StoreError::Postgres(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION))
     }
 }

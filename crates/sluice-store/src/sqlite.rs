@@ -123,8 +123,12 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl Sqlite {
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))
+    }
+
     fn transaction<T>(&self, behavior: TransactionBehavior, f: impl FnOnce(&mut dyn Tx) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
+        let mut conn = self.conn()?;
         let transaction = conn.transaction_with_behavior(behavior)?;
         let out = f(&mut SqliteTx(&transaction))?;
         transaction.commit()?;
@@ -147,7 +151,7 @@ impl Backend for Sqlite {
 
     fn statements<T: Send>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T> + Send) -> Result<T> {
         // Autocommit: each statement its own transaction (no BEGIN and COMMIT to run).
-        let conn = self.conn.lock().map_err(|_| StoreError::Internal("metadata lock poisoned".into()))?;
+        let conn = self.conn()?;
         f(&mut SqliteTx(&conn))
     }
 }

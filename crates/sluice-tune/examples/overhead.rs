@@ -7,13 +7,13 @@
 
 use std::time::Instant;
 
+use serde_json::json;
+use sluice_tune::*;
+
 /// The `sluice` binary's allocator (studies run in that process), so that this measures what it
 /// does.
 #[global_allocator]
 static ALLOCATOR: sluice_core::memory::Counting<mimalloc::MiMalloc> = sluice_core::memory::Counting(mimalloc::MiMalloc);
-
-use serde_json::json;
-use sluice_tune::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -37,7 +37,8 @@ impl Tpe {
 }
 
 /// The finished trials arranged as TPE reads them, kept from one sample to the next. A finished
-/// trial's parameters and result never change, so each sample only adds the trials that
+/// trial's parameters and result do not change (when one does, or the history is not an
+/// extension of the table, it is built again), so each sample only adds the trials that
 /// finished since the last one (O(n) each) instead of converting, ranking and sorting all of
 /// them again (O(n log n) per parameter and sample). The arrangement is the one a fresh build
 /// gives, so the trials are the same either way.
@@ -217,8 +218,9 @@ impl Sampler for Tpe {
 fn weights(n: usize) -> Vec<f64> {
     let mut w = Vec::with_capacity(n + 1);
     let ramp = n.saturating_sub(25);
+    // A ramp of one is `1/n` alone (its step is 0).
     let (first, step) = (1.0 / n as f64, if ramp > 1 { 1.0 / (ramp - 1) as f64 } else { 0.0 });
-    w.extend((0..ramp).map(|i| if ramp == 1 { first } else { first + (1.0 - first) * (i as f64 * step) }));
+    w.extend((0..ramp).map(|i| first + (1.0 - first) * (i as f64 * step)));
     w.resize(n, 1.0);
     w
 }
@@ -269,14 +271,19 @@ impl Tpe {
                 bad_x.extend(group.iter().map(|&j| p[j]));
             }
         }
-        // A single parameter's observations in order of value, from the table's order (no sort).
+        // A single parameter's observations in order of value, from the table's order (no sort),
+        // both sides in one pass.
         let (good_order, bad_order) = match group {
             [j] => {
-                let pick = |want: u8| -> Vec<u32> {
-                    table.sorted[*j].iter().filter(|&&p| side[p as usize] == want).map(|&p| local[p as usize]).collect()
-                };
-                let bad = merge_sorted(&bad_x, pick(2), finished_bad);
-                (Some(pick(1)), Some(bad))
+                let (mut good, mut bad) = (Vec::with_capacity(good_at.len()), Vec::with_capacity(bad_x.len()));
+                for &p in &table.sorted[*j] {
+                    match side[p as usize] {
+                        1 => good.push(local[p as usize]),
+                        2 => bad.push(local[p as usize]),
+                        _ => {}
+                    }
+                }
+                (Some(good), Some(merge_sorted(&bad_x, bad, finished_bad)))
             }
             _ => (None, None),
         };
@@ -776,8 +783,8 @@ fn normalizer(m: f64, i: f64, low: f64, high: f64, cells: bool) -> f64 {
 /// benchmark from 0.39 to 0.31 ms per trial (bench/README).
 mod simd {
     /// Defines `fn name(args) -> R` that runs `body` compiled for AVX-512 + FMA or AVX2 + FMA
-    /// when the CPU has them, else for the baseline CPU; and, for tests, `name_portable`, always
-    /// the baseline.
+    /// when the CPU has them, else for the baseline CPU. (Tests compare with the baseline by
+    /// calling the `#[inline(always)]` function the body calls, from test code.)
     macro_rules! dispatched {
         ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
             $(#[$doc])*
