@@ -131,10 +131,13 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
 /// task per field, then appended in column order: the bytes are those `ArrowWriter` writes
 /// from the same batches, which encodes the columns one after another. That holds while row
 /// groups end by row count alone (`properties()` sets no byte limit and no content-defined
-/// chunking, which `ArrowWriter` would apply as it goes).
+/// chunking, which `ArrowWriter` would apply as it goes). Encoding runs on a thread of its own,
+/// one row group behind the writer's caller, whose next batches are computed meanwhile.
 pub struct DatasetWriter {
-    file: SerializedFileWriter<HashingWriter<BufWriter<File>>>,
-    columns: ArrowRowGroupWriterFactory,
+    /// Row groups go to the encoding thread as they fill, so the next one is gathered (and the
+    /// batches for it computed) while the last is encoded.
+    encoder: Option<std::sync::mpsc::SyncSender<Vec<RecordBatch>>>,
+    thread: Option<std::thread::JoinHandle<Result<Encoder>>>,
     chunks: Rechunker,
     /// The row group being gathered, and its rows so far.
     group: Vec<RecordBatch>,
@@ -144,6 +147,13 @@ pub struct DatasetWriter {
     path: std::path::PathBuf,
 }
 
+/// The file and its column writers, on the encoding thread.
+struct Encoder {
+    file: SerializedFileWriter<HashingWriter<BufWriter<File>>>,
+    columns: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+}
+
 impl DatasetWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
         let file = File::create(path).map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
@@ -151,9 +161,22 @@ impl DatasetWriter {
         // Through `ArrowWriter` for the file's Arrow schema metadata, then its parts.
         let (file, columns) =
             ArrowWriter::try_new(sink, schema.clone(), Some(properties(&schema)))?.into_serialized_writer()?;
+        let mut encoder = Encoder { file, columns, schema: schema.clone() };
+        // A hand-over, not a queue: one group is encoded while the next is gathered, so at most
+        // two row groups are in memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RecordBatch>>(0);
+        let thread = std::thread::Builder::new()
+            .name("sluice-parquet".into())
+            .spawn(move || {
+                for group in rx {
+                    encoder.write_group(group)?;
+                }
+                Ok(encoder)
+            })
+            .map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
         Ok(Self {
-            file,
-            columns,
+            encoder: Some(tx),
+            thread: Some(thread),
             chunks: Rechunker::new(schema.clone()),
             group: Vec::new(),
             group_rows: 0,
@@ -187,13 +210,55 @@ impl DatasetWriter {
         Ok(())
     }
 
-    /// Encode the gathered row group's columns in parallel and append them to the file.
+    /// Hand the gathered row group to the encoding thread. If that thread stopped, its error.
     fn write_group(&mut self) -> Result<()> {
         if self.group_rows == 0 {
             return Ok(());
         }
         let group = std::mem::take(&mut self.group);
         self.group_rows = 0;
+        let sent = self.encoder.as_ref().map(|tx| tx.send(group).is_ok());
+        if sent != Some(true) {
+            return self.join().map(|_| ());
+        }
+        Ok(())
+    }
+
+    /// Wait for the encoding thread to write what it was given.
+    fn join(&mut self) -> Result<Encoder> {
+        self.encoder = None;
+        let stopped = || EngineError::Invalid("the Parquet encoding thread stopped".into());
+        self.thread.take().ok_or_else(stopped)?.join().map_err(|_| stopped())?
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Flush, fsync, and return what was written. The caller renames the file into place.
+    pub fn finish(mut self) -> Result<WrittenDataset> {
+        if let Some(rest) = std::mem::replace(&mut self.chunks, Rechunker::new(self.schema.clone())).finish()? {
+            self.gather(rest)?;
+        }
+        self.write_group()?;
+        let encoder = self.join()?;
+        let io = |source| EngineError::Io { path: self.path.clone(), source };
+        let mut sink = encoder.file.into_inner()?;
+        sink.flush().map_err(io)?;
+        let file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        Ok(WrittenDataset {
+            hash: ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()),
+            size: sink.written,
+            rows: self.rows,
+            schema: schema_meta(&self.schema),
+        })
+    }
+}
+
+impl Encoder {
+    /// Encode a row group's columns in parallel and append them to the file.
+    fn write_group(&mut self, group: Vec<RecordBatch>) -> Result<()> {
         let mut writers = self.columns.create_column_writers(self.file.flushed_row_groups().len())?.into_iter();
         // A field has a writer per Parquet leaf column under it (several for nested types), in order.
         let parquet = self.file.schema_descr();
@@ -221,29 +286,6 @@ impl DatasetWriter {
         }
         row_group.close()?;
         Ok(())
-    }
-
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// Flush, fsync, and return what was written. The caller renames the file into place.
-    pub fn finish(mut self) -> Result<WrittenDataset> {
-        if let Some(rest) = std::mem::replace(&mut self.chunks, Rechunker::new(self.schema.clone())).finish()? {
-            self.gather(rest)?;
-        }
-        self.write_group()?;
-        let io = |source| EngineError::Io { path: self.path.clone(), source };
-        let mut sink = self.file.into_inner()?;
-        sink.flush().map_err(io)?;
-        let file = sink.inner.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        Ok(WrittenDataset {
-            hash: ContentHash::from_bytes(*sink.hasher.finalize().as_bytes()),
-            size: sink.written,
-            rows: self.rows,
-            schema: schema_meta(&self.schema),
-        })
     }
 }
 
@@ -310,35 +352,55 @@ const READ_AHEAD_BATCHES: usize = 8;
 /// `ORDER BY` for a reproducible order.
 pub async fn for_each_batch(
     df: datafusion::prelude::DataFrame,
-    mut f: impl FnMut(RecordBatch) -> Result<()>,
+    f: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    let mut streams = df.execute_stream_partitioned().await?.into_iter();
+    for_each_mapped(df, Ok, f).await
+}
+
+/// [`for_each_batch`] with `map` applied to each batch where its partition runs (each later
+/// partition in its own task), so per-batch work such as fitted transforms runs in parallel
+/// while `f` still sees the results in partition order. A `map` error ends the stream like a
+/// read error, and `f` sees nothing after it.
+pub async fn for_each_mapped<T, E>(
+    df: datafusion::prelude::DataFrame,
+    map: impl Fn(RecordBatch) -> std::result::Result<T, E> + Send + Sync + 'static,
+    mut f: impl FnMut(T) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E>
+where
+    T: Send + 'static,
+    E: From<EngineError> + Send + 'static,
+{
+    let engine = |e: datafusion::error::DataFusionError| E::from(EngineError::from(e));
+    let map = Arc::new(map);
+    let mut streams = df.execute_stream_partitioned().await.map_err(engine)?.into_iter();
     let Some(mut first) = streams.next() else { return Ok(()) };
     let mut queues = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for mut stream in streams {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
         queues.push(rx);
+        let map = map.clone();
         tasks.spawn(async move {
             while let Some(batch) = stream.next().await {
-                let failed = batch.is_err();
+                let item = batch.map_err(engine).and_then(|b| map(b));
+                let failed = item.is_err();
                 // A closed queue means the consumer stopped (it failed): stop too.
-                if tx.send(batch.map_err(EngineError::from)).await.is_err() || failed {
+                if tx.send(item).await.is_err() || failed {
                     break;
                 }
             }
         });
     }
     while let Some(batch) = first.next().await {
-        f(batch?)?;
+        f(map(batch.map_err(engine)?)?)?;
     }
     for mut queue in queues {
-        while let Some(batch) = queue.recv().await {
-            f(batch?)?;
+        while let Some(item) = queue.recv().await {
+            f(item?)?;
         }
     }
     while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| EngineError::Invalid(format!("partition task failed: {e}")))?;
+        joined.map_err(|e| E::from(EngineError::Invalid(format!("partition task failed: {e}"))))?;
     }
     Ok(())
 }
@@ -384,6 +446,53 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int32Array, Int64Array, StringArray, StructArray};
     use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mapped_batches_come_in_partition_order_and_a_map_error_ends_them() {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        // Four partitions of three batches of 100 consecutive values each: 0..1200 in order.
+        let partitions: Vec<Vec<RecordBatch>> = (0..4)
+            .map(|p| {
+                (0..3)
+                    .map(|b| {
+                        let start = (p * 3 + b) * 100;
+                        let values = Int64Array::from_iter_values(start..start + 100);
+                        RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let table = Arc::new(datafusion::datasource::MemTable::try_new(schema.clone(), partitions).unwrap());
+        let ctx = datafusion::prelude::SessionContext::new();
+        let doubled = |b: RecordBatch| -> Result<Vec<i64>> {
+            let x = b.column(0).as_primitive::<Int64Type>();
+            if x.values().contains(&750) {
+                return Err(EngineError::Invalid("750 is not allowed".into()));
+            }
+            Ok(x.values().iter().map(|v| v * 2).collect())
+        };
+        let mut seen = Vec::new();
+        let df = ctx.read_table(table.clone()).unwrap();
+        for_each_mapped(df, doubled, |v| {
+            seen.extend(v);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, (0..1200).map(|v| v * 2).collect::<Vec<i64>>());
+        // 750 is in partition 2's second batch: everything before it arrives, nothing after.
+        seen.clear();
+        let df = ctx.read_table(table).unwrap();
+        let failed = for_each_mapped(df, doubled, |v| {
+            seen.extend(v);
+            Ok(())
+        })
+        .await;
+        assert!(matches!(&failed, Err(EngineError::Invalid(m)) if m == "750 is not allowed"), "{failed:?}");
+        assert_eq!(seen, (0..700).map(|v| v * 2).collect::<Vec<i64>>());
+    }
 
     #[test]
     fn columns_encoded_in_parallel_give_the_bytes_arrow_writer_writes() {

@@ -29,7 +29,8 @@ pub use database::{Chunk, interpolate_env, read_database};
 pub use datafusion::error::DataFusionError;
 pub use datafusion::prelude::DataFrame;
 pub use dataset::{
-    DatasetWriter, WrittenDataset, for_each_batch, read_dataset_batch, schema_meta, write_batches, write_dataframe,
+    DatasetWriter, WrittenDataset, for_each_batch, for_each_mapped, read_dataset_batch, schema_meta, write_batches,
+    write_dataframe,
 };
 pub use error::{EngineError, Result};
 pub use split::{SplitSpec, split};

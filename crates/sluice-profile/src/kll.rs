@@ -112,7 +112,10 @@ impl Kll {
             // total weight is preserved); the vectors keep their allocations.
             let (lower, upper) = self.levels.split_at_mut(h + 1);
             let items = &mut lower[h];
-            items.sort_unstable_by(f64::total_cmp);
+            // A stable sort: levels above the lowest hold runs promoted already sorted, which
+            // it merges rather than sorts again (equal values under `total_cmp` are the same bits,
+            // so the result is the same as an unstable sort's).
+            items.sort_by(f64::total_cmp);
             let odd = (items.len() % 2 == 1).then(|| items[items.len() - 1]);
             let paired = items.len() - usize::from(odd.is_some());
             upper[0].extend(items[..paired].iter().skip(offset).step_by(2));

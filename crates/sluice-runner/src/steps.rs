@@ -308,47 +308,49 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 }
             }
             // ...then transform the input as it streams, here (on a cluster too: the rows come
-            // here to be written, so the scan is local).
+            // here to be written, so the scan is local). Each partition transforms its own
+            // batches; they are written in partition order.
             let df = ctx.engine.sql_here(&[("input".into(), input)], "SELECT * FROM input").await?;
             let input_schema = std::sync::Arc::new(df.schema().as_arrow().clone());
             let tmp = ctx.ws.artifacts.scratch_path("parquet");
             let progress = ctx.progress();
+            let pipeline = std::sync::Arc::new(pipeline);
+            let transform = pipeline.clone();
             let mut writer: Option<sluice_engine::DatasetWriter> = None;
-            let mut failure: Option<StepError> = None;
-            let streamed = sluice_engine::for_each_batch(df, |batch| {
-                let out = match pipeline.apply(&batch) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        failure = Some(sluice_train::TrainError::from(e).into());
-                        return Err(sluice_engine::EngineError::Invalid("transform failed".into()));
+            let streamed = sluice_engine::for_each_mapped(
+                df,
+                move |batch| transform.apply(&batch).map_err(|e| StepError::from(sluice_train::TrainError::from(e))),
+                |out| {
+                    if writer.is_none() {
+                        writer = Some(sluice_engine::DatasetWriter::create(&tmp, out.schema())?);
                     }
-                };
-                if writer.is_none() {
-                    writer = Some(sluice_engine::DatasetWriter::create(&tmp, out.schema())?);
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(out)?;
-                    progress(w.rows());
-                }
-                Ok(())
-            })
+                    if let Some(w) = writer.as_mut() {
+                        w.write(out)?;
+                        progress(w.rows());
+                    }
+                    Ok(())
+                },
+            )
             .await;
-            if let Some(e) = failure {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
             let written = match (streamed, writer) {
-                (Ok(()), Some(w)) => w.finish(),
+                (Ok(()), Some(w)) => w.finish().map_err(StepError::from),
                 (Ok(()), None) => {
                     // No rows: the output has the transformed schema of an empty batch.
                     let empty = pipeline
                         .apply(&RecordBatch::new_empty(input_schema))
                         .map_err(sluice_train::TrainError::from)?;
-                    write_batches(&[], empty.schema(), &tmp)
+                    write_batches(&[], empty.schema(), &tmp).map_err(StepError::from)
                 }
                 (Err(e), _) => Err(e),
             };
-            let out = ctx.store_dataset("data", &tmp, written).await?;
+            let written = match written {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            let out = ctx.store_dataset("data", &tmp, Ok(written)).await?;
             Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Split(split) => {
