@@ -53,7 +53,7 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Rows per row group: several row groups per file let later scans read one file in parallel.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// ZSTD, row groups of [`ROW_GROUP_ROWS`], and floating-point columns without a dictionary (as
+/// ZSTD, row groups of [`ROW_GROUP_ROWS`], and top-level floating-point columns without a dictionary (as
 /// Polars writes them): interning every value of a float column cost more than encoding it
 /// plain — 20 one-hot columns of 10M rows took the `fit_transform` benchmark from 3.4-3.7 s to
 /// 3.9-4.3 s with a dictionary.
@@ -187,6 +187,10 @@ impl DatasetWriter {
     }
 
     pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        // The file's schema, checked (types; no nulls where the schema has none): chunks go on
+        // as slices of this batch, and the Parquet writer would not check them.
+        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), batch.columns().to_vec(), &options)?;
         self.rows += batch.num_rows() as u64;
         for chunk in self.chunks.push(batch)? {
             self.gather(chunk)?;
@@ -227,8 +231,13 @@ impl DatasetWriter {
     /// Wait for the encoding thread to write what it was given.
     fn join(&mut self) -> Result<Encoder> {
         self.encoder = None;
-        let stopped = || EngineError::Invalid("the Parquet encoding thread stopped".into());
-        self.thread.take().ok_or_else(stopped)?.join().map_err(|_| stopped())?
+        let thread =
+            self.thread.take().ok_or_else(|| EngineError::Invalid("the Parquet encoder has stopped".into()))?;
+        thread.join().map_err(|panic| {
+            let why =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            EngineError::Invalid(format!("the Parquet encoder failed: {}", why.unwrap_or_default()))
+        })?
     }
 
     pub fn rows(&self) -> u64 {
@@ -253,6 +262,17 @@ impl DatasetWriter {
             rows: self.rows,
             schema: schema_meta(&self.schema),
         })
+    }
+}
+
+/// A writer dropped unfinished (its step failed) waits for the encoding thread, so nothing
+/// writes to the scratch file after the caller removes it.
+impl Drop for DatasetWriter {
+    fn drop(&mut self) {
+        self.encoder = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -466,16 +486,21 @@ mod tests {
             .collect();
         let table = Arc::new(datafusion::datasource::MemTable::try_new(schema.clone(), partitions).unwrap());
         let ctx = datafusion::prelude::SessionContext::new();
-        let doubled = |b: RecordBatch| -> Result<Vec<i64>> {
-            let x = b.column(0).as_primitive::<Int64Type>();
-            if x.values().contains(&750) {
-                return Err(EngineError::Invalid("750 is not allowed".into()));
+        // Doubles each value; fails on the batch that holds `refused`.
+        let doubled = |refused: i64| {
+            move |b: RecordBatch| -> Result<Vec<i64>> {
+                let x = b.column(0).as_primitive::<Int64Type>();
+                if x.values().contains(&refused) {
+                    return Err(EngineError::Invalid(format!("{refused} is not allowed")));
+                }
+                Ok(x.values().iter().map(|v| v * 2).collect())
             }
-            Ok(x.values().iter().map(|v| v * 2).collect())
         };
+        let streams = ctx.read_table(table.clone()).unwrap().execute_stream_partitioned().await.unwrap();
+        assert_eq!(streams.len(), 4, "the order is tested over several partitions");
         let mut seen = Vec::new();
         let df = ctx.read_table(table.clone()).unwrap();
-        for_each_mapped(df, doubled, |v| {
+        for_each_mapped(df, doubled(-1), |v| {
             seen.extend(v);
             Ok(())
         })
@@ -485,13 +510,25 @@ mod tests {
         // 750 is in partition 2's second batch: everything before it arrives, nothing after.
         seen.clear();
         let df = ctx.read_table(table).unwrap();
-        let failed = for_each_mapped(df, doubled, |v| {
+        let failed = for_each_mapped(df, doubled(750), |v| {
             seen.extend(v);
             Ok(())
         })
         .await;
         assert!(matches!(&failed, Err(EngineError::Invalid(m)) if m == "750 is not allowed"), "{failed:?}");
         assert_eq!(seen, (0..700).map(|v| v * 2).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn a_batch_that_does_not_match_the_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let required = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+        let mut writer = DatasetWriter::create(&dir.path().join("d.parquet"), required).unwrap();
+        let nullable = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let values = Float64Array::from_iter((0..10_000).map(|i| (i != 9_000).then_some(i as f64)));
+        let with_null = RecordBatch::try_new(nullable, vec![Arc::new(values)]).unwrap();
+        let refused = writer.write(with_null);
+        assert!(matches!(&refused, Err(EngineError::Arrow(e)) if e.to_string().contains("null")), "{refused:?}");
     }
 
     #[test]
