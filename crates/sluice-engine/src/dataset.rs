@@ -135,9 +135,8 @@ pub fn schema_meta(schema: &SchemaRef) -> Vec<ColumnMeta> {
 /// one row group behind the writer's caller, whose next batches are computed meanwhile.
 pub struct DatasetWriter {
     /// Row groups go to the encoding thread as they fill, so the next one is gathered (and the
-    /// batches for it computed) while the last is encoded.
-    encoder: Option<std::sync::mpsc::SyncSender<Vec<RecordBatch>>>,
-    thread: Option<std::thread::JoinHandle<Result<Encoder>>>,
+    /// batches for it computed) while the last is encoded. `None` once that thread was joined.
+    encoding: Option<(std::sync::mpsc::SyncSender<Vec<RecordBatch>>, EncoderThread)>,
     chunks: Rechunker,
     /// The row group being gathered, and its rows so far.
     group: Vec<RecordBatch>,
@@ -146,6 +145,9 @@ pub struct DatasetWriter {
     rows: u64,
     path: std::path::PathBuf,
 }
+
+/// The encoding thread, which gives back the file once its queue is closed.
+type EncoderThread = std::thread::JoinHandle<Result<Encoder>>;
 
 /// The file and its column writers, on the encoding thread.
 struct Encoder {
@@ -175,8 +177,7 @@ impl DatasetWriter {
             })
             .map_err(|source| EngineError::Io { path: path.to_path_buf(), source })?;
         Ok(Self {
-            encoder: Some(tx),
-            thread: Some(thread),
+            encoding: Some((tx, thread)),
             chunks: Rechunker::new(schema.clone()),
             group: Vec::new(),
             group_rows: 0,
@@ -221,18 +222,17 @@ impl DatasetWriter {
         }
         let group = std::mem::take(&mut self.group);
         self.group_rows = 0;
-        let sent = self.encoder.as_ref().map(|tx| tx.send(group).is_ok());
-        if sent != Some(true) {
-            return self.join().map(|_| ());
+        match &self.encoding {
+            Some((tx, _)) if tx.send(group).is_ok() => Ok(()),
+            _ => self.join().map(|_| ()),
         }
-        Ok(())
     }
 
     /// Wait for the encoding thread to write what it was given.
     fn join(&mut self) -> Result<Encoder> {
-        self.encoder = None;
-        let thread =
-            self.thread.take().ok_or_else(|| EngineError::Invalid("the Parquet encoder has stopped".into()))?;
+        let (tx, thread) =
+            self.encoding.take().ok_or_else(|| EngineError::Invalid("the Parquet encoder has stopped".into()))?;
+        drop(tx);
         thread.join().map_err(|panic| {
             let why =
                 panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
@@ -269,8 +269,8 @@ impl DatasetWriter {
 /// writes to the scratch file after the caller removes it.
 impl Drop for DatasetWriter {
     fn drop(&mut self) {
-        self.encoder = None;
-        if let Some(thread) = self.thread.take() {
+        if let Some((tx, thread)) = self.encoding.take() {
+            drop(tx);
             let _ = thread.join();
         }
     }

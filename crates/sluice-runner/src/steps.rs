@@ -113,10 +113,11 @@ impl StepCtx {
         &self,
         name: &str,
         tmp: &std::path::Path,
-        written: sluice_engine::Result<sluice_engine::WrittenDataset>,
+        written: Result<sluice_engine::WrittenDataset, impl Into<StepError>>,
     ) -> Result<OutputRecord, StepError> {
-        let written = written.inspect_err(|_| {
+        let written = written.map_err(|e| {
             let _ = std::fs::remove_file(tmp);
+            e.into()
         })?;
         self.ws.artifacts.put_file(tmp, &written.hash, ArtifactKind::Dataset).await?;
         Ok(OutputRecord {
@@ -343,14 +344,7 @@ pub(crate) async fn execute(ctx: &StepCtx) -> Result<Executed, StepError> {
                 }
                 (Err(e), _) => Err(e),
             };
-            let written = match written {
-                Ok(w) => w,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            };
-            let out = ctx.store_dataset("data", &tmp, Ok(written)).await?;
+            let out = ctx.store_dataset("data", &tmp, written).await?;
             Ok(Executed { after_commit: None, rows: out.artifact.rows, outputs: vec![out], metrics: vec![] })
         }
         StepConfig::Split(split) => {

@@ -451,8 +451,8 @@ pub(crate) async fn execute(ctx: &StepCtx, v: &ValidateStep) -> Result<Executed,
         cleanup();
         return Err(StepError::Invalid(format!("step `{}` failed validation\n{}", ctx.step.name, report.summary())));
     }
-    let data = ctx.store_dataset("data", &good_path, Ok(good)).await?;
-    let quarantine = ctx.store_dataset("quarantine", &bad_path, Ok(bad)).await?;
+    let data = ctx.store_dataset("data", &good_path, Ok::<_, StepError>(good)).await?;
+    let quarantine = ctx.store_dataset("quarantine", &bad_path, Ok::<_, StepError>(bad)).await?;
     let warned = report.checks.iter().filter(|c| c.status == Status::Warned).count();
     ctx.report(&report.summary());
     let report_bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
