@@ -160,3 +160,27 @@ fn a_transform_of_a_missing_column_names_it_and_stores_nothing() {
     assert!(out.stderr.contains("column `kat`") && out.stderr.contains("did you mean `cat`"), "{}", out.stderr);
     assert_eq!(crate::support::object_files(&sb.home()).len(), 1, "only the source's dataset");
 }
+
+#[test]
+fn a_transform_that_fails_while_streaming_names_the_value_and_leaves_nothing() {
+    // Fitted on `a` and `b`; the data (three row groups, so several partitions) meets `z` only in
+    // its last rows, transformed in the last partition's task, and `unseen: error` refuses it.
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("fit.csv"), "x,cat\n1,a\n2,b\n").unwrap();
+    let mut csv = String::from("x,cat\n");
+    for i in 0..300_000 {
+        csv.push_str(&format!("{i},{}\n", if i == 299_990 { "z" } else { ["a", "b"][i % 2] }));
+    }
+    std::fs::write(sb.path().join("d.csv"), csv).unwrap();
+    std::fs::write(
+        sb.path().join("ft.yaml"),
+        "name: ft\nsources:\n  d: {path: d.csv}\n  f: {path: fit.csv}\nsteps:\n  features:\n    kind: fit_transform\n    \
+         input: d\n    fit: f\n    transforms:\n      - {op: onehot, columns: [cat], unseen: error}\n",
+    )
+    .unwrap();
+    let out = sb.sluice(&["run", "ft.yaml"]).expect_code(1);
+    assert!(out.stderr.contains("`cat`") && out.stderr.contains("the value `z`"), "{}", out.stderr);
+    assert_eq!(crate::support::object_files(&sb.home()).len(), 2, "only the two sources' datasets");
+    let scratch: Vec<_> = std::fs::read_dir(sb.home().join("artifacts/tmp")).unwrap().collect();
+    assert!(scratch.is_empty(), "no scratch file is left: {scratch:?}");
+}
